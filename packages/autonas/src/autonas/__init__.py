@@ -1,0 +1,5 @@
+"""autonas."""
+
+from importlib.metadata import version as _version
+
+__version__ = _version("autonas")
