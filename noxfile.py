@@ -86,7 +86,9 @@ def _unit_session(package: str):
         session.env["AUTONAS_UNIT_PACKAGE"] = package
         session.env["AUTONAS_UNIT_CLOSURE"] = ",".join(closure)
         tests = PROJECTS[package]["dir"] / "tests"
-        session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tools" / "isolation"), str(tests), *session.posargs)
+        session.run(
+            "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tools" / "isolation"), str(tests), *session.posargs
+        )
 
     unit.__doc__ = f"Unit tests of {package}, alone with the packages it declares."
     return unit
@@ -104,11 +106,15 @@ def integration(session: nox.Session) -> None:
     """Tests that need several packages together, on the torch CPU wheel."""
     install_local(session, list(PROJECTS), *TEST_TOOLS, *INTEGRATION_EXTRAS)
     _torch_env(session)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "-m", "not vision", str(ROOT / "integration_tests"), *session.posargs)
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "-m", "not vision", str(ROOT / "integration_tests"), *session.posargs
+    )
 
 
 def _install_vision(session: nox.Session) -> None:
-    install_local(session, list(PROJECTS), *TEST_TOOLS, "torch==2.14.1", "torchvision==0.29.1", constraints=VISION_CONSTRAINTS)
+    install_local(
+        session, list(PROJECTS), *TEST_TOOLS, "torch==2.14.1", "torchvision==0.29.1", constraints=VISION_CONSTRAINTS
+    )
     _torch_env(session)
 
 
@@ -116,7 +122,9 @@ def _install_vision(session: nox.Session) -> None:
 def vision(session: nox.Session) -> None:
     """Integration tests over torchvision models (one model per family)."""
     _install_vision(session)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "-m", "vision", str(ROOT / "integration_tests"), *session.posargs)
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "-m", "vision", str(ROOT / "integration_tests"), *session.posargs
+    )
 
 
 @nox.session(python=PYTHON)
@@ -149,9 +157,27 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def zoo(session: nox.Session) -> None:
+    """Convert every torchvision architecture variant and write the table docs/zoo.md."""
+    _install_vision(session)
+    session.run("python", str(ROOT / "tools" / "zoo.py"), *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks under tools/bench (ratios against baselines measured in the same run)."""
-    install_local(session, list(PROJECTS), "optuna>=3.5")
+    """Run the benchmarks under tools/bench (ratios against baselines measured in the same run).
+
+    Uses the torchvision pair so that benchmarks can build ResNet-50, MobileNetV2 and friends.
+    """
+    install_local(
+        session,
+        list(PROJECTS),
+        *TEST_TOOLS,
+        "optuna>=3.5",
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        constraints=VISION_CONSTRAINTS,
+    )
     _torch_env(session)
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "tools" / "bench").glob("bench_*.py"))
     for script in scripts:

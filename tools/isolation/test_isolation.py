@@ -29,7 +29,9 @@ def import_name(package: str) -> str:
 @pytest.mark.parametrize("sibling", ALL_PACKAGES)
 def test_only_declared_siblings_are_importable(sibling: str) -> None:
     found = importlib.util.find_spec(import_name(sibling)) is not None
-    assert found == (sibling in CLOSURE), f"{sibling} importable={found}, declared closure of {PACKAGE}: {sorted(CLOSURE)}"
+    assert found == (sibling in CLOSURE), (
+        f"{sibling} importable={found}, declared closure of {PACKAGE}: {sorted(CLOSURE)}"
+    )
 
 
 def test_torch_free_packages_have_no_torch_in_their_venv() -> None:
