@@ -1,0 +1,116 @@
+"""The AutoNAS patch manager: a random subnet per training step, BatchNorm recalibration on ``eval()``."""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from torch import nn
+
+from .calibration import capture_inputs, has_running_batchnorm, recalibrate_batchnorm, replay_inputs
+from .manager import PatchManager
+
+__all__ = ["BN_CALIB_ITERS", "QUEUE_MAXLEN", "AutoNASPatchManager"]
+
+#: Number of input batches kept for BatchNorm recalibration.
+QUEUE_MAXLEN = 50
+#: Training forwards at one subnet after which its BatchNorm statistics count as trusted; also the
+#: period at which a full queue still takes in a fresh batch.
+BN_CALIB_ITERS = 100
+
+
+class AutoNASPatchManager(PatchManager):
+    """Trains every subnet of a supernet and keeps BatchNorm statistics right for evaluation.
+
+    In train mode every forward first activates a random subnet (``sample_during_training``), and
+    input batches are cached for recalibration. ``model.eval()`` switches a model whose subnet was
+    sampled in training back to the maximal subnet and, when BatchNorm statistics are stale for the
+    active subnet, recomputes them over the cached batches.
+
+    Patch data keys (``manager.patch_data``):
+
+    - ``queue``: ``deque(maxlen=50)`` of cached batches, each ``(*args, kwargs)`` with every tensor
+      a detached CPU copy. A forward pushes its inputs while the queue is not full, at every 100th
+      counted forward, and at every forward while ``fill`` is set (the oldest item drops out).
+    - ``fill``: cache the inputs of every forward, in eval mode too (default ``False``).
+    - ``count``: forwards run in train mode or while filling.
+    - ``train_count_since_sample``: train-mode forwards since the last architecture change; below
+      100 the BatchNorm statistics are stale (starts at 100: the converted model's own statistics).
+    - ``autosampled``: whether the active subnet was sampled by a training forward.
+    - ``sampler`` and ``generator``: see :class:`PatchManager`.
+    """
+
+    sample_during_training = True
+
+    def _default_patch_data(self) -> dict[str, Any]:
+        return {
+            "queue": deque(maxlen=QUEUE_MAXLEN),
+            "fill": False,
+            "count": 0,
+            "train_count_since_sample": BN_CALIB_ITERS,
+            "autosampled": False,
+        }
+
+    def _hook_pre_forward(self, *args: Any, **kwargs: Any) -> None:
+        """Sample a subnet (train mode) and cache the inputs (train mode or ``fill``)."""
+        data = self.patch_data
+        training = self.model.training
+        if not (training or data["fill"]):
+            return
+        if training:
+            if self.sample_during_training:
+                self.sample()
+                data["autosampled"] = True
+            data["train_count_since_sample"] += 1
+        queue = data["queue"]
+        if data["fill"] or len(queue) < queue.maxlen or data["count"] % BN_CALIB_ITERS == 0:
+            queue.append(capture_inputs(args, kwargs))
+        data["count"] += 1
+
+    def _hook_post_eval(self, forward_loop: Callable[[nn.Module], Any] | None = None) -> None:
+        """Return to the maximal subnet after training and recalibrate BatchNorm if its statistics are stale.
+
+        With ``forward_loop`` the statistics are recomputed over it (and its batches cached); without
+        one, over the cached batches when the queue is full, otherwise a warning says the numbers
+        may be off.
+        """
+        data = self.patch_data
+        fill = data["fill"]
+        try:
+            if self.sampler.is_configurable():
+                if data["autosampled"]:
+                    self.sample_max()
+                if forward_loop is None and data["train_count_since_sample"] < BN_CALIB_ITERS:
+                    forward_loop = self._queue_replay()
+                elif forward_loop is not None:
+                    data["fill"] = True
+            if forward_loop is not None:
+                recalibrate_batchnorm(self.model, forward_loop)
+                data["train_count_since_sample"] = BN_CALIB_ITERS
+        finally:
+            data["fill"] = fill
+
+    def _queue_replay(self) -> Callable[[nn.Module], Any] | None:
+        """A forward loop over the cached batches, or ``None`` (with a warning) while the queue is not full."""
+        queue = self.patch_data["queue"]
+        if len(queue) >= queue.maxlen:
+            return partial(replay_inputs, items=list(queue))
+        if has_running_batchnorm(self.model):
+            warnings.warn(
+                f"autonas calibration queue not filled ({len(queue)} of {queue.maxlen} batches): BatchNorm "
+                f"statistics of the active subnet of {type(self.model).__name__} were not recalibrated, so "
+                "inference results can be inaccurate. Train longer, or pass a forward_loop to "
+                "autonas_patch.prep_for_eval(model, forward_loop).",
+                UserWarning,
+                stacklevel=4,
+            )
+        return None
+
+    def _hook_pre_sample(self) -> None:
+        """Mark BatchNorm statistics stale and the subnet as not auto-sampled."""
+        data = self.patch_data
+        data["train_count_since_sample"] = 0
+        data["autosampled"] = False
