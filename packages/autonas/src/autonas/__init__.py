@@ -1,5 +1,163 @@
-"""autonas."""
+"""autonas: weight-sharing neural architecture search for PyTorch.
 
-from importlib.metadata import version as _version
+``import autonas as an`` gives the whole public API: the model workflow (``an.convert``,
+``an.search``, ``an.export``, ``an.save`` / ``an.restore``, ``an.profile``, ...), the configuration
+(``an.AutoNASConfig``), the searchers and the switches of training-time sampling. Each name lives in
+one of the autonas packages (its *home*) and is the very same object here. Names are imported on
+first access, so ``import autonas`` does not import torch.
+"""
 
-__version__ = _version("autonas")
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# home package -> the public names it provides to `autonas`
+_HOMES: dict[str, tuple[str, ...]] = {
+    "autonas_modes": (
+        # the model workflow
+        "convert",
+        "search_space_size",
+        "get_subnet_config",
+        "sample",
+        "select",
+        "profile",
+        "search",
+        "export",
+        "save",
+        "restore",
+        "autonas_state",
+        "restore_from_autonas_state",
+        # the seed names of the AutoNAS mode
+        "AutoNASModeDescriptor",
+        "convert_searchspace",
+        "restore_searchspace",
+        "convert_autonas_searchspace",
+        "restore_autonas_searchspace",
+        "update_autonas_metadata",
+        # helpers
+        "sort_parameters",
+        "print_search_space_summary",
+        "inference_flops",
+        "param_count",
+        "sample_and_reset",
+        "centroid",
+        "replace_forward",
+        "is_dynamic",
+        "is_configurable",
+        "named_hparams",
+    ),
+    "autonas_config": ("AutoNASConfig",),
+    "autonas_search": ("IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"),
+    "autonas_patch": (
+        "AutoNASPatchManager",
+        "no_patches",
+        "enable_patches",
+        "set_patches_enabled",
+        "is_patches_enabled",
+    ),
+}
+
+_HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
+
+__all__ = [
+    "AutoNASConfig",
+    "AutoNASModeDescriptor",
+    "AutoNASPatchManager",
+    "ChoiceSpace",
+    "EvolveSearcher",
+    "IterativeSearcher",
+    "RandomSearcher",
+    "__version__",
+    "autonas_state",
+    "centroid",
+    "convert",
+    "convert_autonas_searchspace",
+    "convert_searchspace",
+    "enable_patches",
+    "export",
+    "get_subnet_config",
+    "inference_flops",
+    "is_configurable",
+    "is_dynamic",
+    "is_patches_enabled",
+    "named_hparams",
+    "no_patches",
+    "param_count",
+    "print_search_space_summary",
+    "profile",
+    "replace_forward",
+    "restore",
+    "restore_autonas_searchspace",
+    "restore_from_autonas_state",
+    "restore_searchspace",
+    "sample",
+    "sample_and_reset",
+    "save",
+    "search",
+    "search_space_size",
+    "select",
+    "set_patches_enabled",
+    "sort_parameters",
+    "update_autonas_metadata",
+]
+
+if TYPE_CHECKING:
+    from autonas_config import AutoNASConfig
+    from autonas_modes import (
+        AutoNASModeDescriptor,
+        autonas_state,
+        centroid,
+        convert,
+        convert_autonas_searchspace,
+        convert_searchspace,
+        export,
+        get_subnet_config,
+        inference_flops,
+        is_configurable,
+        is_dynamic,
+        named_hparams,
+        param_count,
+        print_search_space_summary,
+        profile,
+        replace_forward,
+        restore,
+        restore_autonas_searchspace,
+        restore_from_autonas_state,
+        restore_searchspace,
+        sample,
+        sample_and_reset,
+        save,
+        search,
+        search_space_size,
+        select,
+        sort_parameters,
+        update_autonas_metadata,
+    )
+    from autonas_patch import (
+        AutoNASPatchManager,
+        enable_patches,
+        is_patches_enabled,
+        no_patches,
+        set_patches_enabled,
+    )
+    from autonas_search import ChoiceSpace, EvolveSearcher, IterativeSearcher, RandomSearcher
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed metadata on demand: importlib.metadata is slow to import
+        from importlib.metadata import version
+
+        value = version("autonas")
+        globals()[name] = value
+        return value
+    home = _HOME_OF.get(name)
+    if home is None:
+        raise AttributeError(f"module 'autonas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

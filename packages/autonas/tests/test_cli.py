@@ -1,0 +1,161 @@
+"""The `autonas` command: parsing, errors, factories and --version (the demo itself runs in integration_tests)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import autonas
+from autonas import cli
+from autonas.demo.options import DemoOptions
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "autonas", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_version_prints_the_package_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"autonas {autonas.__version__}"
+
+
+def test_console_script_is_installed_and_answers_version() -> None:
+    script = Path(sys.executable).with_name("autonas")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, f"autonas {autonas.__version__}")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = _run()
+    assert result.returncode == 2
+    assert "COMMAND" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--flops-limit", "0"], "--flops-limit: must be a percentage in (0, 100], got '0'"),
+        (["demo", "--flops-limit", "half"], "--flops-limit: must be a percentage such as 50 or 50%, got 'half'"),
+        (["demo", "--epochs", "-1"], "--epochs: must be an integer >= 0, got '-1'"),
+        (["demo", "--search-iters", "0"], "--search-iters: must be a positive integer, got '0'"),
+        (["demo", "--seed", "x"], "--seed: must be an integer, got 'x'"),
+        (["profile", "m:f", "--input-shape", "1,0,8"], "--input-shape: must be comma-separated positive integers"),
+    ],
+)
+def test_bad_flags_are_rejected_naming_flag_and_value(args: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_flags_reach_the_options() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "demo",
+            "--epochs",
+            "2",
+            "--flops-limit",
+            "30%",
+            "--output",
+            "out",
+            "--seed",
+            "7",
+            "--search-iters",
+            "9",
+            "--finetune-epochs",
+            "0",
+            "--no-progress",
+        ]
+    )
+    assert (args.epochs, args.flops_limit, args.output, args.seed, args.search_iters, args.finetune_epochs) == (
+        2,
+        30.0,
+        Path("out"),
+        7,
+        9,
+        0,
+    )
+    assert args.no_progress and args.handler is cli.run_demo_command
+
+
+def test_demo_defaults_are_the_options_defaults() -> None:
+    args = cli.build_parser().parse_args(["demo"])
+    defaults = DemoOptions()
+    assert (args.epochs, args.flops_limit, args.output, args.seed, args.search_iters, args.finetune_epochs) == (
+        defaults.epochs,
+        defaults.flops_limit,
+        defaults.output,
+        defaults.seed,
+        defaults.search_iters,
+        defaults.finetune_epochs,
+    )
+    assert defaults.flops_limit == 50.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("flops_limit", 120.0, "flops_limit"),
+        ("search_iters", 0, "search_iters"),
+        ("epochs", -2, "epochs"),
+        ("lr", 0.0, "lr"),
+    ],
+)
+def test_demo_options_validate(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DemoOptions(**{field: value})
+
+
+@pytest.mark.parametrize(("text", "shape"), [("1,3,224,224", (1, 3, 224, 224)), ("2x1x8x8", (2, 1, 8, 8)), ("5", (5,))])
+def test_parse_shape(text: str, shape: tuple[int, ...]) -> None:
+    assert cli.parse_shape(text) == shape
+
+
+@pytest.mark.parametrize("text", ["", "1,,3", "1,-3", "a,b"])
+def test_parse_shape_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated positive integers"):
+        cli.parse_shape(text)
+
+
+def test_load_factory_from_a_module_and_a_file(tmp_path: Path) -> None:
+    assert cli.load_factory("autonas.demo.model:DigitsNet") is autonas.demo.model.DigitsNet
+    source = tmp_path / "zoo.py"
+    source.write_text(
+        textwrap.dedent("""
+        class Zoo:
+            @staticmethod
+            def small():
+                return "small"
+    """)
+    )
+    assert cli.load_factory(f"{source}:Zoo.small")() == "small"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("autonas.demo.model", "expected MODULE:FACTORY"),
+        (":DigitsNet", "expected MODULE:FACTORY"),
+        ("autonas.no_such_module:f", "cannot import module 'autonas.no_such_module'"),
+        ("autonas.demo.model:NoSuchNet", "'autonas.demo.model' has no attribute 'NoSuchNet'"),
+        ("autonas.demo.model:NUM_CLASSES", "is not callable: it is a int"),
+        ("missing_dir/models.py:build", "no such file: missing_dir/models.py"),
+    ],
+)
+def test_load_factory_errors(spec: str, message: str) -> None:
+    with pytest.raises(cli.CommandError, match=message.replace("(", r"\(")):
+        cli.load_factory(spec)
+
+
+def test_profile_of_something_that_is_not_a_module_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "factories.py").write_text("def numbers():\n    return [1, 2, 3]\n")
+    result = _run("profile", "factories:numbers", "--input-shape", "1,3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "autonas: error: factories:numbers returned a list, not a torch.nn.Module" in result.stderr
