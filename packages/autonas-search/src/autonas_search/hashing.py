@@ -1,0 +1,35 @@
+"""A stable identity for configurations, the same in every process and Python version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["config_hash"]
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of `{"config": config}` as sorted-key JSON (tuples count as lists).
+
+    Raises:
+        TypeError: a value cannot be written as JSON (configs must be, to be checkpointed).
+    """
+    try:
+        text = json.dumps({"config": config}, sort_keys=True)
+    except TypeError:
+        bad = [name for name, value in config.items() if not _is_json(value)]
+        raise TypeError(
+            f"config values must be JSON-serialisable (numbers, strings, bools, None, lists, tuples, dicts); "
+            f"not so for {', '.join(f'{n!r}={config[n]!r}' for n in bad)}"
+        ) from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

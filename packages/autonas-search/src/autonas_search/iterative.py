@@ -1,0 +1,220 @@
+"""`IterativeSearcher`: sample, evaluate, keep the best, one iteration at a time."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import _validate
+from .base import BaseSearcher
+from .constraints import ConstraintsFunc
+from .errors import NoSatisfiedCandidateError
+from .hashing import config_hash
+from .pareto import pareto_front
+
+__all__ = ["IterativeSearcher", "evaluate_candidate"]
+
+CHECKPOINT_EVERY = 100
+
+
+class IterativeSearcher(BaseSearcher):
+    """Runs `num_iters` iterations of `before_step`, `run_step`, `after_step`.
+
+    Each iteration takes the next proposed config (`sample`), selects it in the space, and, if
+    its configurable part was never seen, evaluates the constraints and (only when they are
+    satisfied) the score. A config seen before is not evaluated again and not added to
+    `history` again. Unsatisfied candidates never become `best`; if none is satisfied the
+    search ends with `NoSatisfiedCandidateError`.
+
+    Subclasses implement `propose(limit)`: the configs of the coming iterations, decided before
+    any of them is evaluated, so that an `executor` can evaluate them together.
+    """
+
+    @property
+    def default_search_config(self) -> dict[str, Any]:
+        """Adds `num_iters` (5000) and `executor` (None)."""
+        return {**super().default_search_config, "num_iters": 5000, "executor": None}
+
+    @property
+    def default_state_dict(self) -> dict[str, Any]:
+        """Counters, the current and best candidate, every evaluated candidate and the histories."""
+        return {
+            **super().default_state_dict,
+            "iter_num": 0,
+            "num_satisfied": 0,
+            "candidate": {},
+            "best": {"metric": -math.inf, "constraints": None},
+            "samples": {},
+            "history": {"metric": [], "constraints": {}},
+            "best_history": {"iter_num": [], "candidates": []},
+            "pending": [],
+        }
+
+    def sanitize_search_config(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Also requires `score_func` and checks `num_iters` and `executor`."""
+        config = super().sanitize_search_config(config)
+        if config["score_func"] is None:
+            raise ValueError("Please provide `score_func`: a function of the candidate config returning a number")
+        _validate.check_int(config, "num_iters", 1)
+        executor = config["executor"]
+        if executor is not None and not isinstance(executor, concurrent.futures.Executor):
+            raise ValueError(
+                f"search config 'executor' must be a concurrent.futures.Executor or None, got {executor!r}"
+            )
+        return config
+
+    def before_search(self) -> None:
+        """Also reads the space's hparams; a space with none configurable gets one iteration."""
+        super().before_search()
+        self.hparam_choices: dict[str, Sequence[Any]] = dict(self.space.hparams())
+        self._prefetched: dict[str, tuple[bool, dict[str, float], float]] = {}
+        if not self.hparam_choices:
+            warnings.warn("the search space has no configurable hparam: running a single iteration", stacklevel=3)
+            self.config["num_iters"] = 1
+        self.history["constraints"] = {name: [] for name in self.constraints_func.names}
+
+    def run_search(self) -> None:
+        """Run the iterations left, checkpointing every 100, at each new best and at the last."""
+        num_iters = self.config["num_iters"]
+        bar = tqdm(total=num_iters, initial=self.iter_num, disable=not self.config["verbose"], desc="search")
+        self._prefetch()  # a resumed search may have proposed configs left
+        try:
+            while self.iter_num < num_iters:
+                self.before_step()
+                self.run_step()
+                self.after_step()
+                self.iter_num += 1
+                is_best = self.candidate["is_best"]
+                if is_best or (self.iter_num - 1) % CHECKPOINT_EVERY == 0 or self.iter_num == num_iters:
+                    self.save_search_checkpoint()
+                bar.update(1)
+                if is_best or self.iter_num % 50 == 0:
+                    bar.set_postfix(satisfied=self.num_satisfied, best=f"{self.best['metric']:.6g}", refresh=False)
+                if self.early_stop():
+                    break
+        finally:
+            bar.close()
+
+    def before_step(self) -> None:
+        """Runs before each iteration's sample."""
+
+    def after_step(self) -> None:
+        """Runs after each iteration's evaluation (`candidate` holds the result)."""
+
+    def early_stop(self) -> bool:
+        """Whether to stop before `num_iters` iterations (never, here)."""
+        return False
+
+    def propose(self, limit: int) -> list[dict[str, Any]]:
+        """Configs (every configurable hparam) for the next at most `limit` iterations, at least one."""
+        raise NotImplementedError
+
+    def sample(self) -> dict[str, Any]:
+        """Select the next proposed config in the space and return `{"config": <full config>}`."""
+        if not self.pending:
+            self.pending = self.propose(self.config["num_iters"] - self.iter_num)
+            self._prefetch()
+        self.space.select(self.pending.pop(0))
+        return {"config": self.space.config()}
+
+    def config_key(self, config: Mapping[str, Any]) -> str:
+        """The stable hash that identifies a config: that of its configurable part."""
+        return config_hash({name: config[name] for name in self.hparam_choices})
+
+    def run_step(self) -> None:
+        """Sample, evaluate unless seen before, update counters, histories and `best`."""
+        config = self.sample()["config"]
+        key = self.config_key(config)
+        known = self.samples.get(key)
+        is_new = known is None
+        if known is None:
+            result = self._prefetched.pop(key, None) or self.evaluate(config)
+            known = {"config": config, "is_satisfied": result[0], "constraints": result[1], "metric": result[2]}
+            self.samples[key] = known
+        satisfied, metric = known["is_satisfied"], known["metric"]
+        self.num_satisfied += satisfied
+        is_best = satisfied and is_new and metric >= self.best["metric"]
+        self.candidate = {**known, "is_best": is_best}
+        if satisfied and is_new:
+            self.history["metric"].append(metric)
+            for name, value in known["constraints"].items():
+                self.history["constraints"].setdefault(name, []).append(value)
+        if is_best:
+            self.best = self.candidate
+            self.best_history["iter_num"].append(self.iter_num)
+            self.best_history["candidates"].append(self.candidate)
+
+    def evaluate(self, config: dict[str, Any]) -> tuple[bool, dict[str, float], float]:
+        """`(is_satisfied, constraint values, metric)` of the selected candidate; metric -inf if unsatisfied."""
+        satisfied, values = self.constraints_func(config)
+        return satisfied, values, self.eval_score(config) if satisfied else -math.inf
+
+    def eval_score(self, config: dict[str, Any]) -> float:
+        """The score of the selected candidate (higher is better)."""
+        return _as_metric(self.config["score_func"](config))
+
+    def after_search(self) -> None:
+        """Select the best candidate; if none was satisfied raise `NoSatisfiedCandidateError`."""
+        if "config" not in self.best:
+            raise NoSatisfiedCandidateError(
+                self.iter_num, self.closest_candidate(), self.constraints_func.effective_limits
+            )
+        self.space.select({name: self.best["config"][name] for name in self.hparam_choices})
+        if self.config["verbose"]:
+            values = ", ".join(f"{name}={value:.6g}" for name, value in self.best["constraints"].items())
+            tqdm.write(f"best: metric={self.best['metric']:.6g} ({values}) after {self.iter_num} iterations")
+
+    def closest_candidate(self) -> dict[str, Any] | None:
+        """The evaluated candidate that violates the limits least."""
+        violation = self.constraints_func.violation
+        return min(self.samples.values(), key=lambda c: violation(c["constraints"]), default=None)
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The satisfied candidates not dominated in (metric, each constrained cost), best metric first.
+
+        With no effective limit, the costs are every tracked constraint.
+        """
+        names = list(self.constraints_func.effective_limits) or self.constraints_func.names
+        return pareto_front((c for c in self.samples.values() if c["is_satisfied"]), names)
+
+    def random_config(self) -> dict[str, Any]:
+        """A uniformly random value for every configurable hparam, from the searcher's generator."""
+        choice = self.rng.choice
+        return {name: choice(choices) for name, choices in self.hparam_choices.items()}
+
+    def _prefetch(self) -> None:
+        """Evaluate the pending configs not seen yet together, through the executor (if any)."""
+        if self.config["executor"] is None:
+            return
+        todo: dict[str, dict[str, Any]] = {}
+        for proposed in self.pending:
+            self.space.select(proposed)
+            config = self.space.config()
+            key = self.config_key(config)
+            if key not in self.samples and key not in self._prefetched:
+                todo.setdefault(key, config)
+        if todo:
+            evaluate = functools.partial(evaluate_candidate, self.constraints_func, self.config["score_func"])
+            results = self.config["executor"].map(evaluate, todo.values())
+            self._prefetched.update(zip(todo, results, strict=True))
+
+
+def evaluate_candidate(
+    constraints_func: ConstraintsFunc, score_func: Callable[[dict[str, Any]], Any], config: dict[str, Any]
+) -> tuple[bool, dict[str, float], float]:
+    """`(is_satisfied, constraint values, metric)` of `config` from pure functions (runs in executor workers)."""
+    satisfied, values = constraints_func(config)
+    return satisfied, values, _as_metric(score_func(config)) if satisfied else -math.inf
+
+
+def _as_metric(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
+        raise TypeError(f"score_func returned {value!r}; it must return a number (higher is better)")
+    return float(value)
