@@ -26,6 +26,8 @@ from rich.console import Console
 from torch import nn
 
 import autonas as an
+from autonas_modes import measure_latency
+from autonas_patch import prep_for_eval
 
 from .data import DigitsData, Split, load_digit_splits
 from .model import INPUT_SHAPE, SEARCH_RULES, DigitsNet
@@ -43,6 +45,8 @@ RESULTS = "results.json"
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 128
+LATENCY_WARMUP = 10
+LATENCY_REPEATS = 50
 
 
 @dataclass
@@ -93,14 +97,8 @@ def measure(name: str, model: nn.Module, data: DigitsData) -> ModelReport:
         val_accuracy=accuracy(model, data.val),
         flops=int(an.inference_flops(model, dummy)),
         params=int(an.param_count(model, dummy)),
-        latency_ms=1e3 * float(_latency_s(model, dummy)),
+        latency_ms=measure_latency(model, dummy, warmup=LATENCY_WARMUP, repeats=LATENCY_REPEATS),
     )
-
-
-def _latency_s(model: nn.Module, dummy: torch.Tensor) -> float:
-    from autonas_modes import measure_latency
-
-    return measure_latency(model, dummy)
 
 
 def _candidates(search_state: dict[str, Any]) -> tuple[list[float], list[float]]:
@@ -142,8 +140,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     )
 
     # the original: the full (max) subnet, BatchNorm recalibrated for it
-    from autonas_patch import prep_for_eval
-
     an.sample(model, max)
     prep_for_eval(model, _forward_loop(data.train, options.seed))
     original = an.export(copy.deepcopy(model)).eval()
