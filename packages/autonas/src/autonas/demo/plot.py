@@ -2,60 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+
+from autonas_search import pareto_front
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
 
-def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
-    """Indices of the points no other point dominates (cost as low, score as high, one strictly better).
-
-    Sorted by increasing cost. Among points with equal cost and score only the first is kept.
-    """
-    if len(costs) != len(scores):
-        raise ValueError(f"costs and scores differ in length: {len(costs)} != {len(scores)}")
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], -scores[i], i))
-    front: list[int] = []
-    best_score = float("-inf")
-    for i in order:
-        if scores[i] > best_score:
-            front.append(i)
-            best_score = scores[i]
-    return front
-
-
 def plot_candidates(
-    flops: Sequence[float],
-    scores: Sequence[float],
+    candidates: Iterable[Mapping[str, Any]],
     path: str | Path,
     *,
     flops_limit: float | None = None,
     chosen: tuple[float, float] | None = None,
     original: tuple[float, float] | None = None,
 ) -> Path:
-    """Write a PNG scatter plot of the candidates (MFLOPs on x, validation accuracy on y).
+    """Write a PNG scatter plot of scored candidates (MFLOPs on x, score on y), Pareto front in red.
 
     Args:
-        flops: FLOPs of each scored candidate.
-        scores: score of each candidate.
-        path: the PNG file to write.
+        candidates: search candidates, each with a ``"metric"`` (the score) and ``"constraints"``
+            holding its ``"flops"``; the front is the candidates no other has at least the score for
+            at most the FLOPs (``autonas_search.pareto_front``).
+        path: the PNG file to write (parent folders are created).
         flops_limit: drawn as a vertical line when given.
         chosen: ``(flops, score)`` of the subnet the search returned, highlighted.
         original: ``(flops, score)`` of the full model, for reference.
     """
+    candidates = [dict(c) for c in candidates]
+    front = sorted(pareto_front(candidates, ["flops"]), key=lambda c: c["constraints"]["flops"])
     path = Path(path)
-    mega = [f / 1e6 for f in flops]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(mega, scores, s=14, alpha=0.45, color="tab:blue", label=f"candidates ({len(mega)})")
-    front = pareto_front(mega, scores)
+    ax.scatter(
+        [c["constraints"]["flops"] / 1e6 for c in candidates],
+        [c["metric"] for c in candidates],
+        s=14,
+        alpha=0.45,
+        color="tab:blue",
+        label=f"candidates ({len(candidates)})",
+    )
     ax.plot(
-        [mega[i] for i in front],
-        [scores[i] for i in front],
+        [c["constraints"]["flops"] / 1e6 for c in front],
+        [c["metric"] for c in front],
         "-o",
         color="tab:red",
         markersize=5,

@@ -101,10 +101,9 @@ def measure(name: str, model: nn.Module, data: DigitsData) -> ModelReport:
     )
 
 
-def _candidates(search_state: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """FLOPs and scores of the candidates the search scored."""
-    history = search_state["history"]
-    return list(history["constraints"]["flops"]), list(history["metric"])
+def scored_candidates(search_state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The candidates the search scored (those that satisfied the constraints), in visiting order."""
+    return [c for c in search_state["samples"].values() if c["is_satisfied"]]
 
 
 def export_program(model: nn.Module, path: Path) -> Path:
@@ -186,10 +185,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     }
     an.save(model, files["checkpoint"])
     files["architecture"].write_text(json.dumps(an.autonas_state(model), indent=2))
-    flops, scores = _candidates(search_state)
     plot_candidates(
-        flops,
-        scores,
+        scored_candidates(search_state),
         files["candidates_plot"],
         flops_limit=flops_limit,
         chosen=(found_report.flops, found_report.val_accuracy),
