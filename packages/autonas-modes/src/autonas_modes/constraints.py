@@ -1,0 +1,204 @@
+"""Limits on a model's FLOPs, parameters and latency, evaluated at its active subnet.
+
+FLOPs and parameters come from the closed-form cost model of ``autonas_dynamic`` (built once
+from one recorded forward), so a check costs microseconds. Latency is measured on this machine
+and interpolated over FLOPs (see :class:`autonas_modes.LatencyInterpolator`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch.nn as nn
+
+from .latency import LatencyInterpolator, measure_latency
+from .modelspace import frozen_eval, model_space, original_subnet
+
+__all__ = ["SUPPORTED_CONSTRAINTS", "Limit", "ModelConstraints"]
+
+#: Constraint keys in evaluation order (later ones may use earlier values).
+SUPPORTED_CONSTRAINTS = ("params", "flops", "flops_min_depth", "latency")
+
+Limit = tuple[float, float]
+_TRIVIAL: Limit = (0.0, math.inf)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class ModelConstraints:
+    """The constraints of one search over one model.
+
+    Args:
+        model: A converted (or plain) model.
+        constraints: ``{key: limit}`` with keys from ``params``, ``flops``, ``flops_min_depth``,
+            ``latency``. A limit is a number (upper bound, raw units: FLOPs, parameters,
+            milliseconds), a string ``"N%"`` (N percent of the value of the original model,
+            measured in eval mode with patches disabled), ``None`` (tracked, unconstrained), or a
+            ``(lower, upper)`` pair of those.
+        dummy_input: Input of the recorded forward (and of latency measurements); see
+            :func:`autonas_modes.inputs.split_args` for tuples and keyword arguments.
+        latency_func: ``(model, dummy_input) -> milliseconds`` for the active subnet; default
+            :func:`autonas_modes.measure_latency` (median of timed forwards on this machine).
+
+    ``flops`` and ``params`` are always tracked; with ``latency``, so are its interpolation
+    coordinates (``flops`` and, for models with a searchable depth, ``flops_min_depth``).
+
+    Raises:
+        KeyError: A constraint key is not supported (the message lists the supported ones).
+        ValueError: A limit is malformed (the message names the key and the value).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        constraints: Mapping[str, Any],
+        dummy_input: Any,
+        latency_func: Callable[[nn.Module, Any], float] | None = None,
+    ) -> None:
+        unknown = sorted(set(constraints) - set(SUPPORTED_CONSTRAINTS))
+        if unknown:
+            raise KeyError(f"Unsupported constraint keys {unknown}; supported keys are {list(SUPPORTED_CONSTRAINTS)}.")
+        if dummy_input is None:
+            raise ValueError("Constraints need a dummy_input to measure the model.")
+        from autonas_dynamic import is_dynamic
+
+        self.model = model
+        self.dummy_input = dummy_input
+        self.latency_func = latency_func or measure_latency
+        self.collect_mode = False
+        self.latency_calls = 0
+        dynamic = is_dynamic(model)
+        self._depth_hparams = (
+            [hp for name, hp in model_space(model).named_hparams(configurable=True) if name.endswith("depth")]
+            if dynamic
+            else []
+        )
+        self.interpolation_keys: tuple[str, ...] = ("flops", "flops_min_depth") if self._depth_hparams else ("flops",)
+        self._interpolator = LatencyInterpolator(len(self.interpolation_keys))
+        self._flops, self._params = self._build_counters(dynamic)
+
+        tracked = {"params", "flops", *constraints}
+        if "latency" in constraints:
+            tracked.update(self.interpolation_keys)
+        self.keys = [key for key in SUPPORTED_CONSTRAINTS if key in tracked]
+        self.limits: dict[str, Limit] = {key: self._resolve(key, constraints.get(key)) for key in self.keys}
+
+    def _build_counters(self, dynamic: bool) -> tuple[Callable[[], int], Callable[[], int]]:
+        """FLOPs and params of the active subnet: the closed-form cost model, or fixed counts of a plain model."""
+        from autonas_dynamic.cost import CostModel, count_flops, count_params
+
+        with frozen_eval(self.model):
+            if dynamic:
+                cost_model = CostModel(self.model, self.dummy_input)
+                return cost_model.flops, cost_model.params
+            flops, params = count_flops(self.model, self.dummy_input), count_params(self.model)
+        return (lambda: flops), (lambda: params)
+
+    # ------------------------------------------------------------------ limits
+    def _resolve(self, key: str, limit: Any) -> Limit:
+        if isinstance(limit, tuple | list):
+            if len(limit) != 2:
+                raise ValueError(f"Constraint {key!r}: a limit pair must be (lower, upper), got {limit!r}.")
+            lower, upper = (self._bound(key, value, default) for value, default in zip(limit, _TRIVIAL, strict=True))
+        else:
+            lower, upper = 0.0, self._bound(key, limit, math.inf)
+        if lower > upper:
+            raise ValueError(f"Constraint {key!r}: lower bound {lower} is above upper bound {upper}.")
+        return lower, upper
+
+    def _bound(self, key: str, value: Any, default: float) -> float:
+        if value is None:
+            return default
+        if isinstance(value, str):
+            text = value.strip()
+            if not text.endswith("%"):
+                raise ValueError(
+                    f"Constraint {key!r}: string limit {value!r} must be a percentage such as '60%'; "
+                    "give absolute limits as numbers (raw FLOPs, parameter counts, milliseconds)."
+                )
+            try:
+                percent = float(text[:-1])
+            except ValueError:
+                raise ValueError(f"Constraint {key!r}: cannot read the percentage {value!r}.") from None
+            if percent < 0:
+                raise ValueError(f"Constraint {key!r}: percentage {value!r} must not be negative.")
+            return percent / 100.0 * self.original_value(key)
+        if not _is_number(value) or math.isnan(value) or value < 0:
+            raise ValueError(
+                f"Constraint {key!r}: limit {value!r} must be a non-negative number, a 'N%' string or None."
+            )
+        return float(value)
+
+    def original_value(self, key: str) -> float:
+        """The value of ``key`` at the original subnet (eval mode, patches disabled)."""
+        with original_subnet(self.model):
+            return self.evaluate(keys=[key], exact=True)[key]
+
+    @property
+    def effective_limits(self) -> dict[str, Limit]:
+        """The limits that constrain something (not ``(0, inf)``)."""
+        return {key: limit for key, limit in self.limits.items() if limit != _TRIVIAL}
+
+    def set_rel_lower_bounds(self, rel_lower: float) -> None:
+        """Set the lower bound of every effective limit ``(0, upper)`` to ``rel_lower * upper``."""
+        for key, (lower, upper) in self.effective_limits.items():
+            if lower == 0 and math.isfinite(upper):
+                self.limits[key] = (rel_lower * upper, upper)
+
+    # -------------------------------------------------------------- evaluation
+    def evaluate(self, keys: list[str] | None = None, exact: bool = False) -> dict[str, float]:
+        """The values of ``keys`` (default: every tracked key) at the active subnet.
+
+        Args:
+            keys: Which keys to evaluate (dependencies such as latency's coordinates come along).
+            exact: Measure latency instead of interpolating (the point is added to the interpolator).
+        """
+        wanted = set(self.keys if keys is None else keys)
+        if "latency" in wanted:
+            wanted.update(self.interpolation_keys)
+        values: dict[str, float] = {}
+        with frozen_eval(self.model):
+            for key in SUPPORTED_CONSTRAINTS:
+                if key in wanted:
+                    values[key] = self._value(key, values, exact)
+        return {key: values[key] for key in (keys or self.keys)}
+
+    def _value(self, key: str, values: dict[str, float], exact: bool) -> float:
+        if key == "params":
+            return float(self._params())
+        if key == "flops":
+            return float(self._flops())
+        if key == "flops_min_depth":
+            return float(self._flops_at_min_depth())
+        return self._latency(tuple(values[k] for k in self.interpolation_keys), exact)
+
+    def _flops_at_min_depth(self) -> int:
+        previous = [hp.active for hp in self._depth_hparams]
+        try:
+            for hp in self._depth_hparams:
+                hp.active = hp.min
+            return self._flops()
+        finally:
+            for hp, value in zip(self._depth_hparams, previous, strict=True):
+                hp.active = value
+
+    def _latency(self, coords: tuple[float, ...], exact: bool) -> float:
+        latency = math.nan if exact or self.collect_mode else self._interpolator(coords)
+        if math.isnan(latency):
+            latency = float(self.latency_func(self.model, self.dummy_input))
+            self.latency_calls += 1
+            self._interpolator.add_point(coords, latency)
+        return latency
+
+    def is_satisfied(self, values: Mapping[str, float]) -> bool:
+        """Whether every limited value lies within its ``(lower, upper)`` limit."""
+        return all(lower <= values[key] <= upper for key, (lower, upper) in self.limits.items() if key in values)
+
+    def __call__(self) -> tuple[bool, dict[str, float]]:
+        """``(is_satisfied, values)`` at the active subnet."""
+        values = self.evaluate()
+        return self.is_satisfied(values), values

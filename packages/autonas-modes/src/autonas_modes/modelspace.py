@@ -1,0 +1,125 @@
+"""Glue between a converted model, its search space and its patch manager."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from autonas_dynamic.hparam import Hparam
+    from autonas_dynamic.space import SearchSpace
+
+__all__ = [
+    "HparamSampler",
+    "coerce_config",
+    "frozen_eval",
+    "model_space",
+    "original_subnet",
+    "patch_model",
+    "restore_subnet",
+    "unpatch_model",
+]
+
+
+class HparamSampler:
+    """The patch manager's sampling protocol over the configurable hparams of a converted model.
+
+    Holds the hparam objects themselves (shared with the layers), so it survives ``deepcopy``
+    and pickling together with the model and costs no tree walk per training step.
+    """
+
+    def __init__(self, hparams: list[Hparam]) -> None:
+        self.hparams = hparams
+
+    def is_configurable(self) -> bool:
+        """Whether any hparam has several choices."""
+        return any(hp.is_configurable for hp in self.hparams)
+
+    def sample(self, rng: random.Random) -> None:
+        """Activate a uniformly drawn choice of every configurable hparam."""
+        for hp in self.hparams:
+            hp.active = rng.choice(hp.choices)
+
+    def sample_max(self) -> None:
+        """Activate the maximal subnet."""
+        for hp in self.hparams:
+            hp.active = hp.max
+
+
+def model_space(model: nn.Module) -> SearchSpace:
+    """The search space view over an already converted model (no tracing)."""
+    from autonas_dynamic.space import SearchSpace
+
+    return SearchSpace(model)
+
+
+def coerce_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with JSON lists turned back into tuples where the hparam's choices are tuples."""
+    hparams = dict(space.named_hparams())
+    coerced = {}
+    for name, value in config.items():
+        hp = hparams.get(name)
+        if isinstance(value, list) and hp is not None and any(isinstance(c, tuple) for c in hp.choices):
+            value = tuple(value)
+        coerced[name] = value
+    return coerced
+
+
+def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> None:
+    """Select a stored (possibly JSON round-tripped) subnet config on ``model``."""
+    space = model_space(model)
+    space.select(coerce_config(space, config), strict=strict)
+
+
+def patch_model(model: nn.Module, manager_cls: type) -> None:
+    """Patch ``model`` with ``manager_cls`` driving its search space."""
+    hparams = [hp for _, hp in model_space(model).named_hparams(configurable=True)]
+    manager_cls(model).patch(HparamSampler(hparams))
+
+
+def unpatch_model(model: nn.Module, calibrate: bool = False) -> None:
+    """Remove the patch from ``model`` if it has one, recalibrating stale BN statistics first if asked."""
+    from autonas_patch import PatchManager
+
+    if not PatchManager.is_patched(model):
+        return
+    manager = PatchManager.get_manager(model)
+    if calibrate:
+        manager.call_post_eval()
+    manager.unpatch()
+
+
+@contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: ``model`` in eval mode with patches off (no sampling, no BN recalibration).
+
+    Every submodule's own train/eval flag is restored on exit.
+    """
+    from autonas_patch import no_patches
+
+    flags = [(module, module.training) for module in model.modules()]
+    with no_patches():
+        try:
+            model.eval()
+            yield model
+        finally:
+            for module, flag in flags:
+                module.training = flag
+
+
+@contextmanager
+def original_subnet(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: the original subnet of a converted model is active; the previous one returns on exit."""
+    hparams = [hp for _, hp in model_space(model).named_hparams(configurable=True)]
+    previous = [hp.active for hp in hparams]
+    try:
+        for hp in hparams:
+            hp.active = hp.original
+        yield model
+    finally:
+        for hp, value in zip(hparams, previous, strict=True):
+            hp.active = value

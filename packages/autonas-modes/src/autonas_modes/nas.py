@@ -1,0 +1,204 @@
+"""The ``"autonas"`` mode (model -> search space) and the ``"export_nas"`` mode (search space -> plain model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from pydantic import BaseModel
+
+from .mode import NAS_REGISTRY, ApplyModeError, ConvertReturn, Metadata, ModeDescriptor
+from .modelspace import model_space, patch_model, restore_subnet, unpatch_model
+
+__all__ = [
+    "AutoNASModeDescriptor",
+    "ExportModeDescriptor",
+    "convert_autonas_searchspace",
+    "convert_searchspace",
+    "export_searchspace",
+    "restore_autonas_searchspace",
+    "restore_export",
+    "restore_searchspace",
+    "update_autonas_metadata",
+]
+
+
+def _check_not_channels_last(model: nn.Module) -> None:
+    for name, param in model.named_parameters():
+        if param.dim() == 4 and not param.is_contiguous() and param.is_contiguous(memory_format=torch.channels_last):
+            raise RuntimeError(
+                f"Channels-last format in {type(model).__name__} is not supported! "
+                f"Parameter {name!r} is channels-last; call model.to(memory_format=torch.contiguous_format) first."
+            )
+
+
+def _model_attributes(model: nn.Module) -> dict[str, Any]:
+    return {
+        "type(model)": type(model).__name__,
+        "model.forward": getattr(model.forward, "__name__", None),
+        "training": model.training,
+    }
+
+
+def convert_searchspace(model: nn.Module, config: BaseModel, patch_manager: type | None) -> ConvertReturn:
+    """Turn ``model`` into a search space in place with the rules of ``config``.
+
+    Records the model's attributes (class name, forward name, train flag), traces and converts
+    the model, activates the maximal subnet, patches the model with ``patch_manager`` (``None``:
+    no patching) and records the full subnet config.
+
+    Raises:
+        RuntimeError: The model holds channels-last parameters.
+        ApplyModeError: No hparam of the model is configurable under these rules.
+    """
+    from autonas_dynamic.space import generate_search_space
+
+    _check_not_channels_last(model)
+    metadata: Metadata = {"model_attributes": _model_attributes(model)}
+    space = generate_search_space(model, rules=config.model_dump())
+    if not space.is_configurable():
+        raise ApplyModeError(
+            f"The search space of {type(model).__name__} does not contain any configurable hyperparameters "
+            "under the given rules: nothing to search. Loosen the rules (ratios, divisors, kernel sizes, min_depth)."
+        )
+    space.sample(max)
+    if patch_manager is not None:
+        patch_model(model, patch_manager)
+    metadata["subnet_config"] = space.config()
+    return model, metadata
+
+
+def restore_searchspace(
+    model: nn.Module, config: BaseModel, metadata: Metadata, patch_manager: type | None
+) -> nn.Module:
+    """Replay :func:`convert_searchspace` on a fresh model and select the stored subnet.
+
+    Raises:
+        ApplyModeError: The fresh model's class, forward or train flag differs from the
+            converted one's (conversion would not give the same search space).
+    """
+    was_training = model.training
+    recorded = metadata["model_attributes"]
+    model.train(recorded["training"])
+    model, new_metadata = convert_searchspace(model, config, patch_manager)
+    found = new_metadata["model_attributes"]
+    mismatched = sorted(key for key in recorded if recorded[key] != found.get(key))
+    if mismatched:
+        details = ", ".join(f"{key}: saved {recorded[key]!r}, got {found.get(key)!r}" for key in mismatched)
+        raise ApplyModeError(
+            f"Cannot restore the search space into this model; it differs from the saved one ({details})."
+        )
+    model.train(was_training)
+    restore_subnet(model, metadata["subnet_config"], strict=True)
+    return model
+
+
+def update_autonas_metadata(model: nn.Module, config: BaseModel, metadata: Metadata) -> None:
+    """Refresh the stored subnet config (before saving and before another mode is appended)."""
+    metadata["subnet_config"] = model_space(model).config()
+
+
+def convert_autonas_searchspace(model: nn.Module, config: BaseModel) -> ConvertReturn:
+    """The ``"autonas"`` convert entrypoint: a search space patched with ``AutoNASPatchManager``."""
+    from autonas_patch import AutoNASPatchManager
+
+    return convert_searchspace(model, config, patch_manager=AutoNASPatchManager)
+
+
+def restore_autonas_searchspace(model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
+    """The ``"autonas"`` restore entrypoint."""
+    from autonas_patch import AutoNASPatchManager
+
+    return restore_searchspace(model, config, metadata, patch_manager=AutoNASPatchManager)
+
+
+def export_searchspace(model: nn.Module, config: BaseModel) -> ConvertReturn:
+    """Export every dynamic module of ``model`` to its plain class at the active subnet.
+
+    With ``config.calib`` the BN statistics are recalibrated first (from the patch manager's
+    cached batches, if they are stale); the model is unpatched before export.
+    """
+    from autonas_dynamic import export_model
+
+    metadata: Metadata = {"subnet_config": model_space(model).config()}
+    unpatch_model(model, calibrate=config.calib)
+    export_model(model)
+    return model, metadata
+
+
+def restore_export(model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
+    """Replay the export: select the subnet stored at export time, then export again."""
+    if "subnet_config" not in metadata:
+        return model
+    restore_subnet(model, metadata["subnet_config"], strict=config.strict)
+    model, new_metadata = export_searchspace(model, config)
+    if new_metadata != metadata:
+        raise ApplyModeError("The restored model's subnet differs from the one saved at export time.")
+    return model
+
+
+@NAS_REGISTRY.register_mode
+class AutoNASModeDescriptor(ModeDescriptor):
+    """The ``"autonas"`` mode: weight-sharing search space with training-time subnet sampling."""
+
+    @property
+    def name(self) -> str:
+        return "autonas"
+
+    @property
+    def config_class(self) -> type[BaseModel]:
+        from autonas_config import AutoNASConfig
+
+        return AutoNASConfig
+
+    @property
+    def next_modes(self) -> set[str] | None:
+        return {"export_nas", "kd_loss", "quantize", "sparse_magnitude", "sparse_gpt"}
+
+    @property
+    def export_mode(self) -> str | None:
+        return "export_nas"
+
+    @property
+    def search_algorithm(self) -> type:
+        from autonas_search import EvolveSearcher
+
+        return EvolveSearcher
+
+    def convert(self, model: nn.Module, config: BaseModel, **mode_kwargs: Any) -> ConvertReturn:
+        return convert_autonas_searchspace(model, config)
+
+    def restore(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
+        return restore_autonas_searchspace(model, config, metadata)
+
+    def update_for_save(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> None:
+        update_autonas_metadata(model, config, metadata)
+
+    def update_for_new_mode(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> None:
+        update_autonas_metadata(model, config, metadata)
+
+
+@NAS_REGISTRY.register_mode
+class ExportModeDescriptor(ModeDescriptor):
+    """The ``"export_nas"`` mode: closes ``"autonas"`` by exporting the active subnet."""
+
+    @property
+    def name(self) -> str:
+        return "export_nas"
+
+    @property
+    def config_class(self) -> type[BaseModel]:
+        from autonas_config import ExportConfig
+
+        return ExportConfig
+
+    @property
+    def is_export_mode(self) -> bool:
+        return True
+
+    def convert(self, model: nn.Module, config: BaseModel, **mode_kwargs: Any) -> ConvertReturn:
+        return export_searchspace(model, config)
+
+    def restore(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
+        return restore_export(model, config, metadata)

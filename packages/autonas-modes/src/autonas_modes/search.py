@@ -1,0 +1,218 @@
+"""Searching the best subnet of a converted model under FLOPs / params / latency limits.
+
+The model is handed to the searchers of ``autonas_search`` through :class:`ModelSearchSpace`;
+constraints come from :class:`ModelConstraints` (closed-form FLOPs and params, so a check costs
+microseconds); a candidate is scored only if it satisfies them, after its BatchNorm statistics
+were recalibrated on the user's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch.nn as nn
+
+from .apply import unwrap_model
+from .constraints import ModelConstraints
+from .inputs import run_model
+from .modelspace import frozen_eval, model_space
+from .profile import profile_constraints
+from .state import get_mode
+
+__all__ = ["ModelSearchSpace", "search"]
+
+#: Search-config keys consumed here; every other key goes to the searcher.
+_MODEL_KEYS = ("score_func", "data_loader", "forward_loop", "collect_func", "max_iter_data_loader", "latency_func")
+_DEFAULT_MAX_ITER_DATA_LOADER = 50
+
+
+class ModelSearchSpace:
+    """A converted model seen through the ``autonas_search.SearchSpace`` protocol.
+
+    ``hparams()``, ``config()`` and ``select()`` work on the configurable hparams only (each
+    shared hparam once, under its first full name); the fixed ones never change.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._hparams = dict(model_space(model).named_hparams(configurable=True))
+
+    def hparams(self) -> dict[str, list[Any]]:
+        """The choices of every configurable hparam."""
+        return {name: hp.choices for name, hp in self._hparams.items()}
+
+    def config(self) -> dict[str, Any]:
+        """The active value of every configurable hparam."""
+        return {name: hp.active for name, hp in self._hparams.items()}
+
+    def original(self) -> dict[str, Any]:
+        """The configuration of the original model."""
+        return {name: hp.original for name, hp in self._hparams.items()}
+
+    def select(self, config: Mapping[str, Any]) -> None:
+        """Activate ``config`` (JSON lists are read back as tuples, e.g. kernel sizes)."""
+        for name, value in config.items():
+            hp = self._hparams.get(name)
+            if hp is None:
+                raise KeyError(f"{name!r} is not a configurable hparam of this model; known: {sorted(self._hparams)}")
+            hp.active = tuple(value) if isinstance(value, list) else value
+
+
+def _resolve_searcher(searcher: Any, default: Callable[[], type]) -> type:
+    import autonas_search
+
+    named = {"evolve": autonas_search.EvolveSearcher, "random": autonas_search.RandomSearcher}
+    if searcher is None:
+        return default()
+    if isinstance(searcher, str):
+        if searcher not in named:
+            raise ValueError(f"Unknown searcher {searcher!r}; use one of {sorted(named)} or a searcher class.")
+        return named[searcher]
+    if isinstance(searcher, type) and issubclass(searcher, autonas_search.BaseSearcher):
+        return searcher
+    raise TypeError(
+        f"searcher must be 'evolve', 'random' or a subclass of autonas_search.BaseSearcher, got {searcher!r}."
+    )
+
+
+def _default_collect(batch: Any) -> Any:
+    return batch[0] if isinstance(batch, tuple | list) else batch
+
+
+def _build_forward_loop(
+    data_loader: Iterable[Any] | None,
+    forward_loop: Callable[[nn.Module], Any] | None,
+    collect_func: Callable[[Any], Any] | None,
+    max_iter: int | None,
+) -> Callable[[nn.Module], Any] | None:
+    """The BN-calibration loop: the user's ``forward_loop``, or replaying the first batches of ``data_loader``.
+
+    The loader's first ``max_iter`` batches are read once and kept, so every candidate is
+    calibrated on the same data without reloading it.
+    """
+    if data_loader is not None and forward_loop is not None:
+        raise ValueError("Give either data_loader or forward_loop in the search config, not both.")
+    if forward_loop is not None:
+        return forward_loop
+    if data_loader is None:
+        return None
+    collect = collect_func or _default_collect
+    inputs = [collect(batch) for batch in itertools.islice(data_loader, max_iter)]
+    if not inputs:
+        raise ValueError("The data_loader of the search config yielded no batch.")
+
+    def replay(model: nn.Module) -> None:
+        for item in inputs:
+            run_model(model, item)
+
+    return replay
+
+
+def _recalibrate(model: nn.Module, forward_loop: Callable[[nn.Module], Any] | None) -> None:
+    from autonas_patch import recalibrate_batchnorm
+
+    if forward_loop is not None:
+        recalibrate_batchnorm(model, forward_loop)
+
+
+def search(
+    model: nn.Module,
+    constraints: Mapping[str, Any],
+    dummy_input: Any,
+    config: Mapping[str, Any] | None = None,
+    searcher: str | type | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Search the best subnet of ``model`` within ``constraints``, then export it.
+
+    Args:
+        model: A model converted with ``"autonas"``.
+        constraints: ``{"flops" | "params" | "flops_min_depth" | "latency": limit}``; a limit is an
+            absolute upper bound (FLOPs, parameters, milliseconds), ``"N%"`` of the original
+            model (measured in eval mode with patches off), ``None`` or a ``(lower, upper)`` pair.
+        dummy_input: Input used to record layer shapes for the cost model and to time latency.
+        config: Search config. Model keys: ``score_func(model) -> float`` (required, higher is
+            better; runs in eval mode), ``data_loader`` or ``forward_loop`` for BatchNorm
+            recalibration of each scored candidate (``collect_func(batch)`` picks the model input,
+            default the batch's first element; at most ``max_iter_data_loader`` batches, default
+            50), ``latency_func(model, dummy_input) -> ms`` to replace the built-in timing. Every
+            other key goes to the searcher (``num_iters``, ``seed``, ``checkpoint``, ``verbose``,
+            ``population_size``, ...).
+        searcher: ``"evolve"``, ``"random"``, or an ``autonas_search`` searcher class; default
+            the mode's search algorithm (``EvolveSearcher`` for ``"autonas"``).
+
+    Returns:
+        ``(model, search_state)``: the model exported in place at the best subnet (BatchNorm
+        recalibrated for it) and the searcher's state (``best``, ``history``, ...).
+
+    Raises:
+        RuntimeError: The model was not converted.
+        KeyError: An unsupported constraint key.
+        ValueError: No subnet can satisfy the limits, or the search found none that does.
+    """
+    from .workflow import export
+
+    model = unwrap_model(model)
+    mode = get_mode(model)
+    if mode is None:
+        raise RuntimeError("Model is not converted to a search space. Please convert first (autonas.convert).")
+    searcher_cls = _resolve_searcher(searcher, lambda: mode.search_algorithm)
+    config = dict(config or {})
+    model_config = {key: config.pop(key, None) for key in _MODEL_KEYS}
+    score_func = model_config["score_func"]
+    if not callable(score_func):
+        raise ValueError(
+            "Please provide `score_func` in the search config: score_func(model) -> float, higher is better."
+        )
+    max_iter = model_config["max_iter_data_loader"] or _DEFAULT_MAX_ITER_DATA_LOADER
+    forward_loop = _build_forward_loop(
+        model_config["data_loader"], model_config["forward_loop"], model_config["collect_func"], max_iter
+    )
+
+    functor = ModelConstraints(model, constraints, dummy_input, latency_func=model_config["latency_func"])
+    space = ModelSearchSpace(model)
+    previous = space.config()
+    search_constraints = _bind_constraints(functor, space)
+
+    def score(_: Mapping[str, Any]) -> float:
+        _recalibrate(model, forward_loop)
+        return float(score_func(model))
+
+    with frozen_eval(model):
+        try:
+            space.select({name: max(choices) for name, choices in space.hparams().items()})
+            _recalibrate(model, forward_loop)
+            profile_constraints(functor, strict=True, verbose=bool(config.get("verbose")), use_centroid=True)
+            engine = searcher_cls()
+            best = engine.search(space, search_constraints, {**config, "score_func": score})
+        except BaseException:
+            space.select(previous)
+            raise
+        space.select(best["config"])
+        _recalibrate(model, forward_loop)
+    export(model)
+    return model, engine.state_dict()
+
+
+class _ValueCache:
+    """Evaluates every tracked cost once per candidate; the searcher asks for them one name at a time."""
+
+    def __init__(self, functor: ModelConstraints, space: ModelSearchSpace) -> None:
+        self._functor = functor
+        self._space = space
+        self._config: dict[str, Any] | None = None
+        self._values: dict[str, float] = {}
+
+    def value(self, key: str) -> float:
+        config = self._space.config()
+        if config != self._config:
+            self._values = self._functor.evaluate()
+            self._config = config
+        return self._values[key]
+
+
+def _bind_constraints(functor: ModelConstraints, space: ModelSearchSpace) -> dict[str, tuple[Callable, Any]]:
+    """``{key: (cost_function, (lower, upper))}`` for the searcher, reading the active subnet."""
+    cache = _ValueCache(functor, space)
+    return {key: (lambda _config, key=key: cache.value(key), functor.limits[key]) for key in functor.keys}

@@ -1,0 +1,182 @@
+"""The model-facing workflow: convert, inspect, sample/select, sort and export a search space."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch.nn as nn
+
+from .apply import ModeSpec, apply_mode, is_wrapped, unwrap_model
+from .modelspace import model_space, restore_subnet
+
+if TYPE_CHECKING:
+    from autonas_dynamic.hparam import Hparam
+
+__all__ = [
+    "convert",
+    "export",
+    "get_subnet_config",
+    "is_configurable",
+    "is_dynamic",
+    "named_hparams",
+    "print_search_space_summary",
+    "replace_forward",
+    "sample",
+    "sample_and_reset",
+    "search_space_size",
+    "select",
+    "sort_parameters",
+]
+
+SampleFunc = Callable[[list[Any]], Any] | Mapping[str, Callable[[list[Any]], Any]]
+
+
+def convert(model: Any, mode: ModeSpec = "autonas", mode_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """Convert ``model`` in place with ``mode`` and return it.
+
+    Args:
+        model: A module, a model class, or a ``(cls, args, kwargs)`` recipe.
+        mode: ``"autonas"`` (default rules), or ``[("autonas", rules)]`` where ``rules`` is an
+            ``AutoNASConfig`` dict such as ``{"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}}}``.
+        mode_kwargs: Extra keyword arguments for the modes' convert entrypoints.
+
+    Returns:
+        The converted model: still an instance of its class, with the same parameter names,
+        now holding searchable hparams and, for ``"autonas"``, training-time subnet sampling.
+    """
+    return apply_mode(model, mode, mode_kwargs=mode_kwargs)
+
+
+def export(model: nn.Module, strict: bool = True, calib: bool = False) -> nn.Module:
+    """Export the active subnet of ``model`` in place to plain torch modules and return it.
+
+    Args:
+        model: A converted model (DataParallel/DDP wrappers are unwrapped with a warning).
+        strict: Restoring the export later requires the full stored subnet config.
+        calib: Recalibrate BN statistics from the cached batches first if they are stale.
+    """
+    if is_wrapped(model):
+        warnings.warn("export() unwraps the DataParallel/DDP model and exports the inner module.", stacklevel=2)
+        model = unwrap_model(model)
+    return apply_mode(model, [("export_nas", {"strict": strict, "calib": calib})])
+
+
+def is_dynamic(model: nn.Module) -> bool:
+    """Whether any module of ``model`` is a dynamic (searchable) module."""
+    from autonas_dynamic import is_dynamic as _is_dynamic
+
+    return _is_dynamic(unwrap_model(model))
+
+
+def is_configurable(model: nn.Module) -> bool:
+    """Whether ``model`` has at least one hparam with more than one choice."""
+    model = unwrap_model(model)
+    return is_dynamic(model) and model_space(model).is_configurable()
+
+
+def named_hparams(model: nn.Module, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
+    """``(full name, hparam)`` pairs; ``configurable=True`` gives each configurable hparam once."""
+    return model_space(unwrap_model(model)).named_hparams(configurable=configurable)
+
+
+def search_space_size(model: nn.Module) -> int:
+    """The number of subnets: the product of the choice counts of the configurable hparams."""
+    return model_space(unwrap_model(model)).size()
+
+
+def get_subnet_config(model: nn.Module, configurable: bool | None = None) -> dict[str, Any]:
+    """The active value of every hparam (``configurable=True``: each configurable hparam once)."""
+    return model_space(unwrap_model(model)).config(configurable=configurable)
+
+
+def _mark_architecture_changed(model: nn.Module) -> None:
+    """Tell the patch manager that the subnet changed (its BN statistics are now stale)."""
+    from autonas_patch import PatchManager
+
+    if PatchManager.is_patched(model):
+        PatchManager.get_manager(model).call_pre_sample()
+
+
+def sample(model: nn.Module, sample_func: SampleFunc | None = None) -> dict[str, Any]:
+    """Activate a subnet drawn by ``sample_func`` and return the full config.
+
+    Args:
+        model: A converted model.
+        sample_func: A function of an hparam's choices (``min``, ``max``, ``random.choice``,
+            :func:`autonas_modes.centroid`), or a dict from glob patterns over hparam names to
+            such functions (the last matching pattern wins; unmatched hparams keep their value).
+            ``None`` draws uniformly at random from the model's seeded generator.
+    """
+    model = unwrap_model(model)
+    _mark_architecture_changed(model)
+    return model_space(model).sample(sample_func if sample_func is not None else _random_choice(model))
+
+
+def _random_choice(model: nn.Module) -> Callable[[list[Any]], Any]:
+    """``choice`` of the model's own seeded generator (the same on every rank), else of ``random``."""
+    from autonas_patch import PatchManager
+
+    if PatchManager.is_patched(model):
+        return PatchManager.get_manager(model).generator.rng.choice
+    return random.choice
+
+
+def select(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> None:
+    """Activate the subnet described by ``config`` (a full or configurable-only subnet config).
+
+    With ``strict`` every configurable hparam must be given and names that match nothing are an
+    error; the error lists the missing, unexpected or inconsistent names.
+    """
+    model = unwrap_model(model)
+    _mark_architecture_changed(model)
+    restore_subnet(model, config, strict=strict)
+
+
+@contextmanager
+def sample_and_reset(model: nn.Module, sample_func: SampleFunc | None = None) -> Iterator[dict[str, Any]]:
+    """Context manager: activate a sampled subnet, restore the previous subnet on exit."""
+    previous = get_subnet_config(model)
+    try:
+        yield sample(model, sample_func)
+    finally:
+        select(model, previous)
+
+
+def sort_parameters(model: nn.Module, hps_to_sort: list[str] | None = None, verbose: bool = False) -> None:
+    """Permute the stored channels of ``model`` by importance, so the most important come first.
+
+    Outputs at the maximal subnet are unchanged; smaller subnets then keep the most important
+    channels. ``hps_to_sort`` limits sorting to those hparam names.
+    """
+    model_space(unwrap_model(model)).sort_parameters(hps_to_sort=hps_to_sort, verbose=verbose)
+
+
+def print_search_space_summary(model: nn.Module) -> None:
+    """Print every hparam with its choices (configurable ones marked with ``*``)."""
+    model_space(unwrap_model(model)).print_summary()
+
+
+@contextmanager
+def replace_forward(model: nn.Module, new_forward: Callable[..., Any]) -> Iterator[nn.Module]:
+    """Context manager: calls of ``model`` run ``new_forward(*args, **kwargs)`` instead of its forward.
+
+    The original bound forward stays reachable as ``model.forward_original`` inside the block.
+    """
+    model = unwrap_model(model)
+    cls = type(model)
+    original = cls.forward
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return new_forward(*args, **kwargs)
+
+    model.forward_original = model.forward
+    cls.forward = forward
+    try:
+        yield model
+    finally:
+        cls.forward = original
+        del model.forward_original
