@@ -1,9 +1,77 @@
-"""autonas_config: what a user may configure in autonas, validated with pydantic (no torch)."""
+"""autonas_config: what a user may configure in autonas, validated with pydantic (no torch).
+
+* :class:`AutoNASConfig`: which layers AutoNAS searches and with which choices;
+  :class:`ExportConfig`: how a searched model is exported.
+* The per-layer-type rules (``DynamicConv2dConfig``, ...), :func:`resolve_rule` (the effective
+  rule of one module) and the registry of searchable layer types.
+* :func:`make_divisible`: the one rounding rule that turns width ratios into layer sizes.
+"""
 
 from importlib.metadata import version as _version
 
+from .base import BaseConfig
+from .mode_configs import DEFAULT_RATIOS, AutoNASConfig, ExportConfig
+from .registry import LayerType, get_layer_type, register_layer_type, registered_layer_types, unregister_layer_type
+from .resolve import resolve_rule
 from .rounding import make_divisible
+from .rule_config import BaseRuleConfig, LayerSection, layer_field
+from .rules import (
+    BaseRule,
+    DynamicBatchNorm1dConfig,
+    DynamicBatchNorm2dConfig,
+    DynamicBatchNorm3dConfig,
+    DynamicConv1dConfig,
+    DynamicConv2dConfig,
+    DynamicConv3dConfig,
+    DynamicConvTranspose1dConfig,
+    DynamicConvTranspose2dConfig,
+    DynamicConvTranspose3dConfig,
+    DynamicGroupNormConfig,
+    DynamicInstanceNorm1dConfig,
+    DynamicInstanceNorm2dConfig,
+    DynamicInstanceNorm3dConfig,
+    DynamicLayerNormConfig,
+    DynamicLinearConfig,
+    DynamicSequentialConfig,
+    DynamicSyncBatchNormConfig,
+)
+from .sections import Rule, Section
 
 __version__ = _version("autonas-config")
 
-__all__ = ["make_divisible"]
+__all__ = [
+    "DEFAULT_RATIOS",
+    "AutoNASConfig",
+    "BaseConfig",
+    "BaseRule",
+    "BaseRuleConfig",
+    "DynamicBatchNorm1dConfig",
+    "DynamicBatchNorm2dConfig",
+    "DynamicBatchNorm3dConfig",
+    "DynamicConv1dConfig",
+    "DynamicConv2dConfig",
+    "DynamicConv3dConfig",
+    "DynamicConvTranspose1dConfig",
+    "DynamicConvTranspose2dConfig",
+    "DynamicConvTranspose3dConfig",
+    "DynamicGroupNormConfig",
+    "DynamicInstanceNorm1dConfig",
+    "DynamicInstanceNorm2dConfig",
+    "DynamicInstanceNorm3dConfig",
+    "DynamicLayerNormConfig",
+    "DynamicLinearConfig",
+    "DynamicSequentialConfig",
+    "DynamicSyncBatchNormConfig",
+    "ExportConfig",
+    "LayerSection",
+    "LayerType",
+    "Rule",
+    "Section",
+    "get_layer_type",
+    "layer_field",
+    "make_divisible",
+    "register_layer_type",
+    "registered_layer_types",
+    "resolve_rule",
+    "unregister_layer_type",
+]
