@@ -1,0 +1,314 @@
+"""The dynamic-module machinery: in-place conversion by class swap, hparam attributes, export.
+
+A torch module becomes dynamic when its ``__class__`` is swapped to a generated class
+``Dynamic<Name>(<dynamic base>, <original class>)`` (see :mod:`autonas_dynamic.registry`). The
+instance keeps its identity, parameters (full size, same objects), buffers, hooks and children;
+``isinstance(module, original_class)`` stays true and ``state_dict`` is unchanged.
+
+A dynamic base class (e.g. the one for ``nn.Linear``) declares:
+
+* its hparams as :class:`HparamAttribute` class attributes, registered in ``_setup()``: reading
+  ``m.out_features`` gives the active int, assigning an int selects it, assigning an
+  :class:`~autonas_dynamic.hparam.Hparam` installs a (shared) hparam object;
+* its dynamic tensors (``_dynamic_tensors``) as properties returning the active slice of the stored
+  tensor (the stored tensor itself at the maximal subnet);
+* a ``forward`` that slices the stored tensors once and calls the functional op;
+* :meth:`DynamicModule.hparam_tensor_dims`, which tensor dimensions each hparam governs (used to
+  sort channels by importance and by anyone who needs to know what an hparam resizes);
+* ``modify(**rule)`` with the keyword-only fields of its ``autonas_config`` rule.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .hparam import Hparam
+from .slicing import slice_tensor
+
+__all__ = [
+    "DynamicModule",
+    "HparamAttribute",
+    "LayerImportance",
+    "export_model",
+    "is_dynamic",
+    "sliced_tensor_property",
+]
+
+
+class HparamAttribute:
+    """Class attribute that exposes an hparam of a dynamic module as a plain attribute.
+
+    Reading gives the hparam's active value; assigning a value selects it; assigning an
+    :class:`Hparam` installs that object (this is how coupled layers come to share one hparam).
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: DynamicModule | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return instance._hparams[self.name].active
+
+    def __set__(self, instance: DynamicModule, value: Any) -> None:
+        if isinstance(value, Hparam):
+            instance.set_hparam(self.name, value)
+        else:
+            instance._hparams[self.name].active = value
+
+
+def sliced_tensor_property(tensor_name: str, hparam_name: str, dim: int = 0) -> property:
+    """A property giving the stored tensor ``tensor_name`` sliced on ``dim`` by hparam ``hparam_name``.
+
+    ``dim`` may be negative (``-1``: the last dimension). Absent tensors read as ``None``.
+    """
+
+    def getter(self: DynamicModule) -> torch.Tensor | None:
+        tensor = self._parameters[tensor_name] if tensor_name in self._parameters else self._buffers.get(tensor_name)
+        if tensor is None:
+            return None
+        index = self._hparams[hparam_name].active_slice
+        if dim == 0:
+            return slice_tensor(tensor, (index,))
+        position = dim % tensor.dim()
+        return slice_tensor(tensor, (None,) * position + (index,))
+
+    return property(getter, doc=f"The active part of ``{tensor_name}`` (dim {dim} follows ``{hparam_name}``).")
+
+
+class LayerImportance:
+    """Importance estimator of one layer for one of its hparams (see ``DynamicModule._importance``).
+
+    A picklable callable; two estimators are equal when they refer to the same layer and hparam,
+    so merging coupled hparams never counts a layer twice.
+    """
+
+    def __init__(self, module: DynamicModule, hparam_name: str) -> None:
+        self.module = module
+        self.hparam_name = hparam_name
+
+    def __call__(self) -> torch.Tensor | None:
+        return self.module._importance(self.hparam_name)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, LayerImportance) and other.module is self.module and other.hparam_name == self.hparam_name
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self.module), self.hparam_name))
+
+
+class DynamicModule(nn.Module):
+    """Base of every dynamic layer class; instances only come from converting a module in place.
+
+    Subclasses implement ``_setup()`` (register hparams, move static attributes aside),
+    ``forward``, ``modify(**rule)``, and optionally ``hparam_tensor_dims()``, ``_importance()``,
+    ``_is_sortable()`` and ``_export_attributes()``.
+    """
+
+    #: The torch class the generated dynamic class was made from (set on generated classes).
+    _original_cls: ClassVar[type[nn.Module]]
+    #: Names of the tensors (parameters or buffers) whose active slice the class exposes.
+    _dynamic_tensors: ClassVar[tuple[str, ...]] = ()
+
+    _hparams: dict[str, Hparam]
+    _hparam_roles: dict[str, tuple[bool, bool]]
+    _saved: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            f"{type(self).__name__} cannot be constructed directly; build the original module and convert it "
+            "with autonas_dynamic.DYNAMIC_REGISTRY.convert(module)"
+        )
+
+    # ----------------------------------------------------------------------------- conversion
+    @classmethod
+    def _convert(cls, module: nn.Module) -> DynamicModule:
+        """Swap ``module``'s class to ``cls`` (a generated dynamic class) and set it up."""
+        patched_forward = module.__dict__.pop("forward", None)
+        module.__class__ = cls
+        dm: DynamicModule = module  # type: ignore[assignment]
+        dm.__dict__.update(_hparams={}, _hparam_roles={}, _saved={})
+        if patched_forward is not None:
+            warnings.warn(
+                f"{cls._original_cls.__name__} has a monkey-patched forward; the dynamic forward replaces it until "
+                "export, which restores it",
+                stacklevel=3,
+            )
+            dm._saved["forward"] = patched_forward
+        dm._setup()
+        return dm
+
+    def _setup(self) -> None:
+        """Register the hparams of this layer (called once, right after the class swap)."""
+        raise NotImplementedError
+
+    def _move_aside(self, *names: str) -> None:
+        """Move plain attributes out of ``__dict__`` so the class's dynamic versions are used."""
+        for name in names:
+            self._saved[name] = self.__dict__.pop(name)
+
+    def _register_hparam(self, name: str, hparam: Hparam, *, importance: bool = False, sortable: bool = True) -> None:
+        """Register ``hparam`` under ``name`` (a :class:`HparamAttribute` of the class).
+
+        Args:
+            name: The attribute name, e.g. ``"out_channels"``; a plain attribute of that name is moved aside.
+            hparam: The hparam object.
+            importance: Whether this layer contributes an importance estimate (``_importance(name)``).
+            sortable: Whether this layer allows reordering the channels of this hparam.
+        """
+        if not isinstance(getattr(type(self), name, None), HparamAttribute):
+            raise TypeError(f"{type(self).__name__} declares no HparamAttribute named {name!r}")
+        if name in self.__dict__:
+            self._move_aside(name)
+        self._hparam_roles[name] = (importance, sortable)
+        self._install(name, hparam)
+
+    def _install(self, name: str, hparam: Hparam) -> None:
+        if hparam.name is None:
+            hparam.name = name
+        importance, sortable = self._hparam_roles[name]
+        if not sortable:
+            hparam.make_unsortable()
+        elif importance and hparam.is_sortable:
+            hparam.register_importance(LayerImportance(self, name))
+        self._hparams[name] = hparam
+
+    # ----------------------------------------------------------------------------- hparams
+    def named_hparams(self, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
+        """Yield ``(local name, hparam)``; ``configurable`` filters on :attr:`Hparam.is_configurable`."""
+        for name, hparam in self._hparams.items():
+            if configurable is None or hparam.is_configurable == configurable:
+                yield name, hparam
+
+    def get_hparam(self, name: str) -> Hparam:
+        """The hparam registered under ``name``."""
+        try:
+            return self._hparams[name]
+        except KeyError:
+            raise KeyError(
+                f"{type(self).__name__} has no hparam {name!r}; its hparams are {list(self._hparams)}"
+            ) from None
+
+    def set_hparam(self, name: str, hparam: Hparam) -> None:
+        """Install ``hparam`` (typically shared with coupled layers) in place of the hparam ``name``."""
+        current = self.get_hparam(name)
+        if not isinstance(hparam, Hparam):
+            raise TypeError(f"hparam {name!r} of {type(self).__name__} must be an Hparam, got {type(hparam).__name__}")
+        if hparam.original != current.original:
+            raise ValueError(
+                f"cannot install an hparam with original {hparam.original!r} as {name!r} of "
+                f"{type(self).__name__}, whose original is {current.original!r}"
+            )
+        self._install(name, hparam)
+
+    def freeze(self) -> None:
+        """Pin every hparam to its original value (its only choice from now on)."""
+        for _, hparam in self.named_hparams():
+            if len(hparam.choices) > 1:
+                with hparam._force_configurable():
+                    hparam.active = hparam.original
+                    hparam.choices = [hparam.original]
+
+    def modify(self) -> None:
+        """Restrict the choices by a rule; dynamic layers override this with their rule fields."""
+
+    @property
+    def original_cls(self) -> type[nn.Module]:
+        """The torch class this module had before conversion (and gets back on export)."""
+        return self._original_cls
+
+    # ----------------------------------------------------------------------------- tensors
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        """Per hparam name, the ``(tensor name, dim)`` pairs whose size it governs.
+
+        A permutation of an hparam's channels must be applied to every listed dimension (of every
+        layer sharing the hparam) to keep the model's function. Absent tensors (e.g. ``bias=None``)
+        are not listed.
+        """
+        return {}
+
+    def _present(self, *pairs: tuple[str, int]) -> list[tuple[str, int]]:
+        """The ``(tensor name, dim)`` pairs whose tensor exists on this module."""
+        stored = {**self._parameters, **self._buffers}
+        return [(name, dim) for name, dim in pairs if stored.get(name) is not None]
+
+    def _importance(self, name: str) -> torch.Tensor | None:
+        """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
+        return None
+
+    # ----------------------------------------------------------------------------- export
+    def _export_attributes(self) -> dict[str, Any]:
+        """The plain attributes the exported module gets (by default every hparam's active value)."""
+        return {name: hparam.active for name, hparam in self._hparams.items()}
+
+    def export(self) -> nn.Module:
+        """Turn this module back, in place, into its original class at the active sizes.
+
+        Active slices become new tensors (``requires_grad`` kept); tensors that are used whole are
+        kept as the very same objects (no copy). Returns the module itself.
+        """
+        with torch.no_grad():
+            attributes = self._export_attributes()
+            tensors = {name: getattr(self, name) for name in self._dynamic_tensors}
+        saved = self._saved
+        original_cls = self._original_cls
+        for name in ("_hparams", "_hparam_roles", "_saved"):
+            del self.__dict__[name]
+        self.__class__ = original_cls
+        for name, value in saved.items():
+            self.__dict__[name] = attributes.pop(name, value)
+        self.__dict__.update(attributes)
+        for name, active in tensors.items():
+            _store_exported_tensor(self, name, active)
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        from .registry import _new_dynamic_instance
+
+        return (_new_dynamic_instance, (self._original_cls,), self.__dict__.copy())
+
+
+def _store_exported_tensor(module: nn.Module, name: str, active: torch.Tensor | None) -> None:
+    """Replace the stored tensor ``name`` with its active part (kept as is when it is the whole)."""
+    store = module._parameters if name in module._parameters else module._buffers
+    full = store[name]
+    if active is None or active is full:
+        return
+    data = active.detach().clone(memory_format=torch.contiguous_format)
+    if isinstance(full, nn.Parameter):
+        store[name] = nn.Parameter(data, requires_grad=full.requires_grad)
+    else:
+        store[name] = data
+
+
+def is_dynamic(module: nn.Module) -> bool:
+    """Whether ``module`` or any of its submodules is a dynamic module."""
+    return any(isinstance(m, DynamicModule) for m in module.modules())
+
+
+def export_model(model: nn.Module) -> nn.Module:
+    """Export every dynamic module of ``model`` in place (each shared module once); returns ``model``.
+
+    Containers are exported before their children, so blocks a dynamic ``Sequential`` drops are
+    never visited.
+    """
+    seen: set[int] = set()
+
+    def visit(module: nn.Module) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        if isinstance(module, DynamicModule):
+            module.export()
+        for child in module.children():
+            visit(child)
+
+    visit(model)
+    return model

@@ -1,0 +1,8 @@
+"""The built-in dynamic layers; importing this package registers them with ``DYNAMIC_REGISTRY``.
+
+One module per layer family: :mod:`.conv`, :mod:`.linear`, :mod:`.norm`, :mod:`.container`.
+"""
+
+from . import container, conv, linear, norm
+
+__all__ = ["container", "conv", "linear", "norm"]

@@ -1,0 +1,64 @@
+"""Dynamic Sequential: a searchable depth that drops trailing blocks."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from torch import nn
+
+from ..dynamic import DynamicModule, HparamAttribute
+from ..hparam import DepthHparam
+from ..registry import DYNAMIC_REGISTRY
+from .rules import restrict_to
+
+__all__: list[str] = []
+
+
+@DYNAMIC_REGISTRY.register(nn.Sequential, key="nn.Sequential")
+class _DynamicSequential(DynamicModule):
+    """Dynamic Sequential: only the first ``depth`` blocks run.
+
+    ``state_dict``, ``len``, indexing and ``named_modules`` always see every block; only
+    ``forward``, printing and export see the first ``depth``. Which trailing blocks may be dropped
+    is decided by the search-space analysis (:meth:`DepthHparam.restrict_to_trailing`).
+    """
+
+    depth = HparamAttribute()
+
+    def _setup(self) -> None:
+        self._register_hparam("depth", DepthHparam(len(self._modules)))
+
+    def _active_blocks(self) -> dict[str, nn.Module]:
+        return dict(itertools.islice(self._modules.items(), self._hparams["depth"].active))
+
+    def forward(self, input: Any) -> Any:
+        for module in itertools.islice(self._modules.values(), self._hparams["depth"].active):
+            input = module(input)
+        return input
+
+    def __repr__(self) -> str:
+        modules = self._modules
+        self.__dict__["_modules"] = self._active_blocks()
+        try:
+            return super().__repr__()
+        finally:
+            self.__dict__["_modules"] = modules
+
+    def modify(self, *, min_depth: int = 0) -> None:
+        """Keep only depths of at least ``min_depth`` (the full depth always stays)."""
+        if isinstance(min_depth, bool) or not isinstance(min_depth, int) or min_depth < 0:
+            raise ValueError(f"min_depth must be a non-negative int, got {min_depth!r}")
+        hparam = self._hparams["depth"]
+        restrict_to(hparam, {depth for depth in hparam.choices if depth >= min_depth})
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        return {"depth": []}
+
+    def _export_attributes(self) -> dict[str, Any]:
+        return {}
+
+    def export(self) -> nn.Module:
+        """Export in place, keeping only the first ``depth`` blocks."""
+        self.__dict__["_modules"] = self._active_blocks()
+        return super().export()

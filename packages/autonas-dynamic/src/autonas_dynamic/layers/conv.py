@@ -1,0 +1,271 @@
+"""Dynamic Conv1d/2d/3d and ConvTranspose1d/2d/3d: searchable channels and kernel sizes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.utils import _reverse_repeat_tuple
+
+from ..dynamic import DynamicModule, HparamAttribute
+from ..hparam import Hparam
+from ..registry import DYNAMIC_REGISTRY
+from ..slicing import crop_kernel, slice_tensor
+from .rules import restrict_by_ratio, restrict_to
+
+__all__ = ["channel_choices", "kernel_choices"]
+
+_CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_TRANSPOSE: dict[int, Callable[..., torch.Tensor]] = {
+    1: F.conv_transpose1d,
+    2: F.conv_transpose2d,
+    3: F.conv_transpose3d,
+}
+
+
+def channel_choices(channels: int, other: int, groups: int) -> list[int]:
+    """Channel counts a conv side may take.
+
+    Ungrouped: ``1..channels``. Grouped with equal in/out channels: multiples of the group size
+    (depthwise: ``1..channels``). Grouped with unequal in/out channels: only ``channels``.
+    """
+    if groups == 1:
+        return list(range(1, channels + 1))
+    if channels == other:
+        step = channels // groups
+        return list(range(step, channels + 1, step))
+    return [channels]
+
+
+def kernel_choices(
+    kernel: Sequence[int], padding: str | Sequence[int], dilation: Sequence[int], padding_mode: str
+) -> list[tuple[int, ...]]:
+    """Kernel sizes a conv may shrink to by centre cropping.
+
+    Each dimension keeps its parity and, with numeric padding, a size whose reduced padding
+    ``p - (K - k) * dilation // 2`` stays non-negative (so the output size is unchanged).
+    Only ``padding_mode="zeros"`` convs can change their kernel.
+    """
+    if padding_mode != "zeros":
+        return [tuple(kernel)]
+    per_dim = []
+    for dim, big in enumerate(kernel):
+        sizes = [
+            small
+            for small in range(big % 2 or 2, big + 1, 2)
+            if isinstance(padding, str) or padding[dim] >= (big - small) * dilation[dim] // 2
+        ]
+        per_dim.append(sizes)
+    return list(itertools.product(*per_dim))
+
+
+class _DynamicConvNd(DynamicModule):
+    """Dynamic convolution: ``in_channels``, ``out_channels`` and ``kernel_size`` hparams.
+
+    The weight's channel dims are prefix slices; the kernel is centre cropped and the padding
+    reduced so that the output size stays that of the full kernel. For grouped convs the number
+    of groups follows the active channels (the group size stays).
+    """
+
+    in_channels = HparamAttribute()
+    out_channels = HparamAttribute()
+    kernel_size = HparamAttribute()
+    _dynamic_tensors = ("weight", "bias")
+    #: Transposed convs store their weight as (in, out / groups, k...), others as (out, in / groups, k...).
+    _transposed: ClassVar[bool] = False
+
+    @property
+    def _channel_names(self) -> tuple[str, str]:
+        """The hparams of weight dims 0 and 1."""
+        return ("in_channels", "out_channels") if self._transposed else ("out_channels", "in_channels")
+
+    def _setup(self) -> None:
+        in_channels, out_channels, groups = (self.__dict__[name] for name in ("in_channels", "out_channels", "groups"))
+        self._move_aside("padding", "groups")
+        depthwise = groups > 1 and in_channels == out_channels == groups
+        sortable = groups == 1 or depthwise
+        self._register_hparam(
+            "in_channels",
+            Hparam(channel_choices(in_channels, out_channels, groups), original=in_channels),
+            importance=groups == 1,
+            sortable=sortable,
+        )
+        self._register_hparam(
+            "out_channels",
+            Hparam(channel_choices(out_channels, in_channels, groups), original=out_channels),
+            sortable=sortable,
+        )
+        kernel = tuple(self.__dict__["kernel_size"])
+        choices = kernel_choices(kernel, self._saved["padding"], self.dilation, self.padding_mode)
+        self._register_hparam("kernel_size", Hparam(choices, original=kernel))
+
+    # ----------------------------------------------------------------------------- active values
+    @property
+    def padding(self) -> str | tuple[int, ...]:
+        """The padding that keeps the output size of the full kernel."""
+        padding = self._saved["padding"]
+        kernel = self._hparams["kernel_size"]
+        if isinstance(padding, str) or kernel.active == kernel.original:
+            return padding
+        return tuple(
+            pad - (big - small) * dil // 2
+            for pad, big, small, dil in zip(padding, kernel.original, kernel.active, self.dilation, strict=True)
+        )
+
+    @property
+    def groups(self) -> int:
+        """The active number of groups (the group size stays fixed)."""
+        groups = self._saved["groups"]
+        if groups == 1:
+            return 1
+        lead, other = (self._hparams[name] for name in self._channel_names)
+        lead_size, other_size = lead.original // groups, other.original // groups
+        active_groups = lead.active // lead_size
+        if lead.active % lead_size or other.active != active_groups * other_size:
+            raise ValueError(
+                f"{type(self).__name__}: in_channels={self.in_channels} and out_channels={self.out_channels} must "
+                f"span the same number of groups (group sizes: {self._group_sizes()})"
+            )
+        return active_groups
+
+    def _group_sizes(self) -> dict[str, int]:
+        groups = self._saved["groups"]
+        return {name: self._hparams[name].original // groups for name in ("in_channels", "out_channels")}
+
+    @property
+    def weight(self) -> torch.Tensor:
+        hparams = self._hparams
+        lead, other = (hparams[name] for name in self._channel_names)
+        kernel = hparams["kernel_size"]
+        crop = () if kernel.active == kernel.original else crop_kernel(kernel.original, kernel.active)
+        dim1 = other.active_slice if self._saved["groups"] == 1 else None
+        return slice_tensor(self._parameters["weight"], (lead.active_slice, dim1, *crop))
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        bias = self._parameters["bias"]
+        if bias is None:
+            return None
+        return slice_tensor(bias, (self._hparams["out_channels"].active_slice,))
+
+    def extra_repr(self) -> str:
+        # torch formats the conv summary from ``__dict__``; show the active values there meanwhile.
+        active = {name: getattr(self, name) for name in (*self._hparams, "padding", "groups")}
+        self.__dict__.update(active)
+        try:
+            return super().extra_repr()
+        finally:
+            for name in active:
+                del self.__dict__[name]
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding: Any = 0
+        else:
+            padding = self.padding
+        conv = _CONV[len(self.stride)]
+        return conv(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+    # ----------------------------------------------------------------------------- rules
+    def modify(
+        self,
+        *,
+        channels_ratio: Sequence[float] | None = None,
+        channel_divisor: int = 1,
+        kernel_size: Sequence[int | Sequence[int]] = (),
+    ) -> None:
+        """Restrict the choices.
+
+        Args:
+            channels_ratio: Channel counts as fractions of the original (``None``: keep the choices).
+            channel_divisor: Every channel count is rounded to a multiple of this (``make_divisible``).
+            kernel_size: The kernel sizes to search (an int means the same size in every dim);
+                ``()`` searches none. Sizes larger than the original or needing negative padding
+                drop out; a size whose parity differs from the original kernel is an error.
+        """
+        for name in ("in_channels", "out_channels"):
+            restrict_by_ratio(self._hparams[name], channels_ratio, channel_divisor)
+        restrict_to(self._hparams["kernel_size"], self._kernel_rule(kernel_size))
+
+    def _kernel_rule(self, sizes: Sequence[int | Sequence[int]]) -> set[tuple[int, ...]]:
+        hparam = self._hparams["kernel_size"]
+        ndim = len(hparam.original)
+        result = set()
+        for size in sizes:
+            kernel = (size,) * ndim if isinstance(size, int) else tuple(size)
+            if len(kernel) != ndim or not all(isinstance(k, int) and k > 0 for k in kernel):
+                raise ValueError(
+                    f"kernel_size entry {size!r} must be a positive int or a tuple of {ndim} positive ints"
+                )
+            if any(k % 2 != big % 2 for k, big in zip(kernel, hparam.original, strict=True)):
+                raise ValueError(
+                    f"kernel_size {kernel} has a different parity than the original kernel {hparam.original} "
+                    f"(kernels are centre cropped); allowed kernel sizes: {hparam.choices}"
+                )
+            result.add(kernel)
+        return result
+
+    # ----------------------------------------------------------------------------- sorting and export
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        lead, other = self._channel_names
+        groups = self._saved["groups"]
+        depthwise = (
+            groups > 1 and self._hparams["in_channels"].original == groups == self._hparams["out_channels"].original
+        )
+        dims: dict[str, list[tuple[str, int]]] = {lead: [("weight", 0)], other: [], "kernel_size": []}
+        if groups == 1:
+            dims[other].append(("weight", 1))
+        elif depthwise:
+            dims[other].append(("weight", 0))
+        dims["out_channels"].append(("bias", 0))
+        return {name: self._present(*pairs) for name, pairs in dims.items()}
+
+    def _importance(self, name: str) -> torch.Tensor | None:
+        if name != "in_channels" or self._saved["groups"] != 1:
+            return None
+        weight = self._parameters["weight"].detach()
+        per_input = weight.flatten(1) if self._transposed else weight.transpose(0, 1).flatten(1)
+        return per_input.norm(dim=1)
+
+    def _export_attributes(self) -> dict[str, Any]:
+        attributes = super()._export_attributes()
+        padding = self.padding
+        attributes.update(padding=padding, groups=self.groups)
+        if not isinstance(padding, str):
+            attributes["_reversed_padding_repeated_twice"] = _reverse_repeat_tuple(padding, 2)
+        elif padding == "same":
+            reversed_padding = []
+            for dil, size in zip(reversed(self.dilation), reversed(self.kernel_size), strict=True):
+                total = dil * (size - 1)
+                reversed_padding += [total // 2, total - total // 2]
+            attributes["_reversed_padding_repeated_twice"] = reversed_padding
+        return attributes
+
+
+class _DynamicConvTransposeNd(_DynamicConvNd):
+    """Dynamic transposed convolution (weight layout (in, out / groups, k...))."""
+
+    _transposed = True
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError(f"Only 'zeros' padding mode is supported for {self._original_cls.__name__}")
+        ndim = len(self.stride)
+        padding = self.padding
+        output_padding = self._output_padding(
+            input, output_size, self.stride, padding, self.kernel_size, ndim, self.dilation
+        )
+        conv = _CONV_TRANSPOSE[ndim]
+        return conv(input, self.weight, self.bias, self.stride, padding, output_padding, self.groups, self.dilation)
+
+
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicConvNd)
+for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicConvTransposeNd)

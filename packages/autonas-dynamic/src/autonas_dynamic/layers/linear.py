@@ -1,0 +1,53 @@
+"""Dynamic Linear: searchable ``in_features`` and ``out_features``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
+from ..hparam import Hparam
+from ..registry import DYNAMIC_REGISTRY
+from ..slicing import slice_tensor
+from .rules import restrict_by_ratio
+
+__all__: list[str] = []
+
+
+@DYNAMIC_REGISTRY.register(nn.Linear, key="nn.Linear")
+class _DynamicLinear(DynamicModule):
+    """Dynamic linear layer; the weight is sliced to ``(out_features, in_features)``."""
+
+    in_features = HparamAttribute()
+    out_features = HparamAttribute()
+    _dynamic_tensors = ("weight", "bias")
+    bias = sliced_tensor_property("bias", "out_features")
+
+    def _setup(self) -> None:
+        for name in ("in_features", "out_features"):
+            size = self.__dict__[name]
+            self._register_hparam(name, Hparam(range(1, size + 1), original=size), importance=name == "in_features")
+
+    @property
+    def weight(self) -> torch.Tensor:
+        hparams = self._hparams
+        return slice_tensor(
+            self._parameters["weight"], (hparams["out_features"].active_slice, hparams["in_features"].active_slice)
+        )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.linear(input, self.weight, self.bias)
+
+    def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
+        """Restrict both feature counts to ``make_divisible(ratio * original, feature_divisor)``."""
+        for name in ("in_features", "out_features"):
+            restrict_by_ratio(self._hparams[name], features_ratio, feature_divisor)
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        return {"in_features": self._present(("weight", 1)), "out_features": self._present(("weight", 0), ("bias", 0))}
+
+    def _importance(self, name: str) -> torch.Tensor | None:
+        return self._parameters["weight"].detach().norm(dim=0) if name == "in_features" else None

@@ -1,0 +1,157 @@
+"""Dynamic normalisation layers: BatchNorm, SyncBatchNorm, InstanceNorm, LayerNorm, GroupNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
+from ..hparam import Hparam
+from ..registry import DYNAMIC_REGISTRY
+from .rules import restrict_by_ratio
+
+__all__ = ["group_norm_choices"]
+
+
+class _DynamicFeatureNorm(DynamicModule):
+    """Shared part of BatchNorm/InstanceNorm: one ``num_features`` hparam slicing every tensor."""
+
+    num_features = HparamAttribute()
+    _dynamic_tensors = ("weight", "bias", "running_mean", "running_var")
+    weight = sliced_tensor_property("weight", "num_features")
+    bias = sliced_tensor_property("bias", "num_features")
+    running_mean = sliced_tensor_property("running_mean", "num_features")
+    running_var = sliced_tensor_property("running_var", "num_features")
+
+    def _setup(self) -> None:
+        size = self.__dict__["num_features"]
+        self._register_hparam("num_features", Hparam(range(1, size + 1), original=size))
+
+    def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
+        """Restrict ``num_features`` to ``make_divisible(ratio * original, feature_divisor)``."""
+        restrict_by_ratio(self._hparams["num_features"], features_ratio, feature_divisor)
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        return {"num_features": self._present(*((name, 0) for name in self._dynamic_tensors))}
+
+
+class _DynamicBatchNorm(_DynamicFeatureNorm):
+    """Dynamic BatchNorm; running-stat updates write through the prefix views into the full buffers."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            tracked = self._buffers["num_batches_tracked"]
+            if tracked is not None:
+                tracked.add_(1)
+                momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
+        running_mean, running_var = self.running_mean, self.running_var
+        use_batch_stats = self.training or (running_mean is None and running_var is None)
+        if self.training and not self.track_running_stats:
+            running_mean = running_var = None
+        return F.batch_norm(
+            input, running_mean, running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
+        )
+
+
+class _DynamicSyncBatchNorm(_DynamicFeatureNorm):
+    """Dynamic SyncBatchNorm: torch's forward, reading the active tensors."""
+
+    forward = nn.SyncBatchNorm.forward
+
+
+class _DynamicInstanceNorm(_DynamicFeatureNorm):
+    """Dynamic InstanceNorm (torch's forward, reading the active tensors and ``num_features``)."""
+
+
+for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicBatchNorm)
+DYNAMIC_REGISTRY.register(nn.SyncBatchNorm, key="nn.SyncBatchNorm")(_DynamicSyncBatchNorm)
+for _cls in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
+    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicInstanceNorm)
+
+
+@DYNAMIC_REGISTRY.register(nn.LayerNorm, key="nn.LayerNorm")
+class _DynamicLayerNorm(DynamicModule):
+    """Dynamic LayerNorm: ``num_features`` is the last entry of ``normalized_shape``."""
+
+    num_features = HparamAttribute()
+    _dynamic_tensors = ("weight", "bias")
+    weight = sliced_tensor_property("weight", "num_features", dim=-1)
+    bias = sliced_tensor_property("bias", "num_features", dim=-1)
+
+    def _setup(self) -> None:
+        self._move_aside("normalized_shape")
+        size = self._saved["normalized_shape"][-1]
+        self._register_hparam("num_features", Hparam(range(1, size + 1), original=size))
+
+    @property
+    def normalized_shape(self) -> tuple[int, ...]:
+        """The original leading dims and the active last dim."""
+        return (*self._saved["normalized_shape"][:-1], self._hparams["num_features"].active)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
+        """Restrict the last dim to ``make_divisible(ratio * original, feature_divisor)``."""
+        restrict_by_ratio(self._hparams["num_features"], features_ratio, feature_divisor)
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        last = len(self._saved["normalized_shape"]) - 1
+        return {"num_features": self._present(("weight", last), ("bias", last))}
+
+    def _export_attributes(self) -> dict[str, Any]:
+        return {"normalized_shape": self.normalized_shape}
+
+
+def group_norm_choices(num_groups: int, num_channels: int) -> list[int]:
+    """Channel counts of a GroupNorm that keep its group size: multiples of both the group size and
+    ``num_groups``, at least ``num_groups``."""
+    group_size = num_channels // num_groups
+    return [c for c in range(num_groups, num_channels + 1) if c % group_size == 0 and c % num_groups == 0]
+
+
+@DYNAMIC_REGISTRY.register(nn.GroupNorm, key="nn.GroupNorm")
+class _DynamicGroupNorm(DynamicModule):
+    """Dynamic GroupNorm: the group size stays, the number of groups follows ``num_channels``.
+
+    Its channels cannot be reordered (a permutation would mix groups), so it makes every hparam it
+    shares unsortable.
+    """
+
+    num_channels = HparamAttribute()
+    _dynamic_tensors = ("weight", "bias")
+    weight = sliced_tensor_property("weight", "num_channels")
+    bias = sliced_tensor_property("bias", "num_channels")
+
+    def _setup(self) -> None:
+        self._move_aside("num_groups")
+        size = self.__dict__["num_channels"]
+        self._register_hparam(
+            "num_channels", Hparam(group_norm_choices(self._saved["num_groups"], size), original=size), sortable=False
+        )
+
+    @property
+    def num_groups(self) -> int:
+        """Active channels divided by the (fixed) group size."""
+        hparam = self._hparams["num_channels"]
+        return hparam.active // (hparam.original // self._saved["num_groups"])
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def modify(self, *, channels_ratio: Sequence[float] | None = None, channel_divisor: int = 1) -> None:
+        """Restrict ``num_channels`` to ``make_divisible(ratio * original, channel_divisor)``."""
+        restrict_by_ratio(self._hparams["num_channels"], channels_ratio, channel_divisor)
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        return {"num_channels": self._present(("weight", 0), ("bias", 0))}
+
+    def _export_attributes(self) -> dict[str, Any]:
+        return {"num_channels": self.num_channels, "num_groups": self.num_groups}
