@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -20,6 +22,17 @@ QUEUE_MAXLEN = 50
 #: Training forwards at one subnet after which its BatchNorm statistics count as trusted; also the
 #: period at which a full queue still takes in a fresh batch.
 BN_CALIB_ITERS = 100
+
+
+_INTERNAL_DIRS = (str(Path(__file__).parent), str(Path(nn.__file__).parent))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside autonas_patch and torch.nn."""
+    frame, level = sys._getframe(2), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class AutoNASPatchManager(PatchManager):
@@ -105,7 +118,7 @@ class AutoNASPatchManager(PatchManager):
                 "inference results can be inaccurate. Train longer, or pass a forward_loop to "
                 "autonas_patch.prep_for_eval(model, forward_loop).",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
         return None
 

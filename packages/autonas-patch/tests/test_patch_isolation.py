@@ -1,0 +1,23 @@
+"""autonas_patch depends on torch only: it never imports the search-space package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SOURCE = Path(__file__).parents[1] / "src" / "autonas_patch"
+
+
+def test_import_loads_no_other_autonas_package() -> None:
+    code = "import sys, autonas_patch; print(sorted(m for m in sys.modules if m.startswith('autonas')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert (
+        out.strip() == "['autonas_patch', 'autonas_patch.autonas', 'autonas_patch.calibration', "
+        "'autonas_patch.generator', 'autonas_patch.manager', 'autonas_patch.sampler', 'autonas_patch.switch']"
+    )
+
+
+def test_sources_do_not_mention_the_dynamic_package() -> None:
+    offenders = [path.name for path in SOURCE.glob("*.py") if "autonas_dynamic" in path.read_text()]
+    assert offenders == []
