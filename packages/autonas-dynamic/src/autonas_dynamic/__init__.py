@@ -2,7 +2,7 @@
 
 Converting a module swaps its class in place (see :mod:`autonas_dynamic.registry`); hparams
 (:mod:`autonas_dynamic.hparam`) hold the choices; :func:`export_model` turns a model back into
-plain torch modules at the active sizes.
+plain torch modules at the active sizes; :func:`sort_parameters` orders channels by importance.
 """
 
 from importlib.metadata import version as _version
@@ -11,6 +11,7 @@ from . import layers  # registers the built-in dynamic layers
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
+from .sorting import sort_parameters
 
 __version__ = _version("autonas-dynamic")
 
@@ -26,4 +27,5 @@ __all__ = [
     "export_model",
     "is_dynamic",
     "layers",
+    "sort_parameters",
 ]

@@ -1,0 +1,139 @@
+"""Ordering channels by importance, by permuting the stored tensors in place.
+
+Layers that share one hparam object form a group. For every sortable group the importance
+estimators of its layers give one score per channel; the channels are then permuted (in every
+tensor dimension any layer of the group declares through ``hparam_tensor_dims``) so that the most
+important channels come first. Active channel sets are prefixes, so after sorting every subnet
+keeps the most important channels, and the maximal subnet computes exactly what it did before.
+
+Channels feeding a concatenation are permuted within their own segment of the concatenated
+dimension, together with the layer that produced them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .dynamic import DynamicModule
+from .hparam import ConcatHparam, Hparam
+
+__all__ = ["sort_parameters"]
+
+
+@dataclass(eq=False)
+class _Group:
+    """One hparam object and every tensor dimension it governs across the model."""
+
+    hparam: Hparam
+    name: str
+    #: (module, tensor name, dim, offset): the hparam's channels sit at ``offset`` along ``dim``.
+    dims: list[tuple[nn.Module, str, int, int]] = field(default_factory=list)
+    #: Importance scores from the concatenations this hparam feeds, per segment.
+    concat_importance: list[torch.Tensor] = field(default_factory=list)
+
+
+def _collect_groups(model: nn.Module) -> dict[int, _Group]:
+    groups: dict[int, _Group] = {}
+    for module_name, module in model.named_modules():
+        if not isinstance(module, DynamicModule):
+            continue
+        dims = module.hparam_tensor_dims()
+        for hp_name, hparam in module.named_hparams():
+            full_name = f"{module_name}.{hp_name}" if module_name else hp_name
+            group = groups.setdefault(id(hparam), _Group(hparam, full_name))
+            group.dims += [(module, tensor, dim, 0) for tensor, dim in dims.get(hp_name, [])]
+    for group in list(groups.values()):
+        if not isinstance(group.hparam, ConcatHparam):
+            continue
+        own = Hparam.importance.fget(group.hparam)  # type: ignore[attr-defined]
+        for source, offset in group.hparam.segments:
+            target = groups.setdefault(id(source), _Group(source, f"{group.name}[{offset}:]"))
+            target.dims += [(module, tensor, dim, offset) for module, tensor, dim, _ in group.dims]
+            if own is not None:
+                target.concat_importance.append(own[offset : offset + source.max])
+    return groups
+
+
+def _wants_sorting(group: _Group, names: set[str]) -> bool:
+    hparam = group.hparam
+    return (
+        not isinstance(hparam, ConcatHparam)
+        and hparam.is_sortable
+        and isinstance(hparam.original, int)
+        and len(hparam.choices) > 1
+        and bool(group.dims)
+        and (not names or group.name in names or group.name.rsplit(".", 1)[-1] in names)
+    )
+
+
+def _without_conflicts(groups: list[_Group]) -> list[_Group]:
+    """Drop groups that govern a tensor dimension another sorted group also governs."""
+    owners: dict[tuple[int, str, int, int], set[int]] = {}
+    for group in groups:
+        for module, tensor, dim, offset in group.dims:
+            owners.setdefault((id(module), tensor, dim, offset), set()).add(id(group.hparam))
+    clashing = {hp_id for ids in owners.values() if len(ids) > 1 for hp_id in ids}
+    for group in groups:
+        if id(group.hparam) in clashing:
+            warnings.warn(
+                f"not sorting {group.name}: a tensor dimension it governs is also governed by another hparam "
+                "(e.g. a depthwise conv whose in/out channels are not coupled)",
+                stacklevel=3,
+            )
+    return [group for group in groups if id(group.hparam) not in clashing]
+
+
+def _permute(group: _Group, order: torch.Tensor) -> None:
+    size = order.numel()
+    seen: set[tuple[int, str, int, int]] = set()
+    for module, name, dim, offset in group.dims:
+        key = (id(module), name, dim, offset)
+        if key in seen:
+            continue
+        seen.add(key)
+        tensor = module._parameters[name] if name in module._parameters else module._buffers[name]
+        for stored in (tensor, tensor.grad):
+            if stored is not None:
+                segment = stored.narrow(dim, offset, size)
+                segment.copy_(segment.index_select(dim, order.to(stored.device)))
+
+
+@torch.no_grad()
+def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) -> None:
+    """Permute the channels of every sortable hparam of ``model`` by descending importance.
+
+    The model computes the same function at the maximal subnet before and after; smaller subnets
+    then keep the most important channels. Active values are kept. Optimizer states that refer
+    to the permuted parameters are not permuted: sort before creating the optimizer.
+
+    Args:
+        model: A model with dynamic modules.
+        hps_to_sort: If given, sort only the groups whose name (the first full hparam name in module
+            order, e.g. ``"layer1.0.conv1.out_channels"``) or its last component (``"out_channels"``)
+            is listed.
+    """
+    names = set(hps_to_sort or ())
+    groups = _collect_groups(model)
+    saved = {id(group.hparam): (group.hparam, group.hparam._active) for group in groups.values()}
+    saved = {key: value for key, value in saved.items() if not isinstance(value[0], ConcatHparam)}
+    try:
+        for hparam, _ in saved.values():
+            hparam._active = hparam.max
+        selected = _without_conflicts([group for group in groups.values() if _wants_sorting(group, names)])
+        for group in selected:
+            importance = group.hparam.importance
+            for extra in group.concat_importance:
+                importance = extra if importance is None else importance + extra
+            if importance is None:
+                continue
+            order = torch.argsort(importance, descending=True, stable=True)
+            if not torch.equal(order, torch.arange(order.numel())):
+                _permute(group, order)
+    finally:
+        for hparam, active in saved.values():
+            hparam._active = active
