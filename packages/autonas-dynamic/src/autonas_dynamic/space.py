@@ -1,0 +1,301 @@
+"""The search space of a model: tracing, rules and dynamic layers wired together.
+
+:func:`generate_search_space` traces a model (:mod:`autonas_dynamic.trace`), converts its
+searchable layers in place into dynamic layers, restricts each layer's choices by its rule, merges
+the hparams of coupled layers into one shared object per group (the group's choices are the
+intersection of its members'), pins groups the analysis could not prove searchable, and converts
+back the layers that ended up with nothing to search. :class:`SearchSpace` is a cheap view over a
+converted model: names, configs, sampling, selection, size, export, sorting and a summary.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from autonas_config import resolve_rule
+
+from .dynamic import DynamicModule, export_model, is_dynamic
+from .hparam import ConcatHparam, Hparam
+from .registry import DYNAMIC_REGISTRY
+from .sorting import sort_parameters
+from .trace import Analysis, Group, analyze
+
+__all__ = ["SearchSpace", "generate_search_space"]
+
+SampleFunc = Callable[[Sequence[Any]], Any]
+
+
+class SearchSpace:
+    """A view over a converted model's hparams (cheap: no tracing, nothing stored but the model).
+
+    Hparam names are ``"<module name>.<hparam name>"`` (e.g. ``"layer1.0.conv1.out_channels"``);
+    an hparam shared by coupled layers is reported, where names must be unique, under the first
+    module (in ``named_modules`` order) that holds it.
+
+    It satisfies the ``autonas_search.SearchSpace`` protocol (``hparams``, ``config``, ``select``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    # ----------------------------------------------------------------------------- names
+    def named_hparams(self, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
+        """Yield ``(full name, hparam)``.
+
+        Args:
+            configurable: ``None``: every hparam under every name (a shared hparam appears once per
+                module holding it); ``True``: each configurable hparam once, under its first name;
+                ``False``: the hparams that are not configurable, under every name.
+        """
+        seen: set[int] = set()
+        for module_name, module in self.model.named_modules():
+            if not isinstance(module, DynamicModule):
+                continue
+            for local, hparam in module.named_hparams():
+                if configurable is not None and hparam.is_configurable != configurable:
+                    continue
+                if configurable:
+                    if id(hparam) in seen:
+                        continue
+                    seen.add(id(hparam))
+                yield (f"{module_name}.{local}" if module_name else local), hparam
+
+    def hparams(self) -> dict[str, list[Any]]:
+        """The choices of every configurable hparam (the search-space protocol)."""
+        return {name: hparam.choices for name, hparam in self.named_hparams(configurable=True)}
+
+    def config(self, configurable: bool | None = None) -> dict[str, Any]:
+        """The active value of each hparam, named as in :meth:`named_hparams`."""
+        return {name: hparam.active for name, hparam in self.named_hparams(configurable)}
+
+    def size(self) -> int:
+        """The number of distinct subnets: the product of the configurable hparams' choice counts."""
+        return math.prod(len(hparam.choices) for _, hparam in self.named_hparams(configurable=True))
+
+    def is_configurable(self) -> bool:
+        """Whether any hparam has more than one choice."""
+        return next(self.named_hparams(configurable=True), None) is not None
+
+    # ----------------------------------------------------------------------------- subnets
+    def sample(self, sample_func: SampleFunc | Mapping[str, SampleFunc] = random.choice) -> dict[str, Any]:
+        """Activate a subnet picked per hparam by ``sample_func(choices)``; returns the full config.
+
+        ``sample_func`` may map glob patterns over hparam names to functions, e.g.
+        ``{"*": min, "*.depth": max}``: the LAST matching pattern wins; hparams that match no
+        pattern keep their active value.
+        """
+        patterns = dict(sample_func) if isinstance(sample_func, Mapping) else {"*": sample_func}
+        for name, hparam in self.named_hparams(configurable=True):
+            func = None
+            for pattern, candidate in patterns.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    func = candidate
+            if func is not None:
+                hparam.active = func(hparam.choices)
+        return self.config()
+
+    def select(self, config: Mapping[str, Any], strict: bool = True) -> None:
+        """Activate the subnet described by ``config`` (a full or a configurable-only config).
+
+        The configurable hparams named in ``config`` are set first. With ``strict``, a ``ValueError``
+        then names the configurable hparams missing from ``config``, the names that match no hparam,
+        and the names whose value disagrees with the model (fixed hparams, or another name of a
+        shared hparam); a config naming any fixed hparam must name all of them.
+        """
+        configurable = dict(self.named_hparams(configurable=True))
+        for name, hparam in configurable.items():
+            if name in config:
+                hparam.active = config[name]
+        if not strict:
+            return
+        every = list(self.named_hparams())
+        known = {name for name, _ in every}
+        fixed = {name for name, hparam in every if not hparam.is_configurable}
+        problems = []
+        missing = sorted(set(configurable) - set(config))
+        if fixed & set(config):
+            missing += sorted(fixed - set(config))
+        if missing:
+            problems.append(f"missing keys {missing}")
+        unexpected = sorted(set(config) - known)
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        inconsistent = [
+            f"{name}={config[name]!r} (active {hparam.active!r})"
+            for name, hparam in every
+            if name in config and name not in configurable and config[name] != hparam.active
+        ]
+        if inconsistent:
+            problems.append(f"inconsistent keys {inconsistent}")
+        if problems:
+            raise ValueError("cannot select this config: " + "; ".join(problems))
+
+    # ----------------------------------------------------------------------------- model
+    def export(self) -> nn.Module:
+        """Turn the model, in place, into plain torch modules at the active subnet; returns it."""
+        return export_model(self.model)
+
+    def sort_parameters(self, hps_to_sort: Sequence[str] | None = None) -> None:
+        """Reorder channels by importance, in place (see :func:`autonas_dynamic.sorting.sort_parameters`)."""
+        sort_parameters(self.model, hps_to_sort)
+
+    def summary(self, skipped: Sequence[str] = ("kernel_size",)) -> str:
+        """A table of every hparam name with its choices; ``*`` marks where a searched hparam is first named."""
+        lines = ["Search Space Summary", "-" * 80]
+        first: set[int] = set()
+        for name, hparam in self.named_hparams():
+            if any(name.endswith(suffix) for suffix in skipped):
+                continue
+            mark = " "
+            if hparam.is_configurable and id(hparam) not in first:
+                first.add(id(hparam))
+                mark = "*"
+            choices = hparam.choices
+            shown = choices if len(choices) <= 8 else [*choices[:4], "...", *choices[-4:]]
+            lines.append(f"{mark} {name:<60} {shown}")
+        lines += ["-" * 80, f"configurable hparams: {len(first)}, search space size: {self.size():.3g}"]
+        return "\n".join(lines)
+
+    def print_summary(self, skipped: Sequence[str] = ("kernel_size",)) -> None:
+        """Print :meth:`summary`."""
+        print(self.summary(skipped))
+
+
+# --------------------------------------------------------------------------------- generation
+def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = None) -> SearchSpace:
+    """Convert ``model`` in place into a search space and return a :class:`SearchSpace` over it.
+
+    Args:
+        model: A plain (not yet converted, not wrapped) torch model. Its ``forward`` is traced
+            with every non-tensor argument at its default value.
+        rules: Per layer type (``"nn.Conv2d"`` or ``nn.Conv2d``) a rule, ``None`` or a dict of
+            glob patterns over module names (the shape of ``AutoNASConfig().model_dump()``; see
+            :func:`autonas_config.resolve_rule`). A layer type absent from ``rules`` is frozen.
+            ``None`` (the default) converts every layer with its full choices.
+
+    Raises:
+        ValueError: the model is wrapped (DataParallel ...), already converted, or holds
+            parameters in channels_last memory format.
+    """
+    _check_convertible(model)
+    analysis = analyze(model)
+    _warn_about(analysis)
+    converted = _convert(model, analysis)
+    _apply_rules(model, converted, rules)
+    for module, reason in analysis.frozen.items():
+        converted[module].freeze()
+    _install_groups(analysis)
+    for seq, flags in analysis.skippable.items():
+        converted[seq].get_hparam("depth").restrict_to_trailing(flags)
+    _unconvert_unsearchable(converted)
+    return SearchSpace(model)
+
+
+def _check_convertible(model: nn.Module) -> None:
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    if isinstance(model, wrappers):
+        raise ValueError(f"cannot convert a wrapped model ({type(model).__name__}); convert its .module instead")
+    if is_dynamic(model):
+        raise ValueError(f"{type(model).__name__} is already converted into a search space; convert a fresh model")
+    for name, param in model.named_parameters():
+        if param.dim() == 4 and not param.is_contiguous() and param.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError(
+                f"parameter {name!r} is in channels_last memory format, which is not supported; "
+                "call model.to(memory_format=torch.contiguous_format) first"
+            )
+
+
+def _warn_about(analysis: Analysis) -> None:
+    for name, reason in analysis.failed.items():
+        warnings.warn(
+            f"module {name or '<root>'!r} could not be traced ({reason}); it is kept as one unit: its inputs and "
+            "outputs keep their sizes, and its children are analysed on their own",
+            stacklevel=3,
+        )
+    if analysis.unvisited:
+        warnings.warn(
+            f"layers never called while tracing keep their sizes: {', '.join(analysis.unvisited)}", stacklevel=3
+        )
+
+
+def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicModule]:
+    """Convert every analysed layer and every Sequential with skippable blocks."""
+    layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable)
+    converted = {}
+    for module in model.modules():
+        if module in layers and module not in converted and module in DYNAMIC_REGISTRY:
+            converted[module] = DYNAMIC_REGISTRY.convert(module)
+    return converted
+
+
+def _apply_rules(model: nn.Module, converted: Mapping[nn.Module, DynamicModule], rules: Mapping | None) -> None:
+    """``modify(**rule)`` each converted module, or ``freeze()`` it when its rule is None."""
+    if rules is None:
+        return
+    normalized = {
+        (DYNAMIC_REGISTRY.get_key(key) or key) if isinstance(key, type) else key: v for key, v in rules.items()
+    }
+    for name, module in model.named_modules():
+        if module not in converted:
+            continue
+        rule = resolve_rule(normalized, DYNAMIC_REGISTRY.get_key(module), name)
+        if rule is None:
+            module.freeze()
+        else:
+            module.modify(**rule)
+
+
+def _install_groups(analysis: Analysis) -> None:
+    """Merge each group's hparams into one shared object; pin fixed groups."""
+    built: dict[int, Hparam] = {}
+    plain = [g for g in analysis.groups if not g.concat_inputs]
+    concats = [g for g in analysis.groups if g.concat_inputs]
+    for group in plain + concats:
+        built[id(group)] = _build_group(group, built)
+
+
+def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
+    members = [slot.module.get_hparam(slot.name) for slot in group.slots]
+    originals = {hparam.original for hparam in members}
+    shared: Hparam = members[0]
+    fixed = group.fixed or len(originals) > 1  # differing sizes can only broadcast: keep them all
+    if group.concat_inputs and not group.fixed:
+        inputs = [built[id(inp)] for inp in group.concat_inputs]
+        if fixed or originals != {sum(hp.original for hp in inputs)}:
+            fixed = True
+            for hparam in inputs:
+                _pin(hparam)
+        else:
+            shared = ConcatHparam(inputs, name=members[0].name)
+    if fixed:
+        for hparam in members:
+            _pin(hparam)
+        return shared
+    for hparam in members:
+        shared &= hparam
+    if not group.sortable:
+        shared.make_unsortable()
+    for slot in group.slots:
+        slot.module.set_hparam(slot.name, shared)
+    return shared
+
+
+def _pin(hparam: Hparam) -> None:
+    with hparam._force_configurable():
+        hparam.active = hparam.original
+        hparam.choices = [hparam.original]
+
+
+def _unconvert_unsearchable(converted: Mapping[nn.Module, DynamicModule]) -> None:
+    """Export modules whose every hparam has a single choice: they stay plain (and fast) layers."""
+    for module in converted.values():
+        if all(len(hparam.choices) == 1 for _, hparam in module.named_hparams()):
+            module.export()

@@ -1,0 +1,117 @@
+"""Tracing and coupling analysis: which layer sizes of a model can change, and together with which.
+
+:func:`analyze` traces a model with torch.fx (modules that cannot be traced become leaves, their
+children are traced on their own), walks every graph node with one handler per kind of node
+(:mod:`.handlers`), and returns an :class:`Analysis`. It knows nothing of rules or dynamic layers.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .analyzer import ModelState, analyze_graph, iter_groups
+from .depth import skippable_blocks
+from .layers import is_layer, is_sequential
+from .ops import register_shape_preserving
+from .result import Analysis, Group
+from .symbols import Slot, Symbol
+from .tracer import TraceResult, register_leaf, trace_recursively, unregister_leaf
+
+__all__ = [
+    "Analysis",
+    "Group",
+    "Slot",
+    "analyze",
+    "is_layer",
+    "is_sequential",
+    "register_leaf",
+    "register_shape_preserving",
+    "unregister_leaf",
+]
+
+
+def analyze(model: nn.Module) -> Analysis:
+    """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks."""
+    trace = trace_recursively(model)
+    state = ModelState(model, trace)
+    for traced in trace.graphs:
+        analyze_graph(state, traced)
+    unvisited = _fix_unvisited_layers(state)
+    _resolve_concats(state)
+    groups, group_of = _export_groups(state)
+    return Analysis(
+        groups=groups,
+        group_of=group_of,
+        skippable=skippable_blocks(model, trace),
+        failed={state.name(m): reason for m, reason in trace.failed.items()},
+        unvisited=unvisited,
+        frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
+    )
+
+
+def _fix_unvisited_layers(state: ModelState) -> list[str]:
+    unvisited = []
+    for name, module in state.model.named_modules():
+        if not is_layer(module):
+            continue
+        symbols = state.layer_symbols(module)
+        reason = None
+        if module not in state.visited:
+            reason = f"{name} is never called in the traced forward"
+            unvisited.append(name)
+        elif module in state.read_directly:
+            reason = f"parameter {state.read_directly[module]} is read outside the layer's forward"
+        if reason is not None:
+            symbols.incoming.fix(reason)
+            if symbols.outgoing is not None:
+                symbols.outgoing.fix(reason)
+    return unvisited
+
+
+def _resolve_concats(state: ModelState) -> None:
+    """Fix concatenations that cannot be searched, until nothing changes.
+
+    A group may hold one concat source; a group may feed one concat; a concat cannot feed
+    itself or another concat; a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
+    """
+    concats = list(dict.fromkeys(state.concats.values()))
+    changed = True
+    while changed:
+        before = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
+        users: dict[int, set[int]] = {}
+        for concat in concats:
+            for inp in concat.concat_inputs:
+                users.setdefault(id(inp.find()), set()).add(id(concat))
+        for concat in concats:
+            root = concat.find()
+            if len(root.concats) > 1:
+                root.fix("more than one concatenation produces this size")
+            inputs = [inp.find() for inp in concat.concat_inputs]
+            if any(inp is root or inp.concats for inp in inputs):
+                root.fix("a concatenation feeds a concatenation")
+            for inp in inputs:
+                if len(users[id(inp)]) > 1:
+                    inp.fix("feeds more than one concatenation")
+            if root.fixed_reason is not None:
+                for inp in inputs:
+                    inp.fix(f"input of a concatenation whose size is fixed ({root.fixed_reason})")
+            elif all(inp.fixed_reason is not None for inp in inputs):
+                root.fix("every input of its concatenation is fixed")
+        after = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
+        changed = after != before
+
+
+def _export_groups(state: ModelState) -> tuple[list[Group], dict[Slot, Group]]:
+    by_root: dict[int, Group] = {}
+    for root in iter_groups(state):
+        by_root[id(root)] = Group(list(root.slots), root.fixed_reason, root.sortable)
+    for concat in dict.fromkeys(state.concats.values()):
+        root = concat.find()
+        group = by_root.get(id(root))
+        if group is None or group.fixed:
+            continue
+        inputs = [by_root.get(id(inp.find())) for inp in concat.concat_inputs]
+        group.concat_inputs = inputs
+        group.sortable = group.sortable and any(i.sortable for i in inputs)
+    group_of = {slot: group for group in by_root.values() for slot in group.slots}
+    return list(by_root.values()), group_of

@@ -1,0 +1,152 @@
+"""Coupling analysis: walk every traced graph and decide which layer sizes move together.
+
+Each graph node is handed to the handlers in :mod:`~autonas_dynamic.trace.handlers` in a fixed
+order (layer, pass-through, shape read, elementwise, concat); the first that understands it gives
+the node's value, otherwise the node is a boundary, which fixes everything flowing into it. Groups
+live in a union-find forest of :class:`~autonas_dynamic.trace.symbols.Symbol` objects, so the
+result does not depend on the order in which couplings are discovered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch.fx as fx
+import torch.nn as nn
+
+from .layers import LayerSymbols, is_layer, make_layer_symbols
+from .symbols import Symbol
+from .tracer import TracedGraph, TraceResult, is_user_leaf
+from .values import FIXED, NEUTRAL, Flow, Value
+
+
+class ModelState:
+    """What the analysis accumulates over every graph of one model."""
+
+    def __init__(self, model: nn.Module, trace: TraceResult) -> None:
+        self.model = model
+        self.trace = trace
+        self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
+        self.layers: dict[nn.Module, LayerSymbols] = {}
+        self.visited: set[nn.Module] = set()
+        self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
+        self.concats: dict[tuple[int, ...], Symbol] = {}
+
+    def layer_symbols(self, module: nn.Module) -> LayerSymbols:
+        """The symbols of a layer, created on first use."""
+        symbols = self.layers.get(module)
+        if symbols is None:
+            symbols = self.layers[module] = make_layer_symbols(module)
+        return symbols
+
+    def name(self, module: nn.Module) -> str:
+        return self.names.get(module, type(module).__name__)
+
+
+class GraphContext:
+    """The handlers' view of one graph: node values and the operations that couple or fix them."""
+
+    def __init__(self, state: ModelState, traced: TracedGraph) -> None:
+        self.state = state
+        self.root = traced.root
+        self.prefix = f"{traced.name}." if traced.name else ""
+        self.concrete_args = traced.concrete_args
+        self.values: dict[fx.Node, Value] = {}
+
+    # --- reading ---------------------------------------------------------------------------
+    def value(self, arg: Any) -> Value:
+        """The value of a node argument (constants are neutral)."""
+        return self.values.get(arg, NEUTRAL) if isinstance(arg, fx.Node) else NEUTRAL
+
+    def module(self, target: str) -> nn.Module:
+        return self.root.get_submodule(target)
+
+    def is_opaque(self, module: nn.Module) -> bool:
+        """Whether a called module must be treated as a boundary (failed or a user leaf)."""
+        return module in self.state.trace.failed or is_user_leaf(module)
+
+    def input_flows(self, node: fx.Node) -> list[Flow]:
+        """The values of every node ``node`` reads that are tensors or shapes."""
+        return [v for n in node.all_input_nodes if isinstance(v := self.value(n), Flow)]
+
+    def describe(self, node: fx.Node) -> str:
+        """A short description of a node for the reason a group was fixed."""
+        target = node.target
+        if node.op == "call_module":
+            target = f"{self.prefix}{target} ({type(self.module(node.target)).__name__})"
+        elif callable(target):
+            target = getattr(target, "__name__", repr(target))
+        return f"{node.op} {target}"
+
+    # --- coupling --------------------------------------------------------------------------
+    def fix(self, flows: Iterable[Value], reason: str) -> None:
+        """Fix the group of every flow given."""
+        for flow in flows:
+            if isinstance(flow, Flow) and flow.sym is not None:
+                flow.sym.fix(reason)
+
+    def boundary(self, node: fx.Node, reason: str | None = None) -> Flow:
+        """Fix every input of ``node``; its output has fixed sizes."""
+        self.fix(self.input_flows(node), reason or f"reaches {self.describe(node)}")
+        return FIXED
+
+    def synchronize(self, flows: list[Flow], reason: str) -> Flow:
+        """Couple flows that must share their elastic size; fix all of them when that is not provable."""
+        if not flows:
+            return FIXED
+        dims = flows[0].dims
+        for flow in flows[1:]:
+            dims = dims & flow.dims
+        if any(flow.sym is None for flow in flows) or not dims:
+            self.fix(flows, reason)
+            return FIXED
+        root = flows[0].sym
+        for flow in flows[1:]:
+            root = root.union(flow.sym)
+        return Flow(root.find(), dims, all(flow.is_shape for flow in flows))
+
+    def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
+        """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
+        if not isinstance(flow, Flow) or flow.is_shape:
+            sym.fix(reason)
+            return FIXED
+        coupled = self.synchronize([flow, Flow(sym, dims)], reason)
+        return Flow(coupled.sym, flow.dims) if coupled.sym is not None else FIXED
+
+
+def analyze_graph(state: ModelState, traced: TracedGraph) -> None:
+    """Run the handlers over one graph (or record a leaf root as called with fixed sizes)."""
+    from .handlers import HANDLERS, boundary
+
+    if traced.graph is None:
+        if is_layer(traced.root):
+            symbols = state.layer_symbols(traced.root)
+            state.visited.add(traced.root)
+            reason = f"{state.name(traced.root)} is traced on its own: its inputs and outputs are unknown"
+            symbols.incoming.fix(reason)
+            if symbols.outgoing is not None:
+                symbols.outgoing.fix(reason)
+        return
+    ctx = GraphContext(state, traced)
+    for node in traced.graph.nodes:
+        for handler in HANDLERS:
+            value = handler(ctx, node)
+            if value is not None:
+                break
+        else:
+            value = boundary.handle(ctx, node)
+        ctx.values[node] = value
+
+
+def iter_groups(state: ModelState) -> Iterator[Symbol]:
+    """Every group root over all layer symbols, in first-appearance order."""
+    seen: set[int] = set()
+    for symbols in state.layers.values():
+        for sym in (symbols.incoming, symbols.outgoing):
+            if sym is None:
+                continue
+            root = sym.find()
+            if id(root) not in seen:
+                seen.add(id(root))
+                yield root

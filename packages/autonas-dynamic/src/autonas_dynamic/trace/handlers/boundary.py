@@ -1,0 +1,46 @@
+"""Everything the analysis cannot see through: the sizes flowing in and out stay fixed.
+
+Model inputs and outputs, reshapes, flattens, matmuls, attention, parameters read as tensors,
+calls of modules that could not be traced, and any op not in :mod:`autonas_dynamic.trace.ops`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from ..analyzer import GraphContext
+from ..layers import is_layer
+from ..values import FIXED, NEUTRAL, Value
+
+_SCALAR_MODULES = {"_operator", "operator", "math", "builtins"}  # arithmetic on sizes and constants
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value:
+    """Fix every input; the value is neutral for placeholders of constant args and scalar arithmetic."""
+    if node.op == "placeholder":
+        specialised = any(node.target in (name, f"{name}_1") for name in ctx.concrete_args)
+        return NEUTRAL if specialised else FIXED
+    if node.op == "get_attr":
+        _record_direct_read(ctx, node.target)
+        return FIXED
+    if node.op == "call_function" and not ctx.input_flows(node):
+        if getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert:
+            return NEUTRAL
+    if node.op == "call_module":
+        module = ctx.module(node.target)
+        reason = ctx.state.trace.failed.get(module)
+        if reason is not None:
+            return ctx.boundary(node, f"reaches {ctx.prefix}{node.target}, which could not be traced ({reason})")
+    return ctx.boundary(node)
+
+
+def _record_direct_read(ctx: GraphContext, target: str) -> None:
+    """A layer whose parameter is read outside its own forward must keep all its sizes."""
+    owner, _, _ = target.rpartition(".")
+    try:
+        module = ctx.module(owner) if owner else ctx.root
+    except AttributeError:
+        return
+    if is_layer(module):
+        ctx.state.read_directly.setdefault(module, f"{ctx.prefix}{target}")

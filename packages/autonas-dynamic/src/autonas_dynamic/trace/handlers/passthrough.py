@@ -1,0 +1,79 @@
+"""Operations that keep the elastic axis: activations, dropout, pools, pads, spatial reductions."""
+
+from __future__ import annotations
+
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..analyzer import GraphContext
+from ..dims import after_reduction, may_touch
+from ..ops import OpKind, function_kind, method_kind, module_kind
+from ..values import Flow, Value
+
+_DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only gives a dtype/device
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """The output follows the primary input when the op provably leaves its elastic axis alone."""
+    kind = _kind(ctx, node)
+    if kind is None or kind[0] not in (OpKind.SHAPE_PRESERVING, OpKind.PARTIAL, OpKind.REDUCTION):
+        return None
+    if not node.args or not isinstance(node.args[0], fx.Node):
+        return None
+    primary = ctx.value(node.args[0])
+    if not isinstance(primary, Flow) or primary.is_shape or primary.sym is None:
+        return None  # a fixed tensor stays fixed: the boundary handler says so
+    extras = [n for n in node.all_input_nodes if n is not node.args[0]]
+    if extras and node.target not in _DTYPE_ONLY_EXTRAS:
+        ctx.fix((ctx.value(n) for n in extras), f"second tensor input of {ctx.describe(node)}")
+    op, kept = kind
+    if op is OpKind.SHAPE_PRESERVING:
+        return primary
+    if op is OpKind.PARTIAL:
+        return primary if not _returns_indices(ctx, node) and _keeps_elastic_axis(node, primary, kept) else None
+    axes = _reduced_axes(node)
+    if axes is None or may_touch(primary.dims, axes):
+        return None
+    keepdim = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
+    dims = after_reduction(primary.dims, axes, keepdim)
+    return Flow(primary.sym, dims) if dims else None
+
+
+def _kind(ctx: GraphContext, node: fx.Node):
+    if node.op == "call_function":
+        if node.target is F.prelu:
+            return None  # per-channel weight: behaves like an elementwise op with a parameter
+        return function_kind(node.target)
+    if node.op == "call_method":
+        return method_kind(node.target)
+    if node.op == "call_module":
+        module = ctx.module(node.target)
+        if ctx.is_opaque(module) or (isinstance(module, nn.PReLU) and module.num_parameters != 1):
+            return None
+        return module_kind(module)
+    return None
+
+
+def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(ctx.module(node.target), "return_indices", False))
+    return bool(node.kwargs.get("return_indices"))
+
+
+def _keeps_elastic_axis(node: fx.Node, primary: Flow, kept: frozenset[int] | None) -> bool:
+    if node.target is F.pad:
+        pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        if not isinstance(pad, (list, tuple)):
+            return False
+        return not may_touch(primary.dims, range(-1, -len(pad) // 2 - 1, -1))
+    return bool(kept is not None and kept & primary.dims)
+
+
+def _reduced_axes(node: fx.Node) -> list[int] | None:
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    if isinstance(dim, int):
+        return [dim]
+    if isinstance(dim, (list, tuple)) and dim and all(isinstance(d, int) for d in dim):
+        return list(dim)
+    return None

@@ -1,0 +1,118 @@
+"""Reading shapes, dtypes and devices, and indexing shapes or tensors.
+
+A shape read carries the tensor's channel count to whatever uses it, unless the part that is used
+provably excludes the elastic axis (``x.shape[2:]``, ``x.size(0)``): that part is neutral. Tensor
+indexing is a pass-through when it only slices or picks along other axes.
+"""
+
+from __future__ import annotations
+
+import torch.fx as fx
+
+from ..analyzer import GraphContext
+from ..dims import after_reduction, is_elastic, rank_of
+from ..ops import OpKind, function_kind, method_kind
+from ..values import NEUTRAL, Flow, Neutral, Value
+
+_NEUTRAL_ATTRIBUTES = {"dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse"}
+_FULL = slice(None, None, None)
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """Shape reads and ``getitem``; anything else is left to the other handlers."""
+    if node.op == "call_function":
+        kind = function_kind(node.target)
+    elif node.op == "call_method":
+        kind = method_kind(node.target)
+    else:
+        return None
+    if kind is None or kind[0] not in (OpKind.SHAPE_READ, OpKind.GETITEM):
+        return None
+    source = ctx.value(node.args[0]) if node.args else NEUTRAL
+    if isinstance(source, Neutral):
+        return NEUTRAL if not ctx.input_flows(node) else None
+    if kind[0] is OpKind.GETITEM:
+        return _getitem(source, node.args[1] if len(node.args) > 1 else None)
+    return _shape_read(node, source)
+
+
+def _shape_read(node: fx.Node, source: Flow) -> Value | None:
+    if node.target is getattr:
+        attribute = node.args[1]
+        if attribute in _NEUTRAL_ATTRIBUTES:
+            return NEUTRAL
+        return _shape_of(source) if attribute == "shape" else None
+    if node.target == "dim":
+        return NEUTRAL
+    if node.target == "numel":
+        return _shape_of(source)
+    axis = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")  # x.size() / x.size(axis)
+    if axis is None:
+        return _shape_of(source)
+    if isinstance(axis, int) and source.sym is not None and is_elastic(axis, source.dims) is False:
+        return NEUTRAL
+    return _shape_of(source)
+
+
+def _shape_of(source: Flow) -> Value:
+    return Flow(source.sym, source.dims, is_shape=True) if source.sym is not None else NEUTRAL
+
+
+def _getitem(source: Flow, index: object) -> Value | None:
+    if source.sym is None:
+        return None
+    if source.is_shape:
+        return _shape_item(source, index)
+    return _tensor_item(source, index)
+
+
+def _shape_item(source: Flow, index: object) -> Value:
+    if isinstance(index, int):
+        return NEUTRAL if is_elastic(index, source.dims) is False else source
+    if isinstance(index, slice) and _slice_excludes(source.dims, index):
+        return NEUTRAL
+    return source
+
+
+def _slice_excludes(dims: frozenset[int], index: slice) -> bool:
+    """Whether a slice of a shape provably leaves out the elastic axis."""
+    bounds = [b for b in (index.start, index.stop) if b is not None]
+    if not all(isinstance(b, int) for b in bounds) or index.step not in (None, 1):
+        return False
+    rank = rank_of(dims)
+    if rank is not None:
+        elastic = next(d for d in dims if d >= 0)
+        return elastic not in range(rank)[index]
+    if all(b >= 0 for b in bounds):  # positions counted from the front
+        start, stop = index.start or 0, index.stop
+        return any(d >= 0 for d in dims) and all(d < start or (stop is not None and d >= stop) for d in dims if d >= 0)
+    if all(b < 0 for b in bounds):  # positions counted from the back
+        start, stop = index.start, index.stop or 0
+        negative = [d for d in dims if d < 0]
+        if not negative:
+            return False
+        return all((start is not None and d < start) or (stop != 0 and d >= stop) for d in negative)
+    return False
+
+
+def _tensor_item(source: Flow, index: object) -> Value | None:
+    """Indexing that only touches other axes keeps the elastic axis (dropping picked axes)."""
+    entries = index if isinstance(index, tuple) else (index,)
+    if any(e is None or isinstance(e, (fx.Node, list)) for e in entries):
+        return None  # new axes, tensor or list indices: unknown layout
+    if entries.count(Ellipsis) > 1:
+        return None
+    split = entries.index(Ellipsis) if Ellipsis in entries else len(entries)
+    positioned = [(i, e) for i, e in enumerate(entries[:split])]
+    after = entries[split + 1 :] if Ellipsis in entries else ()
+    positioned += [(i - len(after), e) for i, e in enumerate(after)]
+    picked = []
+    for axis, entry in positioned:
+        if entry == _FULL:
+            continue
+        if not isinstance(entry, (int, slice)) or is_elastic(axis, source.dims) is not False:
+            return None
+        if isinstance(entry, int):
+            picked.append(axis)
+    dims = after_reduction(source.dims, picked, keepdim=False) if picked else source.dims
+    return Flow(source.sym, dims) if dims else None

@@ -1,0 +1,97 @@
+"""Which modules are searchable layers, and the symbols each one owns.
+
+The tracer treats these layers as leaves. Each gets an *incoming* symbol (sized by its input's
+elastic axis) and, unless its output simply follows its input, an *outgoing* symbol. The names of
+the symbols are the names of the hparams the dynamic layers expose (``in_channels`` ...).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from .dims import Dims, ndim_dims
+from .symbols import Slot, Symbol
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+LAYER_CLASSES: tuple[type[nn.Module], ...] = (
+    *_CONVS, nn.Linear, *_BATCH_NORMS, *_INSTANCE_NORMS, nn.LayerNorm, nn.GroupNorm,
+)  # fmt: skip
+"""Searchable leaf layers (``nn.Sequential`` is searchable too, but traced through)."""
+
+
+def spatial_ndim(cls: type) -> int | None:
+    """The spatial rank written in a class name (``Conv2d`` -> 2), None when it has none."""
+    tokens = re.findall(r"(\d)[dD]", cls.__name__)
+    if len(tokens) > 1:
+        raise ValueError(f"class name {cls.__name__!r} names more than one dimensionality")
+    return int(tokens[0]) if tokens else None
+
+
+def base_class(module: nn.Module, bases: tuple[type[nn.Module], ...]) -> type[nn.Module] | None:
+    """The class of ``bases`` that ``module`` behaves as: an exact match, or a subclass that keeps its forward."""
+    for base in type(module).__mro__:
+        if base in bases:
+            return base if type(module).forward is base.forward else None
+    return None
+
+
+def is_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a searchable leaf layer."""
+    return base_class(module, LAYER_CLASSES) is not None
+
+
+def is_sequential(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.Sequential`` (or a subclass that keeps its forward)."""
+    return base_class(module, (nn.Sequential,)) is not None
+
+
+@dataclass
+class LayerSymbols:
+    """The symbols of one layer and how they size its input and output tensors."""
+
+    incoming: Symbol
+    in_dims: Dims
+    outgoing: Symbol | None  # None: the output's elastic axis follows the input (norms, depthwise)
+    out_dims: Dims
+
+
+def make_layer_symbols(module: nn.Module) -> LayerSymbols:
+    """Create the symbols of a layer; grouped convolutions are coupled or fixed here already."""
+    cls = base_class(module, LAYER_CLASSES)
+    if cls is None:
+        raise TypeError(f"{type(module).__name__} is not a searchable layer")
+    if cls is nn.Linear:
+        dims = frozenset({-1})
+        return LayerSymbols(_sym(module, "in_features"), dims, _sym(module, "out_features"), dims)
+    if cls is nn.LayerNorm:
+        return LayerSymbols(_sym(module, "num_features"), frozenset({-1}), None, frozenset({-1}))
+    if cls is nn.GroupNorm:
+        return LayerSymbols(_sym(module, "num_channels", sortable=False), frozenset({1}), None, frozenset({1}))
+    dims = ndim_dims(spatial_ndim(cls)) if cls is not nn.SyncBatchNorm else frozenset({1})
+    if cls in _CONVS:
+        return _conv_symbols(module, dims)
+    return LayerSymbols(_sym(module, "num_features"), dims, None, dims)
+
+
+def _conv_symbols(conv: nn.Module, dims: Dims) -> LayerSymbols:
+    incoming, outgoing = _sym(conv, "in_channels"), _sym(conv, "out_channels")
+    if conv.groups == 1:
+        return LayerSymbols(incoming, dims, outgoing, dims)
+    if conv.in_channels != conv.out_channels:
+        reason = f"grouped convolution (groups={conv.groups}) with in_channels != out_channels"
+        incoming.fix(reason)
+        outgoing.fix(reason)
+        return LayerSymbols(incoming, dims, outgoing, dims)
+    incoming.union(outgoing)
+    if conv.groups != conv.in_channels:
+        incoming.mark_unsortable()
+    return LayerSymbols(incoming, dims, None, dims)
+
+
+def _sym(module: nn.Module, name: str, *, sortable: bool = True) -> Symbol:
+    return Symbol(Slot(module, name), sortable=sortable)

@@ -1,0 +1,54 @@
+"""The outcome of the analysis, in terms of modules and hparam names only (no symbols)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from .symbols import Slot
+
+
+@dataclass(eq=False)
+class Group:
+    """Layer hparams that must always take the same value.
+
+    ``fixed_reason`` says why the group must keep its original size (None: searchable).
+    ``concat_inputs``: the group's size is the sum of these groups' sizes (a ``torch.cat`` along
+    channels); their hparams then follow this group's choice.
+    """
+
+    slots: list[Slot]
+    fixed_reason: str | None
+    sortable: bool
+    concat_inputs: list[Group] | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.fixed_reason is not None
+
+
+@dataclass
+class Analysis:
+    """Everything the search space needs from tracing a model.
+
+    Attributes:
+        groups: every group of coupled layer hparams, in first-appearance order.
+        group_of: the group of each ``Slot(module, hparam_name)``.
+        skippable: for each Sequential whose depth may shrink, one flag per block (True only on a
+            trailing run of skippable blocks).
+        failed: qualified name -> reason, for every module torch.fx could not trace.
+        unvisited: names of layers never called while tracing (their sizes are fixed).
+        frozen: layers that must keep every hparam at its original value (weights read directly).
+    """
+
+    groups: list[Group]
+    group_of: dict[Slot, Group]
+    skippable: dict[nn.Module, list[bool]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    unvisited: list[str] = field(default_factory=list)
+    frozen: dict[nn.Module, str] = field(default_factory=dict)
+
+    def group(self, module: nn.Module, name: str) -> Group:
+        """The group of one hparam of one layer."""
+        return self.group_of[Slot(module, name)]

@@ -1,0 +1,155 @@
+"""A torch.fx tracer that survives modules it cannot trace.
+
+Searchable layers, fx's own leaves (``torch.nn`` modules other than ``Sequential``) and classes
+registered with :func:`register_leaf` are leaves. When tracing into any other module raises, that
+module becomes a leaf too (it is *failed*, with the reason) and the root is traced again, until the
+trace succeeds. :func:`trace_recursively` then traces the children of every failed module as roots
+of their own, so the layers inside them are still analysed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from .layers import is_layer
+
+_USER_LEAVES: set[type[nn.Module]] = set()
+
+
+def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
+    """Never trace into modules of class ``cls`` (or its subclasses); usable as a class decorator.
+
+    A leaf is analysed as a boundary: the channels of its inputs and outputs stay fixed.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"register_leaf expects an nn.Module subclass, got {cls!r}")
+    _USER_LEAVES.add(cls)
+    return cls
+
+
+def unregister_leaf(cls: type[nn.Module]) -> None:
+    """Undo :func:`register_leaf` (``KeyError`` if ``cls`` was not registered)."""
+    try:
+        _USER_LEAVES.remove(cls)
+    except KeyError:
+        raise KeyError(
+            f"{cls.__name__} is not a registered leaf; registered: {sorted(c.__name__ for c in _USER_LEAVES)}"
+        )
+
+
+def is_user_leaf(module: nn.Module) -> bool:
+    """Whether ``module``'s class (or a base class) was registered with :func:`register_leaf`."""
+    return any(isinstance(module, cls) for cls in _USER_LEAVES)
+
+
+class _Retrace(Exception):
+    """Raised out of a trace after a module was marked failed, to start the trace again."""
+
+
+@dataclass
+class TracedGraph:
+    """One traced root: its graph (None when the root itself is a leaf) and its constant arguments."""
+
+    root: nn.Module
+    name: str
+    graph: fx.Graph | None
+    concrete_args: frozenset[str] = frozenset()
+
+
+@dataclass
+class TraceResult:
+    """Every graph traced for a model, the modules that failed (with reasons) and those called."""
+
+    graphs: list[TracedGraph] = field(default_factory=list)
+    failed: dict[nn.Module, str] = field(default_factory=dict)
+    called: set[nn.Module] = field(default_factory=set)
+
+    def failure_messages(self) -> list[str]:
+        """Sorted failure reasons, to compare two traces of the same model."""
+        return sorted(self.failed.values())
+
+
+class RobustTracer(fx.Tracer):
+    """fx tracer that marks a module failed (and restarts) when tracing into it raises."""
+
+    def __init__(self, failed: dict[nn.Module, str], called: set[nn.Module]) -> None:
+        super().__init__()
+        self.failed = failed
+        self.called = called
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if m in self.failed or is_layer(m) or is_user_leaf(m):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        self.called.add(m)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except _Retrace:
+            raise
+        except Exception as error:  # anything raised while tracing into m: m becomes a leaf
+            if m in self.failed:  # failed as a leaf: nothing left to try
+                raise
+            self.failed[m] = f"{type(error).__name__}: {error}"
+            raise _Retrace from error
+
+
+def default_concrete_args(module: nn.Module) -> dict[str, Any]:
+    """The non-tensor default values of ``module.forward``'s parameters (traced as constants)."""
+    concrete = {}
+    for name, param in inspect.signature(module.forward).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is param.empty:
+            continue
+        if not isinstance(param.default, torch.Tensor):
+            concrete[name] = param.default
+    return concrete
+
+
+def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called: set[nn.Module]) -> TracedGraph:
+    """Trace ``root`` (failing submodules become leaves); a root that cannot be traced has no graph."""
+    if is_layer(root) or is_user_leaf(root):
+        called.add(root)
+        return TracedGraph(root, name, None)
+    concrete = default_concrete_args(root) if not name else {}
+    while True:
+        tracer = RobustTracer(failed, called)
+        try:
+            graph = tracer.trace(root, concrete_args=concrete or None)
+        except _Retrace:
+            continue
+        except Exception as error:
+            failed[root] = f"{type(error).__name__}: {error}"
+            return TracedGraph(root, name, None)
+        return TracedGraph(root, name, graph, frozenset(concrete))
+
+
+def trace_recursively(model: nn.Module) -> TraceResult:
+    """Trace ``model``, then (breadth first) every child of every failed module as its own root."""
+    result = TraceResult()
+    names = {module: name for name, module in model.named_modules(remove_duplicate=True)}
+    pending: list[nn.Module] = [model]
+    traced: set[nn.Module] = set()
+    while pending:
+        root = pending.pop(0)
+        if root in traced:
+            continue
+        traced.add(root)
+        traced_graph = trace_root(root, names.get(root, ""), result.failed, result.called)
+        result.graphs.append(traced_graph)
+        pending.extend(_children_of_failed(root, result.failed, traced))
+    return result
+
+
+def _children_of_failed(root: nn.Module, failed: dict[nn.Module, str], traced: set[nn.Module]) -> Iterator[nn.Module]:
+    """Children of the failed modules inside ``root`` (including ``root`` itself) still to be traced."""
+    for module in root.modules():
+        if module in failed:
+            yield from (child for child in module.children() if child not in traced)

@@ -1,0 +1,34 @@
+"""What the analysis knows about the value of each graph node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dims import Dims
+from .symbols import Symbol
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A tensor (or a shape read from one) whose elastic axis is sized by ``sym``.
+
+    ``sym`` None means the tensor's sizes are fixed (a model input, a reshaped tensor, a
+    parameter read directly...). ``is_shape`` marks a shape or size read from a tensor: it carries
+    the tensor's channel count into whatever consumes it.
+    """
+
+    sym: Symbol | None
+    dims: Dims = frozenset()
+    is_shape: bool = False
+
+
+class Neutral:
+    """A value that carries no channel count: dtypes, devices, spatial sizes, constants."""
+
+    def __repr__(self) -> str:
+        return "NEUTRAL"
+
+
+NEUTRAL = Neutral()
+FIXED = Flow(None)
+Value = Flow | Neutral
