@@ -1,0 +1,180 @@
+"""Training a patched supernet with DistributedDataParallel: every rank runs the same subnet at every step.
+
+Two processes (torch.distributed, gloo on 127.0.0.1) convert the same model, patch it with the
+AutoNAS patch manager without a seed (so only the generator's one-time broadcast can make them
+agree), wrap it in DistributedDataParallel and train on different data per rank.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from autonas_dynamic import DYNAMIC_REGISTRY, DepthHparam, DynamicModule, Hparam
+from autonas_patch import AutoNASPatchManager, PatchManager, prep_for_eval
+
+STEPS = 20
+HIDDEN_CHOICES = [8, 16, 24, 32]
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(3)))
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+
+class HparamSampler:
+    """The SubnetSampler protocol over a list of hparams of a converted model."""
+
+    def __init__(self, hparams: list[Hparam]) -> None:
+        self.hparams = hparams
+
+    def is_configurable(self) -> bool:
+        return any(hp.is_configurable for hp in self.hparams)
+
+    def sample(self, rng: random.Random) -> None:
+        for hp in self.hparams:
+            hp.active = rng.choice(hp.choices)
+
+    def sample_max(self) -> None:
+        for hp in self.hparams:
+            hp.active = hp.max
+
+    def config(self) -> tuple[int, ...]:
+        return tuple(hp.active for hp in self.hparams)
+
+
+def build_supernet() -> tuple[Net, HparamSampler]:
+    """Net converted by hand: the hidden width of every block (coupled conv/BN/conv) and the depth are searched."""
+    torch.manual_seed(0)
+    model = Net()
+    for module in model.modules():
+        if module in DYNAMIC_REGISTRY:
+            DYNAMIC_REGISTRY.convert(module)
+    for module in model.modules():
+        if isinstance(module, DynamicModule):
+            module.freeze()
+    hparams: list[Hparam] = []
+    for block in model.blocks:
+        hidden = Hparam(HIDDEN_CHOICES, original=32)
+        block.conv1.set_hparam("out_channels", hidden)
+        block.bn1.set_hparam("num_features", hidden)
+        block.conv2.set_hparam("in_channels", hidden)
+        hparams.append(hidden)
+    depth = DepthHparam(len(model.blocks))
+    depth.restrict_to_trailing([False, True, True])
+    model.blocks.set_hparam("depth", depth)
+    hparams.append(depth)
+    return model, HparamSampler(hparams)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        model, sampler = build_supernet()
+        AutoNASPatchManager(model).patch(sampler)  # no seed: rank 0's generator is broadcast on first use
+        ddp = DistributedDataParallel(model, find_unused_parameters=True)  # skipped blocks have unused params
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+        data = torch.Generator().manual_seed(100 + rank)  # every rank trains on its own data
+        configs = []
+        ddp.train()
+        for _ in range(STEPS):
+            x = torch.randn(4, 3, 16, 16, generator=data)
+            y = torch.randint(0, 10, (4,), generator=data)
+            loss = F.cross_entropy(ddp(x), y)
+            configs.append(sampler.config())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ddp.eval()  # back to the maximal subnet; 20 cached batches are too few to recalibrate
+        config_after_eval = sampler.config()
+
+        calibration = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(7 + i)) for i in range(3)]
+        prep_for_eval(ddp, lambda m: [m(x) for x in calibration])
+        with torch.no_grad():
+            output = ddp(torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+        manager = PatchManager.get_manager(ddp)
+        torch.save(
+            {
+                "configs": configs,
+                "config_after_eval": config_after_eval,
+                "warnings": [str(w.message) for w in caught],
+                "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
+                "output": output,
+                "queue": len(manager.patch_data["queue"]),
+            },
+            Path(out_dir) / f"rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out_dir = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_train_on_rank, args=(_free_port(), str(out_dir)), nprocs=2)
+    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+
+
+def test_every_rank_runs_the_same_subnet_at_every_step(ranks) -> None:
+    first, second = ranks
+    assert len(first["configs"]) == STEPS
+    assert first["configs"] == second["configs"]
+    assert len(set(first["configs"])) > 5, "training must visit many subnets"
+    assert {config[-1] for config in first["configs"]} >= {1, 3}, "depth must be sampled too"
+
+
+def test_parameters_are_identical_after_training(ranks) -> None:
+    first, second = ranks
+    assert first["parameters"].keys() == second["parameters"].keys()
+    for name, value in first["parameters"].items():
+        assert torch.equal(value, second["parameters"][name]), name
+    untrained, _ = build_supernet()
+    assert not torch.equal(first["parameters"]["head.weight"], untrained.head.weight), "training must change weights"
+
+
+def test_eval_returns_to_the_maximal_subnet_and_gives_identical_outputs(ranks) -> None:
+    first, second = ranks
+    maximal = (*[max(HIDDEN_CHOICES)] * 3, 3)
+    for rank in ranks:
+        assert rank["config_after_eval"] == maximal
+        assert any("queue not filled (20 of 50 batches)" in message for message in rank["warnings"])
+        assert rank["queue"] == STEPS + 3, "the calibration batches are cached too"
+    assert torch.equal(first["output"], second["output"])
