@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from .mode import NAS_REGISTRY, ApplyModeError, ConvertReturn, Metadata, ModeDescriptor
 from .modelspace import model_space, patch_model, restore_subnet, unpatch_model
+from .state import as_plain_data
 
 __all__ = [
     "AutoNASModeDescriptor",
@@ -133,7 +134,7 @@ def restore_export(model: nn.Module, config: BaseModel, metadata: Metadata) -> n
         return model
     restore_subnet(model, metadata["subnet_config"], strict=config.strict)
     model, new_metadata = export_searchspace(model, config)
-    if new_metadata != metadata:
+    if as_plain_data(new_metadata) != as_plain_data(metadata):
         raise ApplyModeError("The restored model's subnet differs from the one saved at export time.")
     return model
 

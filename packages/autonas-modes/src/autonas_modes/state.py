@@ -39,7 +39,7 @@ def _library_version() -> str:
     return _version("autonas-modes")
 
 
-def _plain(data: Any) -> Any:
+def as_plain_data(data: Any) -> Any:
     """``data`` as the JSON round trip would return it (tuples become lists)."""
     return json.loads(json.dumps(data))
 
@@ -185,7 +185,9 @@ def autonas_state(model: nn.Module) -> dict[str, Any]:
         manager = StateManager(model)
         manager.update_last_state_before_save(model)
         modes = [{"mode": name, **entry} for name, entry in manager.state_dict()]
-    return _plain({"format_version": STATE_FORMAT_VERSION, "autonas_version": _library_version(), "modes": modes})
+    return as_plain_data(
+        {"format_version": STATE_FORMAT_VERSION, "autonas_version": _library_version(), "modes": modes}
+    )
 
 
 def validate_state(state: Any) -> dict[str, Any]:

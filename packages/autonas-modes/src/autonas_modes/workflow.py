@@ -146,13 +146,13 @@ def sample_and_reset(model: nn.Module, sample_func: SampleFunc | None = None) ->
         select(model, previous)
 
 
-def sort_parameters(model: nn.Module, hps_to_sort: list[str] | None = None, verbose: bool = False) -> None:
+def sort_parameters(model: nn.Module, hps_to_sort: list[str] | None = None) -> None:
     """Permute the stored channels of ``model`` by importance, so the most important come first.
 
     Outputs at the maximal subnet are unchanged; smaller subnets then keep the most important
     channels. ``hps_to_sort`` limits sorting to those hparam names.
     """
-    model_space(unwrap_model(model)).sort_parameters(hps_to_sort=hps_to_sort, verbose=verbose)
+    model_space(unwrap_model(model)).sort_parameters(hps_to_sort=hps_to_sort)
 
 
 def print_search_space_summary(model: nn.Module) -> None:

@@ -1,0 +1,162 @@
+"""Converting real (small) models, the mode chain of autonas/export_nas, and the architecture state."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import RULES, OtherNet, TinyNet, make_tiny
+
+import autonas_modes as am
+from autonas_modes.mode import ApplyModeError
+
+
+def _convert(model: nn.Module) -> nn.Module:
+    return am.convert(model, mode=[("autonas", RULES)])
+
+
+def test_convert_keeps_class_names_and_outputs_at_the_max_subnet(tiny: nn.Module, images: torch.Tensor) -> None:
+    reference = copy.deepcopy(tiny)
+    names = [name for name, _ in tiny.named_parameters()]
+    model = _convert(tiny)
+    assert model is tiny and type(model).__name__ == "TinyNet" and isinstance(model.stem[0], nn.Conv2d)
+    assert [name for name, _ in model.named_parameters()] == names
+    assert am.is_dynamic(model) and am.is_configurable(model)
+    assert am.get_mode(model).name == "autonas"
+    torch.testing.assert_close(model(images), reference(images))
+
+
+def test_metadata_records_model_attributes_and_the_full_subnet_config(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    (entry,) = am.autonas_state(model)["modes"]
+    assert entry["mode"] == "autonas"
+    assert entry["metadata"]["model_attributes"] == {
+        "type(model)": "TinyNet",
+        "model.forward": "forward",
+        "training": False,
+    }
+    assert entry["metadata"]["subnet_config"] == json.loads(json.dumps(am.get_subnet_config(model)))
+    am.sample(model, min)
+    refreshed = am.autonas_state(model)["modes"][0]["metadata"]["subnet_config"]
+    assert refreshed == json.loads(json.dumps(am.get_subnet_config(model)))
+    assert refreshed != entry["metadata"]["subnet_config"]
+
+
+def test_search_space_size_is_the_product_of_choice_counts(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    counts = [len(hp.choices) for _, hp in am.named_hparams(model, configurable=True)]
+    assert am.search_space_size(model) == math.prod(counts) > 1
+    assert "blocks.depth" in dict(am.named_hparams(model, configurable=True))
+
+
+def test_nothing_configurable_is_an_apply_mode_error() -> None:
+    rules = {"nn.Conv2d": None, "nn.BatchNorm2d": None, "nn.Linear": None, "nn.Sequential": None}
+    with pytest.raises(ApplyModeError, match="does not contain any configurable hyperparameters"):
+        am.convert(make_tiny(), mode=[("autonas", rules)])
+
+
+def test_channels_last_model_is_refused() -> None:
+    model = make_tiny().to(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="Channels-last format in TinyNet is not supported"):
+        am.convert(model)
+
+
+def test_mode_chain_errors_of_autonas_and_export_nas(tiny: nn.Module) -> None:
+    with pytest.raises(ApplyModeError, match="Cannot add export_nas according to the current export stack"):
+        am.export(make_tiny())
+    model = _convert(tiny)
+    with pytest.raises(ApplyModeError, match="Cannot add autonas after autonas! Next modes of autonas are"):
+        am.convert(model, mode="autonas")
+    am.export(model)
+    assert not am.is_dynamic(model)
+    assert [entry["mode"] for entry in am.autonas_state(model)["modes"]] == ["autonas", "export_nas"]
+    with pytest.raises(ApplyModeError, match="current export stack"):
+        am.export(model)
+
+
+def test_sample_select_and_their_errors(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    smallest = am.sample(model, min)
+    assert all(hp.active == hp.min for _, hp in am.named_hparams(model, configurable=True))
+    am.sample(model, max)
+    am.select(model, smallest)
+    assert am.get_subnet_config(model) == smallest
+    configurable = am.get_subnet_config(model, configurable=True)
+    first, *_ = configurable
+    missing = {name: value for name, value in configurable.items() if name != first}
+    with pytest.raises(Exception, match=re.escape(first)):
+        am.select(model, missing)
+    am.select(model, {**configurable, "blocks.depth": 2}, strict=True)
+    assert am.get_subnet_config(model)["blocks.depth"] == 2
+
+
+def test_sample_and_select_mark_batchnorm_statistics_stale(tiny: nn.Module) -> None:
+    from autonas_patch import PatchManager
+
+    model = _convert(tiny)
+    data = PatchManager.get_manager(model).patch_data
+    assert data["train_count_since_sample"] == 100
+    am.sample(model)
+    assert data["train_count_since_sample"] == 0
+
+
+def test_sample_and_reset_restores_the_previous_subnet(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    before = am.get_subnet_config(model)
+    with am.sample_and_reset(model, min) as sampled:
+        assert am.get_subnet_config(model) == sampled != before
+    assert am.get_subnet_config(model) == before
+
+
+def test_replace_forward_swaps_and_restores(tiny: nn.Module, images: torch.Tensor) -> None:
+    with am.replace_forward(tiny, lambda x: x.sum()) as model:
+        assert model(images) == images.sum()
+        assert model.forward_original(images).shape == (2, 5)
+    assert tiny(images).shape == (2, 5) and not hasattr(tiny, "forward_original")
+
+
+def _round_trip(model: nn.Module) -> nn.Module:
+    state = json.loads(json.dumps(am.autonas_state(model)))
+    restored = am.restore_from_autonas_state(make_tiny(seed=5), state)
+    restored.load_state_dict(model.state_dict())
+    return restored
+
+
+@pytest.mark.parametrize("stage", ["space", "exported", "sorted"])
+def test_state_round_trip_gives_the_same_subnet_and_outputs(stage: str, tiny: nn.Module, images: torch.Tensor) -> None:
+    model = _convert(tiny)
+    if stage == "sorted":
+        am.sort_parameters(model)
+    am.sample(model, random.Random(3).choice)
+    if stage == "exported":
+        am.export(model)
+    restored = _round_trip(model)
+    assert am.autonas_state(restored) == am.autonas_state(model)
+    assert am.is_dynamic(restored) == (stage != "exported")
+    assert not (model.training or restored.training)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), model(images))
+
+
+def test_restore_into_another_class_or_forward_is_refused(tiny: nn.Module) -> None:
+    state = am.autonas_state(_convert(tiny))
+    with pytest.raises(ApplyModeError, match="type\\(model\\): saved 'TinyNet', got 'OtherNet'"):
+        am.restore_from_autonas_state(OtherNet().eval(), state)
+    patched = make_tiny()
+    patched.forward = lambda x: x
+    with pytest.raises(ApplyModeError, match=re.escape("model.forward: saved 'forward', got '<lambda>'")):
+        am.restore_from_autonas_state(patched, state)
+
+
+def test_restore_from_a_model_like_recipe(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    am.sample(model, min)
+    restored = am.restore_from_autonas_state((TinyNet, (), {"num_classes": 5}), am.autonas_state(model))
+    assert isinstance(restored, TinyNet) and restored.training
+    assert am.get_subnet_config(restored) == am.get_subnet_config(model)
