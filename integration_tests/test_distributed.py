@@ -1,8 +1,9 @@
 """Training a patched supernet with DistributedDataParallel: every rank runs the same subnet at every step.
 
-Two processes (torch.distributed, gloo on 127.0.0.1) convert the same model, patch it with the
-AutoNAS patch manager without a seed (so only the generator's one-time broadcast can make them
-agree), wrap it in DistributedDataParallel and train on different data per rank.
+Two processes (torch.distributed, gloo on 127.0.0.1) convert the same model with
+``autonas_dynamic.space.generate_search_space``, patch it with the AutoNAS patch manager without a
+seed (so only the generator's one-time broadcast can make them agree), wrap it in
+DistributedDataParallel and train on different data per rank.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from autonas_dynamic import DYNAMIC_REGISTRY, DepthHparam, DynamicModule, Hparam
+from autonas_dynamic import Hparam
+from autonas_dynamic.space import generate_search_space
 from autonas_patch import AutoNASPatchManager, PatchManager, prep_for_eval
 
 STEPS = 20
-HIDDEN_CHOICES = [8, 16, 24, 32]
 
 
 class Block(nn.Module):
@@ -51,48 +52,42 @@ class Net(nn.Module):
 
 
 class HparamSampler:
-    """The SubnetSampler protocol over a list of hparams of a converted model."""
+    """The SubnetSampler protocol over the configurable hparams of a converted model."""
 
-    def __init__(self, hparams: list[Hparam]) -> None:
-        self.hparams = hparams
+    def __init__(self, named_hparams: dict[str, Hparam]) -> None:
+        self.named_hparams = named_hparams
 
     def is_configurable(self) -> bool:
-        return any(hp.is_configurable for hp in self.hparams)
+        return any(hp.is_configurable for hp in self.named_hparams.values())
 
     def sample(self, rng: random.Random) -> None:
-        for hp in self.hparams:
+        for hp in self.named_hparams.values():
             hp.active = rng.choice(hp.choices)
 
     def sample_max(self) -> None:
-        for hp in self.hparams:
+        for hp in self.named_hparams.values():
             hp.active = hp.max
 
-    def config(self) -> tuple[int, ...]:
-        return tuple(hp.active for hp in self.hparams)
+    def config(self) -> tuple[tuple[str, int], ...]:
+        return tuple((name, hp.active) for name, hp in self.named_hparams.items())
+
+
+RULES = {
+    "nn.Conv2d": {"*": {"channels_ratio": (0.25, 0.5, 0.75, 1.0), "channel_divisor": 8, "kernel_size": (3,)}},
+    "nn.BatchNorm2d": {"*": {"features_ratio": (0.25, 0.5, 0.75, 1.0), "feature_divisor": 8}},
+    "nn.Sequential": {"*": {"min_depth": 1}},
+}
 
 
 def build_supernet() -> tuple[Net, HparamSampler]:
-    """Net converted by hand: the hidden width of every block (coupled conv/BN/conv) and the depth are searched."""
+    """Net converted into a search space: the hidden width of every block and the depth of ``blocks``."""
     torch.manual_seed(0)
     model = Net()
-    for module in model.modules():
-        if module in DYNAMIC_REGISTRY:
-            DYNAMIC_REGISTRY.convert(module)
-    for module in model.modules():
-        if isinstance(module, DynamicModule):
-            module.freeze()
-    hparams: list[Hparam] = []
-    for block in model.blocks:
-        hidden = Hparam(HIDDEN_CHOICES, original=32)
-        block.conv1.set_hparam("out_channels", hidden)
-        block.bn1.set_hparam("num_features", hidden)
-        block.conv2.set_hparam("in_channels", hidden)
-        hparams.append(hidden)
-    depth = DepthHparam(len(model.blocks))
-    depth.restrict_to_trailing([False, True, True])
-    model.blocks.set_hparam("depth", depth)
-    hparams.append(depth)
-    return model, HparamSampler(hparams)
+    space = generate_search_space(model, RULES)
+    unique: dict[int, tuple[str, Hparam]] = {}
+    for name, hp in space.named_hparams(configurable=True):
+        unique.setdefault(id(hp), (name, hp))
+    return model, HparamSampler(dict(unique.values()))
 
 
 def _free_port() -> int:
@@ -158,7 +153,8 @@ def test_every_rank_runs_the_same_subnet_at_every_step(ranks) -> None:
     assert len(first["configs"]) == STEPS
     assert first["configs"] == second["configs"]
     assert len(set(first["configs"])) > 5, "training must visit many subnets"
-    assert {config[-1] for config in first["configs"]} >= {1, 3}, "depth must be sampled too"
+    depths = {dict(config)["blocks.depth"] for config in first["configs"]}
+    assert depths >= {1, 3}, "depth must be sampled too"
 
 
 def test_parameters_are_identical_after_training(ranks) -> None:
@@ -172,9 +168,15 @@ def test_parameters_are_identical_after_training(ranks) -> None:
 
 def test_eval_returns_to_the_maximal_subnet_and_gives_identical_outputs(ranks) -> None:
     first, second = ranks
-    maximal = (*[max(HIDDEN_CHOICES)] * 3, 3)
+    _, sampler = build_supernet()
+    assert dict(sampler.config()) == {
+        "blocks.depth": 3,
+        "blocks.0.conv1.out_channels": 32,
+        "blocks.1.conv1.out_channels": 32,
+        "blocks.2.conv1.out_channels": 32,
+    }
     for rank in ranks:
-        assert rank["config_after_eval"] == maximal
+        assert rank["config_after_eval"] == sampler.config()
         assert any("queue not filled (20 of 50 batches)" in message for message in rank["warnings"])
         assert rank["queue"] == STEPS + 3, "the calibration batches are cached too"
     assert torch.equal(first["output"], second["output"])
