@@ -53,7 +53,7 @@ class AutoNASConfig(BaseRuleConfig):
     accepted too. A rule only overrides the keys it names; see
     :func:`~autonas_config.resolve_rule` for how a module's rule is found.
 
-    Example:
+    Examples:
         >>> cfg = AutoNASConfig(**{"nn.Conv2d": {"channels_ratio": (0.5, 1.0)}, "nn.Sequential": None})
         >>> cfg["nn.Conv2d"]
         {'*': {'channels_ratio': (0.5, 1.0)}}

@@ -39,7 +39,7 @@ def resolve_rule(rules: Mapping[str, Any], key: str, module_name: str) -> Rule |
         KeyError: ``key`` is not a registered layer type.
         ValueError: The section of ``key`` in ``rules`` is malformed.
 
-    Example:
+    Examples:
         >>> rules = {"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}, "layer1.*": {"channel_divisor": 16}}}
         >>> resolve_rule(rules, "nn.Conv2d", "layer1.0.conv1")
         {'channels_ratio': (0.5, 1.0), 'channel_divisor': 16, 'kernel_size': ()}

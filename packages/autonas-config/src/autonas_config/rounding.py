@@ -21,7 +21,7 @@ def make_divisible(value: float, divisor: int | None, min_value: int | None = No
     Returns:
         The rounded size as an ``int`` (``value`` itself when ``divisor`` is ``None``).
 
-    Example:
+    Examples:
         >>> [make_divisible(r * 96, 32) for r in (0.5, 0.67, 1.0)]
         [64, 64, 96]
     """
