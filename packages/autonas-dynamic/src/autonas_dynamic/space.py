@@ -190,7 +190,7 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
     _warn_about(analysis)
     converted = _convert(model, analysis)
     _apply_rules(model, converted, rules)
-    for module, reason in analysis.frozen.items():
+    for module in analysis.frozen:
         converted[module].freeze()
     _install_groups(analysis)
     for seq, flags in analysis.skippable.items():

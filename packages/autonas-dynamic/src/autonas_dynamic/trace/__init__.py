@@ -14,8 +14,8 @@ from .depth import skippable_blocks
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
 from .result import Analysis, Group
-from .symbols import Slot, Symbol
-from .tracer import TraceResult, register_leaf, trace_recursively, unregister_leaf
+from .symbols import Slot
+from .tracer import register_leaf, trace_recursively, unregister_leaf
 
 __all__ = [
     "Analysis",

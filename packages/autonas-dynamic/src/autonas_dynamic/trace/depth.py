@@ -126,7 +126,7 @@ def _skipped(blocks: dict[nn.Module, list[bool]]) -> Iterator[None]:
     try:
         for seq, flags in blocks.items():
             keys = list(seq._modules)
-            for key, flag in zip(keys, flags):
+            for key, flag in zip(keys, flags, strict=True):
                 if flag:
                     saved.append((seq, key, seq._modules[key]))
                     seq._modules[key] = nn.Identity()

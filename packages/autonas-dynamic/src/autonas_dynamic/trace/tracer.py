@@ -41,7 +41,7 @@ def unregister_leaf(cls: type[nn.Module]) -> None:
     except KeyError:
         raise KeyError(
             f"{cls.__name__} is not a registered leaf; registered: {sorted(c.__name__ for c in _USER_LEAVES)}"
-        )
+        ) from None
 
 
 def is_user_leaf(module: nn.Module) -> bool:

@@ -24,9 +24,9 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
     if node.op == "get_attr":
         _record_direct_read(ctx, node.target)
         return FIXED
-    if node.op == "call_function" and not ctx.input_flows(node):
-        if getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert:
-            return NEUTRAL
+    scalar = getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert
+    if node.op == "call_function" and scalar and not ctx.input_flows(node):
+        return NEUTRAL
     if node.op == "call_module":
         module = ctx.module(node.target)
         reason = ctx.state.trace.failed.get(module)
