@@ -53,9 +53,9 @@ _EXPORTS: dict[str, str] = {
     "restore": "io",
     "inference_flops": "costs",
     "param_count": "costs",
-    "profile": "profile",
-    "num2hrb": "profile",
-    "search": "search",
+    "profile": "profiling",
+    "num2hrb": "profiling",
+    "search": "searching",
     "ModelConstraints": "constraints",
     "measure_latency": "latency",
     "LatencyInterpolator": "latency",
@@ -122,9 +122,9 @@ if TYPE_CHECKING:
         restore_searchspace,
         update_autonas_metadata,
     )
-    from .profile import num2hrb, profile
+    from .profiling import num2hrb, profile
     from .sampling import centroid
-    from .search import search
+    from .searching import search
     from .state import StateManager, autonas_state, get_mode, restore_from_autonas_state
     from .workflow import (
         convert,

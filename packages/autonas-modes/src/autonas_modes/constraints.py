@@ -71,15 +71,14 @@ class ModelConstraints:
         self.latency_func = latency_func or measure_latency
         self.collect_mode = False
         self.latency_calls = 0
-        dynamic = is_dynamic(model)
         self._depth_hparams = (
             [hp for name, hp in model_space(model).named_hparams(configurable=True) if name.endswith("depth")]
-            if dynamic
+            if is_dynamic(model)
             else []
         )
         self.interpolation_keys: tuple[str, ...] = ("flops", "flops_min_depth") if self._depth_hparams else ("flops",)
         self._interpolator = LatencyInterpolator(len(self.interpolation_keys))
-        self._flops, self._params = self._build_counters(dynamic)
+        self._costs = self._build_cost_model()
 
         tracked = {"params", "flops", *constraints}
         if "latency" in constraints:
@@ -87,16 +86,12 @@ class ModelConstraints:
         self.keys = [key for key in SUPPORTED_CONSTRAINTS if key in tracked]
         self.limits: dict[str, Limit] = {key: self._resolve(key, constraints.get(key)) for key in self.keys}
 
-    def _build_counters(self, dynamic: bool) -> tuple[Callable[[], int], Callable[[], int]]:
-        """FLOPs and params of the active subnet: the closed-form cost model, or fixed counts of a plain model."""
-        from autonas_dynamic.cost import CostModel, count_flops, count_params
+    def _build_cost_model(self) -> Any:
+        """The closed-form cost model, recorded once at the active subnet in eval mode with patches off."""
+        from autonas_dynamic.cost import CostModel
 
         with frozen_eval(self.model):
-            if dynamic:
-                cost_model = CostModel(self.model, self.dummy_input)
-                return cost_model.flops, cost_model.params
-            flops, params = count_flops(self.model, self.dummy_input), count_params(self.model)
-        return (lambda: flops), (lambda: params)
+            return CostModel(self.model, self.dummy_input)
 
     # ------------------------------------------------------------------ limits
     def _resolve(self, key: str, limit: Any) -> Limit:
@@ -169,9 +164,9 @@ class ModelConstraints:
 
     def _value(self, key: str, values: dict[str, float], exact: bool) -> float:
         if key == "params":
-            return float(self._params())
+            return float(self._costs.params())
         if key == "flops":
-            return float(self._flops())
+            return float(self._costs.flops())
         if key == "flops_min_depth":
             return float(self._flops_at_min_depth())
         return self._latency(tuple(values[k] for k in self.interpolation_keys), exact)
@@ -181,7 +176,7 @@ class ModelConstraints:
         try:
             for hp in self._depth_hparams:
                 hp.active = hp.min
-            return self._flops()
+            return self._costs.flops()
         finally:
             for hp, value in zip(self._depth_hparams, previous, strict=True):
                 hp.active = value

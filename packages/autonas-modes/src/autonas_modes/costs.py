@@ -10,7 +10,7 @@ import torch.nn as nn
 from .apply import unwrap_model
 from .inputs import model_device
 from .modelspace import frozen_eval
-from .profile import num2hrb
+from .profiling import num2hrb
 
 __all__ = ["inference_flops", "param_count"]
 

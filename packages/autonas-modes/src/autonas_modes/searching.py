@@ -18,7 +18,7 @@ from .apply import unwrap_model
 from .constraints import ModelConstraints
 from .inputs import run_model
 from .modelspace import frozen_eval, model_space
-from .profile import profile_constraints
+from .profiling import profile_constraints
 from .state import get_mode
 
 __all__ = ["ModelSearchSpace", "search"]

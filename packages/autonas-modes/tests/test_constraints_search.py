@@ -1,0 +1,203 @@
+"""Constraints (analytic FLOPs/params, percentages, latency), profile() and search() on a small CNN."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import RULES, make_tiny
+
+import autonas_modes as am
+from autonas_dynamic.cost import count_flops, count_params
+from autonas_modes.constraints import ModelConstraints
+
+
+@pytest.fixture
+def space() -> nn.Module:
+    return am.convert(make_tiny(), mode=[("autonas", RULES)])
+
+
+def _exported_costs(model: nn.Module, dummy: torch.Tensor) -> tuple[int, int]:
+    plain = copy.deepcopy(model)
+    am.export(plain)
+    plain.eval()
+    return count_flops(plain, dummy), count_params(plain)
+
+
+def test_unsupported_constraint_keys_list_the_supported_ones(space: nn.Module, images: torch.Tensor) -> None:
+    with pytest.raises(
+        KeyError, match=r"Unsupported constraint keys \['macs'\]; supported keys are \['params', 'flops'"
+    ):
+        ModelConstraints(space, {"macs": 1e6}, images)
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("60", "must be a percentage"),
+        ("abc%", "cannot read the percentage"),
+        (-1, "non-negative number"),
+        ((5, 1), "lower bound 5.0 is above upper bound 1.0"),
+        ((1, 2, 3), "must be \\(lower, upper\\)"),
+    ],
+)
+def test_malformed_limits_name_the_key_and_value(
+    space: nn.Module, images: torch.Tensor, limit: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConstraints(space, {"flops": limit}, images)
+
+
+def test_values_equal_the_counts_of_the_exported_subnet(space: nn.Module, images: torch.Tensor) -> None:
+    functor = ModelConstraints(space, {"flops": None, "params": None}, images[:1])
+    rng = random.Random(0)
+    for func in (min, max, rng.choice, rng.choice, rng.choice):
+        am.sample(space, func)
+        flops, params = _exported_costs(space, images[:1])
+        assert functor.evaluate() == {"params": params, "flops": flops}
+
+
+def test_percentages_refer_to_the_original_model_in_eval_mode_with_patches_off(images: torch.Tensor) -> None:
+    original = make_tiny()
+    flops, params = count_flops(original, images[:1]), count_params(original)
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+    am.sample(model, min)
+    model.train()
+    config = am.get_subnet_config(model)
+    functor = ModelConstraints(model, {"flops": "60%", "params": "40%"}, images[:1])
+    assert functor.limits["flops"] == (0.0, pytest.approx(0.6 * flops))
+    assert functor.limits["params"] == (0.0, pytest.approx(0.4 * params))
+    assert model.training and am.get_subnet_config(model) == config  # nothing sampled, flags restored
+
+
+def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
+    space: nn.Module, images: torch.Tensor
+) -> None:
+    calls = []
+
+    def fake_latency(model: nn.Module, dummy: torch.Tensor) -> float:
+        calls.append(1)
+        return 1.8 * count_flops(model, dummy) / 1e6 + 0.5
+
+    functor = ModelConstraints(space, {"latency": 1e9}, images[:1], latency_func=fake_latency)
+    assert functor.interpolation_keys == ("flops", "flops_min_depth")  # the block stack has a depth hparam
+    stats = am.profile(space, constraints=functor, verbose=False, use_centroid=True)
+    assert len(calls) == 9 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
+    assert stats["min"]["latency"] == pytest.approx(1.8 * stats["min"]["flops"] / 1e6 + 0.5)
+    rng = random.Random(1)
+    for _ in range(5):
+        am.sample(space, rng.choice)
+        before = len(calls)
+        truth = 1.8 * count_flops(space, images[:1]) / 1e6 + 0.5
+        value = functor.evaluate()["latency"]
+        assert len(calls) - before <= 1  # interpolated, or measured once when outside the measured range
+        assert value == pytest.approx(truth, rel=0.1)
+
+
+def test_profile_numbers_equal_the_cost_model_and_the_plain_model(space: nn.Module, images: torch.Tensor) -> None:
+    stats = am.profile(space, images[:1], verbose=False, use_centroid=True)
+    for point, func in (("min", min), ("max", max)):
+        am.sample(space, func)
+        flops, params = _exported_costs(space, images[:1])
+        assert stats[point] == {"params": params, "flops": flops}
+    assert stats["search space size"] == am.search_space_size(space)
+    assert stats["number of configurable hparams"] == len(list(am.named_hparams(space, configurable=True)))
+    assert stats["max/min ratio"]["flops"] == pytest.approx(stats["max"]["flops"] / stats["min"]["flops"])
+    plain = am.profile(make_tiny(), images[:1], verbose=False)
+    assert set(plain) == {"full"} and plain["full"] == stats["max"]
+
+
+def test_profile_prints_the_tables(space: nn.Module, images: torch.Tensor, capsys: pytest.CaptureFixture) -> None:
+    am.profile(space, images[:1], constraints={"flops": "80%"})
+    out = capsys.readouterr().out
+    for text in (
+        "Profiling Results",
+        "Constraints Evaluation",
+        "max/min ratio",
+        "Total size of the search space",
+        "all constraints can be satisfied",
+    ):
+        assert text in out
+
+
+def test_profile_strict_raises_when_no_subnet_fits(space: nn.Module, images: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"No subnet of the search space can satisfy.*flops"):
+        am.profile(space, images[:1], constraints={"flops": 10}, strict=True, verbose=False)
+    with pytest.warns(UserWarning, match="params"):
+        am.profile(space, images[:1], constraints={"params": 10}, verbose=False)
+
+
+def test_search_finds_a_subnet_within_85_to_100_percent_of_the_flops_limit(
+    space: nn.Module, images: torch.Tensor
+) -> None:
+    limit = 0.6 * count_flops(make_tiny(), images[:1])
+    scores = []
+
+    def score(model: nn.Module) -> float:
+        assert not model.training
+        scores.append(1)
+        return -float(count_params(model))  # prefer few parameters
+
+    model, state = am.search(space, {"flops": "60%"}, images[:1], config={"score_func": score, "num_iters": 40})
+    assert not am.is_dynamic(model)
+    assert [m["mode"] for m in am.autonas_state(model)["modes"]] == ["autonas", "export_nas"]
+    flops = count_flops(model, images[:1])
+    assert 0.85 * limit <= flops <= limit
+    assert state["best"]["constraints"]["flops"] == flops
+    assert len(scores) == len([c for c in state["samples"].values() if c["is_satisfied"]])
+
+
+def test_searched_model_equals_the_dynamic_model_at_the_best_subnet_with_recalibrated_bn(
+    space: nn.Module, images: torch.Tensor
+) -> None:
+    batches = [(torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(i)), 0) for i in range(3)]
+    reference = copy.deepcopy(space)
+    model, state = am.search(
+        space,
+        {"params": "70%"},
+        images[:1],
+        config={"score_func": lambda m: float(m(images).mean().detach()), "num_iters": 15, "data_loader": batches},
+    )
+    from autonas_patch import no_patches, recalibrate_batchnorm
+
+    am.select(reference, state["best"]["config"], strict=False)
+    with no_patches():
+        reference.eval()
+    recalibrate_batchnorm(reference, lambda m: [m(x) for x, _ in batches])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images), reference(images))
+
+
+def test_search_with_unsatisfiable_limits_is_a_clear_error(space: nn.Module, images: torch.Tensor) -> None:
+    before = am.get_subnet_config(space)
+    with pytest.raises(ValueError, match=r"No subnet of the search space can satisfy.*params"):
+        am.search(space, {"params": 5}, images[:1], config={"score_func": lambda m: 0.0, "num_iters": 5})
+    assert am.get_subnet_config(space) == before and am.is_dynamic(space)
+
+
+def test_search_needs_a_converted_model_and_a_score(images: torch.Tensor) -> None:
+    with pytest.raises(RuntimeError, match="not converted to a search space"):
+        am.search(make_tiny(), {"flops": "60%"}, images[:1], config={"score_func": lambda m: 0.0})
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+    with pytest.raises(ValueError, match="score_func"):
+        am.search(model, {"flops": "60%"}, images[:1], config={})
+    with pytest.raises(ValueError, match="Unknown searcher 'grid'"):
+        am.search(model, {"flops": "60%"}, images[:1], config={"score_func": lambda m: 0.0}, searcher="grid")
+
+
+@pytest.mark.parametrize("searcher", ["random", "evolve", "RandomSearcher"])
+def test_searcher_argument(searcher: str, space: nn.Module, images: torch.Tensor) -> None:
+    import autonas_search
+
+    chosen = getattr(autonas_search, searcher) if searcher[0].isupper() else searcher
+    _, state = am.search(
+        space,
+        {"flops": "80%"},
+        images[:1],
+        config={"score_func": lambda m: 0.0, "num_iters": 8, "seed": 1},
+        searcher=chosen,
+    )
+    assert state["iter_num"] == 8 and state["best"]["is_satisfied"]
