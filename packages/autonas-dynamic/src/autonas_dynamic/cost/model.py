@@ -1,0 +1,302 @@
+"""The closed-form cost model: FLOPs and parameters of the active subnet without a forward.
+
+Built once over a converted model, :class:`CostModel` records the costed aten calls of a few
+inference forwards -- the largest subnet, then one or a few subnets per configurable hparam
+with only that hparam changed -- and learns, for every dimension in every cost term, which
+hparam value it follows (:mod:`~autonas_dynamic.cost.fit`). Calls inside a block of a dynamic
+``Sequential`` are gated by its depth. The result is a sum of gated monomials over the active
+hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against real
+forwards of the smallest subnet and of random subnets, and evaluated in microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from torch import nn
+
+from ..hparam import DepthHparam
+from .fit import DimensionFitter, Monomial, UnexplainedDimension, multiply
+from .polynomial import GatedTerm, Polynomial
+from .probing import Probe, Variables, applied, plan_probes, random_subnets
+from .recorder import OpRecord, record_ops
+from .structure import Gate, depth_hparam, named_hparams, walk_modules
+
+__all__ = ["CostModel", "CostModelError"]
+
+#: Subnets checked against a real forward at build time: the smallest one and random ones.
+NUM_CHECKED_SUBNETS = 3
+
+
+class CostModelError(ValueError):
+    """A cost that the cost model cannot express as a closed-form function of the hparams."""
+
+
+@dataclass(frozen=True, eq=False)
+class _ParameterSlot:
+    """A distinct parameter: where it is registered and which blocks must run for it to exist."""
+
+    module_name: str
+    module: nn.Module
+    name: str
+    gates: tuple[Gate, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.module_name}.{self.name}" if self.module_name else self.name
+
+    def shape(self) -> tuple[int, ...]:
+        return tuple(getattr(self.module, self.name).shape)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What one subnet looks like: hparam values, costed calls, parameter shapes."""
+
+    variables: list[int]
+    ops: dict[tuple[str, int], OpRecord]
+    shapes: list[tuple[int, ...]]
+
+
+class CostModel:
+    """FLOPs and parameter count of the active subnet of a converted model, in closed form.
+
+    Building runs one inference forward per probed subnet (about one per configurable hparam,
+    plus a few checks); afterwards :meth:`flops` and :meth:`params` read the active hparam values
+    and evaluate a precompiled polynomial, with no forward. Both equal
+    :func:`~autonas_dynamic.cost.count_flops` / :func:`~autonas_dynamic.cost.count_params` of the
+    exported subnet, for every subnet.
+
+    Args:
+        model: A converted model (dynamic modules with their shared hparams installed) or any
+            plain model (then both costs are constants). Its active subnet is restored after building.
+        dummy_input: The forward's input, as for :func:`~autonas_dynamic.cost.count_flops`.
+
+    Raises:
+        CostModelError: If some cost does not follow the hparams in closed form (the message
+            names the module, the aten call and the hparam).
+
+    Example:
+        >>> costs = CostModel(model, torch.randn(1, 3, 224, 224))
+        >>> space.select(config)
+        >>> costs.flops(), costs.params()
+    """
+
+    def __init__(self, model: nn.Module, dummy_input: Any) -> None:
+        hparams = named_hparams(model)
+        depth_ids = {id(hp) for _, module, _ in walk_modules(model) if (hp := depth_hparam(module)) is not None}
+        depth_ids |= {id(hp) for _, hp in hparams if isinstance(hp, DepthHparam)}
+        varying = [(name, hp) for name, hp in hparams if len(hp.choices) > 1]
+        variables = Variables(
+            [item for item in varying if id(item[1]) not in depth_ids]
+            + [item for item in varying if id(item[1]) in depth_ids]
+        )
+        configurable = [hp for _, hp in hparams if hp.is_configurable]
+        modules = list(walk_modules(model))
+        gates = {name: tuple(gate for gate in module_gates if gate.can_close) for name, _, module_gates in modules}
+        slots = _parameter_slots(modules, gates)
+
+        def snapshot() -> _Snapshot:
+            records = record_ops(model, dummy_input)
+            shapes = [slot.shape() for slot in slots]
+            return _Snapshot(variables.read(), {record.key: record for record in records}, shapes)
+
+        with applied(configurable):
+            probed = [(name, hp) for name, hp in hparams if hp.is_configurable and id(hp) not in depth_ids]
+            probes = plan_probes(probed, variables)
+            snapshots = [snapshot()]
+            for probe in probes:
+                for choice in probe.choices:
+                    with applied(configurable, {id(probe.hparam): choice}):
+                        snapshots.append(snapshot())
+            fitter = DimensionFitter(probes, [shot.variables for shot in snapshots])
+            gate_positions = {
+                name: tuple((variables.position[id(gate.depth), None], gate.index) for gate in module_gates)
+                for name, module_gates in gates.items()
+            }
+            op_terms = _fit_ops(snapshots, fitter, gate_positions)
+            slot_terms = _fit_parameters(slots, snapshots, fitter, gate_positions)
+            checks = random_subnets(configurable, NUM_CHECKED_SUBNETS) if configurable else []
+            for subnet in checks:
+                with applied(configurable, subnet):
+                    _check(snapshot(), op_terms, slot_terms, slots)
+
+        used = sorted({f for terms in (*op_terms.values(), *slot_terms) for term in terms for f in term.factors})
+        used += sorted({g for terms in (*op_terms.values(), *slot_terms) for term in terms for g, _ in term.gates})
+        used_ids = {id(variables.owners[p]) for p in used}
+        self._variables = Variables([(name, hp) for name, hp in varying if id(hp) in used_ids])
+        remap = _position_map(variables, self._variables)
+        self._flops = Polynomial(
+            (_reindex(term, remap) for terms in op_terms.values() for term in terms), self._variables.maxima
+        )
+        self._params = Polynomial(
+            (_reindex(term, remap) for terms in slot_terms for term in terms), self._variables.maxima
+        )
+        self.num_forwards = len(snapshots) + len(checks)
+
+    def flops(self) -> int:
+        """FLOPs (``2 x MACs``) of one forward of the active subnet on the dummy input."""
+        return self._flops(self._variables.read())
+
+    def params(self) -> int:
+        """Number of parameters of the active subnet (of its exported model)."""
+        return self._params(self._variables.read())
+
+    def __repr__(self) -> str:
+        return (
+            f"CostModel({len(self._variables.hparams)} hparams, {self._flops.num_terms} FLOP terms, "
+            f"{self._params.num_terms} parameter terms)"
+        )
+
+
+def _parameter_slots(
+    modules: Sequence[tuple[str, nn.Module, tuple[Gate, ...]]], gates: dict[str, tuple[Gate, ...]]
+) -> list[_ParameterSlot]:
+    """Every distinct parameter once; a parameter shared by differently gated modules is refused."""
+    slots: dict[int, _ParameterSlot] = {}
+    for module_name, module, _ in modules:
+        for name, stored in module._parameters.items():
+            if stored is None:
+                continue
+            slot = _ParameterSlot(module_name, module, name, gates[module_name])
+            first = slots.setdefault(id(stored), slot)
+            if _gate_key(first.gates) != _gate_key(slot.gates):
+                raise CostModelError(
+                    f"parameter {first.label!r} is also registered as {slot.label!r}, in blocks of a dynamic "
+                    "Sequential that are dropped at different depths; its count is not a closed-form sum"
+                )
+    return list(slots.values())
+
+
+def _gate_key(gates: tuple[Gate, ...]) -> set[tuple[int, int]]:
+    return {(id(gate.depth), gate.index) for gate in gates}
+
+
+def _describe(error: UnexplainedDimension) -> str:
+    probe: Probe = error.probe
+    values = ", ".join(f"{value} at {choice!r}" for value, choice in zip(error.values[1:], probe.choices, strict=True))
+    return (
+        f"it is {error.values[0]} on the largest subnet and {values} of hparam {probe.name!r}, "
+        f"in proportion to none of the sizes that hparam sets"
+    )
+
+
+def _fit_ops(
+    snapshots: Sequence[_Snapshot],
+    fitter: DimensionFitter,
+    gate_positions: dict[str, tuple[tuple[int, int], ...]],
+) -> dict[tuple[str, int], list[GatedTerm]]:
+    """The gated terms of every costed call of the largest subnet."""
+    largest = snapshots[0].ops
+    for state, shot in enumerate(snapshots[1:], start=1):
+        for key in shot.ops.keys() - largest.keys():
+            record = shot.ops[key]
+            raise CostModelError(
+                f"{record.op} in module {record.module!r} (call {record.index}) runs on a probed subnet "
+                f"(state {state}) but not on the largest one; its cost is not a closed-form function of the hparams"
+            )
+    fitted: dict[tuple[str, int], list[GatedTerm]] = {}
+    for key, record in largest.items():
+        where = f"{record.op} in module {record.module!r} (call {record.index})"
+        others = [shot.ops.get(key) for shot in snapshots[1:]]
+        if any(other is None or other.op != record.op or len(other.terms) != len(record.terms) for other in others):
+            raise CostModelError(f"{where} does not run the same way on every probed subnet")
+        terms = []
+        for t, (coefficient, dims) in enumerate(record.terms):
+            monomials: list[Monomial] = []
+            for d in range(len(dims)):
+                values = [dims[d], *(other.terms[t][1][d] for other in others)]  # type: ignore[union-attr]
+                try:
+                    monomials.append(fitter.fit(values))
+                except UnexplainedDimension as error:
+                    raise CostModelError(
+                        f"cannot express the cost of {where}: dimension {d} {_describe(error)}"
+                    ) from None
+            product, factors = multiply(monomials, coefficient)
+            terms.append(GatedTerm(product, factors, gate_positions[record.module]))
+        fitted[key] = terms
+    return fitted
+
+
+def _fit_parameters(
+    slots: Sequence[_ParameterSlot],
+    snapshots: Sequence[_Snapshot],
+    fitter: DimensionFitter,
+    gate_positions: dict[str, tuple[tuple[int, int], ...]],
+) -> list[list[GatedTerm]]:
+    """One gated term per parameter: its number of elements."""
+    fitted = []
+    for index, slot in enumerate(slots):
+        shapes = [shot.shapes[index] for shot in snapshots]
+        monomials = []
+        for d in range(len(shapes[0])):
+            try:
+                monomials.append(fitter.fit([shape[d] for shape in shapes]))
+            except UnexplainedDimension as error:
+                raise CostModelError(
+                    f"cannot express the size of parameter {slot.label!r}: dimension {d} {_describe(error)}"
+                ) from None
+        product, factors = multiply(monomials)
+        fitted.append([GatedTerm(product, factors, gate_positions[slot.module_name])])
+    return fitted
+
+
+def _check(
+    shot: _Snapshot,
+    op_terms: dict[tuple[str, int], list[GatedTerm]],
+    slot_terms: Sequence[list[GatedTerm]],
+    slots: Sequence[_ParameterSlot],
+) -> None:
+    """Compare the closed form with a recorded forward of another subnet, call by call."""
+    for key, terms in op_terms.items():
+        runs = all(shot.variables[g] > index for g, index in terms[0].gates) if terms else True
+        record = shot.ops.get(key)
+        where = f"call {key[1]} in module {key[0]!r}"
+        if runs and record is None:
+            raise CostModelError(f"{where} did not run on a checked subnet although its block was active")
+        if not runs and record is not None:
+            raise CostModelError(f"{record.op} ({where}) ran on a checked subnet although its block was dropped")
+        if record is not None:
+            predicted = sum((term.value(shot.variables) for term in terms), Fraction(0))
+            if predicted != record.flops:
+                raise CostModelError(
+                    f"cannot express the cost of {record.op} ({where}) in closed form: a checked subnet has "
+                    f"{record.flops} FLOPs where the fitted hparam dependence predicts {predicted}"
+                )
+    extra = shot.ops.keys() - op_terms.keys()
+    if extra:
+        record = shot.ops[min(extra)]
+        raise CostModelError(
+            f"{record.op} in module {record.module!r} (call {record.index}) runs on a checked subnet but not on the "
+            "largest one"
+        )
+    for slot, terms, shape in zip(slots, slot_terms, shot.shapes, strict=True):
+        predicted = sum((term.value(shot.variables) for term in terms), Fraction(0))
+        actual = _numel(shape) if all(gate.is_open for gate in slot.gates) else 0
+        if predicted != actual:
+            raise CostModelError(
+                f"cannot express the size of parameter {slot.label!r} in closed form: a checked subnet has {actual} "
+                f"elements where the fitted hparam dependence predicts {predicted}"
+            )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+def _position_map(old: Variables, new: Variables) -> dict[int, int]:
+    return {position: new.position[key] for key, position in old.position.items() if key in new.position}
+
+
+def _reindex(term: GatedTerm, remap: dict[int, int]) -> GatedTerm:
+    return GatedTerm(
+        term.coefficient,
+        tuple(sorted(remap[f] for f in term.factors)),
+        tuple((remap[g], index) for g, index in term.gates),
+    )

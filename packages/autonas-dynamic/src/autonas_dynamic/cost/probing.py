@@ -1,0 +1,155 @@
+"""The subnets the cost model probes, and the hparam values it reads.
+
+The cost model learns how each tensor dimension depends on the hparams from a few forwards:
+the largest subnet, then, per configurable hparam, the largest subnet with only that hparam
+changed (a :class:`Probe`). An hparam may move several *atoms* (integer values read from the
+hparams: a channel count, one entry of a kernel-size tuple, the inputs of a concatenation that
+follow their concat hparam); its probe uses as few of its choices as keep those atoms apart.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..hparam import Hparam
+
+__all__ = ["Probe", "Variables", "applied", "plan_probes", "random_subnets"]
+
+#: At most this many choices of an hparam are inspected to see which atoms it moves.
+MAX_INSPECTED_CHOICES = 64
+
+
+class Variables:
+    """The integer values of a list of hparams, tuple values (kernel sizes) spread into one per entry.
+
+    Args:
+        hparams: ``(name, hparam)`` pairs, distinct objects.
+    """
+
+    def __init__(self, hparams: Sequence[tuple[str, Hparam]]) -> None:
+        self.hparams = [hparam for _, hparam in hparams]
+        self.names: list[str] = []
+        self.maxima: list[int] = []
+        self.owners: list[Hparam] = []
+        self.position: dict[tuple[int, int | None], int] = {}
+        for name, hparam in hparams:
+            sample = hparam.original
+            components = range(len(sample)) if isinstance(sample, tuple) else [None]
+            for component in components:
+                self.position[id(hparam), component] = len(self.names)
+                self.owners.append(hparam)
+                if component is None:
+                    self.names.append(name)
+                    self.maxima.append(max(hparam.choices))
+                else:
+                    self.names.append(f"{name}[{component}]")
+                    self.maxima.append(max(choice[component] for choice in hparam.choices))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def read(self) -> list[int]:
+        """The active values, in order."""
+        values: list[int] = []
+        for hparam in self.hparams:
+            value = hparam.active
+            if isinstance(value, tuple):
+                values.extend(value)
+            else:
+                values.append(value)
+        return values
+
+
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """The subnets that change one configurable hparam away from the largest subnet.
+
+    Attributes:
+        name: Full name of the hparam.
+        hparam: The hparam.
+        choices: The values it takes, one probed subnet each.
+        atoms: Positions (in the atom :class:`Variables`) of the atoms that move with it.
+    """
+
+    name: str
+    hparam: Hparam
+    choices: tuple[Any, ...]
+    atoms: tuple[int, ...]
+
+
+def _spread(values: Sequence[Any], limit: int) -> list[Any]:
+    """At most ``limit`` of ``values``, evenly spread, always including the first."""
+    if len(values) <= limit:
+        return list(values)
+    step = (len(values) - 1) / (limit - 1)
+    return [values[round(i * step)] for i in range(limit)]
+
+
+def _direction(vector: Sequence[int]) -> tuple[int, ...]:
+    """``vector`` divided by the gcd of its entries: equal for proportional vectors."""
+    divisor = math.gcd(*vector) or 1
+    return tuple(value // divisor for value in vector)
+
+
+def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) -> list[Probe]:
+    """One :class:`Probe` per hparam, starting from (and returning to) the current subnet.
+
+    The first probed value is the hparam's smallest; more values are added while they separate
+    atoms (or an atom from the constants) that all probed values so far moved proportionally.
+    """
+    base = atoms.read()
+    probes = []
+    for name, hparam in configurable:
+        original = hparam.active
+        table: dict[Any, list[int]] = {}
+        try:
+            for choice in _spread([c for c in hparam.choices if c != original], MAX_INSPECTED_CHOICES):
+                hparam.active = choice
+                table[choice] = atoms.read()
+        finally:
+            hparam.active = original
+        moved = [a for a in range(len(atoms)) if any(values[a] != base[a] for values in table.values())]
+        if not moved:
+            continue
+
+        def classes(chosen: Sequence[Any], moved: list[int] = moved, table: dict[Any, list[int]] = table) -> int:
+            vectors = {_direction([base[a], *(table[c][a] for c in chosen)]) for a in moved}
+            vectors.add(_direction([1] * (len(chosen) + 1)))
+            return len(vectors)
+
+        candidates = list(table)
+        chosen = [candidates[0]]
+        target = classes(candidates)
+        while classes(chosen) < target:
+            chosen.append(max((c for c in candidates if c not in chosen), key=lambda c: classes([*chosen, c])))
+        probes.append(Probe(name, hparam, tuple(chosen), tuple(moved)))
+    return probes
+
+
+@contextmanager
+def applied(configurable: Sequence[Hparam], values: dict[int, Any] | None = None) -> Iterator[None]:
+    """Select a subnet: each configurable hparam at ``values[id(hparam)]``, else at its maximum.
+
+    The previously active subnet is selected again on exit.
+    """
+    previous = [(hparam, hparam.active) for hparam in configurable]
+    try:
+        for hparam in configurable:
+            hparam.active = (values or {}).get(id(hparam), hparam.max)
+        yield
+    finally:
+        for hparam, value in previous:
+            hparam.active = value
+
+
+def random_subnets(configurable: Sequence[Hparam], count: int, seed: int = 0) -> list[dict[int, Any]]:
+    """The smallest subnet and ``count - 1`` random ones (a fixed seed: reproducible checks)."""
+    rng = random.Random(seed)
+    subnets = [{id(hparam): hparam.min for hparam in configurable}]
+    subnets += [{id(hparam): rng.choice(hparam.choices) for hparam in configurable} for _ in range(count - 1)]
+    return subnets

@@ -1,0 +1,73 @@
+"""What the module tree says about a subnet: which blocks run, which hparams exist.
+
+A block of a dynamic ``nn.Sequential`` runs (and is kept by export) iff the container's depth
+hparam is larger than the block's index; a module nested in several such containers runs iff all
+of its :class:`Gate`\\ s are open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..dynamic import DynamicModule
+from ..hparam import Hparam
+
+__all__ = ["Gate", "depth_hparam", "named_hparams", "walk_modules"]
+
+
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Block ``index`` of a dynamic ``Sequential`` whose depth hparam is ``depth``: open iff depth > index."""
+
+    depth: Hparam
+    index: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.depth.active > self.index
+
+    @property
+    def can_close(self) -> bool:
+        """Whether some choice of the depth drops this block."""
+        return self.depth.min <= self.index
+
+
+def depth_hparam(module: nn.Module) -> Hparam | None:
+    """The depth hparam of a dynamic ``nn.Sequential``, else ``None``."""
+    if isinstance(module, DynamicModule) and isinstance(module, nn.Sequential):
+        return dict(module.named_hparams()).get("depth")
+    return None
+
+
+def walk_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[Gate, ...]]]:
+    """Yield ``(qualified name, module, gates)`` for every module once, in ``named_modules`` order."""
+    seen: set[int] = set()
+
+    def visit(
+        name: str, module: nn.Module, gates: tuple[Gate, ...]
+    ) -> Iterator[tuple[str, nn.Module, tuple[Gate, ...]]]:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        yield name, module, gates
+        depth = depth_hparam(module)
+        for index, (child_name, child) in enumerate(module._modules.items()):
+            if child is None:
+                continue
+            child_gates = (*gates, Gate(depth, index)) if depth is not None else gates
+            yield from visit(f"{name}.{child_name}" if name else child_name, child, child_gates)
+
+    yield from visit("", model, ())
+
+
+def named_hparams(model: nn.Module) -> list[tuple[str, Hparam]]:
+    """Every distinct hparam object of the model's dynamic modules, with its first full name."""
+    found: dict[int, tuple[str, Hparam]] = {}
+    for module_name, module, _ in walk_modules(model):
+        if isinstance(module, DynamicModule):
+            for local, hparam in module.named_hparams():
+                found.setdefault(id(hparam), (f"{module_name}.{local}" if module_name else local, hparam))
+    return list(found.values())
