@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import re
 
 import pytest
@@ -227,6 +229,19 @@ def test_json_round_trip_of_defaults_and_user_sections() -> None:
     assert again["nn.Conv2d"]["layer1.*"]["kernel_size"] == (3, (5, 5))
     assert AutoNASConfig.model_validate(cfg.model_dump()) == cfg
     assert AutoNASConfig.model_validate(json.loads(AutoNASConfig().model_dump_json())) == AutoNASConfig()
+
+
+def test_validating_a_config_instance_keeps_it() -> None:
+    cfg = AutoNASConfig(nn_linear=None)
+    assert AutoNASConfig.model_validate(cfg) is cfg
+
+
+def test_configs_survive_deepcopy_and_pickle() -> None:
+    cfg = AutoNASConfig(**{"nn.Conv2d": {"*": None, "head.*": {"kernel_size": 3}}})
+    for clone in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg))):
+        assert clone == cfg
+        clone["nn.Conv2d"]["head.*"]["kernel_size"] = (5,)
+        assert cfg["nn.Conv2d"]["head.*"]["kernel_size"] == (3,)
 
 
 def test_json_schema_describes_every_key_by_its_rule_class() -> None:

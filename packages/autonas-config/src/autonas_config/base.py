@@ -69,7 +69,8 @@ class BaseConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _validate_input_keys(cls, data: Any) -> Any:
-        return cls._check_input_keys(data) if isinstance(data, Mapping) else data
+        is_raw_input = isinstance(data, Mapping) and not isinstance(data, BaseModel)
+        return cls._check_input_keys(data) if is_raw_input else data
 
     @classmethod
     def _check_input_keys(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
