@@ -1,14 +1,13 @@
 """Training a patched supernet with DistributedDataParallel: every rank runs the same subnet at every step.
 
-Two processes (torch.distributed, gloo on 127.0.0.1) convert the same model with
-``autonas_dynamic.space.generate_search_space``, patch it with the AutoNAS patch manager without a
-seed (so only the generator's one-time broadcast can make them agree), wrap it in
-DistributedDataParallel and train on different data per rank.
+Two processes (torch.distributed, gloo on 127.0.0.1) convert the same model with ``autonas.convert``
+(which patches it with the AutoNAS patch manager and no seed, so only the sampling generator's
+one-time broadcast can make the ranks agree), wrap it in DistributedDataParallel and train on
+different data per rank.
 """
 
 from __future__ import annotations
 
-import random
 import socket
 import warnings
 from pathlib import Path
@@ -21,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from autonas_dynamic import Hparam
-from autonas_dynamic.space import generate_search_space
+import autonas as an
 from autonas_patch import AutoNASPatchManager, PatchManager, prep_for_eval
 
 STEPS = 20
@@ -51,27 +49,6 @@ class Net(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-class HparamSampler:
-    """The SubnetSampler protocol over the configurable hparams of a converted model."""
-
-    def __init__(self, named_hparams: dict[str, Hparam]) -> None:
-        self.named_hparams = named_hparams
-
-    def is_configurable(self) -> bool:
-        return any(hp.is_configurable for hp in self.named_hparams.values())
-
-    def sample(self, rng: random.Random) -> None:
-        for hp in self.named_hparams.values():
-            hp.active = rng.choice(hp.choices)
-
-    def sample_max(self) -> None:
-        for hp in self.named_hparams.values():
-            hp.active = hp.max
-
-    def config(self) -> tuple[tuple[str, int], ...]:
-        return tuple((name, hp.active) for name, hp in self.named_hparams.items())
-
-
 RULES = {
     "nn.Conv2d": {"*": {"channels_ratio": (0.25, 0.5, 0.75, 1.0), "channel_divisor": 8, "kernel_size": (3,)}},
     "nn.BatchNorm2d": {"*": {"features_ratio": (0.25, 0.5, 0.75, 1.0), "feature_divisor": 8}},
@@ -79,15 +56,14 @@ RULES = {
 }
 
 
-def build_supernet() -> tuple[Net, HparamSampler]:
+def build_supernet() -> Net:
     """Net converted into a search space: the hidden width of every block and the depth of ``blocks``."""
     torch.manual_seed(0)
-    model = Net()
-    space = generate_search_space(model, RULES)
-    unique: dict[int, tuple[str, Hparam]] = {}
-    for name, hp in space.named_hparams(configurable=True):
-        unique.setdefault(id(hp), (name, hp))
-    return model, HparamSampler(dict(unique.values()))
+    return an.convert(Net(), mode=[("autonas", RULES)])
+
+
+def subnet(model: nn.Module) -> tuple[tuple[str, int], ...]:
+    return tuple(an.get_subnet_config(model, configurable=True).items())
 
 
 def _free_port() -> int:
@@ -100,8 +76,8 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        model, sampler = build_supernet()
-        AutoNASPatchManager(model).patch(sampler)  # no seed: rank 0's generator is broadcast on first use
+        model = build_supernet()  # patched without a seed: rank 0's generator is broadcast on first use
+        assert type(PatchManager.get_manager(model)) is AutoNASPatchManager
         ddp = DistributedDataParallel(model, find_unused_parameters=True)  # skipped blocks have unused params
         optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
         data = torch.Generator().manual_seed(100 + rank)  # every rank trains on its own data
@@ -111,7 +87,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
             x = torch.randn(4, 3, 16, 16, generator=data)
             y = torch.randint(0, 10, (4,), generator=data)
             loss = F.cross_entropy(ddp(x), y)
-            configs.append(sampler.config())
+            configs.append(subnet(model))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -119,7 +95,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ddp.eval()  # back to the maximal subnet; 20 cached batches are too few to recalibrate
-        config_after_eval = sampler.config()
+        config_after_eval = subnet(model)
 
         calibration = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(7 + i)) for i in range(3)]
         prep_for_eval(ddp, lambda m: [m(x) for x in calibration])
@@ -162,21 +138,21 @@ def test_parameters_are_identical_after_training(ranks) -> None:
     assert first["parameters"].keys() == second["parameters"].keys()
     for name, value in first["parameters"].items():
         assert torch.equal(value, second["parameters"][name]), name
-    untrained, _ = build_supernet()
+    untrained = build_supernet()
     assert not torch.equal(first["parameters"]["head.weight"], untrained.head.weight), "training must change weights"
 
 
 def test_eval_returns_to_the_maximal_subnet_and_gives_identical_outputs(ranks) -> None:
     first, second = ranks
-    _, sampler = build_supernet()
-    assert dict(sampler.config()) == {
+    maximal = subnet(build_supernet())
+    assert dict(maximal) == {
         "blocks.depth": 3,
         "blocks.0.conv1.out_channels": 32,
         "blocks.1.conv1.out_channels": 32,
         "blocks.2.conv1.out_channels": 32,
     }
     for rank in ranks:
-        assert rank["config_after_eval"] == sampler.config()
+        assert rank["config_after_eval"] == maximal
         assert any("queue not filled (20 of 50 batches)" in message for message in rank["warnings"])
         assert rank["queue"] == STEPS + 3, "the calibration batches are cached too"
     assert torch.equal(first["output"], second["output"])
