@@ -14,7 +14,7 @@ from .depth import skippable_blocks
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
 from .result import Analysis, Group
-from .symbols import Slot
+from .symbols import Slot, Symbol
 from .tracer import register_leaf, trace_recursively, unregister_leaf
 
 __all__ = [
@@ -74,7 +74,7 @@ def _resolve_concats(state: ModelState) -> None:
     A group may hold one concat source; a group may feed one concat; a concat cannot feed
     itself or another concat; a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
     """
-    concats = list(dict.fromkeys(state.concats.values()))
+    concats = state.live_concats = _flatten_nested_concats(list(dict.fromkeys(state.concats.values())))
     changed = True
     while changed:
         before = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
@@ -101,11 +101,32 @@ def _resolve_concats(state: ModelState) -> None:
         changed = after != before
 
 
+def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:
+    """``cat([cat([a, b]), c])`` is ``cat([a, b, c])`` when the inner result feeds nothing else."""
+    consumers: dict[int, int] = {}
+    for concat in concats:
+        for inp in concat.concat_inputs:
+            consumers[id(inp.find())] = consumers.get(id(inp.find()), 0) + 1
+    inner = set()
+    for concat in concats:
+        flat = []
+        for inp in concat.concat_inputs:
+            root = inp.find()
+            nested = root.concats[0] if len(root.concats) == 1 else None
+            if nested is not None and nested is not concat and not root.slots and consumers[id(root)] == 1:
+                flat.extend(nested.concat_inputs)
+                inner.add(nested)
+            else:
+                flat.append(inp)
+        concat.concat_inputs = flat
+    return [concat for concat in concats if concat not in inner]
+
+
 def _export_groups(state: ModelState) -> tuple[list[Group], dict[Slot, Group]]:
     by_root: dict[int, Group] = {}
     for root in iter_groups(state):
         by_root[id(root)] = Group(list(root.slots), root.fixed_reason, root.sortable)
-    for concat in dict.fromkeys(state.concats.values()):
+    for concat in state.live_concats:
         root = concat.find()
         group = by_root.get(id(root))
         if group is None or group.fixed:

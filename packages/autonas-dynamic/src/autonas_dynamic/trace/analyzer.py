@@ -31,7 +31,8 @@ class ModelState:
         self.layers: dict[nn.Module, LayerSymbols] = {}
         self.visited: set[nn.Module] = set()
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
-        self.concats: dict[tuple[int, ...], Symbol] = {}
+        self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
+        self.live_concats: list[Symbol] = []  # after nested concats were flattened
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""

@@ -24,12 +24,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if not flows:
         return NEUTRAL  # arithmetic on sizes and constants
     result = ctx.synchronize(flows, f"operands of {ctx.describe(node)} cannot share one size")
-    _follow_out_argument(ctx, node, result)
-    return result
-
-
-def _follow_out_argument(ctx: GraphContext, node: fx.Node, result: Value) -> None:
-    """``torch.add(a, b, out=c)`` writes into ``c``: later uses of ``c`` see the result's size."""
     out = node.kwargs.get("out")
-    if isinstance(out, fx.Node):
+    if isinstance(out, fx.Node):  # torch.add(a, b, out=c): later uses of c read the result
         ctx.values[out] = result
+    return result
