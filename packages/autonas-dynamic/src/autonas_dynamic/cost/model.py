@@ -177,11 +177,18 @@ def _gate_key(gates: tuple[Gate, ...]) -> set[tuple[int, int]]:
 
 def _describe(error: UnexplainedDimension) -> str:
     probe: Probe = error.probe
-    values = ", ".join(f"{value} at {choice!r}" for value, choice in zip(error.values[1:], probe.choices, strict=True))
-    return (
-        f"it is {error.values[0]} on the largest subnet and {values} of hparam {probe.name!r}, "
-        f"in proportion to none of the sizes that hparam sets"
+    values = ", ".join(
+        f"{value} when it is {choice!r}" for value, choice in zip(error.values[1:], probe.choices, strict=True)
     )
+    return (
+        f"is {error.values[0]} on the largest subnet and {values}; it follows none of the sizes "
+        f"that hparam {probe.name!r} sets"
+    )
+
+
+def _where(op: str, module: str, index: int) -> str:
+    place = f"module {module!r}" if module else "the root module"
+    return f"{op} in {place} (costed call {index})"
 
 
 def _fit_ops(
@@ -195,12 +202,12 @@ def _fit_ops(
         for key in shot.ops.keys() - largest.keys():
             record = shot.ops[key]
             raise CostModelError(
-                f"{record.op} in module {record.module!r} (call {record.index}) runs on a probed subnet "
-                f"(state {state}) but not on the largest one; its cost is not a closed-form function of the hparams"
+                f"{_where(record.op, record.module, record.index)} runs on a probed subnet (state {state}) but "
+                "not on the largest one; its cost is not a closed-form function of the hparams"
             )
     fitted: dict[tuple[str, int], list[GatedTerm]] = {}
     for key, record in largest.items():
-        where = f"{record.op} in module {record.module!r} (call {record.index})"
+        where = _where(record.op, record.module, record.index)
         others = [shot.ops.get(key) for shot in snapshots[1:]]
         if any(other is None or other.op != record.op or len(other.terms) != len(record.terms) for other in others):
             raise CostModelError(f"{where} does not run the same way on every probed subnet")
@@ -254,24 +261,23 @@ def _check(
     for key, terms in op_terms.items():
         runs = all(shot.variables[g] > index for g, index in terms[0].gates) if terms else True
         record = shot.ops.get(key)
-        where = f"call {key[1]} in module {key[0]!r}"
+        where = _where(record.op if record else "the costed call", *key)
         if runs and record is None:
             raise CostModelError(f"{where} did not run on a checked subnet although its block was active")
         if not runs and record is not None:
-            raise CostModelError(f"{record.op} ({where}) ran on a checked subnet although its block was dropped")
+            raise CostModelError(f"{where} ran on a checked subnet although its block was dropped")
         if record is not None:
             predicted = sum((term.value(shot.variables) for term in terms), Fraction(0))
             if predicted != record.flops:
                 raise CostModelError(
-                    f"cannot express the cost of {record.op} ({where}) in closed form: a checked subnet has "
+                    f"cannot express the cost of {where} in closed form: a checked subnet has "
                     f"{record.flops} FLOPs where the fitted hparam dependence predicts {predicted}"
                 )
     extra = shot.ops.keys() - op_terms.keys()
     if extra:
         record = shot.ops[min(extra)]
         raise CostModelError(
-            f"{record.op} in module {record.module!r} (call {record.index}) runs on a checked subnet but not on the "
-            "largest one"
+            f"{_where(record.op, record.module, record.index)} runs on a checked subnet but not on the largest one"
         )
     for slot, terms, shape in zip(slots, slot_terms, shot.shapes, strict=True):
         predicted = sum((term.value(shot.variables) for term in terms), Fraction(0))

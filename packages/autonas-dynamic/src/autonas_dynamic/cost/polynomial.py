@@ -65,8 +65,12 @@ class Polynomial:
         width = max((len(gates) for _, gates, _ in kept), default=0)
         padded = [[*gates, *[(one, 0)] * (width - len(gates))] for _, gates, _ in kept]
         self._gated = width > 0
-        self._gate_variables = np.array([[g for g, _ in row] for row in padded], dtype=np.intp).reshape(-1, width)
-        self._gate_indices = np.array([[i for _, i in row] for row in padded], dtype=np.int64).reshape(-1, width)
+        self._gate_variables = np.array([[g for g, _ in row] for row in padded], dtype=np.intp).reshape(
+            self.num_terms, width
+        )
+        self._gate_indices = np.array([[i for _, i in row] for row in padded], dtype=np.int64).reshape(
+            self.num_terms, width
+        )
 
     def __call__(self, variables: Sequence[int]) -> int:
         """The value for the given variables (in the order the terms refer to them)."""
