@@ -254,8 +254,8 @@ class ConcatHparam(Hparam):
     """The size of a channel concatenation: the sum of its input hparams.
 
     Only the concat hparam is searched; its inputs become non-configurable and follow it: for every
-    achievable sum the most balanced combination of input values is used (ties keep the first
-    combination in enumeration order, inputs taken in first-appearance order). An input may appear
+    achievable sum the most balanced combination of input values is used; among equally balanced
+    ones, the input that appears first gets the larger value (deterministic, unlike set order). An input may appear
     several times (``torch.cat([a, a])``); it then always takes one value.
 
     Args:
@@ -266,6 +266,7 @@ class ConcatHparam(Hparam):
     def __init__(self, inputs: Sequence[Hparam], name: str | None = None) -> None:
         if not inputs:
             raise ValueError("a concat hparam needs at least one input")
+        self.name = name
         self._inputs = list(inputs)
         self._distinct: list[Hparam] = []
         for hp in self._inputs:
@@ -335,7 +336,8 @@ class ConcatHparam(Hparam):
 
     def _enumerate_sums(self) -> dict[int, tuple[int, ...]]:
         counts = [sum(1 for other in self._inputs if other is hp) for hp in self._distinct]
-        options = [hp.choices for hp in self._distinct]
+        # Largest values first: among equally balanced combinations the earliest input gets more.
+        options = [hp.choices[::-1] for hp in self._distinct]
         if math.prod(len(values) for values in options) > MAX_CONCAT_COMBINATIONS:
             warnings.warn(
                 f"{self._label()}: too many input combinations; only combinations near balanced ones are used",
@@ -357,7 +359,7 @@ class ConcatHparam(Hparam):
     @staticmethod
     def _neighbourhood_combinations(options: list[list[int]], counts: list[int]) -> Iterator[tuple[int, ...]]:
         """Per target mean value, the combinations within a window of choices around it."""
-        lowest, highest = min(values[0] for values in options), max(values[-1] for values in options)
+        lowest, highest = min(min(values) for values in options), max(max(values) for values in options)
         span = max(1, highest - lowest)
         radius = max(1, int(((MAX_CONCAT_COMBINATIONS / span) ** (1 / len(options)) - 1) / 2))
         seen: set[tuple[int, ...]] = set()

@@ -48,15 +48,21 @@ def _collect_groups(model: nn.Module) -> dict[int, _Group]:
             group = groups.setdefault(id(hparam), _Group(hparam, full_name))
             group.dims += [(module, tensor, dim, 0) for tensor, dim in dims.get(hp_name, [])]
     for group in list(groups.values()):
-        if not isinstance(group.hparam, ConcatHparam):
-            continue
-        own = Hparam.importance.fget(group.hparam)  # type: ignore[attr-defined]
-        for source, offset in group.hparam.segments:
-            target = groups.setdefault(id(source), _Group(source, f"{group.name}[{offset}:]"))
-            target.dims += [(module, tensor, dim, offset) for module, tensor, dim, _ in group.dims]
-            if own is not None:
-                target.concat_importance.append(own[offset : offset + source.max])
+        if isinstance(group.hparam, ConcatHparam):
+            for source, offset in group.hparam.segments:
+                target = groups.setdefault(id(source), _Group(source, f"{group.name}[{offset}:]"))
+                target.dims += [(module, tensor, dim, offset) for module, tensor, dim, _ in group.dims]
     return groups
+
+
+def _collect_concat_importance(groups: dict[int, _Group]) -> None:
+    """Hand each concat input the importance its segment of the concatenation gets downstream."""
+    for group in groups.values():
+        if isinstance(group.hparam, ConcatHparam):
+            own = Hparam.importance.fget(group.hparam)  # type: ignore[attr-defined]
+            if own is not None:
+                for source, offset in group.hparam.segments:
+                    groups[id(source)].concat_importance.append(own[offset : offset + source.max])
 
 
 def _wants_sorting(group: _Group, names: set[str]) -> bool:
@@ -78,13 +84,13 @@ def _without_conflicts(groups: list[_Group]) -> list[_Group]:
         for module, tensor, dim, offset in group.dims:
             owners.setdefault((id(module), tensor, dim, offset), set()).add(id(group.hparam))
     clashing = {hp_id for ids in owners.values() if len(ids) > 1 for hp_id in ids}
-    for group in groups:
-        if id(group.hparam) in clashing:
-            warnings.warn(
-                f"not sorting {group.name}: a tensor dimension it governs is also governed by another hparam "
-                "(e.g. a depthwise conv whose in/out channels are not coupled)",
-                stacklevel=3,
-            )
+    if clashing:
+        skipped = ", ".join(group.name for group in groups if id(group.hparam) in clashing)
+        warnings.warn(
+            f"not sorting {skipped}: they govern the same tensor dimension without being one hparam "
+            "(e.g. a depthwise conv whose in/out channels are not coupled)",
+            stacklevel=3,
+        )
     return [group for group in groups if id(group.hparam) not in clashing]
 
 
@@ -103,7 +109,6 @@ def _permute(group: _Group, order: torch.Tensor) -> None:
                 segment.copy_(segment.index_select(dim, order.to(stored.device)))
 
 
-@torch.no_grad()
 def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) -> None:
     """Permute the channels of every sortable hparam of ``model`` by descending importance.
 
@@ -119,21 +124,22 @@ def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) 
     """
     names = set(hps_to_sort or ())
     groups = _collect_groups(model)
-    saved = {id(group.hparam): (group.hparam, group.hparam._active) for group in groups.values()}
-    saved = {key: value for key, value in saved.items() if not isinstance(value[0], ConcatHparam)}
+    plain = [group.hparam for group in groups.values() if not isinstance(group.hparam, ConcatHparam)]
+    saved = [(hparam, hparam._active) for hparam in plain]
     try:
-        for hparam, _ in saved.values():
+        for hparam in plain:  # estimators may read the active tensors: make them whole
             hparam._active = hparam.max
-        selected = _without_conflicts([group for group in groups.values() if _wants_sorting(group, names)])
-        for group in selected:
-            importance = group.hparam.importance
-            for extra in group.concat_importance:
-                importance = extra if importance is None else importance + extra
-            if importance is None:
-                continue
-            order = torch.argsort(importance, descending=True, stable=True)
-            if not torch.equal(order, torch.arange(order.numel())):
-                _permute(group, order)
+        with torch.no_grad():
+            _collect_concat_importance(groups)
+            for group in _without_conflicts([group for group in groups.values() if _wants_sorting(group, names)]):
+                importance = group.hparam.importance
+                for extra in group.concat_importance:
+                    importance = extra if importance is None else importance + extra
+                if importance is None:
+                    continue
+                order = torch.argsort(importance, descending=True, stable=True)
+                if not torch.equal(order, torch.arange(order.numel())):
+                    _permute(group, order)
     finally:
-        for hparam, active in saved.values():
+        for hparam, active in saved:
             hparam._active = active

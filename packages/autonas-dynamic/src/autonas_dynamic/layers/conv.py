@@ -187,7 +187,8 @@ class _DynamicConvNd(DynamicModule):
             channel_divisor: Every channel count is rounded to a multiple of this (``make_divisible``).
             kernel_size: The kernel sizes to search (an int means the same size in every dim);
                 ``()`` searches none. Sizes larger than the original or needing negative padding
-                drop out; a size whose parity differs from the original kernel is an error.
+                drop out; an even size for an odd kernel is an error. Even kernels (e.g. a 16x16
+                patch embedding) ignore odd sizes, so one rule can cover a whole model.
         """
         for name in ("in_channels", "out_channels"):
             restrict_by_ratio(self._hparams[name], channels_ratio, channel_divisor)
@@ -203,7 +204,7 @@ class _DynamicConvNd(DynamicModule):
                 raise ValueError(
                     f"kernel_size entry {size!r} must be a positive int or a tuple of {ndim} positive ints"
                 )
-            if any(k % 2 != big % 2 for k, big in zip(kernel, hparam.original, strict=True)):
+            if any(k % 2 == 0 and big % 2 for k, big in zip(kernel, hparam.original, strict=True)):
                 raise ValueError(
                     f"kernel_size {kernel} has a different parity than the original kernel {hparam.original} "
                     f"(kernels are centre cropped); allowed kernel sizes: {hparam.choices}"
