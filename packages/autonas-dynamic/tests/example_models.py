@@ -495,7 +495,7 @@ EXAMPLES = [
             "blocks.2.conv_a.out_channels": {"blocks.2.conv_b.in_channels"},
         },
         choices={"blocks.depth": [1, 2, 3]},
-    ),  # fmt: skip
+    ),
     Example(
         NonSkippableDepth,
         {
@@ -511,7 +511,7 @@ EXAMPLES = [
             "blocks.0.conv_a.out_channels": {"blocks.0.conv_b.in_channels"},
             "blocks.1.conv_a.out_channels": {"blocks.1.conv_b.in_channels"},
         },
-    ),  # fmt: skip
+    ),
     Example(
         GroupNormModel,
         {"conv1.out_channels": {"gn.num_channels", "conv2.in_channels"}},

@@ -1,0 +1,153 @@
+"""SearchSpace API: names, sampling with glob dicts, strict selection, size, rules, bad input."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from example_models import ConcatConvs, ResBlock, SkippableDepth
+
+from autonas_config import AutoNASConfig
+from autonas_dynamic import is_dynamic
+from autonas_dynamic.space import SearchSpace, generate_search_space
+
+
+def _space(model: nn.Module, rules: dict | None = None) -> SearchSpace:
+    return generate_search_space(model.eval(), rules)
+
+
+def test_names_config_and_size() -> None:
+    space = _space(SkippableDepth())
+    hparams = space.hparams()
+    assert list(hparams)[:2] == ["stem.out_channels", "blocks.depth"]
+    assert space.size() == math.prod(len(choices) for choices in hparams.values())
+    full = space.config()
+    assert set(space.config(configurable=True)) == set(hparams)
+    # a shared hparam appears under every module holding it in the full config
+    assert full["blocks.1.conv_b.out_channels"] == full["blocks.0.out_channels"] == 8
+    assert space.is_configurable()
+
+
+def test_sample_glob_dict_last_matching_pattern_wins() -> None:
+    space = _space(SkippableDepth())
+    config = space.sample({"*": min, "*.depth": max})
+    assert config["blocks.depth"] == 3
+    assert config["stem.out_channels"] == 1
+    config = space.sample({"*.depth": min, "*": max})
+    assert config["blocks.depth"] == 3 and config["stem.out_channels"] == 8
+    config = space.sample({"blocks.*": min})  # unmatched hparams keep their value
+    assert config["blocks.depth"] == 1 and config["stem.out_channels"] == 8
+
+
+def test_select_round_trips_full_and_configurable_configs() -> None:
+    model = SkippableDepth().eval()
+    space = _space(model)
+    x = torch.randn(1, 3, 8, 8)
+    full = space.sample(min)
+    expected = model(x)
+    configurable = space.config(configurable=True)
+    space.sample(max)
+    space.select(full)
+    torch.testing.assert_close(model(x), expected)
+    space.sample(max)
+    space.select(configurable)
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_select_strict_errors_name_the_keys() -> None:
+    space = _space(SkippableDepth())
+    config = space.config(configurable=True)
+    missing = dict(config)
+    del missing["blocks.depth"]
+    with pytest.raises(ValueError, match=r"missing keys \['blocks.depth'\]"):
+        space.select(missing)
+    with pytest.raises(ValueError, match=r"unexpected keys \['nope.out_channels'\]"):
+        space.select({**config, "nope.out_channels": 3})
+    with pytest.raises(ValueError, match=r"inconsistent keys \['stem.in_channels=2 \(active 3\)'\]"):
+        space.select({**space.config(), "stem.in_channels": 2})
+    with pytest.raises(ValueError, match="allowed"):
+        space.select({**config, "stem.out_channels": 99})
+    space.select({"stem.out_channels": 4, "nope": 1}, strict=False)
+    assert space.config()["blocks.0.in_channels"] == 4
+
+
+def test_rules_restrict_before_merging() -> None:
+    """conv(64) -> BN -> conv: the BN's rule restricts the whole group (SPEC 1.2)."""
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 64, 1), nn.BatchNorm2d(64), nn.Conv2d(64, 8, 1))
+
+    conv_rule = {"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0), "channel_divisor": 8}}}
+    assert _space(model(), {**conv_rule, "nn.BatchNorm2d": {"*": {}}}).hparams() == {"0.out_channels": [32, 64]}
+    assert _space(model(), {**conv_rule, "nn.BatchNorm2d": None}).hparams() == {}
+    bn_rule = {"nn.BatchNorm2d": {"*": {"features_ratio": (0.75, 1.0), "feature_divisor": 16}}}
+    assert _space(model(), {**conv_rule, **bn_rule}).hparams() == {}
+    # rules keyed by class, and glob patterns over module names
+    assert _space(model(), {nn.Conv2d: {"*": {"channels_ratio": (0.5, 1.0)}}, nn.BatchNorm2d: {}}).hparams() == {
+        "0.out_channels": [32, 64]
+    }
+    assert _space(model(), {nn.Conv2d: {"*": {}, "0": None}, nn.BatchNorm2d: {}}).hparams() == {}
+
+
+def test_default_autonas_config() -> None:
+    model = SkippableDepth().eval()
+    space = _space(model, AutoNASConfig().model_dump())
+    # every width is at most 16 channels: the divisor 32 keeps them; only the depth is searched
+    assert space.hparams() == {"blocks.depth": [1, 2, 3]}
+
+
+def test_unsearchable_layers_stay_plain() -> None:
+    model = ConcatConvs().eval()
+    generate_search_space(model, {"nn.Conv2d": None, "nn.BatchNorm2d": None})
+    assert not is_dynamic(model)
+
+
+def test_export_gives_plain_modules_at_the_active_sizes() -> None:
+    model = SkippableDepth().eval()
+    space = _space(model)
+    space.select({**space.config(configurable=True), "blocks.depth": 1, "stem.out_channels": 5})
+    x = torch.randn(1, 3, 8, 8)
+    expected = model(x)
+    exported = space.export()
+    assert exported is model and not is_dynamic(model)
+    assert type(model.blocks) is nn.Sequential and len(model.blocks) == 1
+    assert model.stem.out_channels == 5 and model.stem.weight.shape == (5, 3, 1, 1)
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_summary_marks_first_names_of_searched_hparams() -> None:
+    space = _space(SkippableDepth())
+    lines = space.summary().splitlines()
+    assert "* blocks.depth" in "\n".join(lines)
+    starred = [line for line in lines if line.startswith("*")]
+    assert len(starred) == len(space.hparams())
+    assert not any("kernel_size" in line for line in lines)
+
+
+def test_train_mode_model_converts_and_keeps_its_mode() -> None:
+    model = SkippableDepth().train()
+    generate_search_space(model).sample(min)
+    assert model.training and all(m.training for m in model.modules())
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+
+
+def test_bad_models_are_rejected_with_clear_errors() -> None:
+    model = SkippableDepth().eval()
+    generate_search_space(model)
+    with pytest.raises(ValueError, match="already converted"):
+        generate_search_space(model)
+    with pytest.raises(ValueError, match="wrapped model"):
+        generate_search_space(nn.DataParallel(SkippableDepth()))
+    channels_last = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)).to(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match=r"'0\.weight' is in channels_last"):
+        generate_search_space(channels_last)
+
+
+def test_protocol_of_autonas_search() -> None:
+    space = _space(ResBlock(8))
+    assert callable(space.hparams) and callable(space.config) and callable(space.select)
+    snapshot = copy.deepcopy(space.config(configurable=True))
+    space.select(snapshot)

@@ -1,0 +1,173 @@
+"""The tracer and the coupling analysis, without dynamic layers or rules."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from example_models import (
+    ConcatConvs,
+    DefaultFlag,
+    FailingSubmodule,
+    NonSkippableDepth,
+    ResBlock,
+    ResidualOnInput,
+    SkippableDepth,
+    conv,
+)
+
+from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
+from autonas_dynamic.trace.depth import is_residual_block
+from autonas_dynamic.trace.dims import after_reduction, is_elastic
+from autonas_dynamic.trace.layers import spatial_ndim
+from autonas_dynamic.trace.tracer import trace_recursively
+
+
+def _fixed(model: nn.Module, module_name: str, hparam: str) -> str | None:
+    analysis = analyze(model)
+    return analysis.group(model.get_submodule(module_name), hparam).fixed_reason
+
+
+def test_elastic_axis_notations() -> None:
+    nchw = frozenset({1, -3})
+    assert is_elastic(1, nchw) and is_elastic(-3, nchw)
+    assert is_elastic(0, nchw) is False and is_elastic(-1, nchw) is False
+    assert is_elastic(0, frozenset({-1})) is None  # rank unknown: cannot tell
+    assert after_reduction(nchw, [2, 3], keepdim=False) == {1, -1}
+    assert after_reduction(nchw, [2, 3], keepdim=True) == nchw
+    assert spatial_ndim(nn.Conv3d) == 3 and spatial_ndim(nn.Linear) is None
+
+
+def test_default_arguments_are_specialised() -> None:
+    class Flagged(nn.Module):
+        def forward(self, x: torch.Tensor, add_one: bool = False) -> torch.Tensor:
+            return x + 1 if add_one else x * 2
+
+    graph = trace_recursively(Flagged()).graphs[0].graph
+    targets = [node.target for node in graph.nodes if node.op == "call_function"]
+    assert operator.mul in targets and operator.add not in targets
+
+
+def test_unvisited_layers_are_fixed_with_the_reason() -> None:
+    model = DefaultFlag()
+    analysis = analyze(model)
+    assert analysis.unvisited == ["extra"]
+    assert "never called" in analysis.group(model.extra, "out_channels").fixed_reason
+    assert analysis.group(model.conv1, "out_channels").fixed_reason is None
+
+
+def test_failing_submodule_is_a_leaf_and_its_children_are_traced() -> None:
+    model = FailingSubmodule()
+    analysis = analyze(model)
+    assert list(analysis.failed) == ["block"]
+    assert "TraceError" in analysis.failed["block"]
+    inner = model.block.inner
+    assert analysis.group(inner[0], "out_channels") is analysis.group(inner[2], "in_channels")
+    assert not analysis.group(inner[0], "out_channels").fixed
+    assert analysis.group(model.stem, "out_channels").fixed
+
+
+def test_failing_root_traces_its_children() -> None:
+    class Root(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(conv(3, 8), nn.ReLU(), conv(8, 4))
+            self.b = nn.Sequential(conv(3, 8), conv(8, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) if x.mean() > 0 else self.b(x)
+
+    model = Root()
+    analysis = analyze(model)
+    assert list(analysis.failed) == [""]
+    for seq in (model.a, model.b):
+        assert analysis.group(seq[0], "out_channels") is analysis.group(seq[-1], "in_channels")
+        assert not analysis.group(seq[0], "out_channels").fixed
+
+
+def test_user_leaves_are_boundaries() -> None:
+    class Opaque(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = conv(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    def model() -> nn.Module:
+        return nn.Sequential(conv(3, 8), Opaque(), conv(8, 4))
+
+    free = model()
+    assert not analyze(free).group(free[0], "out_channels").fixed
+    register_leaf(Opaque)
+    try:
+        leaf = model()
+        analysis = analyze(leaf)
+        assert "Opaque" in analysis.group(leaf[0], "out_channels").fixed_reason
+        assert analysis.group(leaf[1].conv, "out_channels").fixed  # traced alone: unknown surroundings
+    finally:
+        unregister_leaf(Opaque)
+    with pytest.raises(KeyError, match="Opaque is not a registered leaf"):
+        unregister_leaf(Opaque)
+    with pytest.raises(TypeError, match=r"nn\.Module subclass"):
+        register_leaf(len)
+
+
+def test_model_inputs_and_outputs_are_fixed() -> None:
+    model = ResidualOnInput()
+    assert "conv1" in _fixed(model, "conv1", "in_channels")
+    assert _fixed(model, "conv2", "out_channels") is not None
+    assert _fixed(model, "conv1", "out_channels") is None
+
+
+def test_concat_group_lists_its_inputs_in_order() -> None:
+    model = ConcatConvs()
+    analysis = analyze(model)
+    group = analysis.group(model.c3, "in_channels")
+    assert group is analysis.group(model.bn, "num_features")
+    assert group.concat_inputs == [analysis.group(model.c1, "out_channels"), analysis.group(model.c2, "out_channels")]
+
+
+def test_partial_dims_ops() -> None:
+    class Pads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2, self.c3, self.c4 = conv(3, 8), conv(8, 6), conv(6, 4), conv(6, 4)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.c2(F.pad(self.c1(x), (1, 1, 1, 1)))  # pads H and W only
+            return self.c3(F.max_pool2d(y, 2)), self.c4(F.pad(y, (0, 0, 0, 0, 0, 2)))  # pads channels
+
+    model = Pads()
+    analysis = analyze(model)
+    assert analysis.group(model.c1, "out_channels") is analysis.group(model.c2, "in_channels")
+    assert analysis.group(model.c2, "out_channels").fixed  # reaches a channel pad
+    assert analysis.group(model.c2, "out_channels") is analysis.group(model.c3, "in_channels")
+
+
+def test_residual_blocks_are_recognised() -> None:
+    assert is_residual_block(ResBlock(4))
+    assert not is_residual_block(conv(4, 4))
+    assert not is_residual_block(nn.Sequential(conv(4, 4), nn.ReLU()))
+
+
+def test_skippable_flags_cover_trailing_blocks_only() -> None:
+    model = SkippableDepth()
+    assert analyze(model).skippable == {model.blocks: [False, True, True]}
+    assert analyze(NonSkippableDepth()).skippable == {}
+
+
+def test_blocks_used_outside_their_sequential_stay() -> None:
+    class Peeks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.blocks(x) + self.blocks[0].conv_a.weight.sum()
+
+    model = Peeks()
+    assert analyze(model).skippable == {model.blocks: [False, True]}  # block 0 is read directly
