@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from .layers import LAYER_CLASSES, base_class, is_sequential
 from .ops import OpKind, function_kind, method_kind, module_kind
-from .tracer import TraceResult, trace_recursively, trace_root
+from .tracer import TraceResult, trace_recursively
 
 _ADDS = {operator.add, operator.iadd, torch.add}
 _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
@@ -28,11 +28,12 @@ _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, list[bool]]:
     """For each visited Sequential with trailing skippable blocks: the per-block flags."""
+    calls = _block_calls(trace)
     found: dict[nn.Module, list[bool]] = {}
     for seq in _sequentials(model, trace):
         flags = [False] * len(seq)
         for index in reversed(range(len(seq))):  # only a trailing run of skippable blocks matters
-            if not is_residual_block(seq[index]):
+            if not _is_residual_call(calls.get(seq[index])):
                 break
             flags[index] = True
         if any(flags):
@@ -48,29 +49,66 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Module]:
             yield module
 
 
+_Call = tuple[nn.Module, list[fx.Node]]  # the traced root and the nodes created inside one module call
+
+
+def _block_calls(trace: TraceResult) -> dict[nn.Module, _Call | None]:
+    """The graph nodes created inside each module's (single) call; None for modules called more than once."""
+    calls: dict[nn.Module, _Call | None] = {}
+    for traced in trace.graphs:
+        if traced.graph is None:
+            continue
+        modules = dict(traced.root.named_modules())
+        seen_here: dict[nn.Module, list[fx.Node]] = {}
+        for node in traced.graph.nodes:
+            for key in node.meta.get("nn_module_stack", ()):
+                path, _, repeat = key.partition("@")
+                module = modules.get(path)
+                if module is None:
+                    continue
+                if repeat or (module in calls and module not in seen_here):
+                    calls[module] = None  # called several times (or in several graphs)
+                    continue
+                nodes = seen_here.setdefault(module, [])
+                nodes.append(node)
+                calls[module] = (traced.root, nodes)
+    return calls
+
+
 def is_residual_block(block: nn.Module) -> bool:
-    """Whether ``block``'s output is its input plus something, through shape-preserving ops only."""
-    traced = trace_root(block, "block", {}, set())
-    if traced.graph is None:
+    """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
+    wrapper = nn.Sequential(block)
+    return _is_residual_call(_block_calls(trace_recursively(wrapper)).get(block))
+
+
+def _is_residual_call(call: _Call | None) -> bool:
+    """Whether a block's nodes compute ``input + f(input)`` followed by shape-preserving ops only.
+
+    The block must read exactly one outside value (its input) and hand exactly one value out.
+    """
+    if call is None or not call[1]:
         return False
-    output = next(n for n in reversed(traced.graph.nodes) if n.op == "output")
-    start = output.args[0]
-    if not isinstance(start, fx.Node):
+    root, nodes = call
+    inside = set(nodes)
+    inputs = {arg for node in nodes for arg in node.all_input_nodes if arg not in inside}
+    outputs = [node for node in nodes if any(user not in inside for user in node.users)]
+    if len(inputs) != 1 or len(outputs) != 1:
         return False
-    queue = deque([(start, False)])
+    (block_input,) = inputs
+    queue = deque([(outputs[0], False)])
     seen = set()
     while queue:
         node, passed_add = queue.popleft()
         if (node, passed_add) in seen:
             continue
         seen.add((node, passed_add))
-        if node.op == "placeholder":
+        if node is block_input:
             if passed_add:
                 return True
             continue
         if _is_add(node):
             queue.extend((n, True) for n in node.all_input_nodes)
-        elif _is_shape_preserving(traced.root, node):
+        elif _is_shape_preserving(root, node):
             queue.extend((n, passed_add) for n in node.all_input_nodes)
     return False
 
