@@ -12,6 +12,18 @@ from .iterative import IterativeSearcher
 __all__ = ["EvolveSearcher"]
 
 MAX_REDRAWS = 10
+REFERENCE_POPULATION = 100
+PARENT_FRACTION = 0.25
+MUTATIONS_PER_CHILD = 2.0
+
+
+def adaptive_population(num_iters: int) -> int:
+    """The population size when the user sets none: sqrt(num_iters) within [8, 100].
+
+    The reference's fixed 100 spends a small budget on a random first generation and on too few
+    generations; measured in tools/bench/bench_search_quality.py.
+    """
+    return max(8, min(REFERENCE_POPULATION, round(num_iters**0.5)))
 
 
 class EvolveSearcher(IterativeSearcher):
@@ -24,6 +36,9 @@ class EvolveSearcher(IterativeSearcher):
     parents (each hparam from either) after that. Each generation is proposed as a batch, so an
     executor can evaluate it in parallel; a child already evaluated is re-drawn (up to 10 times).
 
+    Settings left unset (None) adapt to the budget (see `default_search_config`); the effective
+    values are the attributes `population_size`, `candidate_size` and `mutation_prob`.
+
     Before searching, every effective limit without a lower bound gets the lower bound
     `rel_lower_bound * upper` (0.85 by default): only candidates that use most of each budget
     count as satisfied.
@@ -31,12 +46,18 @@ class EvolveSearcher(IterativeSearcher):
 
     @property
     def default_search_config(self) -> dict[str, Any]:
-        """Adds `population_size` (100), `candidate_size` (25), `mutation_prob` (0.1), `rel_lower_bound` (0.85)."""
+        """Adds `population_size`, `candidate_size`, `mutation_prob` (None: adaptive) and `rel_lower_bound` (0.85).
+
+        Unset, the settings adapt to the budget and the space: `population_size` =
+        sqrt(num_iters) within [8, 100], `candidate_size` = a quarter of it (at least 2),
+        `mutation_prob` = 2 / number of configurable hparams. Given explicitly they mean what the
+        reference's do (its defaults: 100, 25, 0.1).
+        """
         return {
             **super().default_search_config,
-            "population_size": 100,
-            "candidate_size": 25,
-            "mutation_prob": 0.1,
+            "population_size": None,
+            "candidate_size": None,
+            "mutation_prob": None,
             "rel_lower_bound": 0.85,
         }
 
@@ -48,27 +69,35 @@ class EvolveSearcher(IterativeSearcher):
     def sanitize_search_config(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
         """Also checks the evolution settings."""
         config = super().sanitize_search_config(config)
-        _validate.check_int(config, "population_size", 2)
-        _validate.check_int(config, "candidate_size", 2)
-        _validate.check_fraction(config, "mutation_prob")
+        _validate.check_int(config, "population_size", 2, allow_none=True)
+        _validate.check_int(config, "candidate_size", 2, allow_none=True)
+        _validate.check_fraction(config, "mutation_prob", allow_none=True)
         _validate.check_fraction(config, "rel_lower_bound")
-        if config["candidate_size"] > config["population_size"]:
+        population_size, candidate_size = config["population_size"], config["candidate_size"]
+        if population_size is not None and candidate_size is not None and candidate_size > population_size:
             raise ValueError(
-                f"search config 'candidate_size' ({config['candidate_size']}) must not exceed "
-                f"'population_size' ({config['population_size']})"
+                f"search config 'candidate_size' ({candidate_size}) must not exceed 'population_size' ({population_size})"
             )
         return config
 
     def before_search(self) -> None:
-        """Also sets the relative lower bounds of the limits."""
+        """Also sets the relative lower bounds of the limits and the evolution settings."""
         super().before_search()
         self.constraints_func.set_rel_lower_bounds(self.config["rel_lower_bound"])
+        config = self.config
+        self.population_size = config["population_size"] or adaptive_population(config["num_iters"])
+        self.candidate_size = min(
+            self.population_size, config["candidate_size"] or max(2, round(self.population_size * PARENT_FRACTION))
+        )
+        self.mutation_prob = config["mutation_prob"]
+        if self.mutation_prob is None:
+            self.mutation_prob = min(1.0, MUTATIONS_PER_CHILD / max(1, len(self.hparam_choices)))
 
     def before_step(self) -> None:
         """When the population is full, its best `candidate_size` become the parents and it empties."""
-        if len(self.population) >= self.config["population_size"]:
+        if len(self.population) >= self.population_size:
             ranked = sorted(self.population, key=lambda c: c["metric"], reverse=True)
-            self.candidates = ranked[: self.config["candidate_size"]]
+            self.candidates = ranked[: self.candidate_size]
             self.population = []
             self.pending = []
 
@@ -79,7 +108,7 @@ class EvolveSearcher(IterativeSearcher):
 
     def propose(self, limit: int) -> list[dict[str, Any]]:
         """The children that fill the population: random ones until there are parents."""
-        population_size = self.config["population_size"]
+        population_size = self.population_size
         size = max(1, min(limit, population_size - len(self.population)))
         num_mutations = max(0, population_size // 2 - len(self.population))
         seen: set[str] = set()
@@ -96,7 +125,7 @@ class EvolveSearcher(IterativeSearcher):
         """A random parent with each hparam re-drawn with probability `mutation_prob`."""
         parent = self.rng.choice(self.candidates)["config"]
         fresh = self.random_config()
-        keep = 1 - self.config["mutation_prob"]
+        keep = 1 - self.mutation_prob
         return {name: parent[name] if self.rng.random() < keep else fresh[name] for name in self.hparam_choices}
 
     def crossover(self) -> dict[str, Any]:

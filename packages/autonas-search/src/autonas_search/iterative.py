@@ -83,7 +83,8 @@ class IterativeSearcher(BaseSearcher):
     def run_search(self) -> None:
         """Run the iterations left, checkpointing every 100, at each new best and at the last."""
         num_iters = self.config["num_iters"]
-        bar = tqdm(total=num_iters, initial=self.iter_num, disable=not self.config["verbose"], desc="search")
+        verbose = self.config["verbose"]
+        bar = tqdm(total=num_iters, initial=self.iter_num, disable=not verbose, desc="search")
         self._prefetch()  # a resumed search may have proposed configs left
         try:
             while self.iter_num < num_iters:
@@ -94,8 +95,9 @@ class IterativeSearcher(BaseSearcher):
                 is_best = self.candidate["is_best"]
                 if is_best or (self.iter_num - 1) % CHECKPOINT_EVERY == 0 or self.iter_num == num_iters:
                     self.save_search_checkpoint()
-                bar.update(1)
-                if is_best or self.iter_num % 50 == 0:
+                if verbose:
+                    bar.update(1)
+                if verbose and (is_best or self.iter_num % 50 == 0):
                     bar.set_postfix(satisfied=self.num_satisfied, best=f"{self.best['metric']:.6g}", refresh=False)
                 if self.early_stop():
                     break
@@ -140,7 +142,7 @@ class IterativeSearcher(BaseSearcher):
             self.samples[key] = known
         satisfied, metric = known["is_satisfied"], known["metric"]
         self.num_satisfied += satisfied
-        is_best = satisfied and is_new and metric >= self.best["metric"]
+        is_best = satisfied and is_new and (metric > self.best["metric"] or "config" not in self.best)
         self.candidate = {**known, "is_best": is_best}
         if satisfied and is_new:
             self.history["metric"].append(metric)
@@ -186,8 +188,8 @@ class IterativeSearcher(BaseSearcher):
 
     def random_config(self) -> dict[str, Any]:
         """A uniformly random value for every configurable hparam, from the searcher's generator."""
-        choice = self.rng.choice
-        return {name: choice(choices) for name, choices in self.hparam_choices.items()}
+        draw = self.rng.random
+        return {name: choices[int(draw() * len(choices))] for name, choices in self.hparam_choices.items()}
 
     def _prefetch(self) -> None:
         """Evaluate the pending configs not seen yet together, through the executor (if any)."""
