@@ -29,6 +29,14 @@ def test_seed_zero_is_a_seed_and_none_is_random() -> None:
     assert draws(SyncedRandom(None)) != draws(SyncedRandom(None))
 
 
+def test_reseed_starts_over() -> None:
+    generator = SyncedRandom(None)
+    draws(generator, 3)
+    generator.reseed(0)
+    assert generator.seed == 0
+    assert draws(generator) == draws(SyncedRandom(0))
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
 def test_bad_seed(seed: object) -> None:
     with pytest.raises(ValueError, match="seed must be a non-negative int or None"):
