@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 import torch.nn as nn
-from conftest import RULES, make_tiny
+from modes_models import RULES, make_tiny
 
 import autonas_modes as am
 from autonas_dynamic.cost import count_flops, count_params

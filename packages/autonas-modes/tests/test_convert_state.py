@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from conftest import RULES, OtherNet, TinyNet, make_tiny
+from modes_models import RULES, OtherNet, TinyNet, make_tiny
 
 import autonas_modes as am
 from autonas_modes.mode import ApplyModeError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RULES, make_tiny
+from modes_models import RULES, make_tiny
 
 import autonas_modes as am
 
@@ -19,7 +19,7 @@ _RESTORE_SCRIPT = textwrap.dedent(
     import sys, torch
     sys.path.insert(0, {tests!r})
     import autonas_modes as am
-    from conftest import TinyNet
+    from modes_models import TinyNet
 
     model = am.restore((TinyNet, (), {{}}), {checkpoint!r})
     model.eval()

@@ -148,6 +148,9 @@ class ModelConstraints:
     def evaluate(self, keys: list[str] | None = None, exact: bool = False) -> dict[str, float]:
         """The values of ``keys`` (default: every tracked key) at the active subnet.
 
+        FLOPs and params are closed-form (no forward); latency is timed in eval mode with
+        patches off.
+
         Args:
             keys: Which keys to evaluate (dependencies such as latency's coordinates come along).
             exact: Measure latency instead of interpolating (the point is added to the interpolator).
@@ -156,10 +159,9 @@ class ModelConstraints:
         if "latency" in wanted:
             wanted.update(self.interpolation_keys)
         values: dict[str, float] = {}
-        with frozen_eval(self.model):
-            for key in SUPPORTED_CONSTRAINTS:
-                if key in wanted:
-                    values[key] = self._value(key, values, exact)
+        for key in SUPPORTED_CONSTRAINTS:
+            if key in wanted:
+                values[key] = self._value(key, values, exact)
         return {key: values[key] for key in (keys or self.keys)}
 
     def _value(self, key: str, values: dict[str, float], exact: bool) -> float:
@@ -184,7 +186,8 @@ class ModelConstraints:
     def _latency(self, coords: tuple[float, ...], exact: bool) -> float:
         latency = math.nan if exact or self.collect_mode else self._interpolator(coords)
         if math.isnan(latency):
-            latency = float(self.latency_func(self.model, self.dummy_input))
+            with frozen_eval(self.model):
+                latency = float(self.latency_func(self.model, self.dummy_input))
             self.latency_calls += 1
             self._interpolator.add_point(coords, latency)
         return latency

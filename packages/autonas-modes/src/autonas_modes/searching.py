@@ -38,6 +38,8 @@ class ModelSearchSpace:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self._hparams = dict(model_space(model).named_hparams(configurable=True))
+        #: Counts ``select`` calls, so costs of the active subnet can be cached until the next one.
+        self.selections = 0
 
     def hparams(self) -> dict[str, list[Any]]:
         """The choices of every configurable hparam."""
@@ -58,6 +60,7 @@ class ModelSearchSpace:
             if hp is None:
                 raise KeyError(f"{name!r} is not a configurable hparam of this model; known: {sorted(self._hparams)}")
             hp.active = tuple(value) if isinstance(value, list) else value
+        self.selections += 1
 
 
 def _resolve_searcher(searcher: Any, default: Callable[[], type]) -> type:
@@ -201,14 +204,13 @@ class _ValueCache:
     def __init__(self, functor: ModelConstraints, space: ModelSearchSpace) -> None:
         self._functor = functor
         self._space = space
-        self._config: dict[str, Any] | None = None
+        self._selection = -1
         self._values: dict[str, float] = {}
 
     def value(self, key: str) -> float:
-        config = self._space.config()
-        if config != self._config:
+        if self._space.selections != self._selection:
             self._values = self._functor.evaluate()
-            self._config = config
+            self._selection = self._space.selections
         return self._values[key]
 
 
