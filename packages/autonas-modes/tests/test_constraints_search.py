@@ -201,3 +201,22 @@ def test_searcher_argument(searcher: str, space: nn.Module, images: torch.Tensor
         searcher=chosen,
     )
     assert state["iter_num"] == 8 and state["best"]["is_satisfied"]
+
+
+def test_inference_flops_of_a_grouped_conv_and_units() -> None:
+    conv = nn.Conv2d(2, 4, 3, groups=2, padding="same", bias=False)
+    assert am.inference_flops(conv, data_shape=(1, 2, 3, 5), unit=1) == 2 * 4 * 3 * 5 * 1 * 9
+    assert am.inference_flops(conv, torch.zeros(1, 2, 3, 5)) == pytest.approx(1080 / 1e6)
+    assert am.inference_flops(conv, data_shape=(1, 2, 3, 5), return_str=True) == "1.08K"
+    with pytest.raises(ValueError, match="exactly one of dummy_input and data_shape"):
+        am.inference_flops(conv)
+
+
+def test_inference_flops_and_param_count_follow_the_active_subnet(space: nn.Module, images: torch.Tensor) -> None:
+    space.train()
+    am.sample(space, min)
+    config = am.get_subnet_config(space)
+    flops, params = _exported_costs(space, images[:1])
+    assert am.inference_flops(space, images[:1], unit=1) == flops
+    assert am.param_count(space) == params
+    assert space.training and am.get_subnet_config(space) == config

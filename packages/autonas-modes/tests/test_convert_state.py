@@ -160,3 +160,19 @@ def test_restore_from_a_model_like_recipe(tiny: nn.Module) -> None:
     restored = am.restore_from_autonas_state((TinyNet, (), {"num_classes": 5}), am.autonas_state(model))
     assert isinstance(restored, TinyNet) and restored.training
     assert am.get_subnet_config(restored) == am.get_subnet_config(model)
+
+
+def test_a_seeded_conversion_samples_the_same_subnets_in_training(images: torch.Tensor) -> None:
+    def training_subnets(seed: int) -> list[dict]:
+        model = am.convert(make_tiny(), mode=[("autonas", RULES)], mode_kwargs={"seed": seed})
+        model.train()
+        configs = []
+        for _ in range(4):
+            model(images)
+            configs.append(am.get_subnet_config(model, configurable=True))
+        return configs
+
+    first = training_subnets(0)
+    assert first == training_subnets(0)
+    assert len({str(config) for config in first}) > 1
+    assert first != training_subnets(1)

@@ -75,10 +75,10 @@ def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = T
     space.select(coerce_config(space, config), strict=strict)
 
 
-def patch_model(model: nn.Module, manager_cls: type) -> None:
-    """Patch ``model`` with ``manager_cls`` driving its search space."""
+def patch_model(model: nn.Module, manager_cls: type, seed: int | None = None) -> None:
+    """Patch ``model`` with ``manager_cls`` driving its search space (``seed``: its sampling generator's)."""
     hparams = [hp for _, hp in model_space(model).named_hparams(configurable=True)]
-    manager_cls(model).patch(HparamSampler(hparams))
+    manager_cls(model).patch(HparamSampler(hparams), seed=seed)
 
 
 def unpatch_model(model: nn.Module, calibrate: bool = False) -> None:

@@ -42,12 +42,14 @@ def _model_attributes(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def convert_searchspace(model: nn.Module, config: BaseModel, patch_manager: type | None) -> ConvertReturn:
+def convert_searchspace(
+    model: nn.Module, config: BaseModel, patch_manager: type | None, seed: int | None = None
+) -> ConvertReturn:
     """Turn ``model`` into a search space in place with the rules of ``config``.
 
     Records the model's attributes (class name, forward name, train flag), traces and converts
     the model, activates the maximal subnet, patches the model with ``patch_manager`` (``None``:
-    no patching) and records the full subnet config.
+    no patching; ``seed`` seeds its sampling generator) and records the full subnet config.
 
     Raises:
         RuntimeError: The model holds channels-last parameters.
@@ -65,7 +67,7 @@ def convert_searchspace(model: nn.Module, config: BaseModel, patch_manager: type
         )
     space.sample(max)
     if patch_manager is not None:
-        patch_model(model, patch_manager)
+        patch_model(model, patch_manager, seed=seed)
     metadata["subnet_config"] = space.config()
     return model, metadata
 
@@ -100,11 +102,15 @@ def update_autonas_metadata(model: nn.Module, config: BaseModel, metadata: Metad
     metadata["subnet_config"] = model_space(model).config()
 
 
-def convert_autonas_searchspace(model: nn.Module, config: BaseModel) -> ConvertReturn:
-    """The ``"autonas"`` convert entrypoint: a search space patched with ``AutoNASPatchManager``."""
+def convert_autonas_searchspace(model: nn.Module, config: BaseModel, seed: int | None = None) -> ConvertReturn:
+    """The ``"autonas"`` convert entrypoint: a search space patched with ``AutoNASPatchManager``.
+
+    ``seed`` seeds the generator that samples a subnet at every training step (``None``: random,
+    made common to all torch.distributed ranks).
+    """
     from autonas_patch import AutoNASPatchManager
 
-    return convert_searchspace(model, config, patch_manager=AutoNASPatchManager)
+    return convert_searchspace(model, config, patch_manager=AutoNASPatchManager, seed=seed)
 
 
 def restore_autonas_searchspace(model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
@@ -167,8 +173,8 @@ class AutoNASModeDescriptor(ModeDescriptor):
 
         return EvolveSearcher
 
-    def convert(self, model: nn.Module, config: BaseModel, **mode_kwargs: Any) -> ConvertReturn:
-        return convert_autonas_searchspace(model, config)
+    def convert(self, model: nn.Module, config: BaseModel, seed: int | None = None) -> ConvertReturn:  # type: ignore[override]
+        return convert_autonas_searchspace(model, config, seed=seed)
 
     def restore(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
         return restore_autonas_searchspace(model, config, metadata)

@@ -42,7 +42,8 @@ def convert(model: Any, mode: ModeSpec = "autonas", mode_kwargs: Mapping[str, An
         model: A module, a model class, or a ``(cls, args, kwargs)`` recipe.
         mode: ``"autonas"`` (default rules), or ``[("autonas", rules)]`` where ``rules`` is an
             ``AutoNASConfig`` dict such as ``{"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}}}``.
-        mode_kwargs: Extra keyword arguments for the modes' convert entrypoints.
+        mode_kwargs: Extra keyword arguments for the modes' convert entrypoints, e.g.
+            ``{"seed": 0}`` to seed the subnet sampling of ``"autonas"`` training.
 
     Returns:
         The converted model: still an instance of its class, with the same parameter names,
