@@ -19,9 +19,9 @@ from typing import Any
 from torch import nn
 
 from ..hparam import DepthHparam
-from .fit import DimensionFitter, Monomial, UnexplainedDimension, multiply
+from .fit import DimensionFitter, Monomial, NeedIsolation, UnexplainedDimension, multiply
 from .polynomial import GatedTerm, Polynomial
-from .probing import Probe, Variables, applied, plan_probes, random_subnets
+from .probing import Variables, applied, coded_subnets, isolated_subnets, plan_probes, random_subnets
 from .recorder import OpRecord, record_ops
 from .structure import Gate, depth_hparam, named_hparams, walk_modules
 
@@ -59,6 +59,21 @@ class _Snapshot:
     variables: list[int]
     ops: dict[tuple[str, int], OpRecord]
     shapes: list[tuple[int, ...]]
+
+
+class _Collecting:
+    """Fits with a :class:`DimensionFitter`, collecting the probes that need isolated subnets."""
+
+    def __init__(self, fitter: DimensionFitter) -> None:
+        self.fitter = fitter
+        self.needed: set[int] = set()
+
+    def __call__(self, values: Sequence[int]) -> Monomial:
+        try:
+            return self.fitter.fit(values)
+        except NeedIsolation as need:
+            self.needed |= need.probes
+            return Fraction(0), ()
 
 
 class CostModel:
@@ -107,18 +122,22 @@ class CostModel:
         with applied(configurable):
             probed = [(name, hp) for name, hp in hparams if hp.is_configurable and id(hp) not in depth_ids]
             probes = plan_probes(probed, variables)
-            snapshots = [snapshot()]
-            for probe in probes:
-                for choice in probe.choices:
-                    with applied(configurable, {id(probe.hparam): choice}):
-                        snapshots.append(snapshot())
-            fitter = DimensionFitter(probes, [shot.variables for shot in snapshots])
+            subnets: list[dict[int, Any]] = [{}, *coded_subnets(probes)]
+            snapshots: list[_Snapshot] = []
             gate_positions = {
                 name: tuple((variables.position[id(gate.depth), None], gate.index) for gate in module_gates)
                 for name, module_gates in gates.items()
             }
-            op_terms = _fit_ops(snapshots, fitter, gate_positions)
-            slot_terms = _fit_parameters(slots, snapshots, fitter, gate_positions)
+            while True:
+                for subnet in subnets[len(snapshots) :]:
+                    with applied(configurable, subnet):
+                        snapshots.append(snapshot())
+                fit = _Collecting(DimensionFitter(probes, subnets, [shot.variables for shot in snapshots]))
+                op_terms = _fit_ops(snapshots, fit, gate_positions)
+                slot_terms = _fit_parameters(slots, snapshots, fit, gate_positions)
+                if not fit.needed:
+                    break
+                subnets += [subnet for p in sorted(fit.needed) for subnet in isolated_subnets(probes[p])]
             checks = random_subnets(configurable, NUM_CHECKED_SUBNETS) if configurable else []
             for subnet in checks:
                 with applied(configurable, subnet):
@@ -176,7 +195,9 @@ def _gate_key(gates: tuple[Gate, ...]) -> set[tuple[int, int]]:
 
 
 def _describe(error: UnexplainedDimension) -> str:
-    probe: Probe = error.probe
+    probe = error.probe
+    if probe is None:
+        return f"is {error.values[0]} on the largest subnet and changes on probed subnets where no size it could follow does"
     values = ", ".join(
         f"{value} when it is {choice!r}" for value, choice in zip(error.values[1:], probe.choices, strict=True)
     )
@@ -193,7 +214,7 @@ def _where(op: str, module: str, index: int) -> str:
 
 def _fit_ops(
     snapshots: Sequence[_Snapshot],
-    fitter: DimensionFitter,
+    fit: _Collecting,
     gate_positions: dict[str, tuple[tuple[int, int], ...]],
 ) -> dict[tuple[str, int], list[GatedTerm]]:
     """The gated terms of every costed call of the largest subnet."""
@@ -217,7 +238,7 @@ def _fit_ops(
             for d in range(len(dims)):
                 values = [dims[d], *(other.terms[t][1][d] for other in others)]  # type: ignore[union-attr]
                 try:
-                    monomials.append(fitter.fit(values))
+                    monomials.append(fit(values))
                 except UnexplainedDimension as error:
                     raise CostModelError(
                         f"cannot express the cost of {where}: dimension {d} {_describe(error)}"
@@ -231,7 +252,7 @@ def _fit_ops(
 def _fit_parameters(
     slots: Sequence[_ParameterSlot],
     snapshots: Sequence[_Snapshot],
-    fitter: DimensionFitter,
+    fit: _Collecting,
     gate_positions: dict[str, tuple[tuple[int, int], ...]],
 ) -> list[list[GatedTerm]]:
     """One gated term per parameter: its number of elements."""
@@ -241,7 +262,7 @@ def _fit_parameters(
         monomials = []
         for d in range(len(shapes[0])):
             try:
-                monomials.append(fitter.fit([shape[d] for shape in shapes]))
+                monomials.append(fit([shape[d] for shape in shapes]))
             except UnexplainedDimension as error:
                 raise CostModelError(
                     f"cannot express the size of parameter {slot.label!r}: dimension {d} {_describe(error)}"

@@ -9,6 +9,7 @@ follow their concat hparam); its probe uses as few of its choices as keep those 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..hparam import Hparam
 
-__all__ = ["Probe", "Variables", "applied", "plan_probes", "random_subnets"]
+__all__ = ["Probe", "Variables", "applied", "coded_subnets", "isolated_subnets", "plan_probes", "random_subnets"]
 
 #: At most this many choices of an hparam are inspected to see which atoms it moves.
 MAX_INSPECTED_CHOICES = 64
@@ -72,8 +73,9 @@ class Probe:
     Attributes:
         name: Full name of the hparam.
         hparam: The hparam.
-        choices: The values it takes, one probed subnet each.
-        atoms: Positions (in the atom :class:`Variables`) of the atoms that move with it.
+        choices: The values it takes on probed subnets (they keep its atoms apart).
+        atoms: Positions (in the :class:`Variables`) of the atoms that move with it, one per class
+            of atoms that move in proportion on every inspected choice.
     """
 
     name: str
@@ -127,8 +129,47 @@ def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) ->
         target = classes(candidates)
         while classes(chosen) < target:
             chosen.append(max((c for c in candidates if c not in chosen), key=lambda c: classes([*chosen, c])))
-        probes.append(Probe(name, hparam, tuple(chosen), tuple(moved)))
+        representatives: dict[tuple[int, ...], int] = {}
+        for a in moved:
+            representatives.setdefault(_direction([base[a], *(table[c][a] for c in candidates)]), a)
+        probes.append(Probe(name, hparam, tuple(chosen), tuple(representatives.values())))
     return probes
+
+
+def isolated_subnets(probe: Probe) -> list[dict[int, Any]]:
+    """The subnets that change only ``probe``'s hparam, one per probed value."""
+    return [{id(probe.hparam): choice} for choice in probe.choices]
+
+
+def coded_subnets(probes: Sequence[Probe]) -> list[dict[int, Any]]:
+    """Fewer subnets that change several hparams at once, each hparam in its own set of subnets.
+
+    Every probe gets a distinct set (its code) of at least two subnets and at least as many as it
+    has probed values, which it takes in turn there. A dimension that follows one hparam then
+    changes on exactly the subnets of that hparam's code, which identifies it; ambiguous cases are
+    resolved with :func:`isolated_subnets`. Returns the isolated subnets of every probe when
+    coding would not need fewer forwards.
+    """
+    isolated = [subnet for probe in probes for subnet in isolated_subnets(probe)]
+    weights = [max(2, len(probe.choices)) for probe in probes]
+    size = max(weights, default=0) + 1
+    while size < len(isolated):
+        pools: dict[int, Iterator[tuple[int, ...]]] = {}
+        codes = []
+        for weight in weights:
+            pool = pools.setdefault(weight, itertools.combinations(range(size), weight))
+            code = next(pool, None)
+            if code is None:
+                break
+            codes.append(code)
+        else:
+            subnets: list[dict[int, Any]] = [{} for _ in range(size)]
+            for probe, code in zip(probes, codes, strict=True):
+                for turn, state in enumerate(code):
+                    subnets[state][id(probe.hparam)] = probe.choices[turn % len(probe.choices)]
+            return subnets
+        size += 1
+    return isolated
 
 
 @contextmanager
