@@ -228,6 +228,23 @@ def test_stale_statistics_and_a_fake_full_queue(patched) -> None:
     torch.testing.assert_close(model.stem_bn.running_mean, mean)
 
 
+def test_explicit_recalibration_of_a_training_model_neither_samples_nor_queues(patched) -> None:
+    model, sampler, manager = patched
+    model.head = nn.Sequential(nn.Dropout(0.5), model.head)
+    model.train()
+    manager.call_pre_sample()
+    sampler.select({"blocks.depth": 2})
+    manager.patch_data["queue"] = deque([(batch(i), {}) for i in range(3)], maxlen=3)
+    seen = []
+    model.head[0].register_forward_hook(lambda module, args, out: seen.append(module.training))
+    manager.call_post_eval()
+    assert sampler.config()["blocks.depth"] == 2
+    assert manager.patch_data["count"] == 0 and len(manager.patch_data["queue"]) == 3
+    assert seen == [False] * 3, "dropout must be off during calibration"
+    assert all(module.training for module in model.modules())
+    torch.testing.assert_close(model.stem_bn.running_mean, expected_stem_stats(model, [batch(i) for i in range(3)])[0])
+
+
 def test_trusted_statistics_are_kept(patched) -> None:
     model, _, manager = patched
     model.eval()

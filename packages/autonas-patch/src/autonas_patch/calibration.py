@@ -64,12 +64,12 @@ def has_running_batchnorm(model: nn.Module) -> bool:
 def recalibrate_batchnorm(model: nn.Module, forward_loop: Callable[[nn.Module], Any]) -> None:
     """Recompute every BatchNorm's running statistics as a cumulative average over ``forward_loop``.
 
-    Each BatchNorm that tracks running statistics is reset, put in train mode with ``momentum=None``,
-    and ``forward_loop(model)`` runs under ``torch.no_grad``. Afterwards every submodule gets back its
-    own train/eval flag and every BatchNorm its momentum, also when the loop raises. Models without
-    such a BatchNorm are left alone (the loop does not run).
-
-    The caller keeps ``model`` itself in eval mode, so a patched model does not sample during the loop.
+    Each BatchNorm that tracks running statistics is reset and put in train mode with
+    ``momentum=None``; every other module, ``model`` included, is in eval mode during the loop (no
+    dropout, and a patched model does not sample). ``forward_loop(model)`` runs under
+    ``torch.no_grad``. Afterwards every submodule gets back its own train/eval flag and every
+    BatchNorm its momentum, also when the loop raises. Models without such a BatchNorm are left
+    alone (the loop does not run).
     """
     batchnorms = _running_batchnorms(model)
     if not batchnorms:
@@ -77,6 +77,8 @@ def recalibrate_batchnorm(model: nn.Module, forward_loop: Callable[[nn.Module], 
     flags = [(module, module.training) for module in model.modules()]
     momenta = [(bn, bn.momentum) for bn in batchnorms]
     try:
+        for module, _ in flags:
+            module.training = False
         for bn in batchnorms:
             bn.reset_running_stats()
             bn.training = True
