@@ -51,8 +51,6 @@ class GraphContext:
     def __init__(self, state: ModelState, traced: TracedGraph) -> None:
         self.state = state
         self.root = traced.root
-        self.prefix = f"{traced.name}." if traced.name else ""
-        self.concrete_args = traced.concrete_args
         self.values: dict[fx.Node, Value] = {}
 
     # --- reading ---------------------------------------------------------------------------
@@ -75,7 +73,8 @@ class GraphContext:
         """A short description of a node for the reason a group was fixed."""
         target = node.target
         if node.op == "call_module":
-            target = f"{self.prefix}{target} ({type(self.module(node.target)).__name__})"
+            module = self.module(node.target)
+            target = f"{self.state.name(module)} ({type(module).__name__})"
         elif callable(target):
             target = getattr(target, "__name__", repr(target))
         return f"{node.op} {target}"

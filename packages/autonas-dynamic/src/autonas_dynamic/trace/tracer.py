@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 import torch.fx as fx
 import torch.nn as nn
 
@@ -55,12 +54,15 @@ class _Retrace(Exception):
 
 @dataclass
 class TracedGraph:
-    """One traced root: its graph (None when the root itself is a leaf) and its constant arguments."""
+    """One traced root: its graph (None when the root itself is a leaf or failed).
+
+    ``root`` is the module whose ``get_submodule`` resolves the graph's targets (a thin entry
+    module around the traced module when there is a graph).
+    """
 
     root: nn.Module
     name: str
     graph: fx.Graph | None
-    concrete_args: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -102,15 +104,39 @@ class RobustTracer(fx.Tracer):
             raise _Retrace from error
 
 
-def default_concrete_args(module: nn.Module) -> dict[str, Any]:
-    """The non-tensor default values of ``module.forward``'s parameters (traced as constants)."""
-    concrete = {}
-    for name, param in inspect.signature(module.forward).parameters.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is param.empty:
-            continue
-        if not isinstance(param.default, torch.Tensor):
-            concrete[name] = param.default
-    return concrete
+class _Entry(nn.Module):
+    """Calls the traced module with its required arguments only, so every other one keeps its default.
+
+    fx cannot create inputs for a ``forward`` hidden behind a decorator (``*args, **kwargs``); this
+    wrapper has a plain signature. Python-flag branches are thereby specialised to their defaults.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
+def _entry_point(module: nn.Module) -> nn.Module:
+    """A :class:`_Entry` subclass instance whose forward takes ``module``'s required inputs.
+
+    A forward whose parameters all have defaults (as in Hugging Face models) gets its first
+    parameter as the input.
+    """
+    parameters = [
+        p
+        for p in inspect.signature(module.forward).parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    required = [p for p in parameters if p.default is p.empty]
+    if not required and parameters:
+        required = parameters[:1]
+    names = [p.name for p in required]
+    passed = [p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}={p.name}" for p in required]
+    source = f"def forward(self, {', '.join(names)}):\n    return self.module({', '.join(passed)})\n"
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # a real signature fx can read
+    entry_cls = type("Entry", (_Entry,), {"forward": namespace["forward"]})
+    return entry_cls(module)
 
 
 def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called: set[nn.Module]) -> TracedGraph:
@@ -118,17 +144,17 @@ def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called:
     if is_layer(root) or is_user_leaf(root):
         called.add(root)
         return TracedGraph(root, name, None)
-    concrete = default_concrete_args(root) if not name else {}
+    entry = _entry_point(root)
     while True:
         tracer = RobustTracer(failed, called)
         try:
-            graph = tracer.trace(root, concrete_args=concrete or None)
+            graph = tracer.trace(entry)
         except _Retrace:
             continue
         except Exception as error:
             failed[root] = f"{type(error).__name__}: {error}"
             return TracedGraph(root, name, None)
-        return TracedGraph(root, name, graph, frozenset(concrete))
+        return TracedGraph(entry, name, graph)
 
 
 def trace_recursively(model: nn.Module) -> TraceResult:
@@ -142,6 +168,9 @@ def trace_recursively(model: nn.Module) -> TraceResult:
         if root in traced:
             continue
         traced.add(root)
+        if type(root).forward is nn.Module.forward:  # a ModuleList / ModuleDict: only its children run
+            pending.extend(child for child in root.children() if child not in traced)
+            continue
         traced_graph = trace_root(root, names.get(root, ""), result.failed, result.called)
         result.graphs.append(traced_graph)
         pending.extend(_children_of_failed(root, result.failed, traced))

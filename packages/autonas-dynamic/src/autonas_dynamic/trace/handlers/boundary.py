@@ -17,10 +17,9 @@ _SCALAR_MODULES = {"_operator", "operator", "math", "builtins"}  # arithmetic on
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value:
-    """Fix every input; the value is neutral for placeholders of constant args and scalar arithmetic."""
+    """Fix every input; model inputs are fixed tensors, scalar arithmetic gives neutral values."""
     if node.op == "placeholder":
-        specialised = any(node.target in (name, f"{name}_1") for name in ctx.concrete_args)
-        return NEUTRAL if specialised else FIXED
+        return FIXED
     if node.op == "get_attr":
         _record_direct_read(ctx, node.target)
         return FIXED
@@ -31,16 +30,16 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
         module = ctx.module(node.target)
         reason = ctx.state.trace.failed.get(module)
         if reason is not None:
-            return ctx.boundary(node, f"reaches {ctx.prefix}{node.target}, which could not be traced ({reason})")
+            return ctx.boundary(node, f"reaches {ctx.state.name(module)}, which could not be traced ({reason})")
     return ctx.boundary(node)
 
 
 def _record_direct_read(ctx: GraphContext, target: str) -> None:
     """A layer whose parameter is read outside its own forward must keep all its sizes."""
-    owner, _, _ = target.rpartition(".")
+    owner, _, attribute = target.rpartition(".")
     try:
         module = ctx.module(owner) if owner else ctx.root
     except AttributeError:
         return
     if is_layer(module):
-        ctx.state.read_directly.setdefault(module, f"{ctx.prefix}{target}")
+        ctx.state.read_directly.setdefault(module, f"{ctx.state.name(module)}.{attribute}")

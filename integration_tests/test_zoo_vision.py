@@ -1,0 +1,58 @@
+"""One torchvision model per family converts with the default AutoNASConfig and stays correct.
+
+Per model: the maximal subnet computes what the original model computed; the minimal subnet,
+the centroid and three random subnets export to plain models that compute what the dynamic model
+computed. ``tools/zoo.py`` runs the same check over every variant and writes docs/zoo.md.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.vision
+
+REPRESENTATIVES = [
+    "alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "efficientnet_v2_s", "googlenet",
+    "inception_v3", "maxvit_t", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "regnet_x_400mf",
+    "resnet18", "resnext50_32x4d", "shufflenet_v2_x0_5", "squeezenet1_0", "swin_t", "swin_v2_t", "vgg11",
+    "vit_b_16", "wide_resnet50_2", "fcn_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large",
+    "ssdlite320_mobilenet_v3_large",
+]  # fmt: skip
+
+
+def test_every_family_has_a_representative(zoo: ModuleType) -> None:
+    assert REPRESENTATIVES == zoo.REPRESENTATIVES
+    families = {zoo.family(name) for name in zoo.model_names()} - {"fasterrcnn"}
+    assert families == {zoo.family(name) for name in REPRESENTATIVES}
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_family_converts_and_exports_exactly(zoo: ModuleType, name: str) -> None:
+    torch.set_num_threads(1)
+    result = zoo.check_model(name)
+    assert result.ok, result.status
+    assert result.hparams > 0 and result.size > 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "hparams", "size"),
+    [
+        ("resnet18", {}, 15, 1_259_712),
+        ("resnet50", {}, 40, 1.90e18),
+        ("mobilenet_v3_small", {"num_classes": 10}, 20, 17_915_904),
+    ],
+)
+def test_at_least_the_reference_counts(name: str, kwargs: dict, hparams: int, size: float) -> None:
+    """The reference finds these numbers of configurable hparams and space sizes; we find at least as many."""
+    import torchvision
+
+    from autonas_config import AutoNASConfig
+    from autonas_dynamic.space import generate_search_space
+
+    model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    assert len(space.hparams()) >= hparams
+    assert space.size() >= size * 0.995

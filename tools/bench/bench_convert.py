@@ -1,0 +1,78 @@
+"""Time to turn torchvision ResNet-50 and MobileNetV2 into search spaces (default AutoNASConfig).
+
+Measured: ``generate_search_space(model, AutoNASConfig().model_dump())`` on a freshly built model
+(building the model is not timed), median over several runs, one CPU thread. The reference
+(NVIDIA Model Optimizer's ``mtn.convert(model, mode="autonas")``) is timed side by side when it is
+installed; otherwise its recorded figures on this machine class are used (0.35 s and 0.55 s).
+Target: ratio <= 1.0. For context, the time of one plain ``torch.fx.symbolic_trace`` of the model
+is printed too (measured in the same run).
+
+Run: ``nox -s bench -- tools/bench/bench_convert.py`` (needs torchvision).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from autonas_config import AutoNASConfig
+from autonas_dynamic.space import generate_search_space
+
+RECORDED_REFERENCE_S = {"resnet50": 0.35, "mobilenet_v2": 0.55}
+RUNS = 7
+
+
+def _median_time(build: Callable[[], nn.Module], convert: Callable[[nn.Module], object], runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        model = build().eval()
+        start = time.perf_counter()
+        convert(model)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _reference_convert() -> Callable[[nn.Module], object] | None:
+    try:
+        import modelopt.torch.nas as mtn  # the reference implementation, if installed
+    except ImportError:
+        return None
+    return lambda model: mtn.convert(model, mode="autonas")
+
+
+def main() -> None:
+    try:
+        import torchvision
+    except ImportError:
+        print("bench_convert: torchvision is not installed; run it in the torchvision environment (nox -s bench)")
+        return
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    rules = AutoNASConfig().model_dump()
+    reference = _reference_convert()
+    print("search-space generation time (median of", RUNS, "runs, 1 thread)")
+    for name in RECORDED_REFERENCE_S:
+
+        def build(name: str = name) -> nn.Module:
+            return torchvision.models.get_model(name, weights=None)
+
+        ours = _median_time(build, lambda model: generate_search_space(model, rules))
+        fx_trace = _median_time(build, torch.fx.symbolic_trace)
+        if reference is not None:
+            baseline, source = _median_time(build, reference), "reference measured now"
+        else:
+            baseline, source = RECORDED_REFERENCE_S[name], "reference recorded"
+        print(
+            f"  {name:14s} ours {ours:.3f} s | {source} {baseline:.3f} s | ratio {ours / baseline:.2f} "
+            f"(target <= 1.0) | one plain fx trace {fx_trace:.3f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
