@@ -220,3 +220,29 @@ def test_inference_flops_and_param_count_follow_the_active_subnet(space: nn.Modu
     assert am.inference_flops(space, images[:1], unit=1) == flops
     assert am.param_count(space) == params
     assert space.training and am.get_subnet_config(space) == config
+
+
+def test_search_that_satisfies_nothing_names_the_closest_candidate_and_keeps_the_model(
+    space: nn.Module, images: torch.Tensor
+) -> None:
+    from autonas_search import NoSatisfiedCandidateError
+
+    stats = am.profile(space, images[:1], verbose=False, use_centroid=True)
+    before = am.get_subnet_config(space)
+    space.train()
+    with pytest.raises(NoSatisfiedCandidateError, match="Closest candidate"):
+        am.search(
+            space,
+            {"flops": stats["min"]["flops"]},  # only the smallest subnet fits: profiling passes
+            images[:1],
+            config={"score_func": lambda m: 0.0, "num_iters": 3, "seed": 0},
+            searcher="random",
+        )
+    assert am.get_subnet_config(space) == before and am.is_dynamic(space) and space.training
+
+
+def test_search_refuses_an_executor(space: nn.Module, images: torch.Tensor) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="'executor' is not supported"):
+        am.search(space, {"flops": "80%"}, images[:1], config={"score_func": lambda m: 0.0, "executor": pool})

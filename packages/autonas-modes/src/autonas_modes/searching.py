@@ -162,6 +162,11 @@ def search(
         raise RuntimeError("Model is not converted to a search space. Please convert first (autonas.convert).")
     searcher_cls = _resolve_searcher(searcher, lambda: mode.search_algorithm)
     config = dict(config or {})
+    if config.get("executor") is not None:
+        raise ValueError(
+            "The search config key 'executor' is not supported for model search: candidates share one model, "
+            "so they are evaluated one after the other."
+        )
     model_config = {key: config.pop(key, None) for key in _MODEL_KEYS}
     score_func = model_config["score_func"]
     if not callable(score_func):
