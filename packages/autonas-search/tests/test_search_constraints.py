@@ -1,0 +1,100 @@
+"""ConstraintsFunc: limits in every form, relative lower bounds, evaluation and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from search_problem import CHOICES, MAX_FLOPS, flops, params
+
+from autonas_search import ChoiceSpace, ConstraintsFunc
+
+
+def test_limit_forms_normalise_to_bounds() -> None:
+    func = ConstraintsFunc(
+        {"flops": (flops, 1e5), "params": (params, (100, 2000)), "latency": (flops, None), "n": (params, 7)}
+    )
+    assert func.limits == {
+        "flops": (0.0, 1e5),
+        "params": (100.0, 2000.0),
+        "latency": (0.0, math.inf),
+        "n": (0.0, 7.0),
+    }
+    assert func.effective_limits == {"flops": (0.0, 1e5), "params": (100.0, 2000.0), "n": (0.0, 7.0)}
+    assert func.names == ["flops", "params", "latency", "n"]
+
+
+def test_percentage_is_measured_at_the_original_config_and_restores_the_space() -> None:
+    space = ChoiceSpace(CHOICES)
+    smallest = {name: values[0] for name, values in space.hparams().items()}
+    space.select(smallest)
+    func = ConstraintsFunc({"flops": (flops, "60%"), "params": (params, " 25.5% ")}, space)
+    original = space.original()
+    assert func.limits["flops"] == (0.0, pytest.approx(0.6 * MAX_FLOPS))
+    assert func.limits["params"] == (0.0, pytest.approx(0.255 * params(original)))
+    assert space.config() == {**space.original(), **smallest}
+    func.limits = {"flops": "10%"}
+    assert func.limits["flops"] == (0.0, pytest.approx(0.1 * MAX_FLOPS))
+
+
+def test_evaluation_checks_every_bound() -> None:
+    space = ChoiceSpace(CHOICES)
+    config = space.config()
+    value = flops(config)
+    for limit, satisfied in [(value, True), (value - 1, False), ((value, value), True), ((value + 1, 1e12), False)]:
+        func = ConstraintsFunc({"flops": (flops, limit), "params": (params, None)})
+        assert func(config) == (satisfied, {"flops": value, "params": params(config)})
+
+
+def test_relative_lower_bounds_only_where_there_is_none() -> None:
+    func = ConstraintsFunc(
+        {"a": (flops, 1000), "b": (flops, (10, 100)), "c": (flops, None), "d": (flops, (5, math.inf))}
+    )
+    func.set_rel_lower_bounds(0.85)
+    assert func.limits == {"a": (850.0, 1000.0), "b": (10.0, 100.0), "c": (0.0, math.inf), "d": (5.0, math.inf)}
+    with pytest.raises(ValueError, match=r"rel_lower must be a number in \[0, 1\], got 1.5"):
+        func.set_rel_lower_bounds(1.5)
+
+
+def test_copy_has_its_own_limits() -> None:
+    func = ConstraintsFunc({"a": (flops, 1000)})
+    clone = func.copy()
+    clone.set_rel_lower_bounds()
+    assert func.limits == {"a": (0.0, 1000.0)} and clone.limits == {"a": (850.0, 1000.0)}
+
+
+def test_violation_is_relative_distance_to_the_bounds() -> None:
+    func = ConstraintsFunc({"a": (flops, 100), "b": (flops, (50, 80))})
+    assert func.violation({"a": 100, "b": 60}) == 0
+    assert func.violation({"a": 150, "b": 40}) == pytest.approx(0.5 + 0.2)
+
+
+@pytest.mark.parametrize(
+    ("constraints", "error", "match"),
+    [
+        ([("a", (flops, 1))], TypeError, "must be a dict of name"),
+        ({"a": flops}, TypeError, r"constraint 'a' must be a \(cost_function, limit\) tuple"),
+        ({"a": (1000, flops)}, TypeError, r"constraint 'a' must be a \(cost_function, limit\) tuple"),
+        ({3: (flops, 1)}, TypeError, "constraint names must be strings"),
+        ({"a": (flops, "60")}, ValueError, "limit of 'a' is the string '60'; a string limit must be a percentage"),
+        ({"a": (flops, "abc%")}, ValueError, "cannot read a percentage from 'abc%'"),
+        ({"a": (flops, "-5%")}, ValueError, "percentage must be finite and >= 0"),
+        ({"a": (flops, (5, 1))}, ValueError, "lower bound 5.0 exceeds upper bound 1.0"),
+        ({"a": (flops, (1, "x"))}, TypeError, "bound 'x' is not a number"),
+        ({"a": (flops, True)}, TypeError, "limit of 'a' is True; allowed: a number"),
+        ({"a": (flops, [1, 2, 3])}, TypeError, r"limit of 'a' is \[1, 2, 3\]; allowed"),
+        ({"a": (flops, math.nan)}, TypeError, "bound nan is not a number"),
+        ({"a": (flops, "50%")}, ValueError, "percentage, which needs a search space with original"),
+    ],
+)
+def test_bad_constraints_are_named(constraints: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        ConstraintsFunc(constraints)  # type: ignore[arg-type]
+
+
+def test_bad_limit_updates_and_cost_values_are_named() -> None:
+    func = ConstraintsFunc({"flops": (flops, 10), "text": (lambda config: "big", None)})
+    with pytest.raises(KeyError, match=r"no constraint named \['latency'\]; constraints are: \['flops', 'text'\]"):
+        func.limits = {"latency": 5}
+    with pytest.raises(TypeError, match="cost function of constraint 'text' returned 'big'"):
+        func(ChoiceSpace(CHOICES).config())
