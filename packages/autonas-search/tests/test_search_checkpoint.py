@@ -123,9 +123,9 @@ def test_checkpoint_paths(tmp_path: Path) -> None:
 
 def test_directory_checkpoint_resumes(tmp_path: Path) -> None:
     directory = tmp_path / "runs"
-    first, best = search(RandomSearcher, directory, num_iters=60)
+    _, best = search(RandomSearcher, directory, num_iters=60)
     assert (directory / "rank0.json").is_file()
-    again, resumed = search(RandomSearcher, directory, FailingScore(fail_at=1), num_iters=60)
+    _, resumed = search(RandomSearcher, directory, FailingScore(fail_at=1), num_iters=60)
     assert resumed == best
 
 
@@ -160,7 +160,7 @@ def test_truncated_and_tampered_checkpoints_are_clear_errors(tmp_path: Path) -> 
     data = json.loads(text)
     del data["state"]["population"]
     path.write_text(json.dumps(data))
-    with pytest.raises(CheckpointError, match="search state keys .* do not match EvolveSearcher's"):
+    with pytest.raises(CheckpointError, match=r"search state keys .* do not match EvolveSearcher's"):
         search(EvolveSearcher, path, num_iters=150)
     data = json.loads(text)
     data["rng_state"] = [1, 2]

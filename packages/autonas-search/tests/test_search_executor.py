@@ -33,18 +33,18 @@ def test_executor_results_equal_serial_results(searcher_cls: type[IterativeSearc
 
 
 def test_executor_evaluates_a_whole_generation_at_once() -> None:
-    class CountingPool(concurrent.futures.ThreadPoolExecutor):
-        batches: list[int] = []
+    batches: list[int] = []
 
+    class CountingPool(concurrent.futures.ThreadPoolExecutor):
         def map(self, fn, *iterables, **kwargs):  # type: ignore[override]
             items = list(iterables[0])
-            self.batches.append(len(items))
+            batches.append(len(items))
             return super().map(fn, items, **kwargs)
 
     with CountingPool(max_workers=2) as pool:
         searcher = run(EvolveSearcher, pool, population_size=20, candidate_size=5)
-    assert max(CountingPool.batches) == 20
-    assert sum(CountingPool.batches) == len(searcher.samples)  # nothing evaluated twice
+    assert max(batches) == 20
+    assert sum(batches) == len(searcher.samples)  # nothing evaluated twice
 
 
 def test_resume_with_an_executor_equals_the_serial_run(tmp_path: Path) -> None:
