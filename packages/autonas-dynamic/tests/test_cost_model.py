@@ -180,7 +180,7 @@ def assert_exact_on_random_subnets(model: nn.Module, dummy: torch.Tensor, num_su
         exported = export_model(copy.deepcopy(model))
         flops, params = costs.flops(), costs.params()
         assert flops == count_flops(exported, dummy) == count_flops(model, dummy)
-        assert params == count_params(exported) == sum(p.numel() for p in exported.parameters())
+        assert params == count_params(exported) == count_params(model) == sum(p.numel() for p in exported.parameters())
         seen.add((flops, params))
     assert len(seen) > num_subnets // 2, "the random subnets should differ in cost"
     return costs

@@ -1,9 +1,10 @@
 """The closed-form cost model: FLOPs and parameters of the active subnet without a forward.
 
 Built once over a converted model, :class:`CostModel` records the costed aten calls of a few
-inference forwards -- the largest subnet, then one or a few subnets per configurable hparam
-with only that hparam changed -- and learns, for every dimension in every cost term, which
-hparam value it follows (:mod:`~autonas_dynamic.cost.fit`). Calls inside a block of a dynamic
+inference forwards -- the largest subnet, then probed subnets that each change several
+configurable hparams (:mod:`~autonas_dynamic.cost.probing`) -- and learns, for every dimension in
+every cost term, which hparam values it follows (:mod:`~autonas_dynamic.cost.fit`); hparams whose
+effects the shared subnets cannot tell apart get subnets of their own. Calls inside a block of a dynamic
 ``Sequential`` are gated by its depth. The result is a sum of gated monomials over the active
 hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against real
 forwards of the smallest subnet and of random subnets, and evaluated in microseconds.
@@ -76,12 +77,42 @@ class _Collecting:
             return Fraction(0), ()
 
 
+class _Layout:
+    """What the cost model reads from a converted model: hparams, variables, gates, parameters."""
+
+    def __init__(self, model: nn.Module, dummy_input: Any) -> None:
+        self.model, self.dummy_input = model, dummy_input
+        self.hparams = named_hparams(model)
+        modules = list(walk_modules(model))
+        depth_ids = {id(hp) for _, module, _ in modules if (hp := depth_hparam(module)) is not None}
+        depth_ids |= {id(hp) for _, hp in self.hparams if isinstance(hp, DepthHparam)}
+        varying = [(name, hp) for name, hp in self.hparams if len(hp.choices) > 1 and _is_size(hp.original)]
+        # Sizes first, then depths: only the former are fitted, the latter gate.
+        self.varying = sorted(varying, key=lambda item: id(item[1]) in depth_ids)
+        self.variables = Variables(self.varying)
+        self.configurable = [hp for _, hp in self.hparams if hp.is_configurable]
+        self.probed = [(name, hp) for name, hp in self.hparams if hp.is_configurable and id(hp) not in depth_ids]
+        gates = {name: tuple(gate for gate in module_gates if gate.can_close) for name, _, module_gates in modules}
+        self.slots = _parameter_slots(modules, gates)
+        self.gate_positions = {
+            name: tuple((self.variables.position[id(gate.depth), None], gate.index) for gate in module_gates)
+            for name, module_gates in gates.items()
+        }
+
+    def snapshot(self, subnet: dict[int, Any]) -> _Snapshot:
+        """Select ``subnet`` (unlisted hparams at their maximum), record it, select the previous subnet again."""
+        with applied(self.configurable, subnet):
+            records = record_ops(self.model, self.dummy_input)
+            shapes = [slot.shape() for slot in self.slots]
+            return _Snapshot(self.variables.read(), {record.key: record for record in records}, shapes)
+
+
 class CostModel:
     """FLOPs and parameter count of the active subnet of a converted model, in closed form.
 
-    Building runs one inference forward per probed subnet (about one per configurable hparam,
-    plus a few checks); afterwards :meth:`flops` and :meth:`params` read the active hparam values
-    and evaluate a precompiled polynomial, with no forward. Both equal
+    Building runs a few inference forwards (the largest subnet, probed subnets that change several
+    hparams at once, and three checks); afterwards :meth:`flops` and :meth:`params` read the active
+    hparam values and evaluate a precompiled polynomial, with no forward. Both equal
     :func:`~autonas_dynamic.cost.count_flops` / :func:`~autonas_dynamic.cost.count_params` of the
     exported subnet, for every subnet.
 
@@ -101,60 +132,22 @@ class CostModel:
     """
 
     def __init__(self, model: nn.Module, dummy_input: Any) -> None:
-        hparams = named_hparams(model)
-        depth_ids = {id(hp) for _, module, _ in walk_modules(model) if (hp := depth_hparam(module)) is not None}
-        depth_ids |= {id(hp) for _, hp in hparams if isinstance(hp, DepthHparam)}
-        varying = [(name, hp) for name, hp in hparams if len(hp.choices) > 1]
-        variables = Variables(
-            [item for item in varying if id(item[1]) not in depth_ids]
-            + [item for item in varying if id(item[1]) in depth_ids]
-        )
-        configurable = [hp for _, hp in hparams if hp.is_configurable]
-        modules = list(walk_modules(model))
-        gates = {name: tuple(gate for gate in module_gates if gate.can_close) for name, _, module_gates in modules}
-        slots = _parameter_slots(modules, gates)
-
-        def snapshot() -> _Snapshot:
-            records = record_ops(model, dummy_input)
-            shapes = [slot.shape() for slot in slots]
-            return _Snapshot(variables.read(), {record.key: record for record in records}, shapes)
-
-        with applied(configurable):
-            probed = [(name, hp) for name, hp in hparams if hp.is_configurable and id(hp) not in depth_ids]
-            probes = plan_probes(probed, variables)
-            subnets: list[dict[int, Any]] = [{}, *coded_subnets(probes)]
-            snapshots: list[_Snapshot] = []
-            gate_positions = {
-                name: tuple((variables.position[id(gate.depth), None], gate.index) for gate in module_gates)
-                for name, module_gates in gates.items()
-            }
-            while True:
-                for subnet in subnets[len(snapshots) :]:
-                    with applied(configurable, subnet):
-                        snapshots.append(snapshot())
-                fit = _Collecting(DimensionFitter(probes, subnets, [shot.variables for shot in snapshots]))
-                op_terms = _fit_ops(snapshots, fit, gate_positions)
-                slot_terms = _fit_parameters(slots, snapshots, fit, gate_positions)
-                if not fit.needed:
-                    break
-                subnets += [subnet for p in sorted(fit.needed) for subnet in isolated_subnets(probes[p])]
-            checks = random_subnets(configurable, NUM_CHECKED_SUBNETS) if configurable else []
+        layout = _Layout(model, dummy_input)
+        with applied(layout.configurable):
+            op_terms, slot_terms, snapshots = _learn(layout)
+            checks = random_subnets(layout.configurable, NUM_CHECKED_SUBNETS) if layout.configurable else []
             for subnet in checks:
-                with applied(configurable, subnet):
-                    _check(snapshot(), op_terms, slot_terms, slots)
-
-        used = sorted({f for terms in (*op_terms.values(), *slot_terms) for term in terms for f in term.factors})
-        used += sorted({g for terms in (*op_terms.values(), *slot_terms) for term in terms for g, _ in term.gates})
-        used_ids = {id(variables.owners[p]) for p in used}
-        self._variables = Variables([(name, hp) for name, hp in varying if id(hp) in used_ids])
-        remap = _position_map(variables, self._variables)
-        self._flops = Polynomial(
-            (_reindex(term, remap) for terms in op_terms.values() for term in terms), self._variables.maxima
-        )
-        self._params = Polynomial(
-            (_reindex(term, remap) for terms in slot_terms for term in terms), self._variables.maxima
-        )
+                _check(layout.snapshot(subnet), op_terms, slot_terms, layout.slots)
+        #: Forwards run to build the model.
         self.num_forwards = len(snapshots) + len(checks)
+        all_terms = [*op_terms.values(), *slot_terms]
+        used = {p for terms in all_terms for term in terms for p in (*term.factors, *(g for g, _ in term.gates))}
+        used_ids = {id(layout.variables.owners[p]) for p in used}
+        self._variables = Variables([(name, hp) for name, hp in layout.varying if id(hp) in used_ids])
+        remap = _position_map(layout.variables, self._variables)
+        maxima = self._variables.maxima
+        self._flops = Polynomial((_reindex(t, remap) for terms in op_terms.values() for t in terms), maxima)
+        self._params = Polynomial((_reindex(t, remap) for terms in slot_terms for t in terms), maxima)
 
     def flops(self) -> int:
         """FLOPs (``2 x MACs``) of one forward of the active subnet on the dummy input."""
@@ -169,6 +162,29 @@ class CostModel:
             f"CostModel({len(self._variables.hparams)} hparams, {self._flops.num_terms} FLOP terms, "
             f"{self._params.num_terms} parameter terms)"
         )
+
+
+def _learn(
+    layout: _Layout,
+) -> tuple[dict[tuple[str, int], list[GatedTerm]], list[list[GatedTerm]], list[_Snapshot]]:
+    """Record the largest and the probed subnets and fit every cost term (adding isolated probes as needed)."""
+    probes = plan_probes(layout.probed, layout.variables)
+    subnets: list[dict[int, Any]] = [{}, *coded_subnets(probes)]
+    snapshots: list[_Snapshot] = []
+    while True:
+        snapshots += [layout.snapshot(subnet) for subnet in subnets[len(snapshots) :]]
+        fit = _Collecting(DimensionFitter(probes, subnets, [shot.variables for shot in snapshots]))
+        op_terms = _fit_ops(snapshots, fit, layout.gate_positions)
+        slot_terms = _fit_parameters(layout.slots, snapshots, fit, layout.gate_positions)
+        if not fit.needed:
+            return op_terms, slot_terms, snapshots
+        subnets += [subnet for p in sorted(fit.needed) for subnet in isolated_subnets(probes[p])]
+
+
+def _is_size(value: Any) -> bool:
+    """Whether an hparam value is a size (an int or a tuple of ints) that tensor dimensions can follow."""
+    values = value if isinstance(value, tuple) else (value,)
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _parameter_slots(
@@ -280,7 +296,7 @@ def _check(
 ) -> None:
     """Compare the closed form with a recorded forward of another subnet, call by call."""
     for key, terms in op_terms.items():
-        runs = all(shot.variables[g] > index for g, index in terms[0].gates) if terms else True
+        runs = terms[0].is_open(shot.variables)
         record = shot.ops.get(key)
         where = _where(record.op if record else "the costed call", *key)
         if runs and record is None:
@@ -300,9 +316,9 @@ def _check(
         raise CostModelError(
             f"{_where(record.op, record.module, record.index)} runs on a checked subnet but not on the largest one"
         )
-    for slot, terms, shape in zip(slots, slot_terms, shot.shapes, strict=True):
-        predicted = sum((term.value(shot.variables) for term in terms), Fraction(0))
-        actual = _numel(shape) if all(gate.is_open for gate in slot.gates) else 0
+    for slot, (term,), shape in zip(slots, slot_terms, shot.shapes, strict=True):
+        predicted = term.value(shot.variables)
+        actual = _numel(shape) if term.is_open(shot.variables) else 0
         if predicted != actual:
             raise CostModelError(
                 f"cannot express the size of parameter {slot.label!r} in closed form: a checked subnet has {actual} "

@@ -29,9 +29,13 @@ class GatedTerm:
     factors: tuple[int, ...]
     gates: tuple[tuple[int, int], ...] = ()
 
+    def is_open(self, variables: Sequence[int]) -> bool:
+        """Whether every gate is open (the blocks the term lives in run)."""
+        return all(variables[g] > index for g, index in self.gates)
+
     def value(self, variables: Sequence[int]) -> Fraction:
         """The term's value for the given variables (0 when a gate is closed)."""
-        if any(variables[g] <= index for g, index in self.gates):
+        if not self.is_open(variables):
             return Fraction(0)
         return self.coefficient * math.prod(variables[f] for f in self.factors)
 
