@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _validate
-from .hashing import config_hash
 from .iterative import IterativeSearcher
 
 __all__ = ["EvolveSearcher"]
@@ -124,9 +123,11 @@ class EvolveSearcher(IterativeSearcher):
     def mutate(self) -> dict[str, Any]:
         """A random parent with each hparam re-drawn with probability `mutation_prob`."""
         parent = self.rng.choice(self.candidates)["config"]
-        fresh = self.random_config()
-        keep = 1 - self.mutation_prob
-        return {name: parent[name] if self.rng.random() < keep else fresh[name] for name in self.hparam_choices}
+        draw, prob = self.rng.random, self.mutation_prob
+        return {
+            name: choices[int(draw() * len(choices))] if draw() < prob else parent[name]
+            for name, choices in self.hparam_choices.items()
+        }
 
     def crossover(self) -> dict[str, Any]:
         """Each hparam from one of two distinct random parents."""
@@ -137,7 +138,7 @@ class EvolveSearcher(IterativeSearcher):
         """`make()`, re-drawn while it repeats an evaluated or already proposed config."""
         for _ in range(MAX_REDRAWS):
             child = make()
-            key = config_hash(child)
+            key = self.config_key(child)
             if key not in self.samples and key not in seen:
                 break
         seen.add(key)

@@ -9,6 +9,8 @@ from typing import Any
 
 __all__ = ["config_hash"]
 
+_ENCODER = json.JSONEncoder(sort_keys=True)
+
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """SHA-256 hex digest of `{"config": config}` as sorted-key JSON (tuples count as lists).
@@ -17,7 +19,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
         TypeError: a value cannot be written as JSON (configs must be, to be checkpointed).
     """
     try:
-        text = json.dumps({"config": config}, sort_keys=True)
+        text = _ENCODER.encode({"config": config})
     except TypeError:
         bad = [name for name, value in config.items() if not _is_json(value)]
         raise TypeError(

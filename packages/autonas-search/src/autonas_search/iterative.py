@@ -127,7 +127,7 @@ class IterativeSearcher(BaseSearcher):
         return {"config": self.space.config()}
 
     def config_key(self, config: Mapping[str, Any]) -> str:
-        """The stable hash that identifies a config: that of its configurable part."""
+        """The stable hash that identifies a config: `config_hash` of its configurable part."""
         return config_hash({name: config[name] for name in self.hparam_choices})
 
     def run_step(self) -> None:

@@ -73,6 +73,7 @@ class ChoiceSpace:
                     raise ValueError(f"choices of {name!r} contain {value!r} twice: {list(values)}")
             self._choices[name] = values
         self._configurable = {name: values for name, values in self._choices.items() if len(values) > 1}
+        self._allowed = {name: _membership(values) for name, values in self._choices.items()}
         self._original = {name: values[-1] for name, values in self._choices.items()}
         if original is not None:
             self._original = self._checked(original, require_all=True)
@@ -111,10 +112,23 @@ class ChoiceSpace:
         if require_all and len(config) != len(self._choices):
             missing = sorted(set(self._choices) - set(config))
             raise KeyError(f"config lacks hparam(s) {missing}")
+        allowed = self._allowed
         for name, value in config.items():
-            if value not in self._choices[name]:
+            try:
+                known = value in allowed[name]
+            except TypeError:  # an unhashable value: compare with each choice
+                known = value in self._choices[name]
+            if not known:
                 raise ValueError(f"{value!r} is not a choice of {name!r}; allowed: {list(self._choices[name])}")
         return dict(config)
 
     def __repr__(self) -> str:
         return f"ChoiceSpace({dict((k, list(v)) for k, v in self._choices.items())})"
+
+
+def _membership(values: tuple[Any, ...]) -> frozenset[Any] | tuple[Any, ...]:
+    """A fast container for `value in choices` checks (a set when every choice is hashable)."""
+    try:
+        return frozenset(values)
+    except TypeError:
+        return values
