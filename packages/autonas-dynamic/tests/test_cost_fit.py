@@ -23,7 +23,7 @@ def widths(count: int) -> list[tuple[str, Hparam]]:
 def record(hparams: list[Hparam], subnets: list[dict], dimension) -> tuple[list[list[int]], list[int]]:
     """Atom values and the dimension ``dimension(*actives)`` on each subnet."""
     atoms, values = [], []
-    variables = Variables([(hp.name, hp) for hp in hparams])
+    variables = Variables(hparams)
     for subnet in subnets:
         with applied(hparams, subnet):
             atoms.append(variables.read())
@@ -35,7 +35,7 @@ def test_coded_subnets_need_fewer_forwards_and_give_every_hparam_its_own_code() 
     named = widths(12)
     hparams = [hp for _, hp in named]
     with applied(hparams):
-        probes = plan_probes(named, Variables(named))
+        probes = plan_probes(named, Variables(hparams))
     subnets = coded_subnets(probes)
     assert len(subnets) < len(probes)
     codes = [frozenset(s for s, subnet in enumerate(subnets) if id(hp) in subnet) for hp in hparams]
@@ -46,7 +46,7 @@ def test_single_and_product_dimensions_are_read_off_coded_subnets() -> None:
     named = widths(6)
     hparams = [hp for _, hp in named]
     with applied(hparams):
-        probes = plan_probes(named, Variables(named))
+        probes = plan_probes(named, Variables(hparams))
         subnets = [{}, *coded_subnets(probes)]
         atoms, single = record(hparams, subnets, lambda *w: 3 * w[4])
         _, product = record(hparams, subnets, lambda *w: w[1] * w[5] * 7)
@@ -59,7 +59,7 @@ def test_ambiguous_dimensions_ask_for_isolated_subnets_then_fit_exactly() -> Non
     named = widths(6)
     hparams = [hp for _, hp in named]
     with applied(hparams):
-        probes = plan_probes(named, Variables(named))
+        probes = plan_probes(named, Variables(hparams))
         subnets = [{}, *coded_subnets(probes)]
         code = [{s for s, subnet in enumerate(subnets) if id(hp) in subnet} for hp in hparams]
         # Two pairs of hparams whose codes cover the same subnets: the coded subnets cannot tell them apart.

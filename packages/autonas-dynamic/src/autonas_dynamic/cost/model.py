@@ -89,7 +89,7 @@ class _Layout:
         varying = [(name, hp) for name, hp in self.hparams if len(hp.choices) > 1 and _is_size(hp.original)]
         # Sizes first, then depths: only the former are fitted, the latter gate.
         self.varying = sorted(varying, key=lambda item: id(item[1]) in depth_ids)
-        self.variables = Variables(self.varying)
+        self.variables = Variables([hp for _, hp in self.varying])
         self.configurable = [hp for _, hp in self.hparams if hp.is_configurable]
         self.probed = [(name, hp) for name, hp in self.hparams if hp.is_configurable and id(hp) not in depth_ids]
         gates = {name: tuple(gate for gate in module_gates if gate.can_close) for name, _, module_gates in modules}
@@ -143,7 +143,7 @@ class CostModel:
         all_terms = [*op_terms.values(), *slot_terms]
         used = {p for terms in all_terms for term in terms for p in (*term.factors, *(g for g, _ in term.gates))}
         used_ids = {id(layout.variables.owners[p]) for p in used}
-        self._variables = Variables([(name, hp) for name, hp in layout.varying if id(hp) in used_ids])
+        self._variables = Variables([hp for _, hp in layout.varying if id(hp) in used_ids])
         remap = _position_map(layout.variables, self._variables)
         maxima = self._variables.maxima
         self._flops = Polynomial((_reindex(t, remap) for terms in op_terms.values() for t in terms), maxima)

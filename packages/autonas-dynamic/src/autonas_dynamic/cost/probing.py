@@ -1,10 +1,12 @@
 """The subnets the cost model probes, and the hparam values it reads.
 
 The cost model learns how each tensor dimension depends on the hparams from a few forwards:
-the largest subnet, then, per configurable hparam, the largest subnet with only that hparam
-changed (a :class:`Probe`). An hparam may move several *atoms* (integer values read from the
-hparams: a channel count, one entry of a kernel-size tuple, the inputs of a concatenation that
-follow their concat hparam); its probe uses as few of its choices as keep those atoms apart.
+the largest subnet, then subnets that change configurable hparams away from their maxima. An
+hparam may move several *atoms* (integer values read from the hparams: a channel count, one
+entry of a kernel-size tuple, the inputs of a concatenation that follow their concat hparam);
+its :class:`Probe` uses as few of its choices as keep those atoms apart. Probed subnets either
+change several hparams each, every hparam on its own set of subnets (:func:`coded_subnets`), or
+a single one (:func:`isolated_subnets`).
 """
 
 from __future__ import annotations
@@ -29,30 +31,32 @@ class Variables:
     """The integer values of a list of hparams, tuple values (kernel sizes) spread into one per entry.
 
     Args:
-        hparams: ``(name, hparam)`` pairs, distinct objects.
+        hparams: Distinct hparam objects.
+
+    Attributes:
+        position: ``(id(hparam), tuple index or None)`` -> position of that value.
+        owners: The hparam of each position.
+        maxima: The largest value of each position over the hparam's choices.
     """
 
-    def __init__(self, hparams: Sequence[tuple[str, Hparam]]) -> None:
-        self.hparams = [hparam for _, hparam in hparams]
-        self.names: list[str] = []
+    def __init__(self, hparams: Sequence[Hparam]) -> None:
+        self.hparams = list(hparams)
         self.maxima: list[int] = []
         self.owners: list[Hparam] = []
         self.position: dict[tuple[int, int | None], int] = {}
-        for name, hparam in hparams:
+        for hparam in self.hparams:
             sample = hparam.original
             components = range(len(sample)) if isinstance(sample, tuple) else [None]
             for component in components:
-                self.position[id(hparam), component] = len(self.names)
+                self.position[id(hparam), component] = len(self.owners)
                 self.owners.append(hparam)
                 if component is None:
-                    self.names.append(name)
                     self.maxima.append(max(hparam.choices))
                 else:
-                    self.names.append(f"{name}[{component}]")
                     self.maxima.append(max(choice[component] for choice in hparam.choices))
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.owners)
 
     def read(self) -> list[int]:
         """The active values, in order."""
@@ -68,7 +72,7 @@ class Variables:
 
 @dataclass(frozen=True, eq=False)
 class Probe:
-    """The subnets that change one configurable hparam away from the largest subnet.
+    """How one configurable hparam is probed: the values it takes and the atoms it moves.
 
     Attributes:
         name: Full name of the hparam.
@@ -99,7 +103,7 @@ def _direction(vector: Sequence[int]) -> tuple[int, ...]:
 
 
 def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) -> list[Probe]:
-    """One :class:`Probe` per hparam, starting from (and returning to) the current subnet.
+    """One :class:`Probe` per hparam that moves an atom, from (and back to) the current (largest) subnet.
 
     The first probed value is the hparam's smallest; more values are added while they separate
     atoms (or an atom from the constants) that all probed values so far moved proportionally.
@@ -107,14 +111,14 @@ def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) ->
     base = atoms.read()
     probes = []
     for name, hparam in configurable:
-        original = hparam.active
+        current = hparam.active
         table: dict[Any, list[int]] = {}
         try:
-            for choice in _spread([c for c in hparam.choices if c != original], MAX_INSPECTED_CHOICES):
+            for choice in _spread([c for c in hparam.choices if c != current], MAX_INSPECTED_CHOICES):
                 hparam.active = choice
                 table[choice] = atoms.read()
         finally:
-            hparam.active = original
+            hparam.active = current
         moved = [a for a in range(len(atoms)) if any(values[a] != base[a] for values in table.values())]
         if not moved:
             continue
