@@ -171,3 +171,10 @@ def test_blocks_used_outside_their_sequential_stay() -> None:
 
     model = Peeks()
     assert analyze(model).skippable == {model.blocks: [False, True]}  # block 0 is read directly
+
+
+def test_per_channel_parameters_fix_the_channels() -> None:
+    shared = nn.Sequential(conv(3, 8), nn.PReLU(), conv(8, 4))
+    per_channel = nn.Sequential(conv(3, 8), nn.PReLU(8), conv(8, 4))
+    assert not analyze(shared).group(shared[0], "out_channels").fixed
+    assert analyze(per_channel).group(per_channel[0], "out_channels").fixed

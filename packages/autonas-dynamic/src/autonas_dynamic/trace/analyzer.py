@@ -15,7 +15,9 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
+from .dims import Dims
 from .layers import LayerSymbols, is_layer, make_layer_symbols
+from .ops import OpKind, function_kind, method_kind, module_kind
 from .symbols import Symbol
 from .tracer import TracedGraph, TraceResult, is_user_leaf
 from .values import FIXED, NEUTRAL, Flow, Value
@@ -64,6 +66,17 @@ class GraphContext:
     def is_opaque(self, module: nn.Module) -> bool:
         """Whether a called module must be treated as a boundary (failed or a user leaf)."""
         return module in self.state.trace.failed or is_user_leaf(module)
+
+    def op_kind(self, node: fx.Node) -> tuple[OpKind, Dims | None] | None:
+        """What the op of ``node`` does to the elastic axis (see :mod:`.ops`); None if unknown."""
+        if node.op == "call_function":
+            return function_kind(node.target)
+        if node.op == "call_method":
+            return method_kind(node.target)
+        if node.op == "call_module":
+            module = self.module(node.target)
+            return None if self.is_opaque(module) else module_kind(module)
+        return None
 
     def input_flows(self, node: fx.Node) -> list[Flow]:
         """The values of every node ``node`` reads that are tensors or shapes."""

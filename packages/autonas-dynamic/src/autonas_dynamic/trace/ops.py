@@ -135,7 +135,6 @@ _FUNCTIONAL_POINTWISE = [
     "selu",
     "celu",
     "leaky_relu",
-    "prelu",
     "rrelu",
     "gelu",
     "logsigmoid",
@@ -317,6 +316,7 @@ def _build_tables() -> None:
     _register_functions(_lookup(_with_inplace(_FUNCTIONAL_POINTWISE), F), OpKind.SHAPE_PRESERVING)
     _register_functions(_lookup(_with_inplace(_ELEMENTWISE), torch), OpKind.ELEMENTWISE)
     _register_functions(_lookup(_OPERATOR_ELEMENTWISE, operator), OpKind.ELEMENTWISE)
+    _register_functions([F.prelu], OpKind.ELEMENTWISE)  # its weight has one value per channel
     _register_functions(_lookup(_REDUCTIONS, torch), OpKind.REDUCTION)
     _register_functions(_lookup(_CONCATS, torch), OpKind.CONCAT)
     _register_functions([operator.getitem], OpKind.GETITEM)
@@ -375,6 +375,8 @@ def method_kind(name: str) -> tuple[OpKind, Dims | None] | None:
 
 def module_kind(module: nn.Module) -> tuple[OpKind, Dims | None] | None:
     """The kind of a leaf module call (exact class match), or None (a boundary)."""
+    if isinstance(module, nn.PReLU) and module.num_parameters != 1:
+        return None  # one weight per channel: a fixed-size parameter
     return MODULES.get(type(module))
 
 
@@ -383,6 +385,3 @@ def _is_torchvision_stochastic_depth(fn: Callable) -> bool:
     return getattr(fn, "__name__", "") == "stochastic_depth" and getattr(fn, "__module__", "").startswith(
         "torchvision."
     )
-
-
-IS_SCALAR_OPERATOR = {fn for fn in _lookup(_OPERATOR_ELEMENTWISE, operator)}

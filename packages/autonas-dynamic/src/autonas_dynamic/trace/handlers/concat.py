@@ -6,14 +6,14 @@ import torch.fx as fx
 
 from ..analyzer import GraphContext
 from ..dims import is_elastic
-from ..ops import OpKind, function_kind
+from ..ops import OpKind
 from ..symbols import Symbol
 from ..values import Flow, Value
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """A cat along the elastic axis is a concat source: the consumer's size is the sum of the inputs'."""
-    if node.op != "call_function" or (function_kind(node.target) or (None,))[0] is not OpKind.CONCAT:
+    if (ctx.op_kind(node) or (None,))[0] is not OpKind.CONCAT:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
     axis = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0))

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import torch.fx as fx
-import torch.nn.functional as F
 
 from ..analyzer import GraphContext
-from ..ops import OpKind, function_kind, method_kind
+from ..ops import OpKind
 from ..values import NEUTRAL, Value
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """Synchronize every tensor input; a fixed operand (a parameter, a model input) fixes them all."""
-    if node.op == "call_function":
-        kind = (OpKind.ELEMENTWISE, None) if node.target is F.prelu else function_kind(node.target)
-    elif node.op == "call_method":
-        kind = method_kind(node.target)
-    else:
-        return None
+    kind = ctx.op_kind(node)
     if kind is None or kind[0] is not OpKind.ELEMENTWISE:
         return None
     flows = ctx.input_flows(node)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch.fx as fx
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..analyzer import GraphContext
 from ..dims import after_reduction, may_touch
-from ..ops import OpKind, function_kind, method_kind, module_kind
+from ..ops import OpKind
 from ..values import Flow, Value
 
 _DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only gives a dtype/device
@@ -16,7 +15,7 @@ _DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only give
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """The output follows the primary input when the op provably leaves its elastic axis alone."""
-    kind = _kind(ctx, node)
+    kind = ctx.op_kind(node)
     if kind is None or kind[0] not in (OpKind.SHAPE_PRESERVING, OpKind.PARTIAL, OpKind.REDUCTION):
         return None
     if not node.args or not isinstance(node.args[0], fx.Node):
@@ -38,21 +37,6 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     keepdim = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
     dims = after_reduction(primary.dims, axes, keepdim)
     return Flow(primary.sym, dims) if dims else None
-
-
-def _kind(ctx: GraphContext, node: fx.Node):
-    if node.op == "call_function":
-        if node.target is F.prelu:
-            return None  # per-channel weight: behaves like an elementwise op with a parameter
-        return function_kind(node.target)
-    if node.op == "call_method":
-        return method_kind(node.target)
-    if node.op == "call_module":
-        module = ctx.module(node.target)
-        if ctx.is_opaque(module) or (isinstance(module, nn.PReLU) and module.num_parameters != 1):
-            return None
-        return module_kind(module)
-    return None
 
 
 def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:

@@ -11,7 +11,7 @@ import torch.fx as fx
 
 from ..analyzer import GraphContext
 from ..dims import after_reduction, is_elastic, rank_of
-from ..ops import OpKind, function_kind, method_kind
+from ..ops import OpKind
 from ..values import NEUTRAL, Flow, Neutral, Value
 
 _NEUTRAL_ATTRIBUTES = {"dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse"}
@@ -20,12 +20,7 @@ _FULL = slice(None, None, None)
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """Shape reads and ``getitem``; anything else is left to the other handlers."""
-    if node.op == "call_function":
-        kind = function_kind(node.target)
-    elif node.op == "call_method":
-        kind = method_kind(node.target)
-    else:
-        return None
+    kind = ctx.op_kind(node)
     if kind is None or kind[0] not in (OpKind.SHAPE_READ, OpKind.GETITEM):
         return None
     source = ctx.value(node.args[0]) if node.args else NEUTRAL
