@@ -78,20 +78,21 @@ def restore_searchspace(
     """Replay :func:`convert_searchspace` on a fresh model and select the stored subnet.
 
     Raises:
-        ApplyModeError: The fresh model's class, forward or train flag differs from the
-            converted one's (conversion would not give the same search space).
+        ApplyModeError: The fresh model's class or forward differs from the converted one's
+            (conversion would not give the same search space). The train/eval flag of the
+            conversion is replayed for tracing, then the model's own flag is restored.
     """
-    was_training = model.training
     recorded = metadata["model_attributes"]
-    model.train(recorded["training"])
-    model, new_metadata = convert_searchspace(model, config, patch_manager)
-    found = new_metadata["model_attributes"]
+    found = {**_model_attributes(model), "training": recorded["training"]}
     mismatched = sorted(key for key in recorded if recorded[key] != found.get(key))
     if mismatched:
         details = ", ".join(f"{key}: saved {recorded[key]!r}, got {found.get(key)!r}" for key in mismatched)
         raise ApplyModeError(
             f"Cannot restore the search space into this model; it differs from the saved one ({details})."
         )
+    was_training = model.training
+    model.train(recorded["training"])  # tracing follows the train/eval flag of the conversion
+    model, _ = convert_searchspace(model, config, patch_manager)
     model.train(was_training)
     restore_subnet(model, metadata["subnet_config"], strict=True)
     return model

@@ -152,7 +152,10 @@ def search(
     Raises:
         RuntimeError: The model was not converted.
         KeyError: An unsupported constraint key.
-        ValueError: No subnet can satisfy the limits, or the search found none that does.
+        ValueError: No profiled subnet can satisfy the limits (checked before the search), or
+            the config is malformed.
+        autonas_search.NoSatisfiedCandidateError: The search evaluated no candidate within the
+            limits (the message names the closest one); the model is left as it was.
     """
     from .workflow import export
 
