@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from numbers import Real
 from typing import Any
 
 
@@ -20,7 +19,7 @@ def check_fraction(config: dict[str, Any], key: str, allow_none: bool = False) -
     value = config[key]
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         extra = " or None" if allow_none else ""
         raise ValueError(f"search config {key!r} must be a number in [0, 1]{extra}, got {value!r}")
 

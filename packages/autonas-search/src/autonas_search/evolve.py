@@ -43,6 +43,12 @@ class EvolveSearcher(IterativeSearcher):
     count as satisfied.
     """
 
+    population: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    population_size: int
+    candidate_size: int
+    mutation_prob: float
+
     @property
     def default_search_config(self) -> dict[str, Any]:
         """Adds `population_size`, `candidate_size`, `mutation_prob` (None: adaptive) and `rel_lower_bound` (0.85).

@@ -37,6 +37,15 @@ class IterativeSearcher(BaseSearcher):
     any of them is evaluated, so that an `executor` can evaluate them together.
     """
 
+    iter_num: int
+    num_satisfied: int
+    candidate: dict[str, Any]
+    samples: dict[str, dict[str, Any]]
+    history: dict[str, Any]
+    best_history: dict[str, list[Any]]
+    pending: list[dict[str, Any]]
+    hparam_choices: dict[str, Sequence[Any]]
+
     @property
     def default_search_config(self) -> dict[str, Any]:
         """Adds `num_iters` (5000) and `executor` (None)."""
@@ -73,7 +82,7 @@ class IterativeSearcher(BaseSearcher):
     def before_search(self) -> None:
         """Also reads the space's hparams; a space with none configurable gets one iteration."""
         super().before_search()
-        self.hparam_choices: dict[str, Sequence[Any]] = dict(self.space.hparams())
+        self.hparam_choices = dict(self.space.hparams())
         self._prefetched: dict[str, tuple[bool, dict[str, float], float]] = {}
         if not self.hparam_choices:
             warnings.warn("the search space has no configurable hparam: running a single iteration", stacklevel=3)
