@@ -172,4 +172,4 @@ def make_problem(seed: int, num_hparams: int, budget_fraction: float) -> Problem
 
 def problem_for_seed(seed: int) -> Problem:
     """The instance of benchmark seed `seed`: 20, 30 or 40 hparams and a 40/50/60 % FLOPs budget, in turn."""
-    return make_problem(seed, num_hparams=(20, 30, 40)[seed % 3], budget_fraction=(0.4, 0.5, 0.6)[seed % 3 - 0])
+    return make_problem(seed, num_hparams=(20, 30, 40)[seed % 3], budget_fraction=(0.4, 0.5, 0.6)[seed % 3])
