@@ -245,6 +245,21 @@ def test_explicit_recalibration_of_a_training_model_neither_samples_nor_queues(p
     torch.testing.assert_close(model.stem_bn.running_mean, expected_stem_stats(model, [batch(i) for i in range(3)])[0])
 
 
+def test_a_queue_without_maxlen_is_full_at_50_batches(patched) -> None:
+    model, _, manager = patched
+    manager.patch_data["queue"] = deque((batch(i), {}) for i in range(QUEUE_MAXLEN - 1))
+    manager.call_pre_sample()
+    with pytest.warns(UserWarning, match=r"queue not filled \(49 of 50 batches\)"):
+        manager.call_post_eval()
+    model.train()
+    model(batch(99))
+    model(batch(100))  # the queue is full now: the second batch is not cached
+    assert len(manager.patch_data["queue"]) == QUEUE_MAXLEN
+    with no_warnings():
+        model.eval()
+    assert manager.patch_data["train_count_since_sample"] == BN_CALIB_ITERS
+
+
 def test_trusted_statistics_are_kept(patched) -> None:
     model, _, manager = patched
     model.eval()

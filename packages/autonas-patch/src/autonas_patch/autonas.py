@@ -24,6 +24,15 @@ QUEUE_MAXLEN = 50
 BN_CALIB_ITERS = 100
 
 
+def _capacity(queue: deque) -> int:
+    """How many batches make ``queue`` full: its ``maxlen`` (a replaced queue may have its own), else 50."""
+    return QUEUE_MAXLEN if queue.maxlen is None else queue.maxlen
+
+
+def _is_full(queue: deque) -> bool:
+    return len(queue) >= _capacity(queue)
+
+
 _INTERNAL_DIRS = (str(Path(__file__).parent), str(Path(nn.__file__).parent))
 
 
@@ -79,7 +88,7 @@ class AutoNASPatchManager(PatchManager):
                 data["autosampled"] = True
             data["train_count_since_sample"] += 1
         queue = data["queue"]
-        if data["fill"] or len(queue) < queue.maxlen or data["count"] % BN_CALIB_ITERS == 0:
+        if data["fill"] or not _is_full(queue) or data["count"] % BN_CALIB_ITERS == 0:
             queue.append(capture_inputs(args, kwargs))
         data["count"] += 1
 
@@ -109,11 +118,11 @@ class AutoNASPatchManager(PatchManager):
     def _queue_replay(self) -> Callable[[nn.Module], Any] | None:
         """A forward loop over the cached batches, or ``None`` (with a warning) while the queue is not full."""
         queue = self.patch_data["queue"]
-        if len(queue) >= queue.maxlen:
+        if _is_full(queue):
             return partial(replay_inputs, items=list(queue))
         if has_running_batchnorm(self.model):
             warnings.warn(
-                f"autonas calibration queue not filled ({len(queue)} of {queue.maxlen} batches): BatchNorm "
+                f"autonas calibration queue not filled ({len(queue)} of {_capacity(queue)} batches): BatchNorm "
                 f"statistics of the active subnet of {type(self.model).__name__} were not recalibrated, so "
                 "inference results can be inaccurate. Train longer, or pass a forward_loop to "
                 "autonas_patch.prep_for_eval(model, forward_loop).",
