@@ -271,3 +271,23 @@ def test_costs_outside_the_closed_form_raise_a_clear_error() -> None:
     with pytest.raises(CostModelError, match=r"aten\.mul.* in the root module .*16 when it is 4.*'conv\.out_channels'"):
         CostModel(model, torch.randn(1, 3, 4, 4))
     assert conv.out_channels == 8
+
+
+class TiedAcrossDepth(nn.Module):
+    """The head reuses the weight of a block that the depth can drop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+        self.head = nn.Linear(4, 4)
+        self.head.weight = self.blocks[1].weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x))
+
+
+def test_a_parameter_shared_by_a_droppable_block_and_another_module_is_refused() -> None:
+    model = TiedAcrossDepth()
+    DYNAMIC_REGISTRY.convert(model.blocks).get_hparam("depth").choices = [1, 2]
+    with pytest.raises(CostModelError, match=r"'blocks\.1\.weight' is also registered as 'head\.weight'"):
+        CostModel(model, torch.randn(2, 4))

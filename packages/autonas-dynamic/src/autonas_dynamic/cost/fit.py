@@ -109,7 +109,9 @@ class DimensionFitter:
             raise UnexplainedDimension(None, values[:1])
         if involved <= self._isolated.keys():
             return self._fit_isolated(values, sorted(involved))
-        explanations = [(atom,) for _, atom, mask in candidates if mask == changed and self._fits(values, [atom])]
+        explanations: list[tuple[int, ...]] = [
+            (atom,) for _, atom, mask in candidates if mask == changed and self._fits(values, [atom])
+        ]
         for (p, a, mask_a), (q, b, mask_b) in itertools.combinations(candidates, 2):
             if p != q and mask_a | mask_b == changed and self._fits(values, [a, b]):
                 explanations.append((a, b))
@@ -119,7 +121,7 @@ class DimensionFitter:
 
     def _fit_isolated(self, values: tuple[int, ...], involved: list[int]) -> Monomial:
         """One factor per involved hparam, read off the subnets that change only that hparam."""
-        base, factors = values[0], []
+        base, factors = values[0], list[int]()
         for p in involved:
             states = self._isolated[p]
             if all(values[s] == base for s in states):
@@ -156,7 +158,7 @@ class DimensionFitter:
 
 def multiply(monomials: Sequence[Monomial], scale: int = 1) -> Monomial:
     """The product of monomials, times ``scale``."""
-    coefficient, factors = Fraction(scale), []
+    coefficient, factors = Fraction(scale), list[int]()
     for part, part_factors in monomials:
         coefficient *= part
         factors.extend(part_factors)
