@@ -178,3 +178,23 @@ def test_per_channel_parameters_fix_the_channels() -> None:
     per_channel = nn.Sequential(conv(3, 8), nn.PReLU(8), conv(8, 4))
     assert not analyze(shared).group(shared[0], "out_channels").fixed
     assert analyze(per_channel).group(per_channel[0], "out_channels").fixed
+
+
+def test_blocks_whose_results_are_looked_up_later_stay() -> None:
+    class Caching(ResBlock):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = super().forward(x)
+            CACHE[id(self)] = out
+            return out
+
+    class UsesCache(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(ResBlock(4), Caching(4), ResBlock(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.blocks(x) + CACHE[id(self.blocks[1])]
+
+    CACHE: dict[int, torch.Tensor] = {}
+    model = UsesCache()
+    assert analyze(model).skippable == {model.blocks: [False, False, True]}
