@@ -9,6 +9,7 @@ from importlib.metadata import version as _version
 
 from . import layers  # registers the built-in dynamic layers
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
+from .ext import ExtensionsStatus, extensions_status  # installs the fused training path of conv/linear
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
 from .sorting import sort_parameters
@@ -21,10 +22,12 @@ __all__ = [
     "DMRegistry",
     "DepthHparam",
     "DynamicModule",
+    "ExtensionsStatus",
     "Hparam",
     "HparamAttribute",
     "LayerImportance",
     "export_model",
+    "extensions_status",
     "is_dynamic",
     "layers",
     "sort_parameters",

@@ -1,0 +1,32 @@
+// Shared declarations of the block kernels (CPU in block_ops.cpp, CUDA in block_ops_cuda.cu).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace autonas_ext {
+
+constexpr int64_t kMaxDims = 6;
+
+// Where a block lies in a contiguous full tensor: its sizes, the full tensor's strides and the
+// offset of its first element. Passed by value to CUDA kernels.
+struct BlockGeometry {
+  int64_t ndim;
+  int64_t numel;
+  int64_t base;
+  int64_t sizes[kMaxDims];
+  int64_t strides[kMaxDims];
+};
+
+BlockGeometry make_geometry(const at::Tensor& full, const std::vector<int64_t>& offsets,
+                            const std::vector<int64_t>& sizes);
+
+#ifdef AUTONAS_WITH_CUDA
+void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& geometry);
+void store_cuda(at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate);
+void zero_cuda(at::Tensor& full, const BlockGeometry& geometry);
+#endif
+
+}  // namespace autonas_ext

@@ -1,0 +1,263 @@
+"""The fused training path of dynamic conv/linear layers against the reference path.
+
+Every test runs the same subnet twice, once per path, from identical copies of a model, and
+compares outputs, gradients and (over several SGD steps) parameters. The torch-op kernels are
+used here; the compiled kernels are compared with them in test_ext_build.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import weakref
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from layer_models import InvertedResidual, convert_all
+from torch import nn
+
+from autonas_dynamic.ext import dispatch, gradients, state
+from autonas_dynamic.ext.kernels import TorchKernels
+from autonas_dynamic.space import SearchSpace, generate_search_space
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _restore_state() -> Iterator[None]:
+    yield
+    state.reset()
+
+
+def run_path(mode: str, fn: Callable[[], object]) -> object:
+    state.reset(mode, compiled=False)
+    return fn()
+
+
+class SmallNet(nn.Module):
+    """ResNet/MobileNetV2-shaped: stem conv with a 5x5 kernel, an inverted residual, a grouped conv, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 5, padding=2, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.block = InvertedResidual(16, 3)
+        self.grouped = nn.Conv2d(16, 32, 3, padding=1, groups=1, bias=True)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.stem(x)))
+        x = F.relu(self.grouped(self.block(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def random_subnet(model: nn.Module, seed: int) -> dict:
+    space = SearchSpace(model)
+    rng = random.Random(seed)
+    return space.sample(rng.choice)
+
+
+def grads(model: nn.Module) -> dict[str, torch.Tensor | None]:
+    return {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        if expected[name] is None:
+            assert actual[name] is None, name
+        else:
+            torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_training_steps_match_reference(device: str, seed: int) -> None:
+    torch.manual_seed(seed)
+    base = SmallNet()
+    generate_search_space(base)
+    models = {mode: copy.deepcopy(base).to(device) for mode in ("0", "1")}
+    optimizers = {mode: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for mode, m in models.items()}
+    data = torch.Generator().manual_seed(seed)
+    sliced_steps = 0
+    for step in range(4):
+        x = torch.randn(4, 3, 12, 12, generator=data).to(device)
+        y = torch.randint(0, 10, (4,), generator=data).to(device)
+        config = random_subnet(models["0"], seed * 10 + step)
+        outputs = {}
+        for mode, model in models.items():
+            SearchSpace(model).select(config)
+
+            def train_step(model: nn.Module = model, mode: str = mode) -> torch.Tensor:
+                out = model(x)
+                optimizers[mode].zero_grad(set_to_none=step % 2 == 0)  # both ways of clearing .grad
+                F.cross_entropy(out, y).backward()
+                return out.detach()
+
+            outputs[mode] = run_path(mode, train_step)
+        sliced_steps += models["1"].stem.out_channels < 16
+        torch.testing.assert_close(outputs["1"], outputs["0"], rtol=1e-5, atol=1e-6)
+        assert_same(grads(models["1"]), grads(models["0"]))
+        for optimizer in optimizers.values():
+            optimizer.step()
+    assert sliced_steps > 0, "no step ran a sliced subnet"
+    assert_same(dict(models["1"].named_parameters()), dict(models["0"].named_parameters()))
+
+
+CONV_CASES = [
+    dict(cls=nn.Conv1d, cin=6, cout=8, k=3, groups=1, bias=True, active=(4, 5, (3,))),
+    dict(cls=nn.Conv2d, cin=6, cout=8, k=5, groups=1, bias=False, active=(3, 6, (3, 3))),
+    dict(cls=nn.Conv2d, cin=8, cout=8, k=3, groups=8, bias=True, active=(5, 5, (1, 1))),  # depthwise
+    dict(cls=nn.Conv2d, cin=8, cout=8, k=3, groups=4, bias=True, active=(6, 6, (3, 3))),  # grouped
+    dict(cls=nn.Conv3d, cin=4, cout=6, k=3, groups=1, bias=True, active=(2, 3, (1, 3, 3))),
+]
+
+
+def _conv_case(case: dict) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    conv = case["cls"](
+        case["cin"], case["cout"], case["k"], padding=case["k"] // 2, groups=case["groups"], bias=case["bias"]
+    )
+    convert_all(conv)
+    conv.in_channels, conv.out_channels, conv.kernel_size = case["active"]
+    ndim = len(conv.stride)
+    x = torch.randn(2, case["active"][0], *([7] * ndim), requires_grad=True)
+    return conv, x
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c['cls'].__name__}-g{c['groups']}-k{c['active'][2]}")
+def test_sliced_conv_output_and_gradients_match_reference(case: dict) -> None:
+    results = {}
+    for mode in ("0", "1"):
+        conv, x = _conv_case(case)
+
+        def forward_backward(conv: nn.Module = conv, x: torch.Tensor = x) -> tuple:
+            out = conv(x)
+            (out * torch.arange(out.numel()).reshape(out.shape).sin()).sum().backward()
+            return out.detach(), x.grad, conv._parameters["weight"].grad, conv._parameters["bias"]
+
+        out, grad_x, grad_w, bias = run_path(mode, forward_backward)
+        results[mode] = (out, grad_x, grad_w, None if bias is None else bias.grad)
+    for actual, expected in zip(results["1"], results["0"], strict=True):
+        if expected is None:
+            assert actual is None
+        else:
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_sliced_linear_on_3d_input_matches_reference(bias: bool) -> None:
+    results = {}
+    for mode in ("0", "1"):
+        torch.manual_seed(0)
+        linear = convert_all(nn.Linear(12, 9, bias=bias))
+        linear.in_features, linear.out_features = 7, 4
+        x = torch.randn(3, 5, 7, requires_grad=True)
+
+        def forward_backward(linear: nn.Module = linear, x: torch.Tensor = x) -> tuple:
+            out = linear(x)
+            (out**2).sum().backward()
+            return out.detach(), x.grad, linear._parameters["weight"].grad
+
+        results[mode] = run_path(mode, forward_backward)
+        results[mode] += (linear._parameters["bias"].grad if bias else None,)
+    for actual, expected in zip(results["1"], results["0"], strict=True):
+        if expected is None:
+            assert actual is None
+        else:
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_path_writes_into_grad_and_reference_path_builds_full_temporaries() -> None:
+    conv, x = _conv_case(CONV_CASES[1])
+    weight = conv._parameters["weight"]
+    state.reset("1", compiled=False)
+    out = conv(x)
+    assert type(out.grad_fn).__name__ == "_SlicedConvBackward"
+    out.sum().backward()
+    first = weight.grad
+    assert first.shape == weight.shape and torch.count_nonzero(first[6:]) == torch.count_nonzero(first[:, 3:]) == 0
+    expected = first.clone()
+    first_ref = weakref.ref(first)
+    del first
+    weight.grad = None  # as zero_grad(set_to_none=True) does
+    conv(x).sum().backward()
+    assert weight.grad is first_ref(), "the unshared gradient buffer was not reused"
+    torch.testing.assert_close(weight.grad, expected)
+    state.reset("0")
+    assert type(conv(x).grad_fn).__name__ == "ConvolutionBackward0"
+
+
+def test_held_gradient_is_never_reused() -> None:
+    conv, x = _conv_case(CONV_CASES[1])
+    weight = conv._parameters["weight"]
+    state.reset("1", compiled=False)
+    conv(x).sum().backward()
+    held = weight.grad
+    snapshot = held.clone()
+    weight.grad = None
+    conv.out_channels = 6
+    conv(x).sum().backward()
+    assert weight.grad is not held
+    assert torch.equal(held, snapshot), "a gradient the caller still holds was overwritten"
+
+
+def test_autograd_grad_hooks_and_maximal_subnet_take_the_full_gradient() -> None:
+    reference_conv, x = _conv_case(CONV_CASES[1])
+    state.reset("0")
+    (expected,) = torch.autograd.grad(reference_conv(x).sum(), [reference_conv._parameters["weight"]])
+
+    conv, x = _conv_case(CONV_CASES[1])
+    weight = conv._parameters["weight"]
+    state.reset("1", compiled=False)
+    (got,) = torch.autograd.grad(conv(x).sum(), [weight])
+    torch.testing.assert_close(got, expected)
+    assert weight.grad is None
+
+    seen = []
+    handle = weight.register_hook(lambda grad: seen.append(grad.clone()))
+    conv(x).sum().backward()
+    handle.remove()
+    torch.testing.assert_close(seen[0], expected)
+    torch.testing.assert_close(weight.grad, expected)
+
+    conv.in_channels, conv.out_channels, conv.kernel_size = 6, 8, (5, 5)
+    assert dispatch._blocks(conv) is None  # the maximal subnet slices nothing: the layer's own forward
+
+
+def test_gradients_accumulate_over_several_backward_calls() -> None:
+    results = {}
+    for mode in ("0", "1"):
+        conv, x = _conv_case(CONV_CASES[0])
+
+        def twice(conv: nn.Module = conv, x: torch.Tensor = x) -> torch.Tensor:
+            conv(x).sum().backward()
+            conv.out_channels = 7  # a second subnet adds into the same .grad
+            conv(x).pow(2).sum().backward()
+            return conv._parameters["weight"].grad.clone()
+
+        results[mode] = run_path(mode, twice)
+    torch.testing.assert_close(results["1"], results["0"])
+
+
+def test_block_of_reads_views_and_rejects_copies() -> None:
+    full = torch.randn(6, 5, 5, 5)
+    assert dispatch.block_of(full, full) == ((0, 6), (0, 5), (0, 5), (0, 5))
+    assert dispatch.block_of(full, full[:4, :3, 1:4, 1:4]) == ((0, 4), (0, 3), (1, 3), (1, 3))
+    assert dispatch.block_of(full, full[:4].clone()) is None
+    assert dispatch.block_of(full, full[:, :, ::2]) is None
+
+
+def test_grad_buffers_zero_everything_after_a_foreign_write() -> None:
+    param = nn.Parameter(torch.zeros(4, 4))
+    buffers = gradients.GradBuffers()
+    kernels = TorchKernels()
+    first = buffers.fresh(param, torch.ones(2, 2), ((0, 2), (0, 2)), kernels)
+    first[3, 3] = 5.0  # someone writes outside the block (e.g. an in-place optimizer update)
+    del first
+    second = buffers.fresh(param, torch.full((1, 3), 2.0), ((1, 1), (0, 3)), kernels)
+    expected = torch.zeros(4, 4)
+    expected[1, :3] = 2.0
+    assert torch.equal(second, expected)
