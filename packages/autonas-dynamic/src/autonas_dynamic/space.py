@@ -23,7 +23,7 @@ import torch.nn as nn
 from autonas_config import resolve_rule
 
 from .dynamic import DynamicModule, export_model, is_dynamic
-from .hparam import ConcatHparam, Hparam
+from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
 from .trace import Analysis, Group, analyze
@@ -194,7 +194,9 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
         converted[module].freeze()
     _install_groups(analysis)
     for seq, flags in analysis.skippable.items():
-        converted[seq].get_hparam("depth").restrict_to_trailing(flags)
+        depth = converted[seq].get_hparam("depth")
+        if isinstance(depth, DepthHparam):
+            depth.restrict_to_trailing(flags)
     _unconvert_unsearchable(converted)
     return SearchSpace(model)
 
@@ -240,17 +242,25 @@ def _apply_rules(model: nn.Module, converted: Mapping[nn.Module, DynamicModule],
     """``modify(**rule)`` each converted module, or ``freeze()`` it when its rule is None."""
     if rules is None:
         return
-    normalized = {
-        (DYNAMIC_REGISTRY.get_key(key) or key) if isinstance(key, type) else key: v for key, v in rules.items()
-    }
+    normalized = {_rule_key(key): value for key, value in rules.items()}
     for name, module in model.named_modules():
         if module not in converted:
             continue
-        rule = resolve_rule(normalized, DYNAMIC_REGISTRY.get_key(module), name)
+        rule = resolve_rule(normalized, _rule_key(module), name)
         if rule is None:
             module.freeze()
         else:
             module.modify(**rule)
+
+
+def _rule_key(cls_or_module: Any) -> str:
+    """The rule key of a layer class or module (``nn.Conv2d`` -> ``"nn.Conv2d"``); strings pass through."""
+    if isinstance(cls_or_module, str):
+        return cls_or_module
+    key = DYNAMIC_REGISTRY.get_key(cls_or_module)
+    if key is None:
+        raise KeyError(f"{cls_or_module!r} is not a searchable layer type; known: {', '.join(DYNAMIC_REGISTRY.keys)}")
+    return key
 
 
 def _install_groups(analysis: Analysis) -> None:
@@ -263,7 +273,7 @@ def _install_groups(analysis: Analysis) -> None:
 
 
 def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
-    members = [slot.module.get_hparam(slot.name) for slot in group.slots]
+    members = [_dynamic(slot.module).get_hparam(slot.name) for slot in group.slots]
     originals = {hparam.original for hparam in members}
     shared: Hparam = members[0]
     fixed = group.fixed or len(originals) > 1  # differing sizes can only broadcast: keep them all
@@ -284,8 +294,14 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
     if not group.sortable:
         shared.make_unsortable()
     for slot in group.slots:
-        slot.module.set_hparam(slot.name, shared)
+        _dynamic(slot.module).set_hparam(slot.name, shared)
     return shared
+
+
+def _dynamic(module: nn.Module) -> DynamicModule:
+    if not isinstance(module, DynamicModule):
+        raise TypeError(f"{type(module).__name__} was not converted")
+    return module
 
 
 def _pin(hparam: Hparam) -> None:

@@ -109,7 +109,7 @@ def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:
             consumers[id(inp.find())] = consumers.get(id(inp.find()), 0) + 1
     inner = set()
     for concat in concats:
-        flat = []
+        flat: list[Symbol] = []
         for inp in concat.concat_inputs:
             root = inp.find()
             nested = root.concats[0] if len(root.concats) == 1 else None
@@ -131,8 +131,7 @@ def _export_groups(state: ModelState) -> tuple[list[Group], dict[Slot, Group]]:
         group = by_root.get(id(root))
         if group is None or group.fixed:
             continue
-        inputs = [by_root.get(id(inp.find())) for inp in concat.concat_inputs]
-        group.concat_inputs = inputs
-        group.sortable = group.sortable and any(i.sortable for i in inputs)
+        group.concat_inputs = [by_root[id(inp.find())] for inp in concat.concat_inputs]
+        group.sortable = group.sortable and any(i.sortable for i in group.concat_inputs)
     group_of = {slot: group for group in by_root.values() for slot in group.slots}
     return list(by_root.values()), group_of

@@ -60,8 +60,9 @@ class GraphContext:
         """The value of a node argument (constants are neutral)."""
         return self.values.get(arg, NEUTRAL) if isinstance(arg, fx.Node) else NEUTRAL
 
-    def module(self, target: str) -> nn.Module:
-        return self.root.get_submodule(target)
+    def module(self, target: Any) -> nn.Module:
+        """The module a ``call_module`` / ``get_attr`` target names."""
+        return self.root.get_submodule(str(target))
 
     def is_opaque(self, module: nn.Module) -> bool:
         """Whether a called module must be treated as a boundary (failed or a user leaf)."""
@@ -111,12 +112,13 @@ class GraphContext:
         dims = flows[0].dims
         for flow in flows[1:]:
             dims = dims & flow.dims
-        if any(flow.sym is None for flow in flows) or not dims:
+        symbols = [flow.sym for flow in flows if flow.sym is not None]
+        if len(symbols) < len(flows) or not dims:
             self.fix(flows, reason)
             return FIXED
-        root = flows[0].sym
-        for flow in flows[1:]:
-            root = root.union(flow.sym)
+        root = symbols[0]
+        for sym in symbols[1:]:
+            root = root.union(sym)
         return Flow(root.find(), dims, all(flow.is_shape for flow in flows))
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:

@@ -26,10 +26,10 @@ _ADDS = {operator.add, operator.iadd, torch.add}
 _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 
-def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, list[bool]]:
+def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
     """For each visited Sequential with trailing skippable blocks: the per-block flags."""
     calls = _block_calls(trace)
-    found: dict[nn.Module, list[bool]] = {}
+    found: dict[nn.Sequential, list[bool]] = {}
     for seq in _sequentials(model, trace):
         flags = [False] * len(seq)
         for index in reversed(range(len(seq))):  # only a trailing run of skippable blocks matters
@@ -41,10 +41,15 @@ def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, li
     return _validated(model, trace, found)
 
 
-def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Module]:
+def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential]:
     seen: set[nn.Module] = set()
     for module in model.modules():
-        if module not in seen and is_sequential(module) and module in trace.called and len(module) > 0:
+        if (
+            isinstance(module, nn.Sequential)
+            and is_sequential(module)
+            and module not in seen
+            and module in trace.called
+        ):
             seen.add(module)
             yield module
 
@@ -125,7 +130,7 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
     elif node.op == "call_method":
         kind = method_kind(node.target)
     elif node.op == "call_module":
-        module = root.get_submodule(node.target)
+        module = root.get_submodule(str(node.target))
         if base_class(module, _NORMS) is not None:
             return True
         kind = module_kind(module)
@@ -134,7 +139,9 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
     return kind is not None and kind[0] is OpKind.SHAPE_PRESERVING
 
 
-def _validated(model: nn.Module, trace: TraceResult, found: dict[nn.Module, list[bool]]) -> dict[nn.Module, list[bool]]:
+def _validated(
+    model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]]
+) -> dict[nn.Sequential, list[bool]]:
     """Keep only the blocks whose absence leaves the model's tracing failures unchanged."""
     if not found:
         return found
@@ -158,7 +165,7 @@ def _validated(model: nn.Module, trace: TraceResult, found: dict[nn.Module, list
 
 
 @contextmanager
-def _skipped(blocks: dict[nn.Module, list[bool]]) -> Iterator[None]:
+def _skipped(blocks: dict[nn.Sequential, list[bool]]) -> Iterator[None]:
     """Temporarily replace the flagged blocks by ``nn.Identity``."""
     saved = []
     try:

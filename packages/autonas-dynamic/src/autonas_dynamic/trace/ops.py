@@ -303,7 +303,7 @@ def _lookup(names: Iterable[str], *namespaces: Any) -> list[Callable]:
 
 FUNCTIONS: dict[Callable, tuple[OpKind, Dims | None]] = {}
 METHODS: dict[str, tuple[OpKind, Dims | None]] = {}
-MODULES: dict[type[nn.Module], tuple[OpKind, Dims | None]] = {}
+MODULES: dict[type, tuple[OpKind, Dims | None]] = {}
 
 
 def _register_functions(fns: Iterable[Callable], kind: OpKind, dims: Dims | None = None) -> None:
@@ -335,13 +335,11 @@ def _build_tables() -> None:
         METHODS[name] = (OpKind.SHAPE_READ, None)
     for name in ("__getitem__",):
         METHODS[name] = (OpKind.GETITEM, None)
-    for cls in _MODULES_POINTWISE:
-        MODULES[cls] = (OpKind.SHAPE_PRESERVING, None)
+    MODULES.update(dict.fromkeys(_MODULES_POINTWISE, (OpKind.SHAPE_PRESERVING, None)))
     for ndim, classes in _MODULE_POOLS_AND_PADS.items():
-        for cls in classes:
-            MODULES[cls] = (OpKind.PARTIAL, _kept_axes(ndim))
-    for cls in (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d):
-        MODULES[cls] = (OpKind.PARTIAL, frozenset({0, 1}))
+        MODULES.update(dict.fromkeys(classes, (OpKind.PARTIAL, _kept_axes(ndim))))
+    resampling = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+    MODULES.update(dict.fromkeys(resampling, (OpKind.PARTIAL, frozenset({0, 1}))))
 
 
 _build_tables()
@@ -357,7 +355,7 @@ def register_shape_preserving(fn: Callable) -> Callable:
     return fn
 
 
-def function_kind(fn: Callable) -> tuple[OpKind, Dims | None] | None:
+def function_kind(fn: Any) -> tuple[OpKind, Dims | None] | None:
     """The kind of a ``call_function`` target, or None (a boundary)."""
     try:
         found = FUNCTIONS.get(fn)
@@ -368,9 +366,9 @@ def function_kind(fn: Callable) -> tuple[OpKind, Dims | None] | None:
     return found
 
 
-def method_kind(name: str) -> tuple[OpKind, Dims | None] | None:
+def method_kind(name: Any) -> tuple[OpKind, Dims | None] | None:
     """The kind of a ``call_method`` target, or None (a boundary)."""
-    return METHODS.get(name)
+    return METHODS.get(str(name))
 
 
 def module_kind(module: nn.Module) -> tuple[OpKind, Dims | None] | None:

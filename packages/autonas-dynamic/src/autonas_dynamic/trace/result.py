@@ -14,14 +14,14 @@ class Group:
     """Layer hparams that must always take the same value.
 
     ``fixed_reason`` says why the group must keep its original size (None: searchable).
-    ``concat_inputs``: the group's size is the sum of these groups' sizes (a ``torch.cat`` along
+    ``concat_inputs`` (when not empty): the group's size is the sum of these groups' sizes (a ``torch.cat`` along
     channels); their hparams then follow this group's choice.
     """
 
     slots: list[Slot]
     fixed_reason: str | None
     sortable: bool
-    concat_inputs: list[Group] | None = None
+    concat_inputs: list[Group] = field(default_factory=list)
 
     @property
     def fixed(self) -> bool:
@@ -44,7 +44,7 @@ class Analysis:
 
     groups: list[Group]
     group_of: dict[Slot, Group]
-    skippable: dict[nn.Module, list[bool]] = field(default_factory=dict)
+    skippable: dict[nn.Sequential, list[bool]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)

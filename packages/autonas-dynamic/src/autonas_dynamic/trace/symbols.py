@@ -43,7 +43,7 @@ class Symbol:
         self.fixed_reason: str | None = None
         self.sortable = sortable
         self.concats: list[Symbol] = []
-        self.concat_inputs: list[Symbol] | None = None
+        self.concat_inputs: list[Symbol] = []  # non-empty for a concat source
 
     @classmethod
     def concat_of(cls, inputs: list[Symbol]) -> Symbol:

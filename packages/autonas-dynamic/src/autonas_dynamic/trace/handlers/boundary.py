@@ -21,7 +21,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
     if node.op == "placeholder":
         return FIXED
     if node.op == "get_attr":
-        _record_direct_read(ctx, node.target)
+        _record_direct_read(ctx, str(node.target))
         return FIXED
     scalar = getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert
     if node.op == "call_function" and scalar and not ctx.input_flows(node):

@@ -19,8 +19,9 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     axis = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0))
     if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(axis, int):
         return None
-    flows = [ctx.value(t) for t in tensors]
-    if not all(isinstance(f, Flow) and f.sym is not None and not f.is_shape for f in flows):
+    values = [ctx.value(t) for t in tensors]
+    flows = [f for f in values if isinstance(f, Flow) and f.sym is not None and not f.is_shape]
+    if len(flows) != len(values):
         return None
     along_elastic = {is_elastic(axis, f.dims) for f in flows}
     if along_elastic == {False}:
@@ -30,7 +31,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     dims = flows[0].dims
     for flow in flows[1:]:
         dims &= flow.dims
-    roots = [f.sym.find() for f in flows]
+    roots = [f.sym.find() for f in flows if f.sym is not None]
     key = tuple(id(r) for r in roots)
     sym = ctx.state.concats.get(key)
     if sym is None:
