@@ -277,6 +277,19 @@ class NonSkippableDepth(nn.Module):
         return self.blocks(self.stem(x))
 
 
+class NestedSequentials(nn.Module):
+    """Sequential(Sequential(res, res), res): both depths may drop trailing residual blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 8)
+        self.blocks = nn.Sequential(nn.Sequential(ResBlock(8), ResBlock(8)), ResBlock(8))
+        self.head = conv(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
 class GroupNormModel(nn.Module):
     """GroupNorm(4, 16): channels move in group-sized steps; the group cannot be sorted."""
 
@@ -511,6 +524,23 @@ EXAMPLES = [
             "blocks.0.conv_a.out_channels": {"blocks.0.conv_b.in_channels"},
             "blocks.1.conv_a.out_channels": {"blocks.1.conv_b.in_channels"},
         },
+    ),
+    Example(
+        NestedSequentials,
+        {
+            "stem.out_channels": {
+                f"blocks.{block}.{name}"
+                for block in ("0.0", "0.1", "1")
+                for name in ("conv_a.in_channels", "conv_b.out_channels", "bn.num_features")
+            }
+            | {"head.in_channels"},
+            "blocks.depth": set(),
+            "blocks.0.depth": set(),
+            "blocks.0.0.conv_a.out_channels": {"blocks.0.0.conv_b.in_channels"},
+            "blocks.0.1.conv_a.out_channels": {"blocks.0.1.conv_b.in_channels"},
+            "blocks.1.conv_a.out_channels": {"blocks.1.conv_b.in_channels"},
+        },
+        choices={"blocks.depth": [0, 1, 2], "blocks.0.depth": [0, 1, 2]},
     ),
     Example(
         GroupNormModel,
