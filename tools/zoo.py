@@ -103,7 +103,7 @@ def build(name: str) -> tuple[nn.Module, tuple[Any, ...], Callable[[nn.Module], 
     kwargs: dict[str, Any] = {"weights": None}
     size = 64
     if name.startswith("vit"):
-        kwargs["image_size"] = 64
+        size = kwargs["image_size"] = 56 if name.endswith("14") else 64  # a whole number of patches
     elif name.startswith("maxvit"):
         size = 224  # partitions of 7x7 windows need the full resolution
     elif name.startswith("inception"):
