@@ -21,6 +21,7 @@ Contract for converters (what ``autonas_modes`` calls)::
     manager.call_pre_sample()                              # BEFORE every select/sample done outside the
                                                            # manager: marks BatchNorm statistics stale
     manager.generator.rng                                  # the model's random.Random, same on every rank
+    manager.generator.reseed(seed)                         # start the model's sampling over from a seed
     manager.sample() / manager.sample_max()                # pre-sample hook + sampler
     manager.call_post_eval(forward_loop=None)              # recalibrate now if stale (export with calib)
     manager.patch_data                                     # dict: queue, fill, count, train_count_since_sample,
