@@ -21,7 +21,7 @@ from torch import nn
 
 from ..hparam import DepthHparam
 from .fit import DimensionFitter, Monomial, NeedIsolation, UnexplainedDimension, multiply
-from .polynomial import GatedTerm, Polynomial
+from .polynomial import GatedTerm, Polynomials
 from .probing import Variables, applied, coded_subnets, isolated_subnets, plan_probes, random_subnets
 from .recorder import OpRecord, record_ops
 from .structure import Gate, depth_hparam, named_hparams, walk_modules
@@ -145,22 +145,30 @@ class CostModel:
         used_ids = {id(layout.variables.owners[p]) for p in used}
         self._variables = Variables([hp for _, hp in layout.varying if id(hp) in used_ids])
         remap = _position_map(layout.variables, self._variables)
-        maxima = self._variables.maxima
-        self._flops = Polynomial((_reindex(t, remap) for terms in op_terms.values() for t in terms), maxima)
-        self._params = Polynomial((_reindex(t, remap) for terms in slot_terms for t in terms), maxima)
+        flop_terms = [_reindex(term, remap) for terms in op_terms.values() for term in terms]
+        param_terms = [_reindex(term, remap) for terms in slot_terms for term in terms]
+        self._costs = Polynomials([flop_terms, param_terms], self._variables.maxima)
+        self._last: tuple[list[int], list[int]] | None = None
+
+    def _evaluate(self) -> list[int]:
+        """``[flops, params]`` of the active subnet (the last result is reused while the subnet is the same)."""
+        values = self._variables.read()
+        if self._last is None or self._last[0] != values:
+            self._last = values, self._costs(values)
+        return self._last[1]
 
     def flops(self) -> int:
         """FLOPs (``2 x MACs``) of one forward of the active subnet on the dummy input."""
-        return self._flops(self._variables.read())
+        return self._evaluate()[0]
 
     def params(self) -> int:
         """Number of parameters of the active subnet (of its exported model)."""
-        return self._params(self._variables.read())
+        return self._evaluate()[1]
 
     def __repr__(self) -> str:
+        flop_terms, param_terms = self._costs.num_terms
         return (
-            f"CostModel({len(self._variables.hparams)} hparams, {self._flops.num_terms} FLOP terms, "
-            f"{self._params.num_terms} parameter terms)"
+            f"CostModel({len(self._variables.hparams)} hparams, {flop_terms} FLOP terms, {param_terms} parameter terms)"
         )
 
 

@@ -1,16 +1,16 @@
-"""A sum of gated monomials over integer variables, evaluated in a few vectorised steps.
+"""Sums of gated monomials over integer variables, evaluated together in a few vectorised steps.
 
 Each term is ``coefficient x prod(variables[f] for f in factors)``, counted only while all of its
 gates ``variables[g] > index`` hold (the blocks of dynamic ``Sequential``\\ s it lives in run).
-Terms with equal factors and gates are merged, coefficients are scaled to integers by their common
-denominator, and evaluation is one gather-product-dot in int64 (Python integers when the largest
-subnet's value could overflow int64).
+Several sums (FLOPs and parameters) share one evaluation: terms with equal factors and gates
+become one row, each gate becomes a 0/1 factor, each sum's coefficients are scaled to integers by
+its common denominator, and evaluation is one gather, one product and one matrix-vector product in
+int64 (Python integers when the largest subnet's value could overflow int64).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GatedTerm", "Polynomial"]
+__all__ = ["GatedTerm", "Polynomials"]
 
 
 @dataclass(frozen=True)
@@ -40,46 +40,54 @@ class GatedTerm:
         return self.coefficient * math.prod(variables[f] for f in self.factors)
 
 
-class Polynomial:
-    """A compiled sum of :class:`GatedTerm`\\ s.
+class Polynomials:
+    """Several sums of :class:`GatedTerm`\\ s over the same variables, compiled for evaluation.
 
     Args:
-        terms: The terms (merged when their factors and gates agree).
-        maxima: The largest value of each variable (bounds the result, to choose the integer type).
+        sums: The terms of each sum.
+        maxima: The largest value of each variable (bounds the results, to choose the integer type).
     """
 
-    def __init__(self, terms: Iterable[GatedTerm], maxima: Sequence[int]) -> None:
-        merged: dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], Fraction] = defaultdict(Fraction)
-        for term in terms:
-            merged[term.factors, tuple(sorted(set(term.gates)))] += term.coefficient
-        kept = [(factors, gates, coefficient) for (factors, gates), coefficient in merged.items() if coefficient]
-        self.num_terms = len(kept)
-        self.denominator = math.lcm(*(coefficient.denominator for *_, coefficient in kept)) if kept else 1
-        coefficients = [int(coefficient * self.denominator) for *_, coefficient in kept]
-        bound = sum(
-            abs(c) * math.prod(maxima[f] for f in factors) for c, (factors, *_) in zip(coefficients, kept, strict=True)
+    def __init__(self, sums: Sequence[Iterable[GatedTerm]], maxima: Sequence[int]) -> None:
+        rows: dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], list[Fraction]] = {}
+        for output, terms in enumerate(sums):
+            for term in terms:
+                row = rows.setdefault((term.factors, tuple(sorted(set(term.gates)))), [Fraction(0)] * len(sums))
+                row[output] += term.coefficient
+        kept = [(factors, gates, coefficients) for (factors, gates), coefficients in rows.items() if any(coefficients)]
+        self.num_terms = [sum(1 for *_, coefficients in kept if coefficients[i]) for i in range(len(sums))]
+        self.denominators = [
+            math.lcm(*(coefficients[i].denominator for *_, coefficients in kept)) if kept else 1
+            for i in range(len(sums))
+        ]
+        matrix = [[int(c[i] * d) for *_, c in kept] for i, d in enumerate(self.denominators)]
+        gates = sorted({gate for _, row_gates, _ in kept for gate in row_gates})
+        one = len(maxima)  # position of the constant 1 appended to the variables; gate indicators follow
+        gate_position = {gate: one + 1 + j for j, gate in enumerate(gates)}
+        degree = max((len(factors) + len(row_gates) for factors, row_gates, _ in kept), default=0)
+        self._factors = np.array(
+            [
+                [*factors, *(gate_position[g] for g in row_gates), *[one] * (degree - len(factors) - len(row_gates))]
+                for factors, row_gates, _ in kept
+            ],
+            dtype=np.intp,
+        ).reshape(len(kept), degree)
+        self._gate_variables = np.array([g for g, _ in gates], dtype=np.intp)
+        self._gate_indices = np.array([index for _, index in gates], dtype=np.int64)
+        bound = max(
+            (
+                sum(abs(c) * math.prod(maxima[f] for f in factors) for c, (factors, *_) in zip(row, kept, strict=True))
+                for row in matrix
+            ),
+            default=0,
         )
         self._dtype: Any = np.int64 if bound < 2**62 else object
-        self._coefficients = np.array(coefficients, dtype=self._dtype)
-        one = len(maxima)  # position of the constant 1 appended to the variables
-        degree = max((len(factors) for factors, *_ in kept), default=0)
-        self._factors = np.array(
-            [[*factors, *[one] * (degree - len(factors))] for factors, *_ in kept], dtype=np.intp
-        ).reshape(self.num_terms, degree)
-        width = max((len(gates) for _, gates, _ in kept), default=0)
-        padded = [[*gates, *[(one, 0)] * (width - len(gates))] for _, gates, _ in kept]
-        self._gated = width > 0
-        self._gate_variables = np.array([[g for g, _ in row] for row in padded], dtype=np.intp).reshape(
-            self.num_terms, width
-        )
-        self._gate_indices = np.array([[i for _, i in row] for row in padded], dtype=np.int64).reshape(
-            self.num_terms, width
-        )
+        self._matrix = np.array(matrix, dtype=self._dtype).reshape(len(sums), len(kept))
 
-    def __call__(self, variables: Sequence[int]) -> int:
-        """The value for the given variables (in the order the terms refer to them)."""
+    def __call__(self, variables: Sequence[int]) -> list[int]:
+        """The value of each sum for the given variables."""
         values = np.array([*variables, 1], dtype=self._dtype)
-        products = values[self._factors].prod(axis=1)
-        if self._gated:
-            products = products * (values[self._gate_variables] > self._gate_indices).all(axis=1)
-        return int(self._coefficients @ products) // self.denominator
+        if len(self._gate_variables):
+            values = np.concatenate([values, values[self._gate_variables] > self._gate_indices])
+        totals = self._matrix @ values[self._factors].prod(axis=1)
+        return [int(total) // denominator for total, denominator in zip(totals, self.denominators, strict=True)]

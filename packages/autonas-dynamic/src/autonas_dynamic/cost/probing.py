@@ -44,6 +44,7 @@ class Variables:
         self.maxima: list[int] = []
         self.owners: list[Hparam] = []
         self.position: dict[tuple[int, int | None], int] = {}
+        self._flat = not any(isinstance(hparam.original, tuple) for hparam in self.hparams)
         for hparam in self.hparams:
             sample = hparam.original
             components = range(len(sample)) if isinstance(sample, tuple) else [None]
@@ -60,14 +61,10 @@ class Variables:
 
     def read(self) -> list[int]:
         """The active values, in order."""
-        values: list[int] = []
-        for hparam in self.hparams:
-            value = hparam.active
-            if isinstance(value, tuple):
-                values.extend(value)
-            else:
-                values.append(value)
-        return values
+        values = [hparam.active for hparam in self.hparams]
+        if self._flat:
+            return values
+        return [entry for value in values for entry in (value if isinstance(value, tuple) else (value,))]
 
 
 @dataclass(frozen=True, eq=False)
