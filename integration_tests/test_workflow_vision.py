@@ -24,5 +24,5 @@ def test_workflow_on_torchvision(name: str, tmp_path: Path) -> None:
         input_shape=(2, 3, 64, 64),
         num_classes=10,
         tmp_path=tmp_path,
-        num_iters=20,
+        num_iters=80,
     )
