@@ -80,7 +80,7 @@ def _model_device(model: nn.Module) -> torch.device | None:
 
 
 @contextmanager
-def inference_mode(model: nn.Module) -> Iterator[None]:
+def counting_context(model: nn.Module) -> Iterator[None]:
     """Every submodule in eval mode, no autograd, no fused attention fast path; all restored after.
 
     Training flags are set on each submodule directly (no ``eval()`` call that others may hook),
@@ -189,7 +189,7 @@ def record_ops(model: nn.Module, dummy_input: Any) -> list[OpRecord]:
     stack = _ModuleStack()
     recorder = _Recorder(stack)
     with ExitStack() as context:
-        context.enter_context(inference_mode(model))
+        context.enter_context(counting_context(model))
         context.enter_context(stack.attached(model))
         context.enter_context(recorder)
         context.enter_context(_AttentionCounter(recorder))
