@@ -21,7 +21,7 @@ A dynamic base class (e.g. the one for ``nn.Linear``) declares:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -239,6 +239,34 @@ class DynamicModule(nn.Module):
         stored = {**self._parameters, **self._buffers}
         return [(name, dim) for name, dim in pairs if stored.get(name) is not None]
 
+    def _memoized(self, compute: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """``compute()`` (the active arguments of ``forward``), reused while nothing changes.
+
+        While no gradient flows into the stored tensors (evaluation, search), the result is kept,
+        with its tensors made contiguous (kernels run faster on them), until an hparam's active
+        value changes or a stored tensor is modified (in-place updates bump its version, ``.to()``
+        and re-assignment move its storage). With gradients it is computed afresh each time.
+        """
+        parameters, buffers = self._parameters, self._buffers
+        stored = [parameters[name] if name in parameters else buffers[name] for name in self._dynamic_tensors]
+        with_grad = torch.is_grad_enabled()
+        stamp: list[Any] = [torch.is_inference_mode_enabled()]
+        for tensor in stored:
+            if tensor is None:
+                stamp.append(None)
+                continue
+            if with_grad and tensor.requires_grad:
+                return compute()
+            stamp += (tensor.data_ptr(), tensor._version)
+        for hparam in self._hparams.values():
+            stamp.append(hparam.active)
+        entry = self.__dict__.get("_memo")
+        if entry is None or entry[0] != stamp:
+            values = tuple(v.contiguous() if isinstance(v, torch.Tensor) else v for v in compute())
+            # Holding the stored tensors keeps their storage (and address) from being reused.
+            entry = self.__dict__["_memo"] = (stamp, values, [t.detach() for t in stored if t is not None])
+        return entry[1]
+
     def _importance(self, name: str) -> torch.Tensor | None:
         """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
         return None
@@ -261,6 +289,7 @@ class DynamicModule(nn.Module):
         original_cls = self._original_cls
         for name in ("_hparams", "_hparam_roles", "_saved"):
             del self.__dict__[name]
+        self.__dict__.pop("_memo", None)
         self.__class__ = original_cls
         for name, value in saved.items():
             self.__dict__[name] = attributes.pop(name, value)
@@ -272,7 +301,9 @@ class DynamicModule(nn.Module):
     def __reduce_ex__(self, protocol: Any) -> Any:
         from .registry import _new_dynamic_instance
 
-        return (_new_dynamic_instance, (self._original_cls,), self.__dict__.copy())
+        state = self.__dict__.copy()
+        state.pop("_memo", None)
+        return (_new_dynamic_instance, (self._original_cls,), state)
 
 
 def _store_exported_tensor(module: nn.Module, name: str, active: torch.Tensor | None) -> None:

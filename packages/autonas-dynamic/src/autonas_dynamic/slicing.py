@@ -16,28 +16,37 @@ __all__ = ["Index", "crop_kernel", "slice_tensor"]
 Index = slice | torch.Tensor | None
 
 
-def _covers(index: Index, size: int) -> bool:
-    if index is None:
-        return True
-    if isinstance(index, slice):
-        return (index.start in (None, 0)) and (index.stop is None or index.stop >= size) and index.step in (None, 1)
-    return False
-
-
 def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor:
     """The part of ``tensor`` selected per leading dimension by ``indices``.
 
-    Returns ``tensor`` itself when every index covers its whole dimension, a view when all are
-    slices, and a gathered copy only for the dimensions indexed by a tensor.
+    Returns ``tensor`` itself when every index covers its whole dimension, one strided view when
+    all are slices (a single ``as_strided`` call, the cheapest view torch offers), and a gathered
+    copy only along the dimensions indexed by a tensor. Slices must have step 1.
     """
     shape = tensor.shape
-    if all(_covers(index, shape[dim]) for dim, index in enumerate(indices)):
-        return tensor
-    view = tensor[tuple(index if isinstance(index, slice) else slice(None) for index in indices)]
+    sizes: list[int] | None = None
+    offset = 0
+    gathers = []
+    strides = tensor.stride()
     for dim, index in enumerate(indices):
-        if isinstance(index, torch.Tensor):
-            view = view.index_select(dim, index.to(view.device))
-    return view
+        if index is None:
+            continue
+        if isinstance(index, slice):
+            start = index.start or 0
+            stop = shape[dim] if index.stop is None else min(index.stop, shape[dim])
+            if start == 0 and stop == shape[dim]:
+                continue
+            if sizes is None:
+                sizes = list(shape)
+            sizes[dim] = stop - start
+            offset += start * strides[dim]
+        else:
+            gathers.append((dim, index))
+    if sizes is not None:
+        tensor = tensor.as_strided(sizes, strides, tensor.storage_offset() + offset)
+    for dim, index in gathers:
+        tensor = tensor.index_select(dim, index.to(tensor.device))
+    return tensor
 
 
 def crop_kernel(full: Sequence[int], active: Sequence[int]) -> tuple[slice, ...]:

@@ -164,13 +164,14 @@ class _DynamicConvNd(DynamicModule):
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        weight, bias, padding, groups = self._memoized(self._active_arguments)
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            padding: Any = 0
-        else:
-            padding = self.padding
-        conv = _CONV[len(self.stride)]
-        return conv(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+            padding = 0
+        return _CONV[len(self.stride)](input, weight, bias, self.stride, padding, self.dilation, groups)
+
+    def _active_arguments(self) -> tuple[torch.Tensor, torch.Tensor | None, Any, int]:
+        return self.weight, self.bias, self.padding, self.groups
 
     # ----------------------------------------------------------------------------- rules
     def modify(
@@ -258,12 +259,12 @@ class _DynamicConvTransposeNd(_DynamicConvNd):
         if self.padding_mode != "zeros":
             raise ValueError(f"Only 'zeros' padding mode is supported for {self._original_cls.__name__}")
         ndim = len(self.stride)
-        padding = self.padding
+        weight, bias, padding, groups = self._memoized(self._active_arguments)
         output_padding = self._output_padding(
             input, output_size, self.stride, padding, self.kernel_size, ndim, self.dilation
         )
         conv = _CONV_TRANSPOSE[ndim]
-        return conv(input, self.weight, self.bias, self.stride, padding, output_padding, self.groups, self.dilation)
+        return conv(input, weight, bias, self.stride, padding, output_padding, groups, self.dilation)
 
 
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):

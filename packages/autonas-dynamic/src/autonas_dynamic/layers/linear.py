@@ -39,7 +39,10 @@ class _DynamicLinear(DynamicModule):
         )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.linear(input, self.weight, self.bias)
+        return F.linear(input, *self._memoized(self._active_arguments))
+
+    def _active_arguments(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
 
     def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
         """Restrict both feature counts to ``make_divisible(ratio * original, feature_divisor)``."""

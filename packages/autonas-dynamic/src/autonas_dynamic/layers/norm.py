@@ -50,13 +50,14 @@ class _DynamicBatchNorm(_DynamicFeatureNorm):
             if tracked is not None:
                 tracked.add_(1)
                 momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
-        running_mean, running_var = self.running_mean, self.running_var
+        weight, bias, running_mean, running_var = self._memoized(self._active_arguments)
         use_batch_stats = self.training or (running_mean is None and running_var is None)
         if self.training and not self.track_running_stats:
             running_mean = running_var = None
-        return F.batch_norm(
-            input, running_mean, running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
-        )
+        return F.batch_norm(input, running_mean, running_var, weight, bias, use_batch_stats, momentum, self.eps)
+
+    def _active_arguments(self) -> tuple[torch.Tensor | None, ...]:
+        return self.weight, self.bias, self.running_mean, self.running_var
 
 
 class _DynamicSyncBatchNorm(_DynamicFeatureNorm):
@@ -96,7 +97,10 @@ class _DynamicLayerNorm(DynamicModule):
         return (*self._saved["normalized_shape"][:-1], self._hparams["num_features"].active)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        return F.layer_norm(input, *self._memoized(self._active_arguments), self.eps)
+
+    def _active_arguments(self) -> tuple[Any, ...]:
+        return self.normalized_shape, self.weight, self.bias
 
     def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
         """Restrict the last dim to ``make_divisible(ratio * original, feature_divisor)``."""
@@ -144,7 +148,10 @@ class _DynamicGroupNorm(DynamicModule):
         return hparam.active // (hparam.original // self._saved["num_groups"])
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        return F.group_norm(input, *self._memoized(self._active_arguments), self.eps)
+
+    def _active_arguments(self) -> tuple[Any, ...]:
+        return self.num_groups, self.weight, self.bias
 
     def modify(self, *, channels_ratio: Sequence[float] | None = None, channel_divisor: int = 1) -> None:
         """Restrict ``num_channels`` to ``make_divisible(ratio * original, channel_divisor)``."""
