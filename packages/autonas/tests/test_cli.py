@@ -45,6 +45,7 @@ def test_no_command_is_a_usage_error() -> None:
         (["demo", "--epochs", "-1"], "--epochs: must be an integer >= 0, got '-1'"),
         (["demo", "--search-iters", "0"], "--search-iters: must be a positive integer, got '0'"),
         (["demo", "--seed", "x"], "--seed: must be an integer, got 'x'"),
+        (["demo", "--seed", "-3"], "--seed: must be an integer >= 0, got '-3'"),
         (["profile", "m:f", "--input-shape", "1,0,8"], "--input-shape: must be comma-separated positive integers"),
     ],
 )

@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--output", type=Path, default=defaults.output, help="folder for the results (default: %(default)s)"
     )
-    demo.add_argument("--seed", type=_int, default=defaults.seed, help="random seed (default: %(default)s)")
+    demo.add_argument(
+        "--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)"
+    )
     demo.add_argument(
         "--search-iters",
         type=_positive_int,

@@ -58,7 +58,7 @@ def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Se
 
 
 class DigitsNet(nn.Module):
-    """Residual CNN for 1x8x8 digit images: stem, stage 1 at 8x8, stage 2 at 4x4, linear head.
+    """Residual CNN for 1x8x8 digit images: stem, stage 1 at 8x8, stage 2 at 4x4, global pooling, linear head.
 
     Args:
         widths: residual width of stage 1 and stage 2.
@@ -73,10 +73,9 @@ class DigitsNet(nn.Module):
         self.stage1 = nn.Sequential(*(ResidualBlock(width1, width1) for _ in range(blocks)))
         self.down = _conv_bn_relu(width1, width2, stride=2)
         self.stage2 = nn.Sequential(*(ResidualBlock(width2, width2) for _ in range(blocks)))
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage1(self.stem(x))
         x = self.stage2(self.down(x))
-        return self.head(torch.flatten(self.pool(x), 1))
+        return self.head(x.mean(dim=(2, 3)))  # global average pooling; keeps stage 2's width searchable

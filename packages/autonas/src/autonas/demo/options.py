@@ -32,7 +32,7 @@ class DemoOptions:
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
-        for name in ("epochs", "finetune_epochs"):
+        for name in ("epochs", "finetune_epochs", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.search_iters < 1:
