@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Term", "attention_terms", "costed_ops", "op_terms"]
+__all__ = ["Term", "attention_terms", "op_terms"]
 
 #: One summand of an op's cost: ``coefficient * prod(dims)``.
 Term = tuple[int, tuple[int, ...]]
@@ -163,11 +163,6 @@ def _packets() -> dict[Any, _Handler]:
 
 
 _BY_PACKET = _packets()
-
-
-def costed_ops() -> list[str]:
-    """Names of the aten operators that have a cost (all others are free)."""
-    return sorted(packet._qualified_op_name for packet in _BY_PACKET)
 
 
 def op_terms(func: Any, args: Sequence[Any], out: Any, module: nn.Module | None) -> list[Term] | None:

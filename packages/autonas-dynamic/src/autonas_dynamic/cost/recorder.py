@@ -1,7 +1,9 @@
 """One recorded inference forward: every costed aten call, with the module it ran in.
 
-A :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees each aten call of the forward;
-forward hooks on every submodule keep the stack of modules whose ``forward`` is running, so each
+A :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees each aten call of the forward
+(and a :class:`~torch.overrides.TorchFunctionMode` sees ``F.scaled_dot_product_attention`` as one
+call, whichever kernel runs it); forward hooks on every submodule keep the stack of modules whose
+``forward`` is running, so each
 call is keyed by the innermost module's qualified name and its position among the costed calls
 made directly in that module. The key is stable across subnets: dropping a block of a dynamic
 ``Sequential`` removes that block's calls and leaves every other key unchanged.
@@ -80,7 +82,7 @@ def _model_device(model: nn.Module) -> torch.device | None:
 
 
 @contextmanager
-def counting_context(model: nn.Module) -> Iterator[None]:
+def _counting_context(model: nn.Module) -> Iterator[None]:
     """Every submodule in eval mode, no autograd, no fused attention fast path; all restored after.
 
     Training flags are set on each submodule directly (no ``eval()`` call that others may hook),
@@ -189,7 +191,7 @@ def record_ops(model: nn.Module, dummy_input: Any) -> list[OpRecord]:
     stack = _ModuleStack()
     recorder = _Recorder(stack)
     with ExitStack() as context:
-        context.enter_context(counting_context(model))
+        context.enter_context(_counting_context(model))
         context.enter_context(stack.attached(model))
         context.enter_context(recorder)
         context.enter_context(_AttentionCounter(recorder))
