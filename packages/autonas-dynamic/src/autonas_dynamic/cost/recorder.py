@@ -3,9 +3,8 @@
 A :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees each aten call of the forward
 (and a :class:`~torch.overrides.TorchFunctionMode` sees ``F.scaled_dot_product_attention`` as one
 call, whichever kernel runs it); forward hooks on every submodule keep the stack of modules whose
-``forward`` is running, so each
-call is keyed by the innermost module's qualified name and its position among the costed calls
-made directly in that module. The key is stable across subnets: dropping a block of a dynamic
+``forward`` is running, so each call is keyed by the innermost module's qualified name and its
+position among the costed calls made directly in that module. The key is stable across subnets: dropping a block of a dynamic
 ``Sequential`` removes that block's calls and leaves every other key unchanged.
 """
 
