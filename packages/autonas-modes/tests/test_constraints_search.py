@@ -246,3 +246,20 @@ def test_search_refuses_an_executor(space: nn.Module, images: torch.Tensor) -> N
 
     with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="'executor' is not supported"):
         am.search(space, {"flops": "80%"}, images[:1], config={"score_func": lambda m: 0.0, "executor": pool})
+
+
+def test_search_under_a_latency_limit_and_flops_at_min_depth(space: nn.Module, images: torch.Tensor) -> None:
+    def fake_latency(model: nn.Module, dummy: torch.Tensor) -> float:
+        return 2.0 * count_flops(model, dummy) / 1e6 + 1.0
+
+    max_latency = fake_latency(make_tiny(), images[:1])
+    model, state = am.search(
+        space,
+        {"latency": "70%", "flops_min_depth": None},
+        images[:1],
+        config={"score_func": lambda m: 0.0, "num_iters": 30, "latency_func": fake_latency, "seed": 0},
+    )
+    latency = fake_latency(model, images[:1])
+    assert 0.85 * 0.7 * max_latency <= latency <= 0.7 * max_latency
+    assert state["best"]["constraints"]["latency"] == pytest.approx(latency)
+    assert set(state["best"]["constraints"]) == {"params", "flops", "flops_min_depth", "latency"}
