@@ -164,7 +164,7 @@ class DynamicScale(DynamicModule):
     scale = sliced_tensor_property("scale", "width")
 
     def _setup(self):
-        self._register_hparam("width", Hparam(range(1, self.__dict__["width"] + 1)))
+        self._register_hparam("width", Hparam(range(1, self.width + 1)))
 
     def forward(self, x):
         return x * self.scale

@@ -53,7 +53,13 @@ class HparamAttribute:
     def __get__(self, instance: DynamicModule | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        return instance._hparams[self.name].active
+        hparam = instance._hparams.get(self.name)
+        if hparam is None:  # inside _setup, before registration: the plain attribute
+            try:
+                return instance.__dict__[self.name]
+            except KeyError:
+                raise AttributeError(f"{type(instance).__name__} has no attribute {self.name!r}") from None
+        return hparam.active
 
     def __set__(self, instance: DynamicModule, value: Any) -> None:
         if isinstance(value, Hparam):
@@ -251,15 +257,17 @@ class DynamicModule(nn.Module):
         stored = [parameters[name] if name in parameters else buffers[name] for name in self._dynamic_tensors]
         with_grad = torch.is_grad_enabled()
         stamp: list[Any] = [torch.is_inference_mode_enabled()]
+        add = stamp.append
         for tensor in stored:
             if tensor is None:
-                stamp.append(None)
-                continue
-            if with_grad and tensor.requires_grad:
+                add(None)
+            elif with_grad and tensor.requires_grad:
                 return compute()
-            stamp += (tensor.data_ptr(), tensor._version)
+            else:
+                add(tensor.data_ptr())
+                add(tensor._version)
         for hparam in self._hparams.values():
-            stamp.append(hparam.active)
+            add(hparam.active)
         entry = self.__dict__.get("_memo")
         if entry is None or entry[0] != stamp:
             values = tuple(v.contiguous() if isinstance(v, torch.Tensor) else v for v in compute())
