@@ -275,6 +275,13 @@ class DynamicModule(nn.Module):
             entry = self.__dict__["_memo"] = (stamp, values, [t.detach() for t in stored if t is not None])
         return entry[1]
 
+    def _tensor(self, name: str) -> torch.Tensor:
+        """The stored (full-size) parameter or buffer ``name``."""
+        tensor = self._parameters[name] if name in self._parameters else self._buffers[name]
+        if tensor is None:
+            raise AttributeError(f"{type(self).__name__} has no {name!r} tensor")
+        return tensor
+
     def _importance(self, name: str) -> torch.Tensor | None:
         """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
         return None
@@ -298,7 +305,7 @@ class DynamicModule(nn.Module):
         for name in ("_hparams", "_hparam_roles", "_saved"):
             del self.__dict__[name]
         self.__dict__.pop("_memo", None)
-        self.__class__ = original_cls
+        self.__class__ = original_cls  # type: ignore[assignment]
         for name, value in saved.items():
             self.__dict__[name] = attributes.pop(name, value)
         self.__dict__.update(attributes)
@@ -316,15 +323,15 @@ class DynamicModule(nn.Module):
 
 def _store_exported_tensor(module: nn.Module, name: str, active: torch.Tensor | None) -> None:
     """Replace the stored tensor ``name`` with its active part (kept as is when it is the whole)."""
-    store = module._parameters if name in module._parameters else module._buffers
-    full = store[name]
-    if active is None or active is full:
+    if active is None:
         return
-    data = active.detach().clone(memory_format=torch.contiguous_format)
-    if isinstance(full, nn.Parameter):
-        store[name] = nn.Parameter(data, requires_grad=full.requires_grad)
-    else:
-        store[name] = data
+    full = module._parameters.get(name)
+    if full is not None:
+        if active is not full:
+            data = active.detach().clone(memory_format=torch.contiguous_format)
+            module._parameters[name] = nn.Parameter(data, requires_grad=full.requires_grad)
+    elif module._buffers.get(name) is not active:
+        module._buffers[name] = active.detach().clone(memory_format=torch.contiguous_format)
 
 
 def is_dynamic(module: nn.Module) -> bool:

@@ -366,7 +366,8 @@ class ConcatHparam(Hparam):
         for target in range(lowest, highest + 1):
             windows = []
             for values in options:
-                centre = min(range(len(values)), key=lambda i, v=values: abs(v[i] - target))
+                distances = [abs(value - target) for value in values]
+                centre = distances.index(min(distances))
                 windows.append(values[max(0, centre - radius) : centre + radius + 1])
             for combo in itertools.product(*windows):
                 if combo not in seen:

@@ -103,6 +103,8 @@ def _permute(group: _Group, order: torch.Tensor) -> None:
             continue
         seen.add(key)
         tensor = module._parameters[name] if name in module._parameters else module._buffers[name]
+        if tensor is None:
+            raise ValueError(f"{type(module).__name__}.hparam_tensor_dims() lists {name!r}, which it does not hold")
         for stored in (tensor, tensor.grad):
             if stored is not None:
                 segment = stored.narrow(dim, offset, size)

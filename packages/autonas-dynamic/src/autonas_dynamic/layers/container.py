@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -29,11 +30,12 @@ class _DynamicSequential(DynamicModule):
     def _setup(self) -> None:
         self._register_hparam("depth", DepthHparam(len(self._modules)))
 
-    def _active_blocks(self) -> dict[str, nn.Module]:
+    def _active_blocks(self) -> dict[str, nn.Module | None]:
         return dict(itertools.islice(self._modules.items(), self._hparams["depth"].active))
 
     def forward(self, input: Any) -> Any:
-        for module in itertools.islice(self._modules.values(), self._hparams["depth"].active):
+        blocks: Iterable[nn.Module] = self._modules.values()  # type: ignore[assignment]
+        for module in itertools.islice(blocks, self._hparams["depth"].active):
             input = module(input)
         return input
 

@@ -75,6 +75,12 @@ class _DynamicConvNd(DynamicModule):
     out_channels = HparamAttribute()
     kernel_size = HparamAttribute()
     _dynamic_tensors = ("weight", "bias")
+    # Static attributes of the torch conv this class is combined with.
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding_mode: str
+    _reversed_padding_repeated_twice: list[int]
+    _output_padding: Callable[..., list[int]]
     #: Transposed convs store their weight as (in, out / groups, k...), others as (out, in / groups, k...).
     _transposed: ClassVar[bool] = False
 
@@ -143,7 +149,7 @@ class _DynamicConvNd(DynamicModule):
         kernel = hparams["kernel_size"]
         crop = () if kernel.active == kernel.original else crop_kernel(kernel.original, kernel.active)
         dim1 = other.active_slice if self._saved["groups"] == 1 else None
-        return slice_tensor(self._parameters["weight"], (lead.active_slice, dim1, *crop))
+        return slice_tensor(self._tensor("weight"), (lead.active_slice, dim1, *crop))
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -231,7 +237,7 @@ class _DynamicConvNd(DynamicModule):
     def _importance(self, name: str) -> torch.Tensor | None:
         if name != "in_channels" or self._saved["groups"] != 1:
             return None
-        weight = self._parameters["weight"].detach()
+        weight = self._tensor("weight").detach()
         per_input = weight.flatten(1) if self._transposed else weight.transpose(0, 1).flatten(1)
         return per_input.norm(dim=1)
 
@@ -267,7 +273,7 @@ class _DynamicConvTransposeNd(_DynamicConvNd):
         return conv(input, weight, bias, self.stride, padding, output_padding, groups, self.dilation)
 
 
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicConvNd)
-for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicConvTransposeNd)
+for _conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    DYNAMIC_REGISTRY.register(_conv, key=f"nn.{_conv.__name__}")(_DynamicConvNd)
+for _transposed in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    DYNAMIC_REGISTRY.register(_transposed, key=f"nn.{_transposed.__name__}")(_DynamicConvTransposeNd)

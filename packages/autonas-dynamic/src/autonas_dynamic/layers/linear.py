@@ -35,11 +35,12 @@ class _DynamicLinear(DynamicModule):
     def weight(self) -> torch.Tensor:
         hparams = self._hparams
         return slice_tensor(
-            self._parameters["weight"], (hparams["out_features"].active_slice, hparams["in_features"].active_slice)
+            self._tensor("weight"), (hparams["out_features"].active_slice, hparams["in_features"].active_slice)
         )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.linear(input, *self._memoized(self._active_arguments))
+        weight, bias = self._memoized(self._active_arguments)
+        return F.linear(input, weight, bias)
 
     def _active_arguments(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.weight, self.bias
@@ -53,4 +54,4 @@ class _DynamicLinear(DynamicModule):
         return {"in_features": self._present(("weight", 1)), "out_features": self._present(("weight", 0), ("bias", 0))}
 
     def _importance(self, name: str) -> torch.Tensor | None:
-        return self._parameters["weight"].detach().norm(dim=0) if name == "in_features" else None
+        return self._tensor("weight").detach().norm(dim=0) if name == "in_features" else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,11 @@ class _DynamicFeatureNorm(DynamicModule):
 
     num_features = HparamAttribute()
     _dynamic_tensors = ("weight", "bias", "running_mean", "running_var")
+    # Static attributes of the torch norm this class is combined with.
+    eps: float
+    momentum: float | None
+    track_running_stats: bool
+    _check_input_dim: Callable[[torch.Tensor], None]
     weight = sliced_tensor_property("weight", "num_features")
     bias = sliced_tensor_property("bias", "num_features")
     running_mean = sliced_tensor_property("running_mean", "num_features")
@@ -70,11 +75,11 @@ class _DynamicInstanceNorm(_DynamicFeatureNorm):
     """Dynamic InstanceNorm (torch's forward, reading the active tensors and ``num_features``)."""
 
 
-for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicBatchNorm)
+for _batch_norm in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    DYNAMIC_REGISTRY.register(_batch_norm, key=f"nn.{_batch_norm.__name__}")(_DynamicBatchNorm)
 DYNAMIC_REGISTRY.register(nn.SyncBatchNorm, key="nn.SyncBatchNorm")(_DynamicSyncBatchNorm)
-for _cls in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
-    DYNAMIC_REGISTRY.register(_cls, key=f"nn.{_cls.__name__}")(_DynamicInstanceNorm)
+for _instance_norm in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
+    DYNAMIC_REGISTRY.register(_instance_norm, key=f"nn.{_instance_norm.__name__}")(_DynamicInstanceNorm)
 
 
 @DYNAMIC_REGISTRY.register(nn.LayerNorm, key="nn.LayerNorm")
@@ -83,6 +88,7 @@ class _DynamicLayerNorm(DynamicModule):
 
     num_features = HparamAttribute()
     _dynamic_tensors = ("weight", "bias")
+    eps: float
     weight = sliced_tensor_property("weight", "num_features", dim=-1)
     bias = sliced_tensor_property("bias", "num_features", dim=-1)
 
@@ -97,7 +103,8 @@ class _DynamicLayerNorm(DynamicModule):
         return (*self._saved["normalized_shape"][:-1], self._hparams["num_features"].active)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(input, *self._memoized(self._active_arguments), self.eps)
+        shape, weight, bias = self._memoized(self._active_arguments)
+        return F.layer_norm(input, shape, weight, bias, self.eps)
 
     def _active_arguments(self) -> tuple[Any, ...]:
         return self.normalized_shape, self.weight, self.bias
@@ -131,6 +138,7 @@ class _DynamicGroupNorm(DynamicModule):
 
     num_channels = HparamAttribute()
     _dynamic_tensors = ("weight", "bias")
+    eps: float
     weight = sliced_tensor_property("weight", "num_channels")
     bias = sliced_tensor_property("bias", "num_channels")
 
@@ -148,7 +156,8 @@ class _DynamicGroupNorm(DynamicModule):
         return hparam.active // (hparam.original // self._saved["num_groups"])
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(input, *self._memoized(self._active_arguments), self.eps)
+        groups, weight, bias = self._memoized(self._active_arguments)
+        return F.group_norm(input, groups, weight, bias, self.eps)
 
     def _active_arguments(self) -> tuple[Any, ...]:
         return self.num_groups, self.weight, self.bias
