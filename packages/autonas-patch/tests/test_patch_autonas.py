@@ -162,6 +162,19 @@ def test_queue_items_are_detached_cpu_copies_of_args_and_kwargs(patched) -> None
     assert torch.equal(second[1]["scale"], torch.tensor(3.0))
 
 
+def test_keyword_inputs_are_replayed_as_keywords(patched) -> None:
+    model, _, manager = patched
+    model.train()
+    with torch.no_grad():
+        for i in range(QUEUE_MAXLEN):
+            model(x=batch(i), scale=0.5)
+    assert manager.patch_data["queue"][0][:-1] == ()
+    with no_warnings():
+        model.eval()
+    mean, _ = expected_stem_stats(model, [batch(i) for i in range(QUEUE_MAXLEN)])
+    torch.testing.assert_close(model.stem_bn.running_mean, mean)
+
+
 def test_full_queue_takes_a_new_batch_every_100th_forward(patched) -> None:
     model, _, manager = patched
     model.train()

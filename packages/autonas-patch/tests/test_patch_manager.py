@@ -6,6 +6,7 @@ import copy
 import inspect
 import io
 import pickle
+import random
 
 import pytest
 import torch
@@ -174,3 +175,23 @@ def test_data_parallel_replica_is_a_working_plain_module() -> None:
     replica.train()
     replica(X)
     assert sampler.config()["blocks.depth"] == 1, "a replica must not sample"
+
+
+def test_the_base_manager_patches_without_changing_behaviour() -> None:
+    torch.manual_seed(0)
+    model = SuperNet()
+    sampler = SuperNetSampler(model)
+    PatchManager(model).patch(sampler, seed=0)
+    manager = PatchManager.get_manager(model)
+    assert type(manager) is PatchManager and manager.patch_data.keys() == {"sampler", "generator"}
+    model.train()
+    model(X)
+    model.eval()
+    assert sampler.config()["blocks.depth"] == 3, "the base manager's hooks do nothing"
+    manager.sample()
+    sampled = sampler.config()
+    reference = SuperNetSampler(SuperNet())
+    reference.sample(random.Random(0))
+    assert sampled == reference.config(), "sample() draws from the model's seeded generator"
+    manager.sample_max()
+    assert sampler.config()["blocks.depth"] == 3
