@@ -160,3 +160,25 @@ def test_profile_of_something_that_is_not_a_module_is_an_error(tmp_path: Path) -
     result = _run("profile", "factories:numbers", "--input-shape", "1,3", cwd=tmp_path)
     assert result.returncode == 2
     assert "autonas: error: factories:numbers returned a list, not a torch.nn.Module" in result.stderr
+
+
+TINY_MLP = "from torch import nn\n\ndef mlp():\n    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))\n"
+
+
+def test_profile_with_a_wrong_input_shape_says_which_shape_failed(tmp_path: Path) -> None:
+    (tmp_path / "tiny.py").write_text(TINY_MLP)
+    result = _run("profile", "tiny.py:mlp", "--input-shape", "1,5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "autonas: error: Sequential fails on an input of shape (1, 5)" in result.stderr
+    assert "--input-shape" in result.stderr
+
+
+def test_profile_of_a_model_with_nothing_to_search_points_to_no_convert(tmp_path: Path) -> None:
+    (tmp_path / "tiny.py").write_text(TINY_MLP)
+    result = _run("profile", "tiny.py:mlp", "--input-shape", "1,3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "does not contain any configurable hyperparameters" in result.stderr
+    assert "--no-convert" in result.stderr
+    plain = _run("profile", "tiny.py:mlp", "--input-shape", "1,3", "--no-convert", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "full" in plain.stdout

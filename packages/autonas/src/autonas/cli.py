@@ -113,13 +113,26 @@ def run_profile(args: argparse.Namespace) -> int:
     from torch import nn
 
     import autonas as an
+    from autonas_modes import ApplyModeError
 
     model = load_factory(args.factory)()
     if not isinstance(model, nn.Module):
         raise CommandError(f"{args.factory} returned a {type(model).__name__}, not a torch.nn.Module")
+    dummy_input = torch.randn(args.input_shape)
+    try:
+        with torch.no_grad():
+            model.eval()(dummy_input)
+    except Exception as error:
+        raise CommandError(
+            f"{type(model).__name__} fails on an input of shape {tuple(args.input_shape)} ({error}); "
+            "give the right one with --input-shape"
+        ) from None
     if not args.no_convert and not an.is_dynamic(model):
-        model = an.convert(model, mode="autonas")
-    an.profile(model, torch.randn(args.input_shape))
+        try:
+            model = an.convert(model, mode="autonas")
+        except ApplyModeError as error:
+            raise CommandError(f"{error} (--no-convert profiles the model as it is)") from None
+    an.profile(model, dummy_input)
     return 0
 
 
@@ -221,4 +234,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except CommandError as error:
         parser.exit(2, f"autonas: error: {error}\n")
-    return 2
