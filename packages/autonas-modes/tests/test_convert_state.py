@@ -114,11 +114,15 @@ def test_sample_and_reset_restores_the_previous_subnet(tiny: nn.Module) -> None:
     assert am.get_subnet_config(model) == before
 
 
-def test_replace_forward_swaps_and_restores(tiny: nn.Module, images: torch.Tensor) -> None:
-    with am.replace_forward(tiny, lambda x: x.sum()) as model:
-        assert model(images) == images.sum()
-        assert model.forward_original(images).shape == (2, 5)
-    assert tiny(images).shape == (2, 5) and not hasattr(tiny, "forward_original")
+@pytest.mark.parametrize("converted", [False, True])
+def test_replace_forward_swaps_and_restores(converted: bool, tiny: nn.Module, images: torch.Tensor) -> None:
+    model = _convert(tiny) if converted else tiny
+    expected = model(images)
+    with am.replace_forward(model, lambda x: x.sum()) as replaced:
+        assert replaced(images) == images.sum()
+        torch.testing.assert_close(replaced.forward_original(images), expected)
+    torch.testing.assert_close(model(images), expected)
+    assert not hasattr(model, "forward_original")
 
 
 def _round_trip(model: nn.Module) -> nn.Module:

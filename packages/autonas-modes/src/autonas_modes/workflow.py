@@ -165,7 +165,9 @@ def print_search_space_summary(model: nn.Module) -> None:
 def replace_forward(model: nn.Module, new_forward: Callable[..., Any]) -> Iterator[nn.Module]:
     """Context manager: calls of ``model`` run ``new_forward(*args, **kwargs)`` instead of its forward.
 
-    The original bound forward stays reachable as ``model.forward_original`` inside the block.
+    The class's forward is swapped (so a patched model keeps its training-time hooks around the
+    new forward); the original, bound to ``model``, stays reachable as ``model.forward_original``
+    inside the block.
     """
     model = unwrap_model(model)
     cls = type(model)
@@ -174,7 +176,7 @@ def replace_forward(model: nn.Module, new_forward: Callable[..., Any]) -> Iterat
     def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         return new_forward(*args, **kwargs)
 
-    model.forward_original = model.forward
+    model.forward_original = original.__get__(model, cls)
     cls.forward = forward
     try:
         yield model
