@@ -4,8 +4,9 @@ Each term is ``coefficient x prod(variables[f] for f in factors)``, counted only
 gates ``variables[g] > index`` hold (the blocks of dynamic ``Sequential``\\ s it lives in run).
 Several sums (FLOPs and parameters) share one evaluation: terms with equal factors and gates
 become one row, each gate becomes a 0/1 factor, each sum's coefficients are scaled to integers by
-its common denominator, and evaluation is one gather, one product and one matrix-vector product in
-int64 (Python integers when the largest subnet's value could overflow int64).
+its common denominator, and evaluation is a gather and a product per factor slot and one
+matrix-vector product, in int64 (Python integers when the largest subnet's value could overflow
+int64).
 """
 
 from __future__ import annotations
@@ -64,14 +65,11 @@ class Polynomials:
         gates = sorted({gate for _, row_gates, _ in kept for gate in row_gates})
         one = len(maxima)  # position of the constant 1 appended to the variables; gate indicators follow
         gate_position = {gate: one + 1 + j for j, gate in enumerate(gates)}
-        degree = max((len(factors) + len(row_gates) for factors, row_gates, _ in kept), default=0)
-        self._factors = np.array(
-            [
-                [*factors, *(gate_position[g] for g in row_gates), *[one] * (degree - len(factors) - len(row_gates))]
-                for factors, row_gates, _ in kept
-            ],
-            dtype=np.intp,
-        ).reshape(len(kept), degree)
+        slots = [[*factors, *(gate_position[g] for g in row_gates)] for factors, row_gates, _ in kept]
+        degree = max(map(len, slots), default=0)
+        padded = np.array([slot + [one] * (degree - len(slot)) for slot in slots], dtype=np.intp)
+        #: One index array per factor slot (gathering column by column is much cheaper than a 2-D gather).
+        self._columns = list(padded.reshape(len(kept), degree).T.copy())
         self._gate_variables = np.array([g for g, _ in gates], dtype=np.intp)
         self._gate_indices = np.array([index for _, index in gates], dtype=np.int64)
         bound = max(
@@ -89,5 +87,8 @@ class Polynomials:
         values = np.array([*variables, 1], dtype=self._dtype)
         if len(self._gate_variables):
             values = np.concatenate([values, values[self._gate_variables] > self._gate_indices])
-        totals = self._matrix @ values[self._factors].prod(axis=1)
+        products = np.ones(self._matrix.shape[1], dtype=self._dtype)
+        for column in self._columns:
+            products = products * values[column]
+        totals = (self._matrix @ products).tolist()
         return [int(total) // denominator for total, denominator in zip(totals, self.denominators, strict=True)]
