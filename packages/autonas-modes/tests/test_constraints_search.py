@@ -263,3 +263,26 @@ def test_search_under_a_latency_limit_and_flops_at_min_depth(space: nn.Module, i
     assert 0.85 * 0.7 * max_latency <= latency <= 0.7 * max_latency
     assert state["best"]["constraints"]["latency"] == pytest.approx(latency)
     assert set(state["best"]["constraints"]) == {"params", "flops", "flops_min_depth", "latency"}
+
+
+def test_a_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(images: torch.Tensor, tmp_path) -> None:
+    def run(num_iters: int, checkpoint: str | None) -> tuple[dict, int]:
+        model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+        scored = []
+
+        def score(m: nn.Module) -> float:
+            scored.append(1)
+            return -float(count_params(m))
+
+        config = {"score_func": score, "num_iters": num_iters, "seed": 3, "checkpoint": checkpoint}
+        _, state = am.search(model, {"flops": "90%"}, images[:1], config=config)
+        return state, len(scored)
+
+    uninterrupted, scored_all = run(24, None)
+    checkpoint = str(tmp_path / "search.json")
+    _, scored_first = run(10, checkpoint)  # stops after 10 iterations, as an interrupted search would
+    resumed, scored_rest = run(24, checkpoint)
+    assert scored_first > 0 and scored_first + scored_rest == scored_all  # nothing scored twice
+    assert resumed["iter_num"] == 24
+    assert resumed["best"]["config"] == uninterrupted["best"]["config"]
+    assert resumed["history"] == uninterrupted["history"]
