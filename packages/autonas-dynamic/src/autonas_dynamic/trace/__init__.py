@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .analyzer import ModelState, analyze_graph, iter_groups
+from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
+from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
 from .result import Analysis, Group
-from .symbols import Slot, Symbol
+from .symbols import Slot
 from .tracer import register_leaf, trace_recursively, unregister_leaf
 
 __all__ = [
@@ -36,9 +37,9 @@ def analyze(model: nn.Module) -> Analysis:
     state = ModelState(model, trace)
     for traced in trace.graphs:
         analyze_graph(state, traced)
-    unvisited = _fix_unvisited_layers(state)
-    _resolve_concats(state)
-    groups, group_of = _export_groups(state)
+    unvisited = fix_unvisited_layers(state)
+    resolve_concats(state)
+    groups, group_of = export_groups(state)
     return Analysis(
         groups=groups,
         group_of=group_of,
@@ -47,91 +48,3 @@ def analyze(model: nn.Module) -> Analysis:
         unvisited=unvisited,
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
     )
-
-
-def _fix_unvisited_layers(state: ModelState) -> list[str]:
-    unvisited = []
-    for name, module in state.model.named_modules():
-        if not is_layer(module):
-            continue
-        symbols = state.layer_symbols(module)
-        reason = None
-        if module not in state.visited:
-            reason = f"{name} is never called in the traced forward"
-            unvisited.append(name)
-        elif module in state.read_directly:
-            reason = f"parameter {state.read_directly[module]} is read outside the layer's forward"
-        if reason is not None:
-            symbols.incoming.fix(reason)
-            if symbols.outgoing is not None:
-                symbols.outgoing.fix(reason)
-    return unvisited
-
-
-def _resolve_concats(state: ModelState) -> None:
-    """Fix concatenations that cannot be searched, until nothing changes.
-
-    A group may hold one concat source; a group may feed one concat; a concat cannot feed
-    itself or another concat; a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
-    """
-    concats = state.live_concats = _flatten_nested_concats(list(dict.fromkeys(state.concats.values())))
-    changed = True
-    while changed:
-        before = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
-        users: dict[int, set[int]] = {}
-        for concat in concats:
-            for inp in concat.concat_inputs:
-                users.setdefault(id(inp.find()), set()).add(id(concat))
-        for concat in concats:
-            root = concat.find()
-            if len(root.concats) > 1:
-                root.fix("more than one concatenation produces this size")
-            inputs = [inp.find() for inp in concat.concat_inputs]
-            if any(inp is root or inp.concats for inp in inputs):
-                root.fix("a concatenation feeds a concatenation")
-            for inp in inputs:
-                if len(users[id(inp)]) > 1:
-                    inp.fix("feeds more than one concatenation")
-            if root.fixed_reason is not None:
-                for inp in inputs:
-                    inp.fix(f"input of a concatenation whose size is fixed ({root.fixed_reason})")
-            elif all(inp.fixed_reason is not None for inp in inputs):
-                root.fix("every input of its concatenation is fixed")
-        after = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
-        changed = after != before
-
-
-def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:
-    """``cat([cat([a, b]), c])`` is ``cat([a, b, c])`` when the inner result feeds nothing else."""
-    consumers: dict[int, int] = {}
-    for concat in concats:
-        for inp in concat.concat_inputs:
-            consumers[id(inp.find())] = consumers.get(id(inp.find()), 0) + 1
-    inner = set()
-    for concat in concats:
-        flat: list[Symbol] = []
-        for inp in concat.concat_inputs:
-            root = inp.find()
-            nested = root.concats[0] if len(root.concats) == 1 else None
-            if nested is not None and nested is not concat and not root.slots and consumers[id(root)] == 1:
-                flat.extend(nested.concat_inputs)
-                inner.add(nested)
-            else:
-                flat.append(inp)
-        concat.concat_inputs = flat
-    return [concat for concat in concats if concat not in inner]
-
-
-def _export_groups(state: ModelState) -> tuple[list[Group], dict[Slot, Group]]:
-    by_root: dict[int, Group] = {}
-    for root in iter_groups(state):
-        by_root[id(root)] = Group(list(root.slots), root.fixed_reason, root.sortable)
-    for concat in state.live_concats:
-        root = concat.find()
-        group = by_root.get(id(root))
-        if group is None or group.fixed:
-            continue
-        group.concat_inputs = [by_root[id(inp.find())] for inp in concat.concat_inputs]
-        group.sortable = group.sortable and any(i.sortable for i in group.concat_inputs)
-    group_of = {slot: group for group in by_root.values() for slot in group.slots}
-    return list(by_root.values()), group_of
