@@ -58,6 +58,9 @@ def test_values_equal_the_counts_of_the_exported_subnet(space: nn.Module, images
         am.sample(space, func)
         flops, params = _exported_costs(space, images[:1])
         assert functor.evaluate() == {"params": params, "flops": flops}
+        assert functor() == (True, {"params": params, "flops": flops})
+    bounded = ModelConstraints(space, {"flops": (0, flops - 1)}, images[:1])
+    assert bounded() == (False, {"params": params, "flops": flops})
 
 
 def test_percentages_refer_to_the_original_model_in_eval_mode_with_patches_off(images: torch.Tensor) -> None:
@@ -239,6 +242,9 @@ def test_search_that_satisfies_nothing_names_the_closest_candidate_and_keeps_the
             searcher="random",
         )
     assert am.get_subnet_config(space) == before and am.is_dynamic(space) and space.training
+    from autonas_patch import PatchManager
+
+    assert PatchManager.get_manager(space).patch_data["train_count_since_sample"] == 0  # BN stats stale
 
 
 def test_search_refuses_an_executor(space: nn.Module, images: torch.Tensor) -> None:

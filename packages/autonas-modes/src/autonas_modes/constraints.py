@@ -70,7 +70,6 @@ class ModelConstraints:
         self.dummy_input = dummy_input
         self.latency_func = latency_func or measure_latency
         self.collect_mode = False
-        self.latency_calls = 0
         self._depth_hparams = (
             [hp for name, hp in model_space(model).named_hparams(configurable=True) if name.endswith("depth")]
             if is_dynamic(model)
@@ -138,12 +137,6 @@ class ModelConstraints:
         """The limits that constrain something (not ``(0, inf)``)."""
         return {key: limit for key, limit in self.limits.items() if limit != _TRIVIAL}
 
-    def set_rel_lower_bounds(self, rel_lower: float) -> None:
-        """Set the lower bound of every effective limit ``(0, upper)`` to ``rel_lower * upper``."""
-        for key, (lower, upper) in self.effective_limits.items():
-            if lower == 0 and math.isfinite(upper):
-                self.limits[key] = (rel_lower * upper, upper)
-
     # -------------------------------------------------------------- evaluation
     def evaluate(self, keys: list[str] | None = None, exact: bool = False) -> dict[str, float]:
         """The values of ``keys`` (default: every tracked key) at the active subnet.
@@ -188,7 +181,6 @@ class ModelConstraints:
         if math.isnan(latency):
             with frozen_eval(self.model):
                 latency = float(self.latency_func(self.model, self.dummy_input))
-            self.latency_calls += 1
             self._interpolator.add_point(coords, latency)
         return latency
 

@@ -17,6 +17,7 @@ __all__ = [
     "HparamSampler",
     "coerce_config",
     "frozen_eval",
+    "mark_subnet_changed",
     "model_space",
     "original_subnet",
     "patch_model",
@@ -79,6 +80,14 @@ def patch_model(model: nn.Module, manager_cls: type, seed: int | None = None) ->
     """Patch ``model`` with ``manager_cls`` driving its search space (``seed``: its sampling generator's)."""
     hparams = [hp for _, hp in model_space(model).named_hparams(configurable=True)]
     manager_cls(model).patch(HparamSampler(hparams), seed=seed)
+
+
+def mark_subnet_changed(model: nn.Module) -> None:
+    """Tell the patch manager (if any) that the subnet changed: its BN statistics are now stale."""
+    from autonas_patch import PatchManager
+
+    if PatchManager.is_patched(model):
+        PatchManager.get_manager(model).call_pre_sample()
 
 
 def unpatch_model(model: nn.Module, calibrate: bool = False) -> None:

@@ -17,7 +17,7 @@ import torch.nn as nn
 from .apply import unwrap_model
 from .constraints import ModelConstraints
 from .inputs import run_model
-from .modelspace import frozen_eval, model_space
+from .modelspace import frozen_eval, mark_subnet_changed, model_space
 from .profiling import profile_constraints
 from .state import get_mode
 
@@ -147,7 +147,8 @@ def search(
 
     Returns:
         ``(model, search_state)``: the model exported in place at the best subnet (BatchNorm
-        recalibrated for it) and the searcher's state (``best``, ``history``, ...).
+        recalibrated for it when calibration data is given) and the searcher's state (``best``,
+        ``history``, ``samples``, ...).
 
     Raises:
         RuntimeError: The model was not converted.
@@ -155,7 +156,8 @@ def search(
         ValueError: No profiled subnet can satisfy the limits (checked before the search), or
             the config is malformed.
         autonas_search.NoSatisfiedCandidateError: The search evaluated no candidate within the
-            limits (the message names the closest one); the model is left as it was.
+            limits (the message names the closest one); the model keeps its previous subnet and
+            train/eval flags, and its BN statistics count as stale.
     """
     from .workflow import export
 
@@ -199,6 +201,7 @@ def search(
             best = engine.search(space, search_constraints, {**config, "score_func": score})
         except BaseException:
             space.select(previous)
+            mark_subnet_changed(model)  # BN statistics were recalibrated for other subnets
             raise
         space.select(best["config"])
         _recalibrate(model, forward_loop)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch.nn as nn
 
 from .apply import ModeSpec, apply_mode, is_wrapped, unwrap_model
-from .modelspace import model_space, restore_subnet
+from .modelspace import mark_subnet_changed, model_space, restore_subnet
 
 if TYPE_CHECKING:
     from autonas_dynamic.hparam import Hparam
@@ -94,14 +94,6 @@ def get_subnet_config(model: nn.Module, configurable: bool | None = None) -> dic
     return model_space(unwrap_model(model)).config(configurable=configurable)
 
 
-def _mark_architecture_changed(model: nn.Module) -> None:
-    """Tell the patch manager that the subnet changed (its BN statistics are now stale)."""
-    from autonas_patch import PatchManager
-
-    if PatchManager.is_patched(model):
-        PatchManager.get_manager(model).call_pre_sample()
-
-
 def sample(model: nn.Module, sample_func: SampleFunc | None = None) -> dict[str, Any]:
     """Activate a subnet drawn by ``sample_func`` and return the full config.
 
@@ -113,7 +105,7 @@ def sample(model: nn.Module, sample_func: SampleFunc | None = None) -> dict[str,
             ``None`` draws uniformly at random from the model's seeded generator.
     """
     model = unwrap_model(model)
-    _mark_architecture_changed(model)
+    mark_subnet_changed(model)
     return model_space(model).sample(sample_func if sample_func is not None else _random_choice(model))
 
 
@@ -133,7 +125,7 @@ def select(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> 
     error; the error lists the missing, unexpected or inconsistent names.
     """
     model = unwrap_model(model)
-    _mark_architecture_changed(model)
+    mark_subnet_changed(model)
     restore_subnet(model, config, strict=strict)
 
 
