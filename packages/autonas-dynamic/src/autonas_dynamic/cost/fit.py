@@ -5,9 +5,11 @@ largest subnet, over at most one atom per probed hparam. All atoms are at their 
 largest subnet, so a dimension changes exactly on the subnets where one of its atoms moves.
 
 On subnets that change several hparams at once (:func:`~.probing.coded_subnets`) the fitter
-accepts an explanation by one atom, or by two atoms of different hparams, only when it is the
-only one; otherwise it asks for the subnets that change the hparams involved one at a time
-(:class:`NeedIsolation`), on which each hparam's factor is read off directly.
+accepts the explanation by a single atom when exactly one fits, else the explanation by two atoms
+of different hparams when exactly one fits; otherwise it asks for the subnets that change the
+hparams involved one at a time (:class:`NeedIsolation`), on which each hparam's factor is read off
+directly. (The cost model checks the result on further subnets and falls back to isolated subnets
+for every hparam if a coded fit was wrong.)
 """
 
 from __future__ import annotations
@@ -109,15 +111,18 @@ class DimensionFitter:
             raise UnexplainedDimension(None, values[:1])
         if involved <= self._isolated.keys():
             return self._fit_isolated(values, sorted(involved))
-        explanations: list[tuple[int, ...]] = [
-            (atom,) for _, atom, mask in candidates if mask == changed and self._fits(values, [atom])
-        ]
-        for (p, a, mask_a), (q, b, mask_b) in itertools.combinations(candidates, 2):
-            if p != q and mask_a | mask_b == changed and self._fits(values, [a, b]):
-                explanations.append((a, b))
-        if len(explanations) != 1:
-            raise NeedIsolation(involved)
-        return self._monomial(values[0], explanations[0])
+        singles = [atom for _, atom, mask in candidates if mask == changed and self._fits(values, [atom])]
+        if len(singles) == 1:
+            return self._monomial(values[0], (singles[0],))
+        if not singles:
+            pairs = [
+                (a, b)
+                for (p, a, mask_a), (q, b, mask_b) in itertools.combinations(candidates, 2)
+                if p != q and mask_a | mask_b == changed and self._fits(values, [a, b])
+            ]
+            if len(pairs) == 1:
+                return self._monomial(values[0], pairs[0])
+        raise NeedIsolation(involved)
 
     def _fit_isolated(self, values: tuple[int, ...], involved: list[int]) -> Monomial:
         """One factor per involved hparam, read off the subnets that change only that hparam."""

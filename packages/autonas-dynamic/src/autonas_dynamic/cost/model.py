@@ -133,13 +133,21 @@ class CostModel:
 
     def __init__(self, model: nn.Module, dummy_input: Any) -> None:
         layout = _Layout(model, dummy_input)
+        checks = random_subnets(layout.configurable, NUM_CHECKED_SUBNETS) if layout.configurable else []
         with applied(layout.configurable):
-            op_terms, slot_terms, snapshots = _learn(layout)
-            checks = random_subnets(layout.configurable, NUM_CHECKED_SUBNETS) if layout.configurable else []
-            for subnet in checks:
-                _check(layout.snapshot(subnet), op_terms, slot_terms, layout.slots)
-        #: Forwards run to build the model.
-        self.num_forwards = len(snapshots) + len(checks)
+            checked = [layout.snapshot(subnet) for subnet in checks]
+            op_terms, slot_terms, snapshots = _learn(layout, isolate=False)
+            #: Forwards run to build the model.
+            self.num_forwards = len(checked) + len(snapshots)
+            try:
+                for shot in checked:
+                    _check(shot, op_terms, slot_terms, layout.slots)
+            except CostModelError:
+                # A coincidence on the shared probed subnets; probing one hparam at a time is unambiguous.
+                op_terms, slot_terms, snapshots = _learn(layout, isolate=True)
+                self.num_forwards += len(snapshots)
+                for shot in checked:
+                    _check(shot, op_terms, slot_terms, layout.slots)
         all_terms = [*op_terms.values(), *slot_terms]
         used = {p for terms in all_terms for term in terms for p in (*term.factors, *(g for g, _ in term.gates))}
         used_ids = {id(layout.variables.owners[p]) for p in used}
@@ -173,11 +181,17 @@ class CostModel:
 
 
 def _learn(
-    layout: _Layout,
+    layout: _Layout, *, isolate: bool
 ) -> tuple[dict[tuple[str, int], list[GatedTerm]], list[list[GatedTerm]], list[_Snapshot]]:
-    """Record the largest and the probed subnets and fit every cost term (adding isolated probes as needed)."""
+    """Record the largest and the probed subnets and fit every cost term (adding isolated probes as needed).
+
+    Args:
+        layout: The model's layout.
+        isolate: Probe every hparam on subnets of its own instead of on shared (coded) subnets.
+    """
     probes = plan_probes(layout.probed, layout.variables)
-    subnets: list[dict[int, Any]] = [{}, *coded_subnets(probes)]
+    probed = [s for probe in probes for s in isolated_subnets(probe)] if isolate else coded_subnets(probes)
+    subnets: list[dict[int, Any]] = [{}, *probed]
     snapshots: list[_Snapshot] = []
     while True:
         snapshots += [layout.snapshot(subnet) for subnet in subnets[len(snapshots) :]]
