@@ -63,7 +63,9 @@ def as_module(model: Any) -> nn.Module:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside DataParallel / DistributedDataParallel wrappers (others pass through)."""
     while isinstance(model, _WRAPPERS):
-        model = model.module
+        inner = model.module
+        assert isinstance(inner, nn.Module)
+        model = inner
     return model
 
 

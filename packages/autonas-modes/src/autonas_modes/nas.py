@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn as nn
@@ -11,6 +11,9 @@ from pydantic import BaseModel
 from .mode import NAS_REGISTRY, ApplyModeError, ConvertReturn, Metadata, ModeDescriptor
 from .modelspace import model_space, patch_model, restore_subnet, unpatch_model
 from .state import as_plain_data
+
+if TYPE_CHECKING:
+    from autonas_config import ExportConfig
 
 __all__ = [
     "AutoNASModeDescriptor",
@@ -121,7 +124,7 @@ def restore_autonas_searchspace(model: nn.Module, config: BaseModel, metadata: M
     return restore_searchspace(model, config, metadata, patch_manager=AutoNASPatchManager)
 
 
-def export_searchspace(model: nn.Module, config: BaseModel) -> ConvertReturn:
+def export_searchspace(model: nn.Module, config: ExportConfig) -> ConvertReturn:
     """Export every dynamic module of ``model`` to its plain class at the active subnet.
 
     With ``config.calib`` the BN statistics are recalibrated first (from the patch manager's
@@ -135,7 +138,7 @@ def export_searchspace(model: nn.Module, config: BaseModel) -> ConvertReturn:
     return model, metadata
 
 
-def restore_export(model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
+def restore_export(model: nn.Module, config: ExportConfig, metadata: Metadata) -> nn.Module:
     """Replay the export: select the subnet stored at export time, then export again."""
     if "subnet_config" not in metadata:
         return model
@@ -206,7 +209,7 @@ class ExportModeDescriptor(ModeDescriptor):
         return True
 
     def convert(self, model: nn.Module, config: BaseModel, **mode_kwargs: Any) -> ConvertReturn:
-        return export_searchspace(model, config)
+        return export_searchspace(model, cast("ExportConfig", config))
 
     def restore(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
-        return restore_export(model, config, metadata)
+        return restore_export(model, cast("ExportConfig", config), metadata)

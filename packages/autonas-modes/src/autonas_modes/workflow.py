@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ __all__ = [
     "sort_parameters",
 ]
 
-SampleFunc = Callable[[list[Any]], Any] | Mapping[str, Callable[[list[Any]], Any]]
+SampleFunc = Callable[[Sequence[Any]], Any] | Mapping[str, Callable[[Sequence[Any]], Any]]
 
 
 def convert(model: Any, mode: ModeSpec = "autonas", mode_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
@@ -109,7 +109,7 @@ def sample(model: nn.Module, sample_func: SampleFunc | None = None) -> dict[str,
     return model_space(model).sample(sample_func if sample_func is not None else _random_choice(model))
 
 
-def _random_choice(model: nn.Module) -> Callable[[list[Any]], Any]:
+def _random_choice(model: nn.Module) -> Callable[[Sequence[Any]], Any]:
     """``choice`` of the model's own seeded generator (the same on every rank), else of ``random``."""
     from autonas_patch import PatchManager
 
