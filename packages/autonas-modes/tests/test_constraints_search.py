@@ -90,6 +90,8 @@ def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
     stats = am.profile(space, constraints=functor, verbose=False, use_centroid=True)
     assert len(calls) == 9 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
     assert stats["min"]["latency"] == pytest.approx(1.8 * stats["min"]["flops"] / 1e6 + 0.5)
+    # mixed points are real subnets (the last matching glob wins): min widths at max depth cost more
+    assert stats["min"]["flops"] < stats["min_regular_max_depth"]["flops"] < stats["max"]["flops"]
     rng = random.Random(1)
     for _ in range(5):
         am.sample(space, rng.choice)
