@@ -4,7 +4,9 @@
 reads the layer's own active tensors (its ``weight``/``bias`` properties), turns each view into a
 block of the stored tensor and calls the fused function; any call the fused path does not cover
 (eval / ``no_grad``, autocast, tracing or compiling, the maximal subnet, gathered channels,
-non-contiguous parameters, string or non-zero padding modes) runs the layer's own forward.
+non-contiguous parameters, string or non-zero padding modes, GPU tensors) runs the layer's own
+forward. On GPUs the fused path measured slower than the reference (the layer calls are
+launch-bound and its Python autograd function adds host time), so it is CPU-only.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _fusable(input: torch.Tensor, weight: torch.Tensor) -> bool:
         torch.is_grad_enabled()
         and weight.requires_grad
         and type(input) is torch.Tensor
+        and input.device.type == "cpu"
         and weight.is_contiguous()
         and not torch.is_autocast_enabled(input.device.type)
         and not torch.jit.is_scripting()

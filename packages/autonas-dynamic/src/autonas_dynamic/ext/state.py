@@ -3,11 +3,12 @@
 * ``0``: the reference path (the layers slice their tensors inside autograd).
 * ``1``: the fused path with the compiled kernels; they are built on first use if the cache has
   none. A failed build warns once and the fused path runs on the torch-op kernels (same results).
-* ``auto`` (default): the fused path with the compiled kernels if the cache holds a build for
-  this torch, else with the torch-op kernels; nothing is compiled unasked.
+* ``auto`` (default): the fused path only on the devices listed in :data:`AUTO_FUSED_DEVICES`,
+  where it was measured faster than the reference path (``tools/bench/bench_ext.py``); none are
+  listed today (see ``tools/bench/README.md``), so ``auto`` runs the reference path.
 
-The fused path is taken only in training-style calls (grad enabled, eager mode, no autocast);
-everything else stays on the reference path.
+The fused path is taken only in training-style calls on CPU tensors (grad enabled, eager mode, no
+autocast); everything else stays on the reference path.
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from dataclasses import dataclass
 from . import loader
 from .kernels import CompiledKernels, TorchKernels
 
-__all__ = ["ENV_VAR", "ExtensionsStatus", "active_kernels", "extensions_status", "fused_path_enabled", "reset"]
+__all__ = [
+    "AUTO_FUSED_DEVICES",
+    "ENV_VAR",
+    "ExtensionsStatus",
+    "active_kernels",
+    "extensions_status",
+    "fused_path_enabled",
+    "reset",
+]
 
 ENV_VAR = "AUTONAS_EXTENSIONS"
 _MODES = ("0", "1", "auto")
+#: Devices on which ``auto`` takes the fused path: those where the benchmark shows it faster.
+AUTO_FUSED_DEVICES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ def _resolve() -> None:
             return
         mode = _STATE.forced or _requested_mode()
         kernels: TorchKernels | None = None
-        if mode != "0":
+        if mode == "1" or (mode == "auto" and "cpu" in AUTO_FUSED_DEVICES):
             kernels = TorchKernels()
             variant = loader.default_variant()
             try:
@@ -101,7 +112,7 @@ def _resolve() -> None:
                 )
                 warnings.warn(
                     f"autonas: the compiled kernels ({variant}) could not be built or loaded ({_STATE.error}); "
-                    f"the dynamic layers use the torch-op kernels instead (same results). Set {ENV_VAR}=auto "
+                    f"the fused path uses the torch-op kernels instead (same results). Set {ENV_VAR}=0 "
                     "to skip the build, or see docs/extensions.md",
                     RuntimeWarning,
                     stacklevel=4,
@@ -111,7 +122,7 @@ def _resolve() -> None:
 
 
 def fused_path_enabled() -> bool:
-    """Whether the dynamic conv/linear layers take the fused path in training."""
+    """Whether the dynamic conv/linear layers take the fused path in training (on CPU tensors)."""
     _resolve()
     return _STATE.kernels is not None
 

@@ -27,17 +27,36 @@ BlockGeometry make_geometry(const at::Tensor& full, const std::vector<int64_t>& 
               sizes.size());
   TORCH_CHECK(full.is_contiguous(), "block kernels need a contiguous full-size tensor");
   BlockGeometry geometry;
-  geometry.ndim = ndim;
   geometry.numel = 1;
   geometry.base = 0;
   for (int64_t dim = 0; dim < ndim; ++dim) {
     TORCH_CHECK(offsets[dim] >= 0 && sizes[dim] >= 0 && offsets[dim] + sizes[dim] <= full.size(dim), "block dim ",
                 dim, " (offset ", offsets[dim], ", size ", sizes[dim], ") lies outside the tensor size ",
                 full.size(dim));
-    geometry.sizes[dim] = sizes[dim];
-    geometry.strides[dim] = full.stride(dim);
     geometry.base += offsets[dim] * full.stride(dim);
     geometry.numel *= sizes[dim];
+  }
+  // Collapse dims into the longest contiguous runs: an outer dim merges into the inner ones when
+  // those are covered whole (e.g. a block of whole 3x3 kernels is one run per (out, in) pair).
+  int64_t collapsed_sizes[kMaxDims];
+  int64_t collapsed_strides[kMaxDims];
+  int64_t count = 0;
+  bool inner_whole = false;
+  for (int64_t dim = ndim - 1; dim >= 0; --dim) {
+    const bool whole = offsets[dim] == 0 && sizes[dim] == full.size(dim);
+    if (count > 0 && inner_whole) {
+      collapsed_sizes[count - 1] *= sizes[dim];
+    } else {
+      collapsed_sizes[count] = sizes[dim];
+      collapsed_strides[count] = full.stride(dim);
+      ++count;
+    }
+    inner_whole = whole;  // the chain is whole when its outermost dim is (the inner ones were)
+  }
+  geometry.ndim = count;
+  for (int64_t i = 0; i < count; ++i) {
+    geometry.sizes[i] = collapsed_sizes[count - 1 - i];
+    geometry.strides[i] = collapsed_strides[count - 1 - i];
   }
   return geometry;
 }
