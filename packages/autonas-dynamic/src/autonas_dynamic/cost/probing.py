@@ -74,15 +74,18 @@ class Probe:
     Attributes:
         name: Full name of the hparam.
         hparam: The hparam.
-        choices: The values it takes on probed subnets (they keep its atoms apart).
+        choices: The values it takes on its own subnets (together they keep its atoms apart).
         atoms: Positions (in the :class:`Variables`) of the atoms that move with it, one per class
             of atoms that move in proportion on every inspected choice.
+        markers: Per atom, a value that moves that atom and as few of the others as possible
+            (used on shared subnets, so that each atom changes on a set of subnets of its own).
     """
 
     name: str
     hparam: Hparam
     choices: tuple[Any, ...]
     atoms: tuple[int, ...]
+    markers: tuple[Any, ...]
 
 
 def _spread(values: Sequence[Any], limit: int) -> list[Any]:
@@ -133,8 +136,16 @@ def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) ->
         representatives: dict[tuple[int, ...], int] = {}
         for a in moved:
             representatives.setdefault(_direction([base[a], *(table[c][a] for c in candidates)]), a)
-        probes.append(Probe(name, hparam, tuple(chosen), tuple(representatives.values())))
+        atoms_moved = tuple(representatives.values())
+        markers = tuple(_marker(a, atoms_moved, base, table) for a in atoms_moved)
+        probes.append(Probe(name, hparam, tuple(chosen), atoms_moved, markers))
     return probes
+
+
+def _marker(atom: int, atoms: Sequence[int], base: Sequence[int], table: dict[Any, list[int]]) -> Any:
+    """The inspected value that moves ``atom`` and the fewest of ``atoms`` (the smallest such value)."""
+    movers = [choice for choice, values in table.items() if values[atom] != base[atom]]
+    return min(movers, key=lambda choice: sum(table[choice][a] != base[a] for a in atoms))
 
 
 def isolated_subnets(probe: Probe) -> list[dict[int, Any]]:
@@ -143,34 +154,45 @@ def isolated_subnets(probe: Probe) -> list[dict[int, Any]]:
 
 
 def coded_subnets(probes: Sequence[Probe]) -> list[dict[int, Any]]:
-    """Fewer subnets that change several hparams at once, each hparam in its own set of subnets.
+    """Fewer subnets that change several hparams at once, each atom on a pair of subnets of its own.
 
-    Every probe gets a distinct set (its code) of at least two subnets and at least as many as it
-    has probed values, which it takes in turn there. A dimension that follows one hparam then
-    changes on exactly the subnets of that hparam's code, which identifies it; ambiguous cases are
-    resolved with :func:`isolated_subnets`. Returns the isolated subnets of every probe when
-    coding would not need fewer forwards.
+    Every atom of every probe gets a distinct pair of subnets (its code) on which its hparam takes
+    the atom's marker value; pairs of one hparam never share a subnet. A dimension that follows one
+    atom then changes on that atom's subnets (and on those of markers that also move it), which
+    identifies it; ambiguous cases are resolved with :func:`isolated_subnets`. Returns the isolated
+    subnets of every probe when coding would not need fewer forwards.
     """
     isolated = [subnet for probe in probes for subnet in isolated_subnets(probe)]
-    weights = [max(2, len(probe.choices)) for probe in probes]
-    size = max(weights, default=0) + 1
+    size = 3
     while size < len(isolated):
-        pools: dict[int, Iterator[tuple[int, ...]]] = {}
-        codes = []
-        for weight in weights:
-            pool = pools.setdefault(weight, itertools.combinations(range(size), weight))
-            code = next(pool, None)
-            if code is None:
-                break
-            codes.append(code)
-        else:
+        codes = _assign_pairs(probes, size)
+        if codes is not None:
             subnets: list[dict[int, Any]] = [{} for _ in range(size)]
-            for probe, code in zip(probes, codes, strict=True):
-                for turn, state in enumerate(code):
-                    subnets[state][id(probe.hparam)] = probe.choices[turn % len(probe.choices)]
+            for probe, probe_codes in zip(probes, codes, strict=True):
+                for marker, code in zip(probe.markers, probe_codes, strict=True):
+                    for state in code:
+                        subnets[state][id(probe.hparam)] = marker
             return subnets
         size += 1
     return isolated
+
+
+def _assign_pairs(probes: Sequence[Probe], size: int) -> list[list[tuple[int, int]]] | None:
+    """Distinct pairs of ``range(size)``, one per atom, disjoint within each probe; ``None`` if too few."""
+    free = list(itertools.combinations(range(size), 2))
+    codes = []
+    for probe in probes:
+        taken: set[int] = set()
+        probe_codes = []
+        for _ in probe.markers:
+            code = next((pair for pair in free if not taken.intersection(pair)), None)
+            if code is None:
+                return None
+            free.remove(code)
+            taken.update(code)
+            probe_codes.append(code)
+        codes.append(probe_codes)
+    return codes
 
 
 @contextmanager
