@@ -56,3 +56,18 @@ def test_at_least_the_reference_counts(name: str, kwargs: dict, hparams: int, si
     space = generate_search_space(model, AutoNASConfig().model_dump())
     assert len(space.hparams()) >= hparams
     assert space.size() >= size * 0.995
+
+
+def test_auxiliary_heads_follow_their_inputs_in_training() -> None:
+    """GoogLeNet's auxiliary heads run only in training; converted in eval mode, they still fit every subnet."""
+    import torchvision
+
+    from autonas_config import AutoNASConfig
+    from autonas_dynamic.space import generate_search_space
+
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    space.sample(min)
+    model.train()
+    outputs = model(torch.randn(2, 3, 64, 64))
+    assert [tuple(o.shape) for o in outputs] == [(2, 1000)] * 3

@@ -290,6 +290,20 @@ class NestedSequentials(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+class AuxiliaryHead(nn.Module):
+    """An auxiliary head that runs only in training reads a searchable tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.body, self.head, self.aux = conv(3, 8), conv(8, 6), conv(6, 4), conv(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        y = self.body(torch.relu(self.stem(x)))
+        if self.training:
+            return self.head(y), self.aux(y)
+        return self.head(y)
+
+
 class GroupNormModel(nn.Module):
     """GroupNorm(4, 16): channels move in group-sized steps; the group cannot be sorted."""
 
@@ -541,6 +555,10 @@ EXAMPLES = [
             "blocks.1.conv_a.out_channels": {"blocks.1.conv_b.in_channels"},
         },
         choices={"blocks.depth": [0, 1, 2], "blocks.0.depth": [0, 1, 2]},
+    ),
+    Example(
+        AuxiliaryHead,
+        {"stem.out_channels": {"body.in_channels"}, "body.out_channels": {"head.in_channels", "aux.in_channels"}},
     ),
     Example(
         GroupNormModel,

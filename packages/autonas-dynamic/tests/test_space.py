@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from example_models import ConcatConvs, ResBlock, SkippableDepth
+from example_models import AuxiliaryHead, ConcatConvs, ResBlock, SkippableDepth
 
 from autonas_config import AutoNASConfig
 from autonas_dynamic import is_dynamic
@@ -151,3 +151,29 @@ def test_protocol_of_autonas_search() -> None:
     assert callable(space.hparams) and callable(space.config) and callable(space.select)
     snapshot = copy.deepcopy(space.config(configurable=True))
     space.select(snapshot)
+
+
+def test_layers_running_only_in_training_follow_their_inputs() -> None:
+    model = AuxiliaryHead().eval()
+    space = generate_search_space(model)
+    assert not model.training  # traced in both modes, flags restored
+    space.sample(min)
+    model.train()
+    main, aux = model(torch.randn(2, 3, 8, 8))
+    assert main.shape == (2, 4, 8, 8) and aux.shape == (2, 2, 8, 8)
+
+
+def test_a_model_traceable_in_one_mode_only_warns() -> None:
+    class EvalOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training and x.sum() > 0:  # data-dependent only in training
+                x = x * 2
+            return self.conv2(self.conv1(x))
+
+    with pytest.warns(UserWarning, match="could not be traced in its other mode"):
+        space = generate_search_space(EvalOnly().eval())
+    assert list(space.hparams()) == ["conv1.out_channels"]

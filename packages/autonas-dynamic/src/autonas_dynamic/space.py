@@ -222,6 +222,13 @@ def _warn_about(analysis: Analysis) -> None:
             "outputs keep their sizes, and its children are analysed on their own",
             stacklevel=3,
         )
+    if analysis.other_mode_error is not None:
+        warnings.warn(
+            "the model could not be traced in its other mode (train / eval): "
+            f"{analysis.other_mode_error}; only its current mode was analysed, so layers that run only in the "
+            "other mode may not match the sizes of their inputs there",
+            stacklevel=3,
+        )
     if analysis.unvisited:
         warnings.warn(
             f"layers never called while tracing keep their sizes: {', '.join(analysis.unvisited)}", stacklevel=3

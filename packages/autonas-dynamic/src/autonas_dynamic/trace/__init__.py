@@ -7,10 +7,13 @@ children are traced on their own), walks every graph node with one handler per k
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch.nn as nn
 
 from .analyzer import ModelState, analyze_graph
-from .depth import skippable_blocks
+from .depth import residual_blocks, validated
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
@@ -32,8 +35,23 @@ __all__ = [
 
 
 def analyze(model: nn.Module) -> Analysis:
-    """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks."""
+    """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks.
+
+    The model is traced in its current mode and in the other one (train / eval), and both graphs
+    are analysed together, so layers that run only in training (auxiliary heads) or only in eval
+    follow the same sizes as their inputs. If the model traces in its current mode but not in the
+    other, only the current mode is analysed and ``Analysis.other_mode_error`` says why.
+    """
     trace = trace_recursively(model)
+    skippable = residual_blocks(model, trace)
+    with training_mode(model, not model.training):
+        other = trace_recursively(model)
+        other_mode_error = other.failed.get(model) if model not in trace.failed else None
+        if other_mode_error is None:
+            skippable = _in_both(skippable, residual_blocks(model, other))
+    skippable = validated(model, trace, skippable)
+    if other_mode_error is None:
+        trace = trace.merged_with(other)
     state = ModelState(model, trace)
     for traced in trace.graphs:
         analyze_graph(state, traced)
@@ -43,8 +61,27 @@ def analyze(model: nn.Module) -> Analysis:
     return Analysis(
         groups=groups,
         group_of=group_of,
-        skippable=skippable_blocks(model, trace),
+        skippable=skippable,
         failed={state.name(m): reason for m, reason in trace.failed.items()},
         unvisited=unvisited,
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
+        other_mode_error=other_mode_error,
     )
+
+
+@contextmanager
+def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Put every module of ``model`` in train (or eval) mode; restore each module's own flag after."""
+    flags = {module: module.training for module in model.modules()}
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+
+
+def _in_both(a: dict[nn.Sequential, list[bool]], b: dict[nn.Sequential, list[bool]]) -> dict[nn.Sequential, list[bool]]:
+    """Blocks skippable in both modes."""
+    both = {seq: [x and y for x, y in zip(flags, b[seq], strict=True)] for seq, flags in a.items() if seq in b}
+    return {seq: flags for seq, flags in both.items() if any(flags)}

@@ -28,6 +28,11 @@ _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
     """For each visited Sequential with trailing skippable blocks: the per-block flags."""
+    return validated(model, trace, residual_blocks(model, trace))
+
+
+def residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
+    """Like :func:`skippable_blocks`, from the graphs alone (without the re-tracing check)."""
     calls = _block_calls(trace)
     found: dict[nn.Sequential, list[bool]] = {}
     for seq in _sequentials(model, trace):
@@ -38,7 +43,7 @@ def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential
             flags[index] = True
         if any(flags):
             found[seq] = flags
-    return _validated(model, trace, found)
+    return found
 
 
 def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential]:
@@ -139,10 +144,10 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
     return kind is not None and kind[0] is OpKind.SHAPE_PRESERVING
 
 
-def _validated(
+def validated(
     model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]]
 ) -> dict[nn.Sequential, list[bool]]:
-    """Keep only the blocks whose absence leaves the model's tracing failures unchanged."""
+    """Keep only the blocks whose absence leaves the model's tracing failures unchanged (re-traces ``model``)."""
     if not found:
         return found
     expected = trace.failure_messages()

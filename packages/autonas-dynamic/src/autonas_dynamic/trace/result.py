@@ -40,6 +40,8 @@ class Analysis:
         failed: qualified name -> reason, for every module torch.fx could not trace.
         unvisited: names of layers never called while tracing (their sizes are fixed).
         frozen: layers that must keep every hparam at its original value (weights read directly).
+        other_mode_error: why the model could not be traced in the mode it is not in (train / eval);
+            None when both modes were analysed.
     """
 
     groups: list[Group]
@@ -48,6 +50,7 @@ class Analysis:
     failed: dict[str, str] = field(default_factory=dict)
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
+    other_mode_error: str | None = None
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

@@ -73,6 +73,10 @@ class TraceResult:
     failed: dict[nn.Module, str] = field(default_factory=dict)
     called: set[nn.Module] = field(default_factory=set)
 
+    def merged_with(self, other: TraceResult) -> TraceResult:
+        """The graphs, failures and calls of both traces (failures of this one win)."""
+        return TraceResult([*self.graphs, *other.graphs], {**other.failed, **self.failed}, self.called | other.called)
+
     def failure_messages(self) -> list[str]:
         """Sorted failure reasons, to compare two traces of the same model."""
         return sorted(self.failed.values())
