@@ -23,14 +23,17 @@ def sample(model: nn.Module, rng: random.Random) -> None:
 
 def test_random_subnets_export_to_identical_plain_models():
     torch.manual_seed(0)
-    model, _ = coupled_convnet()
+    model, groups = coupled_convnet()
     warm_up_batchnorm(model, 4, 3, 8, 8)
     x = torch.randn(2, 3, 8, 8)
     rng = random.Random(0)
     for _ in range(5):
         sample(model, rng)
         out = model(x)
-        exported = export_model(copy.deepcopy(model))
+        clone = copy.deepcopy(model)
+        assert clone.bn1.get_hparam("num_features") is clone.conv1.get_hparam("out_channels")  # still coupled
+        assert clone.conv1.get_hparam("out_channels") is not groups["conv1"]
+        exported = export_model(clone)
         assert not is_dynamic(exported) and is_dynamic(model)
         assert all(type(m).__module__.startswith("torch.nn") or m is exported for m in exported.modules())
         torch.testing.assert_close(exported(x), out)
