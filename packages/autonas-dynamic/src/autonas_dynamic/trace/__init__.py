@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch.nn as nn
 
 from .analyzer import ModelState, analyze_graph
-from .depth import residual_blocks, validated
+from .depth import skippable_blocks
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
@@ -43,14 +43,12 @@ def analyze(model: nn.Module) -> Analysis:
     other, only the current mode is analysed and ``Analysis.other_mode_error`` says why.
     """
     trace = trace_recursively(model)
-    skippable = residual_blocks(model, trace)
+    skippable = skippable_blocks(model, trace)
     with training_mode(model, not model.training):
         other = trace_recursively(model)
-        other_mode_error = other.failed.get(model) if model not in trace.failed else None
-        if other_mode_error is None:
-            skippable = _in_both(skippable, residual_blocks(model, other))
-    skippable = validated(model, trace, skippable)
+    other_mode_error = other.failed.get(model) if model not in trace.failed else None
     if other_mode_error is None:
+        skippable = _in_both(skippable, skippable_blocks(model, other))
         trace = trace.merged_with(other)
     state = ModelState(model, trace)
     for traced in trace.graphs:

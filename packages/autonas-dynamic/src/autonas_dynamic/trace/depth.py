@@ -1,10 +1,16 @@
 """Which blocks of an ``nn.Sequential`` may be skipped: trailing shape-preserving residual blocks.
 
-A block is skippable when every path from its output back to its input passes an addition and
-otherwise only shape-preserving ops (activations, norms, dropout ...): ``relu(x + f(x))`` qualifies,
-``conv(x)`` does not. Skipping must also leave the rest of the model traceable exactly as before: the
-whole model is traced again with the skippable blocks replaced by ``nn.Identity``, and blocks whose
-absence changes the tracing failures (for instance a block read directly from elsewhere) are kept.
+Read from the traced graphs (each node records the module calls it was created in):
+
+* a block is *residual* when it reads one outside value (its input), hands one value out, and
+  every path from that output back to the input passes an addition and otherwise only
+  shape-preserving ops (activations, norms, dropout ...): ``relu(x + f(x))`` qualifies, ``conv(x)``
+  does not;
+* skipping it must not change anything else: the block is called once, nothing outside its call
+  reads its submodules or parameters, and (unless it is the last block) its output is read only by
+  the next block.
+
+Only a trailing run of such blocks can be dropped (the depth hparam keeps a prefix of blocks).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import operator
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
@@ -26,86 +32,99 @@ _ADDS = {operator.add, operator.iadd, torch.add}
 _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 
+@dataclass
+class _Call:
+    """The nodes created inside the single call of one module, in one traced graph."""
+
+    root: nn.Module  # resolves the graph's targets
+    path: str  # the module's path from ``root``
+    nodes: list[fx.Node] = field(default_factory=list)
+    reached_from_outside: bool = False  # a submodule or parameter is used outside the call
+
+
 def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """For each visited Sequential with trailing skippable blocks: the per-block flags."""
-    return validated(model, trace, residual_blocks(model, trace))
-
-
-def residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """Like :func:`skippable_blocks`, from the graphs alone (without the re-tracing check)."""
+    """For each visited Sequential with trailing skippable blocks: one flag per block."""
     calls = _block_calls(trace)
     found: dict[nn.Sequential, list[bool]] = {}
     for seq in _sequentials(model, trace):
         flags = [False] * len(seq)
-        for index in reversed(range(len(seq))):  # only a trailing run of skippable blocks matters
-            if not _is_residual_call(calls.get(seq[index])):
+        following: _Call | None = None
+        for index in reversed(range(len(seq))):
+            call = calls.get(seq[index])
+            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1):
                 break
             flags[index] = True
+            following = call
         if any(flags):
             found[seq] = flags
     return found
 
 
+def is_residual_block(block: nn.Module) -> bool:
+    """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
+    call = _block_calls(trace_recursively(nn.Sequential(block))).get(block)
+    return call is not None and _is_skippable(call, None, last=True)
+
+
 def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential]:
-    seen: set[nn.Module] = set()
-    for module in model.modules():
-        if (
-            isinstance(module, nn.Sequential)
-            and is_sequential(module)
-            and module not in seen
-            and module in trace.called
-        ):
-            seen.add(module)
+    for module in model.modules():  # each module once
+        if isinstance(module, nn.Sequential) and is_sequential(module) and module in trace.called:
             yield module
 
 
-_Call = tuple[nn.Module, list[fx.Node]]  # the traced root and the nodes created inside one module call
-
-
 def _block_calls(trace: TraceResult) -> dict[nn.Module, _Call | None]:
-    """The graph nodes created inside each module's (single) call; None for modules called more than once."""
+    """Each module's single call (None for modules called several times or in several graphs)."""
     calls: dict[nn.Module, _Call | None] = {}
     for traced in trace.graphs:
         if traced.graph is None:
             continue
         modules = dict(traced.root.named_modules())
-        seen_here: dict[nn.Module, list[fx.Node]] = {}
+        here: dict[nn.Module, _Call] = {}
+        references: list[tuple[str, set[str]]] = []  # (target, paths of the calls it was made in)
         for node in traced.graph.nodes:
+            stack = set()
             for key in node.meta.get("nn_module_stack", ()):
                 path, _, repeat = key.partition("@")
+                stack.add(path)
                 module = modules.get(path)
                 if module is None:
                     continue
-                if repeat or (module in calls and module not in seen_here):
-                    calls[module] = None  # called several times (or in several graphs)
+                if repeat or (module in calls and module not in here):
+                    calls[module] = None
                     continue
-                nodes = seen_here.setdefault(module, [])
-                nodes.append(node)
-                calls[module] = (traced.root, nodes)
+                call = here.setdefault(module, _Call(traced.root, path))
+                call.nodes.append(node)
+                calls[module] = call
+            if node.op in ("call_module", "get_attr"):
+                references.append((str(node.target), stack))
+        for call in here.values():
+            prefix = call.path + "."
+            call.reached_from_outside = any(
+                (target == call.path or target.startswith(prefix)) and call.path not in stack
+                for target, stack in references
+            )
     return calls
 
 
-def is_residual_block(block: nn.Module) -> bool:
-    """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
-    wrapper = nn.Sequential(block)
-    return _is_residual_call(_block_calls(trace_recursively(wrapper)).get(block))
-
-
-def _is_residual_call(call: _Call | None) -> bool:
-    """Whether a block's nodes compute ``input + f(input)`` followed by shape-preserving ops only.
-
-    The block must read exactly one outside value (its input) and hand exactly one value out.
-    """
-    if call is None or not call[1]:
+def _is_skippable(call: _Call, following: _Call | None, last: bool) -> bool:
+    """Whether the block of ``call`` is residual and nothing but the next block depends on it."""
+    if not call.nodes or call.reached_from_outside:
         return False
-    root, nodes = call
-    inside = set(nodes)
-    inputs = {arg for node in nodes for arg in node.all_input_nodes if arg not in inside}
-    outputs = [node for node in nodes if any(user not in inside for user in node.users)]
+    inside = set(call.nodes)
+    inputs = {arg for node in call.nodes for arg in node.all_input_nodes if arg not in inside}
+    outputs = [node for node in call.nodes if any(user not in inside for user in node.users)]
     if len(inputs) != 1 or len(outputs) != 1:
         return False
-    (block_input,) = inputs
-    queue = deque([(outputs[0], False)])
+    if not last:
+        readers = set(following.nodes) if following is not None else set()
+        if any(user not in inside and user not in readers for user in outputs[0].users):
+            return False
+    return _passes_an_addition(call.root, outputs[0], next(iter(inputs)))
+
+
+def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) -> bool:
+    """Every way back from ``output`` through shape-preserving ops reaches the input after an addition."""
+    queue = deque([(output, False)])
     seen = set()
     while queue:
         node, passed_add = queue.popleft()
@@ -142,45 +161,3 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
     else:
         return False
     return kind is not None and kind[0] is OpKind.SHAPE_PRESERVING
-
-
-def validated(
-    model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]]
-) -> dict[nn.Sequential, list[bool]]:
-    """Keep only the blocks whose absence leaves the model's tracing failures unchanged (re-traces ``model``)."""
-    if not found:
-        return found
-    expected = trace.failure_messages()
-    with _skipped(found):
-        if trace_recursively(model).failure_messages() == expected:
-            return found
-    validated = {}
-    for seq, flags in found.items():
-        kept = list(flags)
-        for index in (i for i, flag in enumerate(flags) if flag):
-            with _skipped({seq: [i == index for i in range(len(seq))]}):
-                if trace_recursively(model).failure_messages() != expected:
-                    kept[: index + 1] = [False] * (index + 1)
-        if any(kept):
-            validated[seq] = kept
-    with _skipped(validated):
-        if trace_recursively(model).failure_messages() != expected:
-            return {}
-    return validated
-
-
-@contextmanager
-def _skipped(blocks: dict[nn.Sequential, list[bool]]) -> Iterator[None]:
-    """Temporarily replace the flagged blocks by ``nn.Identity``."""
-    saved = []
-    try:
-        for seq, flags in blocks.items():
-            keys = list(seq._modules)
-            for key, flag in zip(keys, flags, strict=True):
-                if flag:
-                    saved.append((seq, key, seq._modules[key]))
-                    seq._modules[key] = nn.Identity()
-        yield
-    finally:
-        for seq, key, block in reversed(saved):
-            seq._modules[key] = block

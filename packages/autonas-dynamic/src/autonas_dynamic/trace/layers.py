@@ -7,6 +7,7 @@ the symbols are the names of the hparams the dynamic layers expose (``in_channel
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -42,7 +43,15 @@ def base_class(module: nn.Module, bases: tuple[type[nn.Module], ...]) -> type[nn
 
 def is_layer(module: nn.Module) -> bool:
     """Whether ``module`` is a searchable leaf layer."""
-    return base_class(module, LAYER_CLASSES) is not None
+    return _is_layer_class(type(module))
+
+
+@functools.cache
+def _is_layer_class(cls: type) -> bool:
+    for base in cls.__mro__:
+        if base in LAYER_CLASSES:
+            return cls.forward is base.forward
+    return False
 
 
 def is_sequential(module: nn.Module) -> bool:
