@@ -255,8 +255,8 @@ class ConcatHparam(Hparam):
 
     Only the concat hparam is searched; its inputs become non-configurable and follow it: for every
     achievable sum the most balanced combination of input values is used; among equally balanced
-    ones, the input that appears first gets the larger value (deterministic, unlike set order). An input may appear
-    several times (``torch.cat([a, a])``); it then always takes one value.
+    ones, the input that appears first gets the larger value (deterministic, unlike set order).
+    An input may appear several times (``torch.cat([a, a])``); it then always takes one value.
 
     Args:
         inputs: The hparams of the concatenated tensors, in concatenation order.
