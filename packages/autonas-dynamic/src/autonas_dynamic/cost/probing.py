@@ -77,8 +77,8 @@ class Probe:
         choices: The values it takes on its own subnets (together they keep its atoms apart).
         atoms: Positions (in the :class:`Variables`) of the atoms that move with it, one per class
             of atoms that move in proportion on every inspected choice.
-        markers: Per atom, a value that moves that atom and as few of the others as possible
-            (used on shared subnets, so that each atom changes on a set of subnets of its own).
+        markers: The distinct values that move one atom and as few of the others as possible, one
+            per atom (used on shared subnets, so that each atom changes on subnets of its own).
     """
 
     name: str
@@ -137,7 +137,7 @@ def plan_probes(configurable: Sequence[tuple[str, Hparam]], atoms: Variables) ->
         for a in moved:
             representatives.setdefault(_direction([base[a], *(table[c][a] for c in candidates)]), a)
         atoms_moved = tuple(representatives.values())
-        markers = tuple(_marker(a, atoms_moved, base, table) for a in atoms_moved)
+        markers = tuple(dict.fromkeys(_marker(a, atoms_moved, base, table) for a in atoms_moved))
         probes.append(Probe(name, hparam, tuple(chosen), atoms_moved, markers))
     return probes
 
