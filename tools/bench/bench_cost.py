@@ -19,9 +19,9 @@ import statistics
 import time
 
 import torch
-from autonas_config import AutoNASConfig
 from torch import nn
 
+from autonas_config import AutoNASConfig
 from autonas_dynamic import export_model
 from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import generate_search_space

@@ -5,8 +5,8 @@ the largest subnet, then subnets that change configurable hparams away from thei
 hparam may move several *atoms* (integer values read from the hparams: a channel count, one
 entry of a kernel-size tuple, the inputs of a concatenation that follow their concat hparam);
 its :class:`Probe` uses as few of its choices as keep those atoms apart. Probed subnets either
-change several hparams each, every hparam on its own set of subnets (:func:`coded_subnets`), or
-a single one (:func:`isolated_subnets`).
+change several hparams each, every atom on a pair of subnets of its own (:func:`coded_subnets`),
+or a single hparam (:func:`isolated_subnets`).
 """
 
 from __future__ import annotations
