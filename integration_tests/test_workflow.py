@@ -96,7 +96,7 @@ def run_workflow(
     dummy = images[:1]
     original_flops = count_flops(model.eval(), dummy)
 
-    model = am.convert(model, mode="autonas")
+    model = am.convert(model, mode="autonas", mode_kwargs={"seed": 0})
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     configs = []
