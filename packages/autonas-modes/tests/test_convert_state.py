@@ -180,3 +180,11 @@ def test_a_seeded_conversion_samples_the_same_subnets_in_training(images: torch.
     assert first == training_subnets(0)
     assert len({str(config) for config in first}) > 1
     assert first != training_subnets(1)
+
+
+def test_convert_and_export_unwrap_data_parallel(tiny: nn.Module) -> None:
+    model = am.convert(nn.DataParallel(tiny), mode=[("autonas", RULES)])
+    assert model is tiny and am.is_dynamic(tiny)
+    with pytest.warns(UserWarning, match="unwraps the DataParallel"):
+        exported = am.export(nn.DataParallel(tiny))
+    assert exported is tiny and not am.is_dynamic(tiny)
