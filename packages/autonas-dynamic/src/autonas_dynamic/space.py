@@ -165,7 +165,9 @@ class SearchSpace:
         return "\n".join(lines)
 
     def print_summary(self, skipped: Sequence[str] = ("kernel_size",)) -> None:
-        """Print :meth:`summary`."""
+        """Print :meth:`summary` (on rank 0 only when torch.distributed is initialised)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
         print(self.summary(skipped))
 
 
