@@ -7,7 +7,6 @@ the symbols are the names of the hparams the dynamic layers expose (``in_channel
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -46,12 +45,15 @@ def is_layer(module: nn.Module) -> bool:
     return _is_layer_class(type(module))
 
 
-@functools.cache
-def _is_layer_class(cls: type) -> bool:
-    for base in cls.__mro__:
-        if base in LAYER_CLASSES:
-            return cls.forward is base.forward
-    return False
+_LAYER_CLASS_CACHE: dict[type, bool] = {}
+
+
+def _is_layer_class(cls: type[nn.Module]) -> bool:
+    found = _LAYER_CLASS_CACHE.get(cls)
+    if found is None:
+        base = next((b for b in cls.__mro__ if b in LAYER_CLASSES), None)
+        found = _LAYER_CLASS_CACHE[cls] = base is not None and cls.forward is base.forward
+    return found
 
 
 def is_sequential(module: nn.Module) -> bool:

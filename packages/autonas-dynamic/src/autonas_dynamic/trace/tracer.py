@@ -86,7 +86,7 @@ class RobustTracer(fx.Tracer):
     """fx tracer that marks a module failed (and restarts) when tracing into it raises."""
 
     def __init__(self, failed: dict[nn.Module, str], called: set[nn.Module]) -> None:
-        super().__init__(autowrap_modules=(), autowrap_functions=())  # patching math.* per trace costs 20 %
+        super().__init__(autowrap_modules=(), autowrap_functions=())  # type: ignore[arg-type]  # patching math.* per trace costs 20 %
         self.failed = failed
         self.called = called
 
