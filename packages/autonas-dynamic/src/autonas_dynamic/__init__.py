@@ -1,24 +1,31 @@
 """autonas_dynamic: dynamic PyTorch layers whose widths, kernel sizes and depths change at run time.
 
 Converting a module swaps its class in place (see :mod:`autonas_dynamic.registry`); hparams
-(:mod:`autonas_dynamic.hparam`) hold the choices; :func:`export_model` turns a model back into
-plain torch modules at the active sizes; :func:`sort_parameters` orders channels by importance.
+(:mod:`autonas_dynamic.hparam`) hold the choices; :func:`generate_search_space` traces a whole model,
+couples the layers that must change together and applies the user's rules
+(:mod:`autonas_dynamic.space`); :class:`CostModel` gives FLOPs and parameters of any subnet in closed
+form (:mod:`autonas_dynamic.cost`); :func:`export_model` turns a model back into plain torch modules at
+the active sizes; :func:`sort_parameters` orders channels by importance.
 """
 
 from importlib.metadata import version as _version
 
 from . import layers  # registers the built-in dynamic layers
+from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .ext import ExtensionsStatus, extensions_status  # installs the fused training path of conv/linear
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
 from .sorting import sort_parameters
+from .space import SearchSpace, generate_search_space
 
 __version__ = _version("autonas-dynamic")
 
 __all__ = [
     "DYNAMIC_REGISTRY",
     "ConcatHparam",
+    "CostModel",
+    "CostModelError",
     "DMRegistry",
     "DepthHparam",
     "DynamicModule",
@@ -26,8 +33,12 @@ __all__ = [
     "Hparam",
     "HparamAttribute",
     "LayerImportance",
+    "SearchSpace",
+    "count_flops",
+    "count_params",
     "export_model",
     "extensions_status",
+    "generate_search_space",
     "is_dynamic",
     "layers",
     "sort_parameters",
