@@ -135,7 +135,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", str(ROOT))
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """Everything CI runs: every unit session, the integration sessions and lint."""
     for name in [*UNIT_SESSIONS, "integration", "vision", "lint"]:
