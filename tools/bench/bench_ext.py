@@ -10,7 +10,8 @@ all alike (median step time reported):
 * ``static``: the same subnet exported to plain torch modules (the baseline: ratio 1.00).
 
 A step is forward, cross-entropy, ``zero_grad(set_to_none=True)``, backward and an SGD (momentum)
-update; the forward+backward part is also shown alone, since the optimizer of a supernet updates
+update (the fused variants take the reference path on GPU tensors: the fused path is CPU-only);
+the forward+backward part is also shown alone, since the optimizer of a supernet updates
 every stored parameter however small the subnet. Peak memory: on CUDA the allocator's peak over the
 steps; on the CPU (Linux) the growth of the process's peak resident size over the steps, each variant measured in a
 fresh subprocess. Target: fused training step <= 1.05x static on ResNet-50.

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["Block", "BlockKernels", "CompiledKernels", "TorchKernels", "block_slices"]
+__all__ = ["Block", "CompiledKernels", "TorchKernels", "block_slices"]
 
 #: ``(offset, size)`` per dimension of the full tensor.
 Block = tuple[tuple[int, int], ...]
@@ -80,6 +80,3 @@ class CompiledKernels(TorchKernels):
             return
         offsets, sizes = zip(*block, strict=True)
         self.library.zero_block(full, list(offsets), list(sizes))
-
-
-BlockKernels = TorchKernels

@@ -98,7 +98,7 @@ def _resolve() -> None:
         kernels: TorchKernels | None = None
         if mode == "1" or (mode == "auto" and "cpu" in AUTO_FUSED_DEVICES):
             kernels = TorchKernels()
-            variant = loader.default_variant()
+            variant = "cpu"  # the fused path runs on CPU tensors only
             try:
                 library = loader.load_cached(variant)
                 if library is None and mode == "1":

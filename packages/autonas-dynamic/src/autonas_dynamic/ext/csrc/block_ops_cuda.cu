@@ -1,10 +1,13 @@
 // CUDA block kernels: one thread per block element (grid-stride), the element's place in the full
 // tensor found by splitting its block index over the block sizes.
 
+// Only c10's CUDA headers (not ATen/cuda/CUDAContext.h, which pulls in cuBLAS/cuSPARSE headers that
+// a minimal toolkit lacks).
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 
@@ -51,9 +54,11 @@ __global__ void zero_kernel(scalar_t* __restrict__ full, BlockGeometry g) {
   }
 }
 
-inline unsigned int blocks_for(int64_t numel) {
+inline unsigned int blocks_for(int64_t numel, c10::DeviceIndex device) {
+  int processors = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&processors, cudaDevAttrMultiProcessorCount, device));
   const int64_t wanted = (numel + kThreads - 1) / kThreads;
-  const int64_t limit = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+  const int64_t limit = static_cast<int64_t>(processors) * 32;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, limit)));
 }
 
@@ -61,9 +66,9 @@ inline unsigned int blocks_for(int64_t numel) {
 
 void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& geometry) {
   const c10::cuda::CUDAGuard guard(full.device());
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_gather_block_cuda", [&] {
-    gather_kernel<scalar_t><<<blocks_for(geometry.numel), kThreads, 0, stream>>>(
+    gather_kernel<scalar_t><<<blocks_for(geometry.numel, full.device().index()), kThreads, 0, stream>>>(
         full.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), geometry);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -71,9 +76,9 @@ void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& g
 
 void store_cuda(at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate) {
   const c10::cuda::CUDAGuard guard(full.device());
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_store_block_cuda", [&] {
-    store_kernel<scalar_t><<<blocks_for(geometry.numel), kThreads, 0, stream>>>(
+    store_kernel<scalar_t><<<blocks_for(geometry.numel, full.device().index()), kThreads, 0, stream>>>(
         full.data_ptr<scalar_t>(), block.const_data_ptr<scalar_t>(), geometry, accumulate);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -81,9 +86,9 @@ void store_cuda(at::Tensor& full, const at::Tensor& block, const BlockGeometry& 
 
 void zero_cuda(at::Tensor& full, const BlockGeometry& geometry) {
   const c10::cuda::CUDAGuard guard(full.device());
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_zero_block_cuda", [&] {
-    zero_kernel<scalar_t><<<blocks_for(geometry.numel), kThreads, 0, stream>>>(full.data_ptr<scalar_t>(), geometry);
+    zero_kernel<scalar_t><<<blocks_for(geometry.numel, full.device().index()), kThreads, 0, stream>>>(full.data_ptr<scalar_t>(), geometry);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
