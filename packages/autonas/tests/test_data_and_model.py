@@ -77,3 +77,13 @@ def test_accuracy_refuses_a_model_in_train_mode(digits) -> None:
 def test_negative_epochs_are_rejected(digits) -> None:
     with pytest.raises(ValueError, match="epochs must be >= 0, got -1"):
         train(DigitsNet(), digits.train, epochs=-1, lr=0.1)
+
+
+def test_single_thread_restores_the_thread_count_even_on_error() -> None:
+    from autonas.demo.run import single_thread
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"), single_thread():
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

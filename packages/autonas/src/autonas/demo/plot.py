@@ -34,17 +34,17 @@ def plot_candidates(
         chosen: ``(flops, score)`` of the subnet the search returned, highlighted.
         original: ``(flops, score)`` of the full model, for reference.
     """
-    candidates = [dict(c) for c in candidates]
-    front = sorted(pareto_front(candidates, ["flops"]), key=lambda c: c["constraints"]["flops"])
+    points = [dict(c) for c in candidates]
+    front = sorted(pareto_front(points, ["flops"]), key=lambda c: c["constraints"]["flops"])
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.scatter(
-        [c["constraints"]["flops"] / 1e6 for c in candidates],
-        [c["metric"] for c in candidates],
+        [c["constraints"]["flops"] / 1e6 for c in points],
+        [c["metric"] for c in points],
         s=14,
         alpha=0.45,
         color="tab:blue",
-        label=f"candidates ({len(candidates)})",
+        label=f"candidates ({len(points)})",
     )
     ax.plot(
         [c["constraints"]["flops"] / 1e6 for c in front],

@@ -96,6 +96,11 @@ def _dummy_input() -> torch.Tensor:
     return torch.zeros(INPUT_SHAPE)
 
 
+def _flops(model: nn.Module) -> float:
+    """FLOPs of one image through the active subnet of ``model``."""
+    return float(an.inference_flops(model, _dummy_input(), unit=1))
+
+
 def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) -> list[ModelReport]:
     """Accuracies and costs of plain (exported) models in eval mode.
 
@@ -113,7 +118,7 @@ def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) ->
             name=name,
             test_accuracy=accuracy(model, data.test),
             val_accuracy=accuracy(model, data.val),
-            flops=int(an.inference_flops(model, dummy, unit=1)),
+            flops=int(_flops(model)),
             params=int(an.param_count(model, dummy)),
             latency_ms=statistics.median(times),
         )
@@ -166,16 +171,15 @@ def search_subnet(model: nn.Module, data: DigitsData, options: DemoOptions) -> t
     the score breaks ties towards fewer FLOPs: it is the accuracy minus ``TIE_BREAK`` times the
     candidate's share of the full model's FLOPs, too little to reorder different accuracies.
     """
-    dummy = _dummy_input()
-    full_flops = an.inference_flops(model, dummy, unit=1)
+    full_flops = _flops(model)
 
     def score(candidate: nn.Module) -> float:
-        return accuracy(candidate, data.val) - TIE_BREAK * an.inference_flops(candidate, dummy, unit=1) / full_flops
+        return accuracy(candidate, data.val) - TIE_BREAK * _flops(candidate) / full_flops
 
     return an.search(
         model,
         constraints={"flops": f"{options.flops_limit}%"},
-        dummy_input=dummy,
+        dummy_input=_dummy_input(),
         config={
             "score_func": score,
             "data_loader": data.train.loader(CALIBRATION_BATCH_SIZE, shuffle=True, seed=options.seed),
