@@ -200,7 +200,7 @@ def write_table(results: list[ZooResult], path: Path) -> None:
         "on their backbone features at the subnets.",
         "",
         f"**{ok} of {len(results)} models ({len(families)} families) convert and pass.** "
-        "Conversion time on a 2-core CPU machine.",
+        "Conversion time on one CPU thread (see `tools/bench/bench_convert.py` for timed comparisons).",
         "",
         "| model | family | configurable hparams | search-space size | convert time (s) | status |",
         "| --- | --- | ---: | ---: | ---: | --- |",
