@@ -128,20 +128,47 @@ def test_evolve_keeps_explicit_lower_bounds_and_rel_lower_bound_zero_disables_th
 
 def test_evolve_settings_adapt_when_unset_and_mean_the_reference_when_given() -> None:
     searcher, _ = run(EvolveSearcher, num_iters=400)
-    assert (searcher.population_size, searcher.candidate_size) == (20, 5)
-    assert searcher.mutation_prob == pytest.approx(2 / 8)
+    assert (searcher.population_size, searcher.candidate_size, searcher.adaptive) == (20, 5, True)
+    assert searcher.mutation_prob == pytest.approx(1 / 8)
     searcher, _ = run(EvolveSearcher, num_iters=400, population_size=30, candidate_size=6, mutation_prob=0.1)
     assert (searcher.population_size, searcher.candidate_size, searcher.mutation_prob) == (30, 6, 0.1)
+    assert not searcher.adaptive
     # parents are the best `candidate_size` of a full population of satisfied candidates
     assert len(searcher.candidates) == 6
     metrics = [c["metric"] for c in searcher.candidates]
     assert metrics == sorted(metrics, reverse=True)
 
 
+@pytest.mark.parametrize("settings", [{}, {"population_size": 12, "candidate_size": 3, "mutation_prob": 0.1}])
+def test_parents_come_from_the_full_population(settings: dict[str, Any]) -> None:
+    generations: list[tuple[list[float], list[float], list[float]]] = []
+
+    class Recording(EvolveSearcher):
+        def before_step(self) -> None:
+            full = len(self.population) >= self.population_size
+            population = [c["metric"] for c in self.population]
+            previous = [c["metric"] for c in self.candidates]
+            super().before_step()
+            if full:
+                generations.append((population, previous, [c["metric"] for c in self.candidates]))
+
+    searcher = Recording()
+    searcher.search(
+        ChoiceSpace(CHOICES), {"flops": (flops, LIMIT)}, {"score_func": score, "num_iters": 1000, **settings}
+    )
+    assert len(generations) >= 3
+    for population, previous, parents in generations:
+        pool = population + previous if searcher.adaptive else population  # adaptive: elitist
+        assert parents == sorted(pool, reverse=True)[: searcher.candidate_size]
+    if searcher.adaptive:
+        best_parent = [parents[0] for _, _, parents in generations]
+        assert best_parent == sorted(best_parent)
+
+
 def test_evolution_beats_random_search_on_average() -> None:
     regret = {}
     for searcher_cls in SEARCHERS:
-        found = [run(searcher_cls, seed=seed, num_iters=150)[1]["metric"] for seed in range(8)]
+        found = [run(searcher_cls, seed=seed, num_iters=300)[1]["metric"] for seed in range(8)]
         regret[searcher_cls] = best_feasible() - sum(found) / len(found)
     assert regret[EvolveSearcher] < regret[RandomSearcher]
 

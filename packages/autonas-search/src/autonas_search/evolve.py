@@ -13,7 +13,7 @@ __all__ = ["EvolveSearcher"]
 MAX_REDRAWS = 10
 REFERENCE_POPULATION = 100
 PARENT_FRACTION = 0.25
-MUTATIONS_PER_CHILD = 2.0
+MUTATIONS_PER_CHILD = 1.0
 
 
 def adaptive_population(num_iters: int) -> int:
@@ -36,7 +36,10 @@ class EvolveSearcher(IterativeSearcher):
     executor can evaluate it in parallel; a child already evaluated is re-drawn (up to 10 times).
 
     Settings left unset (None) adapt to the budget (see `default_search_config`); the effective
-    values are the attributes `population_size`, `candidate_size` and `mutation_prob`.
+    values are the attributes `population_size`, `candidate_size` and `mutation_prob`. With all
+    three unset (`adaptive`), parents are chosen among the population and the previous parents
+    (elitism) and crossover children are mutated too; with any of them given, generations follow
+    the reference scheme exactly.
 
     Before searching, every effective limit without a lower bound gets the lower bound
     `rel_lower_bound * upper` (0.85 by default): only candidates that use most of each budget
@@ -48,6 +51,7 @@ class EvolveSearcher(IterativeSearcher):
     population_size: int
     candidate_size: int
     mutation_prob: float
+    adaptive: bool
 
     @property
     def default_search_config(self) -> dict[str, Any]:
@@ -55,8 +59,9 @@ class EvolveSearcher(IterativeSearcher):
 
         Unset, the settings adapt to the budget and the space: `population_size` =
         sqrt(num_iters) within [8, 100], `candidate_size` = a quarter of it (at least 2),
-        `mutation_prob` = 2 / number of configurable hparams. Given explicitly they mean what the
-        reference's do (its defaults: 100, 25, 0.1).
+        `mutation_prob` = 1 / number of configurable hparams. With all three unset the search
+        also keeps the previous parents in the running and mutates crossover children. Given
+        explicitly, the settings mean what the reference's do (its defaults: 100, 25, 0.1).
         """
         return {
             **super().default_search_config,
@@ -94,14 +99,20 @@ class EvolveSearcher(IterativeSearcher):
         self.candidate_size = min(
             self.population_size, config["candidate_size"] or max(2, round(self.population_size * PARENT_FRACTION))
         )
+        self.adaptive = all(config[key] is None for key in ("population_size", "candidate_size", "mutation_prob"))
         self.mutation_prob = config["mutation_prob"]
         if self.mutation_prob is None:
             self.mutation_prob = min(1.0, MUTATIONS_PER_CHILD / max(1, len(self.hparam_choices)))
 
     def before_step(self) -> None:
-        """When the population is full, its best `candidate_size` become the parents and it empties."""
+        """When the population is full, its best `candidate_size` become the parents and it empties.
+
+        With adaptive settings the previous parents compete too, so the best candidate so far
+        stays a parent.
+        """
         if len(self.population) >= self.population_size:
-            ranked = sorted(self.population, key=lambda c: c["metric"], reverse=True)
+            pool = self.population + self.candidates if self.adaptive else self.population
+            ranked = sorted(pool, key=lambda c: c["metric"], reverse=True)
             self.candidates = ranked[: self.candidate_size]
             self.population = []
             self.pending = []
@@ -128,17 +139,21 @@ class EvolveSearcher(IterativeSearcher):
 
     def mutate(self) -> dict[str, Any]:
         """A random parent with each hparam re-drawn with probability `mutation_prob`."""
-        parent = self.rng.choice(self.candidates)["config"]
-        draw, prob = self.rng.random, self.mutation_prob
-        return {
-            name: choices[int(draw() * len(choices))] if draw() < prob else parent[name]
-            for name, choices in self.hparam_choices.items()
-        }
+        return self._redraw(self.rng.choice(self.candidates)["config"])
 
     def crossover(self) -> dict[str, Any]:
-        """Each hparam from one of two distinct random parents."""
+        """Each hparam from one of two distinct random parents (then mutated, with adaptive settings)."""
         first, second = (c["config"] for c in self.rng.sample(self.candidates, 2))
-        return {name: (first if self.rng.random() < 0.5 else second)[name] for name in self.hparam_choices}
+        child = {name: (first if self.rng.random() < 0.5 else second)[name] for name in self.hparam_choices}
+        return self._redraw(child) if self.adaptive else child
+
+    def _redraw(self, config: dict[str, Any]) -> dict[str, Any]:
+        """`config` with each hparam re-drawn uniformly with probability `mutation_prob`."""
+        draw, prob = self.rng.random, self.mutation_prob
+        return {
+            name: choices[int(draw() * len(choices))] if draw() < prob else config[name]
+            for name, choices in self.hparam_choices.items()
+        }
 
     def _new_child(self, make: Any, seen: set[str]) -> dict[str, Any]:
         """`make()`, re-drawn while it repeats an evaluated or already proposed config."""
