@@ -19,7 +19,7 @@ from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
 from .result import Analysis, Group
 from .symbols import Slot
-from .tracer import register_leaf, trace_recursively, unregister_leaf
+from .tracer import reads_training_flag, register_leaf, trace_recursively, unregister_leaf
 
 __all__ = [
     "Analysis",
@@ -44,12 +44,14 @@ def analyze(model: nn.Module) -> Analysis:
     """
     trace = trace_recursively(model)
     skippable = skippable_blocks(model, trace)
-    with training_mode(model, not model.training):
-        other = trace_recursively(model)
-    other_mode_error = other.failed.get(model) if model not in trace.failed else None
-    if other_mode_error is None:
-        skippable = _in_both(skippable, skippable_blocks(model, other))
-        trace = trace.merged_with(other)
+    other_mode_error = None
+    if reads_training_flag(model):  # otherwise both modes trace to the same graph
+        with training_mode(model, not model.training):
+            other = trace_recursively(model)
+        other_mode_error = other.failed.get(model) if model not in trace.failed else None
+        if other_mode_error is None:
+            skippable = _in_both(skippable, skippable_blocks(model, other))
+            trace = trace.merged_with(other)
     state = ModelState(model, trace)
     for traced in trace.graphs:
         analyze_graph(state, traced)

@@ -10,6 +10,7 @@ of their own, so the layers inside them are still analysed.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,29 @@ def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called:
             failed[root] = f"{type(error).__name__}: {error}"
             return TracedGraph(root, name, None)
         return TracedGraph(entry, name, graph)
+
+
+def reads_training_flag(model: nn.Module) -> bool:
+    """Whether the code of any traced-through module class reads ``.training`` (train/eval branches)."""
+    return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m))
+
+
+_READS_TRAINING: dict[type, bool] = {}
+
+
+def _class_reads_training(cls: type) -> bool:
+    found = _READS_TRAINING.get(cls)
+    if found is None:
+        own = [c for c in cls.__mro__ if c is not nn.Module and not c.__module__.startswith("torch.nn")]
+        codes = [f.__code__ for c in own for f in vars(c).values() if isinstance(f, types.FunctionType)]
+        found = _READS_TRAINING[cls] = any(_code_reads_training(code) for code in codes)
+    return found
+
+
+def _code_reads_training(code: types.CodeType) -> bool:
+    return "training" in code.co_names or any(
+        _code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType)
+    )
 
 
 def trace_recursively(model: nn.Module) -> TraceResult:
