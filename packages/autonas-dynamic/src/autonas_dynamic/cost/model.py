@@ -1,12 +1,13 @@
 """The closed-form cost model: FLOPs and parameters of the active subnet without a forward.
 
 Built once over a converted model, :class:`CostModel` records the costed aten calls of a few
-inference forwards -- the largest subnet, then probed subnets that each change several
-configurable hparams (:mod:`~autonas_dynamic.cost.probing`) -- and learns, for every dimension in
+inference forwards, run on meta tensors (:mod:`~autonas_dynamic.cost.forwards`) -- the largest
+subnet, then probed subnets that each change several configurable hparams
+(:mod:`~autonas_dynamic.cost.probing`) -- and learns, for every dimension in
 every cost term, which hparam values it follows (:mod:`~autonas_dynamic.cost.fit`); hparams whose
 effects the shared subnets cannot tell apart get subnets of their own. Calls inside a block of a dynamic
 ``Sequential`` are gated by its depth. The result is a sum of gated monomials over the active
-hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against real
+hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against recorded
 forwards of the smallest subnet and of random subnets, and evaluated in microseconds.
 """
 
@@ -21,9 +22,10 @@ from torch import nn
 
 from ..hparam import DepthHparam
 from .fit import DimensionFitter, Monomial, NeedIsolation, UnexplainedDimension, multiply
+from .forwards import ProbeForwards
 from .polynomial import GatedTerm, Polynomials
 from .probing import Variables, applied, coded_subnets, isolated_subnets, plan_probes, random_subnets
-from .recorder import OpRecord, record_ops
+from .recorder import OpRecord
 from .structure import Gate, depth_hparam, named_hparams, walk_modules
 
 __all__ = ["CostModel", "CostModelError"]
@@ -80,8 +82,9 @@ class _Collecting:
 class _Layout:
     """What the cost model reads from a converted model: hparams, variables, gates, parameters."""
 
-    def __init__(self, model: nn.Module, dummy_input: Any) -> None:
-        self.model, self.dummy_input = model, dummy_input
+    def __init__(self, model: nn.Module, dummy_input: Any, *, meta_forwards: bool) -> None:
+        self.model = model
+        self.forwards = ProbeForwards(model, dummy_input, meta=meta_forwards)
         self.hparams = named_hparams(model)
         modules = list(walk_modules(model))
         depth_ids = {id(hp) for _, module, _ in modules if (hp := depth_hparam(module)) is not None}
@@ -99,19 +102,40 @@ class _Layout:
             for name, module_gates in gates.items()
         }
 
-    def snapshot(self, subnet: dict[int, Any]) -> _Snapshot:
-        """Select ``subnet`` (unlisted hparams at their maximum), record it, select the previous subnet again."""
+    def snapshot(self, subnet: dict[int, Any], *, real: bool = False) -> _Snapshot:
+        """Select ``subnet`` (unlisted hparams at their maximum), record it, select the previous subnet again.
+
+        The forward runs on meta tensors while :attr:`forwards` allows it, unless ``real`` is set.
+        """
         with applied(self.configurable, subnet):
-            records = record_ops(self.model, self.dummy_input)
+            records = self.forwards.record(real=real)
             shapes = [slot.shape() for slot in self.slots]
             return _Snapshot(self.variables.read(), {record.key: record for record in records}, shapes)
+
+    def checked_snapshots(self, subnets: Sequence[dict[int, Any]]) -> list[_Snapshot]:
+        """Snapshots of ``subnets``; the first is recorded with a real forward too, which must agree.
+
+        When the meta forward records other costed calls than the real one, every later forward is
+        real (and the other subnets are recorded again).
+        """
+        shots = [self.snapshot(subnet) for subnet in subnets]
+        if not shots or not self.forwards.on_meta:
+            return shots
+        real = self.snapshot(subnets[0], real=True)
+        difference = _first_difference(real.ops, shots[0].ops)
+        if difference is not None:
+            self.forwards.fall_back(f"on meta tensors its forward records other costs than on real ones ({difference})")
+            shots = [real, *(self.snapshot(subnet) for subnet in subnets[1:])]
+        return shots
 
 
 class CostModel:
     """FLOPs and parameter count of the active subnet of a converted model, in closed form.
 
     Building runs a few inference forwards (the largest subnet, probed subnets that change several
-    hparams at once, and three checks); afterwards :meth:`flops` and :meth:`params` read the active
+    hparams at once, and three checks), on meta tensors: only shapes matter, so they cost
+    milliseconds at any input size (:mod:`~autonas_dynamic.cost.forwards`); one real forward of the
+    smallest subnet confirms that the meta forwards record what real ones do. Afterwards :meth:`flops` and :meth:`params` read the active
     hparam values and evaluate a precompiled polynomial, with no forward. Both equal
     :func:`~autonas_dynamic.cost.count_flops` / :func:`~autonas_dynamic.cost.count_params` of the
     exported subnet, for every subnet.
@@ -120,6 +144,9 @@ class CostModel:
         model: A converted model (dynamic modules with their shared hparams installed) or any
             plain model (then both costs are constants). Its active subnet is restored after building.
         dummy_input: The forward's input, as for :func:`~autonas_dynamic.cost.count_flops`.
+        meta_forwards: Run the probe forwards on meta tensors where the model allows it (a model
+            whose forward needs values falls back to real forwards, with a ``RuntimeWarning``
+            that says why). ``False``: every forward is real.
 
     Raises:
         CostModelError: If some cost does not follow the hparams in closed form (the message
@@ -131,13 +158,13 @@ class CostModel:
         >>> costs.flops(), costs.params()
     """
 
-    def __init__(self, model: nn.Module, dummy_input: Any) -> None:
-        layout = _Layout(model, dummy_input)
+    def __init__(self, model: nn.Module, dummy_input: Any, *, meta_forwards: bool = True) -> None:
+        layout = _Layout(model, dummy_input, meta_forwards=meta_forwards)
         checks = random_subnets(layout.configurable, NUM_CHECKED_SUBNETS) if layout.configurable else []
         with applied(layout.configurable):
-            checked = [layout.snapshot(subnet) for subnet in checks]
+            checked = layout.checked_snapshots(checks)
             op_terms, slot_terms, snapshots = _learn(layout, isolate=False)
-            #: Forwards run to build the model.
+            #: Forwards run to build the model (on meta tensors or real ones), the real check excluded.
             self.num_forwards = len(checked) + len(snapshots)
             try:
                 for shot in checked:
@@ -148,6 +175,8 @@ class CostModel:
                 self.num_forwards += len(snapshots)
                 for shot in checked:
                     _check(shot, op_terms, slot_terms, layout.slots)
+        #: Whether the probe forwards ran on meta tensors (``False`` when they had to run for real).
+        self.meta_forwards = layout.forwards.on_meta
         all_terms = [*op_terms.values(), *slot_terms]
         used = {p for terms in all_terms for term in terms for p in (*term.factors, *(g for g, _ in term.gates))}
         used_ids = {id(layout.variables.owners[p]) for p in used}
@@ -201,6 +230,15 @@ def _learn(
         if not fit.needed:
             return op_terms, slot_terms, snapshots
         subnets += [subnet for p in sorted(fit.needed) for subnet in isolated_subnets(probes[p])]
+
+
+def _first_difference(expected: dict[tuple[str, int], OpRecord], actual: dict[tuple[str, int], OpRecord]) -> str | None:
+    """Where two recordings of one subnet differ (the first such costed call), or ``None`` if they agree."""
+    for key in sorted(expected.keys() | actual.keys()):
+        if expected.get(key) != actual.get(key):
+            record = expected.get(key) or actual[key]
+            return _where(record.op, record.module, record.index)
+    return None
 
 
 def _is_size(value: Any) -> bool:
