@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from example_models import (
+    AuxiliaryHead,
     ConcatConvs,
     DefaultFlag,
     FailingSubmodule,
@@ -23,7 +24,7 @@ from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
 from autonas_dynamic.trace.depth import is_residual_block
 from autonas_dynamic.trace.dims import after_reduction, is_elastic
 from autonas_dynamic.trace.layers import spatial_ndim
-from autonas_dynamic.trace.tracer import trace_recursively
+from autonas_dynamic.trace.tracer import reads_training_flag, trace_recursively
 
 
 def _fixed(model: nn.Module, module_name: str, hparam: str) -> str | None:
@@ -198,3 +199,8 @@ def test_blocks_whose_results_are_looked_up_later_stay() -> None:
     CACHE: dict[int, torch.Tensor] = {}
     model = UsesCache()
     assert analyze(model).skippable == {model.blocks: [False, False, True]}
+
+
+def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> None:
+    assert reads_training_flag(AuxiliaryHead())
+    assert not reads_training_flag(SkippableDepth())
