@@ -18,6 +18,7 @@ from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
 from .sorting import sort_parameters
 from .space import SearchSpace, generate_search_space
+from .trace import register_leaf, register_shape_preserving, unregister_leaf
 
 __version__ = _version("autonas-dynamic")
 
@@ -41,5 +42,8 @@ __all__ = [
     "generate_search_space",
     "is_dynamic",
     "layers",
+    "register_leaf",
+    "register_shape_preserving",
     "sort_parameters",
+    "unregister_leaf",
 ]
