@@ -147,7 +147,18 @@ def test_a_forward_that_runs_differently_on_meta_tensors_is_caught_by_the_real_c
 
 
 @pytest.mark.parametrize(
-    "layer", [nn.BatchNorm2d(6).eval(), nn.ReLU(), nn.ReLU(inplace=True)], ids=["batchnorm", "relu", "relu_"]
+    "layer",
+    [
+        nn.BatchNorm2d(6).eval(),
+        nn.ReLU(),
+        nn.ReLU(inplace=True),
+        nn.ReLU6(inplace=True),
+        nn.Hardswish(),
+        nn.SiLU(inplace=True),
+        nn.GELU(approximate="tanh"),
+        nn.LeakyReLU(0.1),
+    ],
+    ids=["batchnorm", "relu", "relu_", "relu6_", "hardswish", "silu_", "gelu", "leaky_relu"],
 )
 def test_meta_shortcuts_give_the_shapes_and_strides_of_the_meta_kernels(layer: nn.Module) -> None:
     x = torch.empty(2, 6, 5, 3, device="meta").to(memory_format=torch.channels_last)
@@ -157,4 +168,5 @@ def test_meta_shortcuts_give_the_shapes_and_strides_of_the_meta_kernels(layer: n
         with _MetaShortcuts():
             actual = layer(x)
     assert actual.is_meta
+    assert (actual is x) == getattr(layer, "inplace", False)
     assert (actual.shape, actual.stride(), actual.dtype) == (expected.shape, expected.stride(), expected.dtype)

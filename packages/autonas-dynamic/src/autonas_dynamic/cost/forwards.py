@@ -46,12 +46,21 @@ def _inference_batch_norm(args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.
     return torch.empty_like(x), x.new_empty(0), x.new_empty(0)
 
 
-#: Operators whose outputs are cheap to state but slow to derive on meta tensors (torch runs a Python
-#: decomposition of a dozen elementwise steps for batch norm): aten overload -> outputs from the arguments.
+def _activations(names: str) -> list[Any]:
+    aten = torch.ops.aten
+    return [getattr(aten, name).default for name in names.split() if hasattr(aten, name)]
+
+
+_UNARY = "relu hardtanh hardswish hardsigmoid silu gelu sigmoid tanh leaky_relu"
+
+#: Operators whose outputs are cheap to state but slow to derive on meta tensors (torch runs Python
+#: meta functions or decompositions, a dozen elementwise steps for batch norm): aten overload ->
+#: outputs from the positional arguments. Activations keep their input's shape and layout; in place
+#: they return the input.
 _SHORTCUTS: dict[Any, Callable[[Any], Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _inference_batch_norm,
-    torch.ops.aten.relu.default: lambda args: torch.empty_like(args[0]),
-    torch.ops.aten.relu_.default: lambda args: args[0],
+    **dict.fromkeys(_activations(_UNARY), lambda args: torch.empty_like(args[0])),
+    **dict.fromkeys(_activations(" ".join(f"{name}_" for name in _UNARY.split())), lambda args: args[0]),
 }
 
 
@@ -62,7 +71,7 @@ class _MetaShortcuts(TorchDispatchMode):
         shortcut = _SHORTCUTS.get(func)
         if func is torch.ops.aten.native_batch_norm.default and not args[5]:
             shortcut = _inference_batch_norm
-        if shortcut is None or kwargs or args[0].device.type != "meta":
+        if shortcut is None or args[0].device.type != "meta":
             return func(*args, **(kwargs or {}))
         return shortcut(args)
 
