@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..layers.conv import _DynamicConvNd
 from ..layers.linear import _DynamicLinear
@@ -35,7 +34,7 @@ def block_of(full: torch.Tensor, view: torch.Tensor) -> Block | None:
         return tuple((0, size) for size in full.shape)
     if view._base is not full or view.stride() != full.stride() or view.dim() != full.dim():
         return None
-    remainder = view.storage_offset() - full.storage_offset()
+    remainder = int(view.storage_offset() - full.storage_offset())
     block = []
     for size, full_size, stride in zip(view.shape, full.shape, full.stride(), strict=True):
         offset, remainder = divmod(remainder, stride) if stride else (0, remainder)
@@ -61,7 +60,7 @@ def _fusable(input: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def _blocks(module: nn.Module) -> tuple[Block, Block | None] | None:
+def _blocks(module: Any) -> tuple[Block, Block | None] | None:
     """Blocks of the stored weight and bias, or ``None`` when the fused path does not apply."""
     weight, bias = module._parameters["weight"], module._parameters["bias"]
     weight_block = block_of(weight, module.weight)
@@ -118,4 +117,4 @@ def install() -> None:
     """Wrap the dynamic conv and linear forwards (idempotent)."""
     for cls, wrap in ((_DynamicConvNd, _conv_forward), (_DynamicLinear, _linear_forward)):
         if not hasattr(cls.forward, "__wrapped__"):
-            cls.forward = wrap(cls.forward)
+            cls.forward = wrap(cls.forward)  # type: ignore[method-assign]

@@ -21,12 +21,14 @@ ConvSpec = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]
 """``(stride, padding, dilation, groups)`` of a (non-transposed) convolution."""
 
 
-def _active(full: torch.Tensor | None, block: Block | None, kernels: TorchKernels) -> torch.Tensor | None:
-    if full is None or block is None:
-        return None
+def _active(full: torch.Tensor, block: Block, kernels: TorchKernels) -> torch.Tensor:
     if tuple(size for _, size in block) == tuple(full.shape):
         return full
     return kernels.gather(full, block)
+
+
+def _active_bias(bias: torch.Tensor | None, block: Block | None, kernels: TorchKernels) -> torch.Tensor | None:
+    return None if bias is None or block is None else _active(bias, block, kernels)
 
 
 class _SlicedConv(torch.autograd.Function):
@@ -43,7 +45,7 @@ class _SlicedConv(torch.autograd.Function):
     ) -> torch.Tensor:
         stride, padding, dilation, groups = spec
         active_weight = _active(weight, weight_block, kernels)
-        active_bias = _active(bias, bias_block, kernels)
+        active_bias = _active_bias(bias, bias_block, kernels)
         zeros = [0] * len(stride)
         output = torch.convolution(input, active_weight, active_bias, stride, padding, dilation, False, zeros, groups)
         ctx.save_for_backward(input, active_weight)
@@ -93,7 +95,7 @@ class _SlicedLinear(torch.autograd.Function):
         kernels: TorchKernels,
     ) -> torch.Tensor:
         active_weight = _active(weight, weight_block, kernels)
-        active_bias = _active(bias, bias_block, kernels)
+        active_bias = _active_bias(bias, bias_block, kernels)
         ctx.save_for_backward(input, active_weight)
         ctx.params = (weight, bias)
         ctx.blocks = (weight_block, bias_block)

@@ -59,7 +59,7 @@ def _unshared(tensor: torch.Tensor) -> bool:
     # References: the record, this call's argument and getrefcount's own.
     return (
         sys.getrefcount(tensor) <= 3
-        and tensor._use_count() == 1
+        and tensor._use_count() == 1  # type: ignore[attr-defined]
         and torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) <= 2
     )
 
