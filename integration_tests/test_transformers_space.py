@@ -1,9 +1,9 @@
 """Hugging Face transformers built from tiny configs (no downloads) as search spaces.
 
 Attention internals are boundaries (reshapes, matmuls), so the searchable dimensions are the MLP
-hidden widths (and BERT's pooler width); GPT-2 builds its MLP from ``transformers``' own
-``Conv1D`` layers, which are not searchable layers, so it converts with nothing to search. Each
-model keeps its outputs at the maximal subnet and exports exactly at random subnets.
+hidden widths (and BERT's pooler width); GPT-2's MLP is built from ``transformers``' own ``Conv1D``
+layers, searchable through autonas_dynamic's transformers integration. Each model keeps its outputs
+at the maximal subnet and exports exactly at random subnets.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _vit() -> torch.nn.Module:
 
 def _gpt2() -> torch.nn.Module:
     config = transformers.GPT2Config(
-        vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0
+        vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=128, bos_token_id=0, eos_token_id=0
     )
     return transformers.GPT2LMHeadModel(config)
 
@@ -61,7 +61,11 @@ CASES = {
         lambda: {"pixel_values": torch.randn(2, 3, 32, 32)},
         {"vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS, "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS},
     ),
-    "gpt2": (_gpt2, lambda: {"input_ids": torch.randint(0, 100, (2, 8))}, {}),
+    "gpt2": (
+        _gpt2,
+        lambda: {"input_ids": torch.randint(0, 100, (2, 8))},
+        {"transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS, "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS},
+    ),
 }
 
 

@@ -10,7 +10,7 @@ the active sizes; :func:`sort_parameters` orders channels by importance.
 
 from importlib.metadata import version as _version
 
-from . import layers  # registers the built-in dynamic layers
+from . import layers, plugins  # register the built-in layers and those of installed libraries (transformers)
 from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .ext import ExtensionsStatus, extensions_status  # installs the fused training path of conv/linear
@@ -42,6 +42,7 @@ __all__ = [
     "generate_search_space",
     "is_dynamic",
     "layers",
+    "plugins",
     "register_leaf",
     "register_shape_preserving",
     "sort_parameters",
