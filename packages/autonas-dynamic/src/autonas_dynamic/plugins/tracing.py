@@ -8,6 +8,8 @@ gives the class the symbols of ``nn.Linear``: an incoming ``in_features`` and an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn as nn
 
 from ..trace import analyzer, layers
@@ -15,6 +17,7 @@ from ..trace.symbols import Slot, Symbol
 
 __all__ = ["declare_linear_layer"]
 
+_SymbolFactory = Callable[[nn.Module], layers.LayerSymbols]
 _LAST_DIM = frozenset({-1})
 _LINEAR_LIKE: list[type[nn.Module]] = []
 
@@ -23,14 +26,18 @@ def declare_linear_layer(cls: type[nn.Module]) -> None:
     """Make the tracer treat ``cls`` (and subclasses keeping its forward) as a searchable linear layer."""
     if cls in _LINEAR_LIKE:
         return
-    if not _LINEAR_LIKE:
-        analyzer.make_layer_symbols = layers.make_layer_symbols = _with_linear_like(layers.make_layer_symbols)
+    if not _LINEAR_LIKE:  # rebind the tracer's symbol factory where it is defined and where it is used
+        extended = _with_linear_like(layers.make_layer_symbols)
+        layers.make_layer_symbols = extended  # type: ignore[assignment]
+        analyzer.make_layer_symbols = extended  # type: ignore[assignment]
     _LINEAR_LIKE.append(cls)
     layers.LAYER_CLASSES = (*layers.LAYER_CLASSES, cls)
     layers._LAYER_CLASS_CACHE.clear()
 
 
-def _with_linear_like(make_symbols):  # type: ignore[no-untyped-def]
+def _with_linear_like(make_symbols: _SymbolFactory) -> _SymbolFactory:
+    """``make_symbols`` extended with the symbols of the declared linear layers."""
+
     def make_layer_symbols(module: nn.Module) -> layers.LayerSymbols:
         if layers.base_class(module, tuple(_LINEAR_LIKE)) is None:
             return make_symbols(module)
