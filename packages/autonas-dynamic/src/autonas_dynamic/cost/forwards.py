@@ -10,7 +10,11 @@ back afterwards, so the model's state (values, BatchNorm statistics, training fl
 
 A forward that needs values -- data-dependent control flow, ``.item()``, a tensor created on the
 CPU and mixed in, an operator without a meta kernel -- fails on meta tensors; the forward then runs
-for real, and so do the rest of the build's forwards, with a warning that gives the reason.
+for real, and so do the rest of the build's forwards, with a warning that gives the reason. A
+forward may also run differently on meta tensors: ``nn.MultiheadAttention`` calls
+``F.scaled_dot_product_attention`` internally, which runs its unfused fallback (separate scalings
+and products) on meta tensors but one fused attention kernel on real ones. The cost model's real
+check forward catches such differences and also falls back to real forwards.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ every cost term, which hparam values it follows (:mod:`~autonas_dynamic.cost.fit
 effects the shared subnets cannot tell apart get subnets of their own. Calls inside a block of a dynamic
 ``Sequential`` are gated by its depth. The result is a sum of gated monomials over the active
 hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against recorded
-forwards of the smallest subnet and of random subnets, and evaluated in microseconds.
+forwards of the narrowest subnet with every block, the smallest and random subnets, and evaluated in microseconds.
 """
 
 from __future__ import annotations
@@ -133,12 +133,12 @@ class CostModel:
     """FLOPs and parameter count of the active subnet of a converted model, in closed form.
 
     Building runs a few inference forwards (the largest subnet, probed subnets that change several
-    hparams at once, and three checks), on meta tensors: only shapes matter, so they cost
-    milliseconds at any input size (:mod:`~autonas_dynamic.cost.forwards`); one real forward of the
-    smallest subnet confirms that the meta forwards record what real ones do. Afterwards :meth:`flops` and :meth:`params` read the active
-    hparam values and evaluate a precompiled polynomial, with no forward. Both equal
-    :func:`~autonas_dynamic.cost.count_flops` / :func:`~autonas_dynamic.cost.count_params` of the
-    exported subnet, for every subnet.
+    hparams at once, and four checks), on meta tensors: only shapes matter, so they cost
+    milliseconds at any input size (:mod:`~autonas_dynamic.cost.forwards`); one real forward (every
+    width at its smallest, every block kept) confirms that the meta forwards record what real ones
+    do. Afterwards :meth:`flops` and :meth:`params` read the active hparam values and evaluate a
+    precompiled polynomial, with no forward. Both equal :func:`~autonas_dynamic.cost.count_flops` /
+    :func:`~autonas_dynamic.cost.count_params` of the exported subnet, for every subnet.
 
     Args:
         model: A converted model (dynamic modules with their shared hparams installed) or any
@@ -161,8 +161,10 @@ class CostModel:
     def __init__(self, model: nn.Module, dummy_input: Any, *, meta_forwards: bool = True) -> None:
         layout = _Layout(model, dummy_input, meta_forwards=meta_forwards)
         checks = random_subnets(layout.configurable, NUM_CHECKED_SUBNETS) if layout.configurable else []
+        # Every size at its smallest and every block kept: the cheapest real forward that runs every costed call.
+        narrowest = {id(hparam): hparam.min for _, hparam in layout.probed}
         with applied(layout.configurable):
-            checked = layout.checked_snapshots(checks)
+            checked = layout.checked_snapshots([narrowest, *checks] if checks else [])
             op_terms, slot_terms, snapshots = _learn(layout, isolate=False)
             #: Forwards run to build the model (on meta tensors or real ones), the real check excluded.
             self.num_forwards = len(checked) + len(snapshots)
