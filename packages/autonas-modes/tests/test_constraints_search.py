@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import pytest
@@ -38,10 +39,11 @@ def test_unsupported_constraint_keys_list_the_supported_ones(space: nn.Module, i
     ("limit", "message"),
     [
         ("60", "must be a percentage"),
-        ("abc%", "cannot read the percentage"),
+        ("abc%", "cannot read a percentage from 'abc%'"),
         (-1, "non-negative number"),
-        ((5, 1), "lower bound 5.0 is above upper bound 1.0"),
-        ((1, 2, 3), "must be \\(lower, upper\\)"),
+        ((-1, 5), "flops is never negative"),
+        ([5, 1], "lower bound 5.0 exceeds upper bound 1.0"),
+        ((1, 2, 3), "a pair must be \\(lower, upper\\)"),
     ],
 )
 def test_malformed_limits_name_the_key_and_value(
@@ -49,6 +51,11 @@ def test_malformed_limits_name_the_key_and_value(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         ModelConstraints(space, {"flops": limit}, images)
+
+
+def test_a_limit_of_the_wrong_type_is_a_type_error(space: nn.Module, images: torch.Tensor) -> None:
+    with pytest.raises(TypeError, match="limit of 'params': bound True is not a number"):
+        ModelConstraints(space, {"params": (0, True)}, images)
 
 
 def test_values_equal_the_counts_of_the_exported_subnet(space: nn.Module, images: torch.Tensor) -> None:
@@ -74,6 +81,9 @@ def test_percentages_refer_to_the_original_model_in_eval_mode_with_patches_off(i
     assert functor.limits["flops"] == (0.0, pytest.approx(0.6 * flops))
     assert functor.limits["params"] == (0.0, pytest.approx(0.4 * params))
     assert model.training and am.get_subnet_config(model) == config  # nothing sampled, flags restored
+    pairs = ModelConstraints(model, {"flops": ["20%", "60%"], "params": ("40%", None)}, images[:1])
+    assert pairs.limits["flops"] == (pytest.approx(0.2 * flops), pytest.approx(0.6 * flops))
+    assert pairs.limits["params"] == (pytest.approx(0.4 * params), math.inf)
 
 
 def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(

@@ -37,6 +37,36 @@ def test_percentage_is_measured_at_the_original_config_and_restores_the_space() 
     assert func.limits["flops"] == (0.0, pytest.approx(0.1 * MAX_FLOPS))
 
 
+def test_pairs_may_be_lists_with_open_and_percentage_bounds() -> None:
+    space = ChoiceSpace(CHOICES)
+    func = ConstraintsFunc(
+        {"a": (flops, [100, None]), "b": (flops, (None, 7)), "c": (flops, ("20%", "60%")), "d": (flops, (-5, -1))},
+        space,
+    )
+    assert func.limits == {
+        "a": (100.0, math.inf),
+        "b": (0.0, 7.0),
+        "c": (pytest.approx(0.2 * MAX_FLOPS), pytest.approx(0.6 * MAX_FLOPS)),
+        "d": (-5.0, -1.0),
+    }
+
+
+def test_parse_limit_asks_for_the_reference_once_and_only_for_percentages() -> None:
+    calls = []
+
+    def reference() -> float:
+        calls.append(1)
+        return 200.0
+
+    parse = ConstraintsFunc.parse_limit
+    assert parse("x", 50, reference) == (0.0, 50.0) and parse("x", (1, None), reference) == (1.0, math.inf)
+    assert calls == []
+    assert parse("x", ["10%", " 50% "], reference) == (20.0, 100.0) and len(calls) == 1
+    assert parse("x", None) == (0.0, math.inf)
+    with pytest.raises(ValueError, match="limit of 'x' is a percentage, but nothing gives the value it refers to"):
+        parse("x", "50%")
+
+
 def test_evaluation_checks_every_bound() -> None:
     space = ChoiceSpace(CHOICES)
     config = space.config()
@@ -80,9 +110,12 @@ def test_violation_is_relative_distance_to_the_bounds() -> None:
         ({"a": (flops, "abc%")}, ValueError, "cannot read a percentage from 'abc%'"),
         ({"a": (flops, "-5%")}, ValueError, "percentage must be finite and >= 0"),
         ({"a": (flops, (5, 1))}, ValueError, "lower bound 5.0 exceeds upper bound 1.0"),
-        ({"a": (flops, (1, "x"))}, TypeError, "bound 'x' is not a number"),
+        ({"a": (flops, (1, "x"))}, ValueError, "limit of 'a' is the string 'x'; a string limit must be a percentage"),
+        ({"a": (flops, (1, [2]))}, TypeError, r"bound \[2\] is not a number"),
+        ({"a": (flops, -3)}, ValueError, "limit of 'a' is -3; an upper bound alone must be a non-negative number"),
         ({"a": (flops, True)}, TypeError, "limit of 'a' is True; allowed: a number"),
-        ({"a": (flops, [1, 2, 3])}, TypeError, r"limit of 'a' is \[1, 2, 3\]; allowed"),
+        ({"a": (flops, [1, 2, 3])}, ValueError, r"limit of 'a' is \[1, 2, 3\]; a pair must be \(lower, upper\)"),
+        ({"a": (flops, {1, 2})}, TypeError, r"limit of 'a' is \{1, 2\}; allowed"),
         ({"a": (flops, math.nan)}, TypeError, "bound nan is not a number"),
         ({"a": (flops, "50%")}, ValueError, "percentage, which needs a search space with original"),
     ],

@@ -13,6 +13,9 @@ from typing import Any
 
 import torch.nn as nn
 
+from autonas_search import ConstraintsFunc
+from autonas_search.constraints import TRIVIAL, Bounds
+
 from .latency import LatencyInterpolator, measure_latency
 from .modelspace import frozen_eval, model_space, original_subnet
 
@@ -21,12 +24,8 @@ __all__ = ["SUPPORTED_CONSTRAINTS", "Limit", "ModelConstraints"]
 #: Constraint keys in evaluation order (later ones may use earlier values).
 SUPPORTED_CONSTRAINTS = ("params", "flops", "flops_min_depth", "latency")
 
-Limit = tuple[float, float]
-_TRIVIAL: Limit = (0.0, math.inf)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+#: A normalised limit, ``(lower, upper)``.
+Limit = Bounds
 
 
 class ModelConstraints:
@@ -38,7 +37,9 @@ class ModelConstraints:
             ``latency``. A limit is a number (upper bound, raw units: FLOPs, parameters,
             milliseconds), a string ``"N%"`` (N percent of the value of the original model,
             measured in eval mode with patches disabled), ``None`` (tracked, unconstrained), or a
-            ``(lower, upper)`` pair of those.
+            ``(lower, upper)`` pair (tuple or list) of those, where ``None`` leaves that side
+            open. Limits are read by :meth:`autonas_search.ConstraintsFunc.parse_limit`, as in
+            standalone search; the costs here are never negative, so neither are their bounds.
         dummy_input: Input of the recorded forward (and of latency measurements); see
             :func:`autonas_modes.inputs.split_args` for tuples and keyword arguments.
         latency_func: ``(model, dummy_input) -> milliseconds`` for the active subnet; default
@@ -49,7 +50,8 @@ class ModelConstraints:
 
     Raises:
         KeyError: A constraint key is not supported (the message lists the supported ones).
-        ValueError: A limit is malformed (the message names the key and the value).
+        TypeError: A limit, or one of its bounds, has a type that is not allowed.
+        ValueError: A limit is malformed or negative (the message names the key and the value).
     """
 
     def __init__(
@@ -94,38 +96,12 @@ class ModelConstraints:
 
     # ------------------------------------------------------------------ limits
     def _resolve(self, key: str, limit: Any) -> Limit:
-        if isinstance(limit, tuple | list):
-            if len(limit) != 2:
-                raise ValueError(f"Constraint {key!r}: a limit pair must be (lower, upper), got {limit!r}.")
-            lower, upper = (self._bound(key, value, default) for value, default in zip(limit, _TRIVIAL, strict=True))
-        else:
-            lower, upper = 0.0, self._bound(key, limit, math.inf)
-        if lower > upper:
-            raise ValueError(f"Constraint {key!r}: lower bound {lower} is above upper bound {upper}.")
-        return lower, upper
-
-    def _bound(self, key: str, value: Any, default: float) -> float:
-        if value is None:
-            return default
-        if isinstance(value, str):
-            text = value.strip()
-            if not text.endswith("%"):
-                raise ValueError(
-                    f"Constraint {key!r}: string limit {value!r} must be a percentage such as '60%'; "
-                    "give absolute limits as numbers (raw FLOPs, parameter counts, milliseconds)."
-                )
-            try:
-                percent = float(text[:-1])
-            except ValueError:
-                raise ValueError(f"Constraint {key!r}: cannot read the percentage {value!r}.") from None
-            if percent < 0:
-                raise ValueError(f"Constraint {key!r}: percentage {value!r} must not be negative.")
-            return percent / 100.0 * self.original_value(key)
-        if not _is_number(value) or math.isnan(value) or value < 0:
+        lower, upper = ConstraintsFunc.parse_limit(key, limit, lambda: self.original_value(key))
+        if lower < 0:
             raise ValueError(
-                f"Constraint {key!r}: limit {value!r} must be a non-negative number, a 'N%' string or None."
+                f"limit of {key!r} is {limit!r}; {key} is never negative, so its bounds must not be either"
             )
-        return float(value)
+        return lower, upper
 
     def original_value(self, key: str) -> float:
         """The value of ``key`` at the original subnet (eval mode, patches disabled)."""
@@ -135,7 +111,7 @@ class ModelConstraints:
     @property
     def effective_limits(self) -> dict[str, Limit]:
         """The limits that constrain something (not ``(0, inf)``)."""
-        return {key: limit for key, limit in self.limits.items() if limit != _TRIVIAL}
+        return {key: limit for key, limit in self.limits.items() if limit != TRIVIAL}
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self, keys: list[str] | None = None, exact: bool = False) -> dict[str, float]:

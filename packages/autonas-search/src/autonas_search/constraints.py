@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from numbers import Real
@@ -9,14 +10,19 @@ from typing import Any
 
 from .space import SearchSpace
 
-__all__ = ["ConstraintsFunc", "CostFunc", "Limit"]
+__all__ = ["TRIVIAL", "Bounds", "ConstraintsFunc", "CostFunc", "Limit"]
 
 CostFunc = Callable[[dict[str, Any]], float]
-Limit = float | int | str | tuple[float, float] | None
+_Bound = float | int | str | None
+Limit = float | int | str | tuple[_Bound, _Bound] | None
 """A limit: a number (upper bound), a `(lower, upper)` tuple, `"N%"` of the value at the space's
-original config (upper bound), or `None` (tracked, unconstrained)."""
+original config (upper bound), or `None` (tracked, unconstrained); bounds of a pair may also be
+`"N%"` or `None` (open)."""
+Bounds = tuple[float, float]
+"""A normalised limit: `lower <= value <= upper`."""
 
-TRIVIAL = (0.0, math.inf)
+TRIVIAL: Bounds = (0.0, math.inf)
+"""The bounds of an unconstrained (tracked only) cost."""
 
 
 class ConstraintsFunc:
@@ -48,7 +54,7 @@ class ConstraintsFunc:
                     "use (function, None) to track a cost without limiting it"
                 )
             self._funcs[name] = entry[0]
-        self._limits: dict[str, tuple[float, float]] = {}
+        self._limits: dict[str, Bounds] = {}
         self.limits = {name: entry[1] for name, entry in constraints.items()}
 
     @property
@@ -57,7 +63,7 @@ class ConstraintsFunc:
         return list(self._funcs)
 
     @property
-    def limits(self) -> dict[str, tuple[float, float]]:
+    def limits(self) -> dict[str, Bounds]:
         """Every limit as `(lower, upper)`; unconstrained costs have `(0, inf)`."""
         return dict(self._limits)
 
@@ -70,7 +76,7 @@ class ConstraintsFunc:
         self._limits.update({name: self._parse(name, limit) for name, limit in limits.items()})
 
     @property
-    def effective_limits(self) -> dict[str, tuple[float, float]]:
+    def effective_limits(self) -> dict[str, Bounds]:
         """The limits that constrain something (everything but `(0, inf)`)."""
         return {name: limit for name, limit in self._limits.items() if limit != TRIVIAL}
 
@@ -139,41 +145,50 @@ class ConstraintsFunc:
             raise TypeError(f"cost function of constraint {name!r} returned {value!r}; it must return a number")
         return value  # type: ignore[return-value]
 
-    def _parse(self, name: str, limit: Limit) -> tuple[float, float]:
+    @staticmethod
+    def parse_limit(name: str, limit: Limit | list[Any], reference: Callable[[], float] | None = None) -> Bounds:
+        """Normalise one limit to `(lower, upper)`; the one parser of limits in autonas.
+
+        Args:
+            name: the constraint the limit belongs to (named in every error).
+            limit: a number (upper bound, at least 0: the lower bound is 0), a `"N%"` string (upper
+                bound), `None` (`(0, inf)`), or a `(lower, upper)` tuple or list whose bounds are
+                numbers, `"N%"` strings or `None` (open: 0 below, infinity above).
+            reference: returns the value `"N%"` refers to; called at most once, and only when the
+                limit holds a percentage, so it may be expensive (e.g. measure a model).
+
+        Raises:
+            TypeError: the limit, or one of its bounds, has a type that is not allowed.
+            ValueError: a malformed percentage, a negative upper bound given alone, a pair without
+                two bounds, a lower bound above the upper one, or a percentage without `reference`.
+        """
+        reference = functools.cache(reference) if reference is not None else None
         if limit is None:
             return TRIVIAL
-        if isinstance(limit, str):
-            text = limit.strip()
-            if not text.endswith("%"):
-                raise ValueError(
-                    f"limit of {name!r} is the string {limit!r}; a string limit must be a percentage like '60%'"
-                )
-            try:
-                percent = float(text[:-1])
-            except ValueError:
-                raise ValueError(
-                    f"limit of {name!r}: cannot read a percentage from {limit!r} (expected e.g. '60%')"
-                ) from None
-            if not (math.isfinite(percent) and percent >= 0):
-                raise ValueError(f"limit of {name!r}: percentage must be finite and >= 0, got {limit!r}")
-            return (0.0, percent / 100 * self.reference_value(name))
-        if isinstance(limit, tuple) and len(limit) == 2:
-            lower, upper = (self._bound(name, bound) for bound in limit)
+        if isinstance(limit, tuple | list):
+            if len(limit) != 2:
+                raise ValueError(f"limit of {name!r} is {limit!r}; a pair must be (lower, upper): two bounds")
+            lower, upper = (
+                _bound(name, bound, default, reference) for bound, default in zip(limit, TRIVIAL, strict=True)
+            )
             if lower > upper:
                 raise ValueError(f"limit of {name!r}: lower bound {lower} exceeds upper bound {upper}")
             return (lower, upper)
-        if isinstance(limit, Real) and not isinstance(limit, bool):
-            return (0.0, self._bound(name, limit))
+        if isinstance(limit, str) or (isinstance(limit, Real) and not isinstance(limit, bool)):
+            upper = _bound(name, limit, math.inf, reference)
+            if upper < 0:
+                raise ValueError(
+                    f"limit of {name!r} is {limit!r}; an upper bound alone must be a non-negative number "
+                    "(the lower bound is 0); give a (lower, upper) pair for negative costs"
+                )
+            return (0.0, upper)
         raise TypeError(
-            f"limit of {name!r} is {limit!r}; allowed: a number (upper bound), a (lower, upper) tuple, "
+            f"limit of {name!r} is {limit!r}; allowed: a number (upper bound), a (lower, upper) pair, "
             "a percentage string like '60%', or None"
         )
 
-    @staticmethod
-    def _bound(name: str, bound: Any) -> float:
-        if isinstance(bound, bool) or not isinstance(bound, Real) or math.isnan(bound):
-            raise TypeError(f"limit of {name!r}: bound {bound!r} is not a number")
-        return float(bound)
+    def _parse(self, name: str, limit: Limit) -> Bounds:
+        return self.parse_limit(name, limit, lambda: self.reference_value(name))
 
     def __getstate__(self) -> dict[str, Any]:
         # Worker processes evaluate configs they are handed; they need no space (which may be large).
@@ -181,3 +196,32 @@ class ConstraintsFunc:
 
     def __repr__(self) -> str:
         return f"ConstraintsFunc(limits={self._limits})"
+
+
+def _bound(name: str, bound: Any, default: float, reference: Callable[[], float] | None) -> float:
+    """One bound of a limit as a float: a number, `"N%"` of `reference()`, or `default` for `None`."""
+    if bound is None:
+        return default
+    if isinstance(bound, str):
+        text = bound.strip()
+        if not text.endswith("%"):
+            raise ValueError(
+                f"limit of {name!r} is the string {bound!r}; a string limit must be a percentage like '60%' "
+                "(give an absolute limit as a number)"
+            )
+        try:
+            percent = float(text[:-1])
+        except ValueError:
+            raise ValueError(
+                f"limit of {name!r}: cannot read a percentage from {bound!r} (expected e.g. '60%')"
+            ) from None
+        if not (math.isfinite(percent) and percent >= 0):
+            raise ValueError(f"limit of {name!r}: percentage must be finite and >= 0, got {bound!r}")
+        if reference is None:
+            raise ValueError(
+                f"limit of {name!r} is a percentage, but nothing gives the value it refers to; give an absolute limit"
+            )
+        return percent / 100 * reference()
+    if isinstance(bound, bool) or not isinstance(bound, Real) or math.isnan(bound):
+        raise TypeError(f"limit of {name!r}: bound {bound!r} is not a number")
+    return float(bound)
