@@ -15,7 +15,7 @@ __all__ = ["TRIVIAL", "Bounds", "ConstraintsFunc", "CostFunc", "Limit"]
 CostFunc = Callable[[dict[str, Any]], float]
 _Bound = float | int | str | None
 Limit = float | int | str | tuple[_Bound, _Bound] | None
-"""A limit: a number (upper bound), a `(lower, upper)` tuple, `"N%"` of the value at the space's
+"""A limit: a number (upper bound), a `(lower, upper)` tuple or list, `"N%"` of the value at the space's
 original config (upper bound), or `None` (tracked, unconstrained); bounds of a pair may also be
 `"N%"` or `None` (open)."""
 Bounds = tuple[float, float]
