@@ -180,6 +180,91 @@ class FlattenLinear(nn.Module):
         return self.fc(torch.flatten(self.conv2(self.conv1(x)), 1))
 
 
+class PoolFlattenLinear(nn.Module):
+    """conv -> BN -> AdaptiveAvgPool2d(1) -> torch.flatten(x, 1) -> Dropout -> Linear: a global pool
+    then a flatten from axis 1 carries the channels, so the Linear follows the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn, self.pool = conv(3, 8), nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1)
+        self.drop, self.fc1, self.fc2 = nn.Dropout(0.2), nn.Linear(8, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.pool(torch.relu(self.bn(self.conv1(x)))), 1)
+        return self.fc2(torch.relu(self.fc1(self.drop(x))))
+
+
+class PoolFlattenModule(nn.Module):
+    """F.adaptive_avg_pool2d(x, (1, 1)) -> nn.Flatten() -> Linear: the Linear follows the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.flatten, self.fc = conv(3, 8), conv(8, 6), nn.Flatten(), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(F.adaptive_avg_pool2d(self.conv2(self.conv1(x)), (1, 1))))
+
+
+class PoolView(nn.Module):
+    """F.adaptive_max_pool2d(x, 1) -> x.view(x.size(0), -1) -> Linear: the Linear follows the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.fc = conv(3, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_max_pool2d(self.conv1(x), 1)
+        return self.fc(x.view(x.size(0), -1))
+
+
+class PoolReshape(nn.Module):
+    """n = x.shape[0] of the input; AdaptiveMaxPool2d((1, 1)) -> x.reshape(n, -1) -> Linear: follows the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.pool, self.fc = conv(3, 8), nn.AdaptiveMaxPool2d((1, 1)), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        return self.fc(self.pool(torch.relu(self.conv1(x))).reshape(n, -1))
+
+
+class PoolToTwoFlatten(nn.Module):
+    """AdaptiveAvgPool2d(2) -> flatten -> Linear: 4 spatial positions per channel: a boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.pool, self.fc = conv(3, 8), conv(8, 6), nn.AdaptiveAvgPool2d(2), nn.Linear(24, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.conv2(self.conv1(x))), 1))
+
+
+class PoolFlattenBatch(nn.Module):
+    """Global pool, then flatten from axis 0 / view(1, -1): the batch joins the features: boundaries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.fc1, self.fc2 = conv(3, 8), conv(3, 6), nn.Linear(8, 2), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.flatten(F.adaptive_avg_pool2d(self.conv1(x), 1))
+        b = F.adaptive_avg_pool2d(self.conv2(x), 1).view(1, -1)
+        return self.fc1(a), self.fc2(b)
+
+
+class PoolResizeFlatten(nn.Module):
+    """Global pool -> interpolate back to 2x2 -> flatten: the pool's unit size is lost: a boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.fc = conv(3, 8), nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(F.adaptive_avg_pool2d(self.conv1(x), 1), size=(2, 2))
+        return self.fc(torch.flatten(x, 1))
+
+
 class MeanLinear(nn.Module):
     """conv -> spatial mean -> Linear: the mean keeps the channel axis, so the Linear follows the conv."""
 
@@ -491,6 +576,28 @@ EXAMPLES = [
         MeanLinear,
         {"conv1.out_channels": {"fc1.in_features"}, "fc1.out_features": {"fc2.in_features"}},
     ),
+    Example(
+        PoolFlattenLinear,
+        {"conv1.out_channels": {"bn.num_features", "fc1.in_features"}, "fc1.out_features": {"fc2.in_features"}},
+        choices={"conv1.out_channels": _range(8), "fc1.out_features": _range(6)},
+        fixed={"conv1.in_channels", "fc2.out_features"},
+    ),
+    Example(
+        PoolFlattenModule,
+        {"conv1.out_channels": {"conv2.in_channels"}, "conv2.out_channels": {"fc.in_features"}},
+        choices={"conv2.out_channels": _range(6)},
+    ),
+    Example(PoolView, {"conv1.out_channels": {"fc.in_features"}}, inputs=lambda: (torch.randn(2, 3, 8, 8),)),
+    Example(PoolReshape, {"conv1.out_channels": {"fc.in_features"}}, inputs=lambda: (torch.randn(3, 3, 8, 8),)),
+    Example(
+        PoolToTwoFlatten,
+        {"conv1.out_channels": {"conv2.in_channels"}},
+        fixed={"conv2.out_channels", "fc.in_features"},
+    ),
+    Example(
+        PoolFlattenBatch, {}, fixed={"conv1.out_channels", "conv2.out_channels", "fc1.in_features", "fc2.in_features"}
+    ),
+    Example(PoolResizeFlatten, {}, fixed={"conv1.out_channels", "fc.in_features"}),
     Example(
         PoolBetweenLinears,
         {"lin2.out_features": {"lin3.in_features"}},

@@ -149,6 +149,43 @@ def test_partial_dims_ops() -> None:
     assert analysis.group(model.c2, "out_channels") is analysis.group(model.c3, "in_channels")
 
 
+_GLOBAL_POOL_HEADS = {
+    "torch.flatten(p, start_dim=1)": (lambda x, p: torch.flatten(p, start_dim=1), True),
+    "p.flatten(1, -1)": (lambda x, p: p.flatten(1, -1), True),
+    "p.view(p.shape[0], -1)": (lambda x, p: p.view(p.shape[0], -1), True),
+    "p.reshape((p.size()[0], -1))": (lambda x, p: p.reshape((p.size()[0], -1)), True),
+    "torch.reshape(p, (x.size(0), -1))": (lambda x, p: torch.reshape(p, (x.size(0), -1)), True),
+    "p.flatten(1, 2).flatten(1)": (lambda x, p: p.flatten(1, 2).flatten(1), False),
+    "p.view(-1, 8)": (lambda x, p: p.view(-1, 8), False),
+    "p.reshape(p.size(0), 8)": (lambda x, p: p.reshape(p.size(0), 8), False),
+    "p.view(x.size(1), -1)": (lambda x, p: p.view(x.size(1), -1), False),
+    "p.view(x.permute(1, 0, 2, 3).size(0), -1)": (lambda x, p: p.view(x.permute(1, 0, 2, 3).size(0), -1), False),
+    "torch.flatten(p, 2).flatten(1)": (lambda x, p: torch.flatten(p, 2).flatten(1), False),
+    "p.mean(-1, keepdim=True).flatten(1)": (lambda x, p: p.mean(-1, keepdim=True).flatten(1), False),
+}
+
+
+@pytest.mark.parametrize("head", _GLOBAL_POOL_HEADS, ids=str)
+def test_flattening_a_global_pool_couples_only_from_axis_1_keeping_the_batch(head: str) -> None:
+    function, couples = _GLOBAL_POOL_HEADS[head]
+
+    class GlobalPoolHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = conv(3, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(function(x, F.adaptive_avg_pool2d(self.conv(x), 1)))
+
+    model = GlobalPoolHead()
+    assert model(torch.randn(3, 3, 8, 8)).shape == (3, 2)  # every head is a valid program at batch 3
+    analysis = analyze(model)
+    group = analysis.group(model.conv, "out_channels")
+    assert (group is analysis.group(model.fc, "in_features")) is couples
+    assert group.fixed is not couples
+    assert analysis.group(model.fc, "in_features").fixed is not couples
+
+
 def test_residual_blocks_are_recognised() -> None:
     assert is_residual_block(ResBlock(4))
     assert not is_residual_block(conv(4, 4))

@@ -1,7 +1,7 @@
 """Coupling analysis: walk every traced graph and decide which layer sizes move together.
 
 Each graph node is handed to the handlers in :mod:`~autonas_dynamic.trace.handlers` in a fixed
-order (layer, pass-through, shape read, elementwise, concat); the first that understands it gives
+order (layer, pass-through, flatten, shape read, elementwise, concat); the first that understands it gives
 the node's value, otherwise the node is a boundary, which fixes everything flowing into it. Groups
 live in a union-find forest of :class:`~autonas_dynamic.trace.symbols.Symbol` objects, so the
 result does not depend on the order in which couplings are discovered.

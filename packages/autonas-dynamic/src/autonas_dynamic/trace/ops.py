@@ -30,6 +30,7 @@ class OpKind(Enum):
     SHAPE_READ = "shape-read"  # .shape / .size() / .dim() / dtype / device
     GETITEM = "getitem"
     SCALAR_ARITHMETIC = "scalar-arithmetic"  # operator.* on Python numbers and shapes
+    FLATTEN = "flatten"  # flatten / view / reshape: a channel carry only after a global pool
 
 
 _POINTWISE = [
@@ -255,6 +256,15 @@ _OPERATOR_ELEMENTWISE = [
 _REDUCTIONS = ["mean", "sum", "amax", "amin", "std", "var", "nansum", "nanmean", "logsumexp"]
 _CONCATS = ["cat", "concat", "concatenate"]
 
+_FLATTEN_FUNCTIONS = ["flatten", "reshape"]
+_FLATTEN_METHODS = ["flatten", "view", "reshape"]
+_ADAPTIVE_POOL_FUNCTIONS = [f"adaptive_{kind}_pool{n}d" for kind in ("avg", "max") for n in (1, 2, 3)]
+ADAPTIVE_POOL_MODULES: tuple[type[nn.Module], ...] = (
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+"""Pools whose output size is given: with output size 1 they are global pools."""
+
 _POOL_AND_PAD_FUNCTIONS = {
     1: "avg_pool1d max_pool1d max_unpool1d lp_pool1d adaptive_max_pool1d adaptive_avg_pool1d",
     2: "avg_pool2d max_pool2d max_unpool2d lp_pool2d adaptive_max_pool2d adaptive_avg_pool2d fractional_max_pool2d",
@@ -304,6 +314,7 @@ def _lookup(names: Iterable[str], *namespaces: Any) -> list[Callable]:
 FUNCTIONS: dict[Callable, tuple[OpKind, Dims | None]] = {}
 METHODS: dict[str, tuple[OpKind, Dims | None]] = {}
 MODULES: dict[type, tuple[OpKind, Dims | None]] = {}
+ADAPTIVE_POOL_FUNCTIONS: frozenset[Callable] = frozenset(_lookup(_ADAPTIVE_POOL_FUNCTIONS, F))
 
 
 def _register_functions(fns: Iterable[Callable], kind: OpKind, dims: Dims | None = None) -> None:
@@ -325,6 +336,7 @@ def _build_tables() -> None:
         _register_functions(_lookup(names.split(), F), OpKind.PARTIAL, _kept_axes(ndim))
     _register_functions(_lookup(_RESAMPLING_FUNCTIONS, F), OpKind.PARTIAL, frozenset({0, 1}))
     _register_functions([F.pad], OpKind.PARTIAL, None)  # axes depend on the pad length, see handlers
+    _register_functions(_lookup(_FLATTEN_FUNCTIONS, torch), OpKind.FLATTEN)
     for name in _with_inplace(_POINTWISE):
         METHODS.setdefault(name, (OpKind.SHAPE_PRESERVING, None))
     for name in _with_inplace(_ELEMENTWISE):
@@ -335,11 +347,14 @@ def _build_tables() -> None:
         METHODS[name] = (OpKind.SHAPE_READ, None)
     for name in ("__getitem__",):
         METHODS[name] = (OpKind.GETITEM, None)
+    for name in _FLATTEN_METHODS:
+        METHODS[name] = (OpKind.FLATTEN, None)
     MODULES.update(dict.fromkeys(_MODULES_POINTWISE, (OpKind.SHAPE_PRESERVING, None)))
     for ndim, classes in _MODULE_POOLS_AND_PADS.items():
         MODULES.update(dict.fromkeys(classes, (OpKind.PARTIAL, _kept_axes(ndim))))
     resampling = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
     MODULES.update(dict.fromkeys(resampling, (OpKind.PARTIAL, frozenset({0, 1}))))
+    MODULES[nn.Flatten] = (OpKind.FLATTEN, None)
 
 
 _build_tables()

@@ -14,12 +14,15 @@ class Flow:
 
     ``sym`` None means the tensor's sizes are fixed (a model input, a reshaped tensor, a
     parameter read directly...). ``is_shape`` marks a shape or size read from a tensor: it carries
-    the tensor's channel count into whatever consumes it.
+    the tensor's channel count into whatever consumes it. ``unit_tail`` marks a tensor whose
+    elastic axis is axis 1 and whose every later axis is statically 1 (the output of a global
+    adaptive pool): flattening it from axis 1 moves the elastic axis to the last axis unchanged.
     """
 
     sym: Symbol | None
     dims: Dims = frozenset()
     is_shape: bool = False
+    unit_tail: bool = False
 
 
 class Neutral:

@@ -1,6 +1,6 @@
 """Everything the analysis cannot see through: the sizes flowing in and out stay fixed.
 
-Model inputs and outputs, reshapes, flattens, matmuls, attention, parameters read as tensors,
+Model inputs and outputs, reshapes and flattens (except of a globally pooled tensor), matmuls, attention, parameters read as tensors,
 calls of modules that could not be traced, and any op not in :mod:`autonas_dynamic.trace.ops`.
 """
 

@@ -1,4 +1,9 @@
-"""Operations that keep the elastic axis: activations, dropout, pools, pads, spatial reductions."""
+"""Operations that keep the elastic axis: activations, dropout, pools, pads, spatial reductions.
+
+A global adaptive pool (output size 1 on every spatial axis) of a channel-first tensor also marks
+its output as having a unit tail (see :class:`~autonas_dynamic.trace.values.Flow`); activations
+and dropout keep that mark, every other op drops it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import torch.nn.functional as F
 
 from ..analyzer import GraphContext
 from ..dims import after_reduction, may_touch
-from ..ops import OpKind
+from ..ops import ADAPTIVE_POOL_FUNCTIONS, ADAPTIVE_POOL_MODULES, OpKind
 from ..values import Flow, Value
 
 _DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only gives a dtype/device
@@ -30,7 +35,10 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if op is OpKind.SHAPE_PRESERVING:
         return primary
     if op is OpKind.PARTIAL:
-        return primary if not _returns_indices(ctx, node) and _keeps_elastic_axis(node, primary, kept) else None
+        if _returns_indices(ctx, node) or not _keeps_elastic_axis(node, primary, kept):
+            return None
+        unit_tail = kept is not None and kept - {0} <= primary.dims and _pools_to_one(ctx, node)
+        return Flow(primary.sym, primary.dims, unit_tail=unit_tail)
     axes = _reduced_axes(node)
     if axes is None or may_touch(primary.dims, axes):
         return None
@@ -43,6 +51,21 @@ def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:
     if node.op == "call_module":
         return bool(getattr(ctx.module(node.target), "return_indices", False))
     return bool(node.kwargs.get("return_indices"))
+
+
+def _pools_to_one(ctx: GraphContext, node: fx.Node) -> bool:
+    """Whether ``node`` is an adaptive pool whose output size is statically 1 on every spatial axis."""
+    if node.op == "call_module":
+        module = ctx.module(node.target)
+        if not isinstance(module, ADAPTIVE_POOL_MODULES):
+            return False
+        size = module.output_size
+    elif node.target in ADAPTIVE_POOL_FUNCTIONS:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+    else:
+        return False
+    sizes = size if isinstance(size, (list, tuple)) else (size,)
+    return all(s == 1 and not isinstance(s, bool) for s in sizes)
 
 
 def _keeps_elastic_axis(node: fx.Node, primary: Flow, kept: frozenset[int] | None) -> bool:
