@@ -8,8 +8,9 @@ import warnings
 
 import pytest
 import torch
-from example_models import EXAMPLES, Example
+from example_models import EXAMPLES, Example, PoolFlattenLinear, PoolReshape
 
+from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import SearchSpace, generate_search_space
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -88,3 +89,24 @@ def test_sorting_keeps_the_maximal_subnet(example: Example) -> None:
     with torch.no_grad():
         for got, want in zip(_flat(model(*inputs)), _flat(original(*inputs)), strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", [PoolFlattenLinear, PoolReshape])
+def test_cost_model_stays_exact_through_a_global_pool_and_flatten(factory: type[torch.nn.Module]) -> None:
+    """The classifier's in_features follow the conv: the closed-form costs equal the exported subnet's."""
+    torch.manual_seed(0)
+    model = factory().eval()
+    space = generate_search_space(model)
+    dummy = torch.randn(2, 3, 8, 8)
+    costs = CostModel(model, dummy)
+    seen = set()
+    for sample in (min, max, lambda c: c[len(c) // 2], random.Random(0).choice):
+        space.sample(sample)
+        exported = copy.deepcopy(model)
+        SearchSpace(exported).export()
+        classifier = exported.fc1 if factory is PoolFlattenLinear else exported.fc
+        assert classifier.in_features == exported.conv1.out_channels
+        assert costs.flops() == count_flops(exported, dummy)
+        assert costs.params() == count_params(exported) == sum(p.numel() for p in exported.parameters())
+        seen.add(costs.flops())
+    assert len(seen) >= 3  # min, max and the middle subnet differ in cost
