@@ -262,3 +262,11 @@ def test_grad_buffers_zero_everything_after_a_foreign_write() -> None:
     expected = torch.zeros(4, 4)
     expected[1, :3] = 2.0
     assert torch.equal(second, expected)
+
+
+def test_unbatched_conv_input_takes_the_layer_forward() -> None:
+    conv, x = _conv_case(CONV_CASES[0])
+    state.reset("1", compiled=False)
+    single = x[0].detach()
+    torch.testing.assert_close(conv(single), conv(single[None])[0])
+    assert type(conv(single[None]).grad_fn).__name__ == "_SlicedConvBackward"

@@ -4,7 +4,7 @@
 reads the layer's own active tensors (its ``weight``/``bias`` properties), turns each view into a
 block of the stored tensor and calls the fused function; any call the fused path does not cover
 (eval / ``no_grad``, autocast, tracing or compiling, the maximal subnet, gathered channels,
-non-contiguous parameters, string or non-zero padding modes, GPU tensors) runs the layer's own
+non-contiguous parameters, unbatched conv inputs, string or non-zero padding modes, GPU tensors) runs the layer's own
 forward. On GPUs the fused path measured slower than the reference (the layer calls are
 launch-bound and its Python autograd function adds host time), so it is CPU-only.
 """
@@ -80,7 +80,8 @@ def _blocks(module: Any) -> tuple[Block, Block | None] | None:
 def _conv_forward(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def forward(self: Any, input: torch.Tensor) -> torch.Tensor:
         weight = self._parameters["weight"]
-        if self.padding_mode != "zeros" or not _fusable(input, weight):
+        batched = input.dim() == weight.dim()  # torch.convolution, unlike F.conv*d, needs a batch dim
+        if self.padding_mode != "zeros" or not batched or not _fusable(input, weight):
             return original(self, input)
         padding = self.padding
         if isinstance(padding, str):
