@@ -159,6 +159,9 @@ class AutoNASModeDescriptor(ModeDescriptor):
 
     @property
     def config_class(self) -> type[BaseModel]:
+        # Importing autonas_dynamic first registers the layer types of its plugins (for example
+        # transformers' Conv1D), so a stored config that names them validates in a fresh process.
+        import autonas_dynamic  # noqa: F401
         from autonas_config import AutoNASConfig
 
         return AutoNASConfig
