@@ -125,6 +125,9 @@ def vision(session: nox.Session) -> None:
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "-m", "vision", str(ROOT / "integration_tests"), *session.posargs
     )
+    # This torch carries CUDA: compile-check the extension's CUDA sources (skips without a toolkit).
+    ext_build = PROJECTS["autonas-dynamic"]["dir"] / "tests" / "test_ext_build.py"
+    session.run("pytest", "-q", "-p", "no:cacheprovider", str(ext_build), "-k", "test_cuda_sources_compile")
 
 
 @nox.session(python=PYTHON)
