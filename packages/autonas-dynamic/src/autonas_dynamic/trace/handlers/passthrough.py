@@ -55,6 +55,7 @@ def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:
 
 def _pools_to_one(ctx: GraphContext, node: fx.Node) -> bool:
     """Whether ``node`` is an adaptive pool whose output size is statically 1 on every spatial axis."""
+    size: object
     if node.op == "call_module":
         module = ctx.module(node.target)
         if not isinstance(module, ADAPTIVE_POOL_MODULES):
