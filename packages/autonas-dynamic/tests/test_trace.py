@@ -23,7 +23,7 @@ from example_models import (
 from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
 from autonas_dynamic.trace.depth import is_residual_block
 from autonas_dynamic.trace.dims import after_reduction, is_elastic
-from autonas_dynamic.trace.layers import spatial_ndim
+from autonas_dynamic.trace.layers import is_layer, linear_symbols, make_layer_symbols, register_layer, spatial_ndim
 from autonas_dynamic.trace.tracer import reads_training_flag, trace_recursively
 
 
@@ -241,3 +241,27 @@ def test_blocks_whose_results_are_looked_up_later_stay() -> None:
 def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> None:
     assert reads_training_flag(AuxiliaryHead())
     assert not reads_training_flag(SkippableDepth())
+
+
+class _AffineMap(nn.Module):
+    """A third-party-style linear map with its own forward (not an nn.Linear subclass)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.randn(in_features, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
+def test_register_layer_declares_a_further_searchable_layer_class() -> None:
+    assert not is_layer(_AffineMap(4, 6))
+    register_layer(_AffineMap, linear_symbols)
+    layer = _AffineMap(4, 6)
+    assert is_layer(layer)
+    symbols = make_layer_symbols(layer)
+    assert symbols.in_dims == frozenset({-1}) and symbols.out_dims == frozenset({-1})
+    assert symbols.outgoing is not None and symbols.outgoing is not symbols.incoming
+    with pytest.raises(ValueError, match="already a searchable layer class"):
+        register_layer(_AffineMap, linear_symbols)

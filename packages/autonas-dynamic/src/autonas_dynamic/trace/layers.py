@@ -8,6 +8,7 @@ the symbols are the names of the hparams the dynamic layers expose (``in_channel
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -71,14 +72,42 @@ class LayerSymbols:
     out_dims: Dims
 
 
+SymbolFactory = Callable[[nn.Module], LayerSymbols]
+_REGISTERED_LAYERS: dict[type[nn.Module], SymbolFactory] = {}
+
+
+def register_layer(cls: type[nn.Module], make_symbols: SymbolFactory) -> None:
+    """Declare a further searchable leaf layer class and the function that creates its symbols.
+
+    Subclasses of ``cls`` that keep its ``forward`` count as ``cls``. Used by plugins for layer
+    types of other libraries (for example transformers' ``Conv1D``, see :func:`linear_symbols`).
+
+    Raises:
+        ValueError: ``cls`` is already a searchable layer class.
+    """
+    global LAYER_CLASSES
+    if cls in LAYER_CLASSES:
+        raise ValueError(f"{cls.__qualname__} is already a searchable layer class")
+    _REGISTERED_LAYERS[cls] = make_symbols
+    LAYER_CLASSES = (*LAYER_CLASSES, cls)
+    _LAYER_CLASS_CACHE.clear()
+
+
+def linear_symbols(module: nn.Module) -> LayerSymbols:
+    """The symbols of a linear map over the last dimension: ``in_features`` in, ``out_features`` out."""
+    dims = frozenset({-1})
+    return LayerSymbols(_sym(module, "in_features"), dims, _sym(module, "out_features"), dims)
+
+
 def make_layer_symbols(module: nn.Module) -> LayerSymbols:
     """Create the symbols of a layer; grouped convolutions are coupled or fixed here already."""
     cls = base_class(module, LAYER_CLASSES)
     if cls is None:
         raise TypeError(f"{type(module).__name__} is not a searchable layer")
+    if cls in _REGISTERED_LAYERS:
+        return _REGISTERED_LAYERS[cls](module)
     if cls is nn.Linear:
-        dims = frozenset({-1})
-        return LayerSymbols(_sym(module, "in_features"), dims, _sym(module, "out_features"), dims)
+        return linear_symbols(module)
     if cls is nn.LayerNorm:
         return LayerSymbols(_sym(module, "num_features"), frozenset({-1}), None, frozenset({-1}))
     if cls is nn.GroupNorm:
