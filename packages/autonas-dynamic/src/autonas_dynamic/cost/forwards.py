@@ -127,7 +127,8 @@ class ProbeForwards:
         try:
             for module in self.model.modules():
                 memos.append((module, module.__dict__.get(_MEMO)))
-                for store in (module._parameters, module._buffers):
+                stores: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
+                for store in stores:
                     for name, tensor in store.items():
                         if tensor is None:
                             continue
