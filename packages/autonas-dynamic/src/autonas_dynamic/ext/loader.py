@@ -5,7 +5,8 @@ CUDA) and a hash of the sources, under ``$AUTONAS_EXTENSIONS_DIR``, else
 ``$TORCH_EXTENSIONS_DIR/autonas``, else ``~/.cache/autonas/extensions``. Each build runs in a fresh
 temporary folder that is renamed into place only when it succeeded, so a build killed half-way
 leaves no lock behind that could hang a later load; a cached build is imported directly, without
-ninja or a compiler.
+ninja or a compiler. A library prebuilt into the installed package at wheel-build time (opt-in, see
+``hatch_build.py``) sits under ``_prebuilt/`` in the same layout and is looked up before the cache.
 """
 
 from __future__ import annotations
@@ -22,9 +23,20 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["SOURCE_DIR", "build", "cache_dir", "cached_library", "default_variant", "load_cached"]
+__all__ = [
+    "PREBUILT_DIR",
+    "SOURCE_DIR",
+    "build",
+    "cache_dir",
+    "cached_library",
+    "default_variant",
+    "library_relpath",
+    "load_cached",
+]
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
+#: Libraries shipped inside a wheel built with ``AUTONAS_BUILD_EXTENSIONS``, laid out like the cache.
+PREBUILT_DIR = Path(__file__).parent / "_prebuilt"
 _CPP_SOURCES = ("block_ops.cpp",)
 _CUDA_SOURCES = ("block_ops_cuda.cu",)
 _HEADERS = ("block_ops.h",)
@@ -58,10 +70,20 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "autonas" / "extensions"
 
 
+def library_relpath(variant: str) -> Path:
+    """The library of ``variant`` for this torch, Python and source version, relative to the cache root.
+
+    The same relative path locates a prebuilt library under :data:`PREBUILT_DIR`, so one built
+    for another torch, Python or source version is never picked up.
+    """
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    name = _module_name(variant)
+    return _library_file(Path(f"torch{torch.__version__}-{python}-{variant}") / name, name)
+
+
 def cache_dir(variant: str) -> Path:
     """The folder of the build of ``variant`` for this torch, Python and source version."""
-    python = f"py{sys.version_info.major}{sys.version_info.minor}"
-    return cache_root() / f"torch{torch.__version__}-{python}-{variant}" / _module_name(variant)
+    return cache_root() / library_relpath(variant).parent
 
 
 def default_variant() -> str:
@@ -83,9 +105,12 @@ def _library_file(directory: Path, name: str) -> Path:
 
 
 def cached_library(variant: str) -> Path | None:
-    """The built library of ``variant`` if it is in the cache."""
-    library = _library_file(cache_dir(variant), _module_name(variant))
-    return library if library.is_file() else None
+    """The built library of ``variant``: the one prebuilt into the package if it matches, else the cached one."""
+    relpath = library_relpath(variant)
+    for library in (PREBUILT_DIR / relpath, cache_root() / relpath):
+        if library.is_file():
+            return library
+    return None
 
 
 def _import_library(path: Path, name: str) -> ModuleType:
@@ -98,7 +123,7 @@ def _import_library(path: Path, name: str) -> ModuleType:
 
 
 def load_cached(variant: str) -> ModuleType | None:
-    """Import the cached build of ``variant``; ``None`` when there is none."""
+    """Import the prebuilt or cached build of ``variant``; ``None`` when there is none."""
     library = cached_library(variant)
     if library is None:
         return None
