@@ -30,6 +30,8 @@ nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
 INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7"]
+#: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
+UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"]}
 
 
 def _requirement_name(requirement: str) -> str:
@@ -81,7 +83,7 @@ def _torch_env(session: nox.Session) -> None:
 def _unit_session(package: str):
     def unit(session: nox.Session) -> None:
         closure = local_closure(package)
-        install_local(session, closure, *TEST_TOOLS)
+        install_local(session, closure, *TEST_TOOLS, *UNIT_EXTRAS.get(package, []))
         _torch_env(session)
         session.env["AUTONAS_UNIT_PACKAGE"] = package
         session.env["AUTONAS_UNIT_CLOSURE"] = ",".join(closure)

@@ -1,12 +1,12 @@
 """The dispatch point: dynamic Conv1d/2d/3d and Linear take the fused path where it applies.
 
-:func:`install` wraps the ``forward`` of the dynamic conv and linear base classes once. The wrapper
-reads the layer's own active tensors (its ``weight``/``bias`` properties), turns each view into a
-block of the stored tensor and calls the fused function; any call the fused path does not cover
-(eval / ``no_grad``, autocast, tracing or compiling, the maximal subnet, gathered channels,
-non-contiguous parameters, unbatched conv inputs, string or non-zero padding modes, GPU tensors) runs the layer's own
-forward. On GPUs the fused path measured slower than the reference (the layer calls are
-launch-bound and its Python autograd function adds host time), so it is CPU-only.
+:func:`install` wraps the ``forward`` of the dynamic conv and linear base classes once. When the
+fused path is enabled, the wrapper reads the layer's own active tensors (its ``weight``/``bias``
+properties), turns each view into a block of the stored tensor and calls the compiled sliced
+conv/linear function; any call the fused path does not cover (eval / ``no_grad``, autocast, tracing
+or compiling, the maximal subnet, gathered channels, non-contiguous parameters, unbatched conv
+inputs, string or non-zero padding modes, GPU tensors) runs the layer's own forward. The fused path
+is CPU-only: it has not been measured on a GPU (see tools/bench/README.md).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import torch
 
 from ..layers.conv import _DynamicConvNd
 from ..layers.linear import _DynamicLinear
-from .functions import sliced_conv, sliced_linear
-from .kernels import Block
-from .state import active_kernels, fused_path_enabled
+from .state import compiled_library
 
-__all__ = ["block_of", "install"]
+__all__ = ["Block", "block_of", "install"]
+
+#: ``(offset, size)`` per dimension of a full tensor.
+Block = tuple[tuple[int, int], ...]
 
 
 def block_of(full: torch.Tensor, view: torch.Tensor) -> Block | None:
@@ -56,29 +57,25 @@ def _fusable(input: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.jit.is_scripting()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
-        and fused_path_enabled()
     )
 
 
-def _blocks(module: Any) -> tuple[Block, Block | None] | None:
-    """Blocks of the stored weight and bias, or ``None`` when the fused path does not apply."""
+def _weight_block(module: Any) -> tuple[list[int], list[int]] | None:
+    """Offsets and sizes of the active weight block, or ``None`` when the fused path does not apply."""
     weight, bias = module._parameters["weight"], module._parameters["bias"]
-    weight_block = block_of(weight, module.weight)
-    if weight_block is None:
+    block = block_of(weight, module.weight)
+    if block is None or tuple(size for _, size in block) == tuple(weight.shape):
+        return None  # a gathered copy, or the maximal subnet (the reference path slices nothing then)
+    if bias is not None and (not bias.is_contiguous() or block_of(bias, module.bias) != block[:1]):
         return None
-    bias_block = None
-    if bias is not None:
-        bias_block = block_of(bias, module.bias) if bias.is_contiguous() else None
-        if bias_block is None:
-            return None
-    whole = tuple(size for _, size in weight_block) == tuple(weight.shape)
-    if whole and (bias_block is None or tuple(size for _, size in bias_block) == tuple(bias.shape)):
-        return None  # the maximal subnet: the reference path slices nothing
-    return weight_block, bias_block
+    return [offset for offset, _ in block], [size for _, size in block]
 
 
 def _conv_forward(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def forward(self: Any, input: torch.Tensor) -> torch.Tensor:
+        library = compiled_library()
+        if library is None:
+            return original(self, input)
         weight = self._parameters["weight"]
         batched = input.dim() == weight.dim()  # torch.convolution, unlike F.conv*d, needs a batch dim
         if self.padding_mode != "zeros" or not batched or not _fusable(input, weight):
@@ -88,11 +85,13 @@ def _conv_forward(original: Callable[..., torch.Tensor]) -> Callable[..., torch.
             if padding != "valid":
                 return original(self, input)
             padding = (0,) * len(self.stride)
-        blocks = _blocks(self)
-        if blocks is None:
+        block = _weight_block(self)
+        if block is None:
             return original(self, input)
-        spec = (tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups)
-        return sliced_conv(input, weight, self._parameters["bias"], *blocks, spec, active_kernels())
+        bias = self._parameters["bias"]
+        return library.sliced_conv(
+            input, weight, bias, *block, list(self.stride), list(padding), list(self.dilation), self.groups
+        )
 
     forward.__wrapped__ = original  # type: ignore[attr-defined]
     forward.__doc__ = original.__doc__
@@ -101,13 +100,13 @@ def _conv_forward(original: Callable[..., torch.Tensor]) -> Callable[..., torch.
 
 def _linear_forward(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def forward(self: Any, input: torch.Tensor) -> torch.Tensor:
-        weight = self._parameters["weight"]
-        if not _fusable(input, weight):
+        library = compiled_library()
+        if library is None or not _fusable(input, self._parameters["weight"]):
             return original(self, input)
-        blocks = _blocks(self)
-        if blocks is None:
+        block = _weight_block(self)
+        if block is None:
             return original(self, input)
-        return sliced_linear(input, weight, self._parameters["bias"], *blocks, active_kernels())
+        return library.sliced_linear(input, self._parameters["weight"], self._parameters["bias"], *block)
 
     forward.__wrapped__ = original  # type: ignore[attr-defined]
     forward.__doc__ = original.__doc__

@@ -1,17 +1,12 @@
-// Block kernels of the dynamic layers: copy the active block of a full-size tensor out, and write or
-// accumulate a block into a full-size tensor (the weight gradient of a sliced layer).
+// Block kernels of the dynamic layers: copy the active block of a full-size tensor out, write or
+// accumulate a block into a full-size tensor (the weight gradient of a sliced layer), zero a block.
 //
-// A block is given per dimension by an offset and a size; the full tensor is contiguous. On the CPU
-// each row of the block (its last dimension) is one contiguous run in the full tensor, so the
-// kernels walk the rows in parallel and copy or add whole runs. CUDA tensors go to block_ops_cuda.cu
+// A block is given per dimension by an offset and a size; the full tensor is contiguous. CPU tensors
+// go through ATen's kernels on a strided view of the block; CUDA tensors go to block_ops_cuda.cu
 // when the library is built with it.
 
 #include <torch/extension.h>
 
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-
-#include <cstring>
 #include <vector>
 
 #include "block_ops.h"
@@ -63,70 +58,10 @@ BlockGeometry make_geometry(const at::Tensor& full, const std::vector<int64_t>& 
 
 namespace {
 
-// Offset in the full tensor of the first element of block row `row` (rows enumerate every dim but the last).
-inline int64_t row_offset(const BlockGeometry& g, int64_t row) {
-  int64_t offset = g.base;
-  for (int64_t dim = g.ndim - 2; dim >= 0; --dim) {
-    offset += (row % g.sizes[dim]) * g.strides[dim];
-    row /= g.sizes[dim];
-  }
-  return offset;
-}
-
-inline int64_t row_count(const BlockGeometry& g) {
-  int64_t rows = 1;
-  for (int64_t dim = 0; dim + 1 < g.ndim; ++dim) rows *= g.sizes[dim];
-  return rows;
-}
-
-// Grain: enough rows per task that a task moves at least ~32k elements.
-inline int64_t grain(const BlockGeometry& g) {
-  const int64_t width = std::max<int64_t>(g.sizes[g.ndim - 1], 1);
-  return std::max<int64_t>(1, 32768 / width);
-}
-
-void gather_cpu(const at::Tensor& full, at::Tensor& out, const BlockGeometry& g) {
-  const int64_t width = g.sizes[g.ndim - 1];
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_gather_block", [&] {
-    const scalar_t* src = full.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, row_count(g), grain(g), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        std::memcpy(dst + row * width, src + row_offset(g, row), width * sizeof(scalar_t));
-      }
-    });
-  });
-}
-
-void store_cpu(at::Tensor& full, const at::Tensor& block, const BlockGeometry& g, bool accumulate) {
-  const int64_t width = g.sizes[g.ndim - 1];
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_store_block", [&] {
-    scalar_t* dst = full.data_ptr<scalar_t>();
-    const scalar_t* src = block.const_data_ptr<scalar_t>();
-    at::parallel_for(0, row_count(g), grain(g), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        scalar_t* target = dst + row_offset(g, row);
-        const scalar_t* source = src + row * width;
-        if (accumulate) {
-          for (int64_t i = 0; i < width; ++i) target[i] += source[i];
-        } else {
-          std::memcpy(target, source, width * sizeof(scalar_t));
-        }
-      }
-    });
-  });
-}
-
-void zero_cpu(at::Tensor& full, const BlockGeometry& g) {
-  const int64_t width = g.sizes[g.ndim - 1];
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_zero_block", [&] {
-    scalar_t* dst = full.data_ptr<scalar_t>();
-    at::parallel_for(0, row_count(g), grain(g), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        std::memset(static_cast<void*>(dst + row_offset(g, row)), 0, width * sizeof(scalar_t));
-      }
-    });
-  });
+// The block as a strided view of `full`. On the CPU ATen's own copy, add and fill kernels on this
+// view (vectorised, parallel) beat a hand-written row loop by 2-5x (measured on 0.1-5 MB blocks).
+at::Tensor block_view(const at::Tensor& full, const BlockGeometry& g, at::IntArrayRef sizes) {
+  return full.as_strided(sizes, full.strides(), full.storage_offset() + g.base);
 }
 
 void check_cuda_built(const at::Tensor& tensor) {
@@ -137,22 +72,29 @@ void check_cuda_built(const at::Tensor& tensor) {
 
 }  // namespace
 
-at::Tensor gather_block(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
-  const BlockGeometry geometry = make_geometry(full, offsets, sizes);
-  at::Tensor out = at::empty(sizes, full.options());
-  if (geometry.numel == 0) return out;
+void gather_block_into(const at::Tensor& full, at::Tensor& out, const std::vector<int64_t>& offsets) {
+  const BlockGeometry geometry = make_geometry(full, offsets, out.sizes().vec());
+  TORCH_CHECK(out.is_contiguous(), "gather_block_into needs a contiguous output");
+  TORCH_CHECK(out.scalar_type() == full.scalar_type() && out.device() == full.device(),
+              "gather_block_into needs the output on the full tensor's device and dtype");
+  if (geometry.numel == 0) return;
   check_cuda_built(full);
 #ifdef AUTONAS_WITH_CUDA
   if (full.is_cuda()) {
     gather_cuda(full, out, geometry);
-    return out;
+    return;
   }
 #endif
-  gather_cpu(full, out, geometry);
+  out.copy_(block_view(full, geometry, out.sizes()));
+}
+
+at::Tensor gather_block(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
+  at::Tensor out = at::empty(sizes, full.options());
+  gather_block_into(full, out, offsets);
   return out;
 }
 
-void store_block(at::Tensor full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate) {
+void store_block(const at::Tensor& full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate) {
   const BlockGeometry geometry = make_geometry(full, offsets, block.sizes().vec());
   TORCH_CHECK(block.is_contiguous(), "store_block needs a contiguous block");
   TORCH_CHECK(block.scalar_type() == full.scalar_type() && block.device() == full.device(),
@@ -165,10 +107,15 @@ void store_block(at::Tensor full, const at::Tensor& block, const std::vector<int
     return;
   }
 #endif
-  store_cpu(full, block, geometry, accumulate);
+  at::Tensor target = block_view(full, geometry, block.sizes());
+  if (accumulate) {
+    target.add_(block);
+  } else {
+    target.copy_(block);
+  }
 }
 
-void zero_block(at::Tensor full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
+void zero_block(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
   const BlockGeometry geometry = make_geometry(full, offsets, sizes);
   if (geometry.numel == 0) return;
   check_cuda_built(full);
@@ -178,7 +125,7 @@ void zero_block(at::Tensor full, const std::vector<int64_t>& offsets, const std:
     return;
   }
 #endif
-  zero_cpu(full, geometry);
+  block_view(full, geometry, sizes).zero_();
 }
 
 bool has_cuda() {
@@ -190,11 +137,3 @@ bool has_cuda() {
 }
 
 }  // namespace autonas_ext
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "autonas block kernels: gather, store/accumulate and zero the active block of a full-size tensor";
-  m.def("gather_block", &autonas_ext::gather_block, "Contiguous copy of the block (offsets, sizes) of a tensor");
-  m.def("store_block", &autonas_ext::store_block, "Write or add a contiguous block into a tensor at offsets");
-  m.def("zero_block", &autonas_ext::zero_block, "Zero the block (offsets, sizes) of a tensor");
-  m.def("has_cuda", &autonas_ext::has_cuda, "Whether this build holds the CUDA kernels");
-}

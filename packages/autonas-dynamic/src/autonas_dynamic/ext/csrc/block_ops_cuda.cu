@@ -74,7 +74,7 @@ void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& g
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void store_cuda(at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate) {
+void store_cuda(const at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate) {
   const c10::cuda::CUDAGuard guard(full.device());
   auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_store_block_cuda", [&] {
@@ -84,7 +84,7 @@ void store_cuda(at::Tensor& full, const at::Tensor& block, const BlockGeometry& 
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void zero_cuda(at::Tensor& full, const BlockGeometry& geometry) {
+void zero_cuda(const at::Tensor& full, const BlockGeometry& geometry) {
   const c10::cuda::CUDAGuard guard(full.device());
   auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_zero_block_cuda", [&] {
