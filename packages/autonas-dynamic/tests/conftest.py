@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 from ext_helpers import BUILD, BUILD_TIMEOUT, NO_NINJA, VARIANT, no_ninja
 
-from autonas_dynamic.ext import loader, state
+from autonas_dynamic.ext import dispatch, loader, state
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +67,12 @@ def library(cache: Path) -> ModuleType:
 
 @pytest.fixture
 def fused(library: ModuleType, cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The compiled library, found by ``AUTONAS_EXTENSIONS=1`` in the session's cache; state reset afterwards."""
+    """The compiled library, found by ``AUTONAS_EXTENSIONS=1`` in the session's cache; state reset afterwards.
+
+    The size floor of the fused path is lifted so that the small test layers take it.
+    """
     monkeypatch.setenv("AUTONAS_EXTENSIONS_DIR", str(cache))
+    monkeypatch.setattr(dispatch, "MIN_FUSED_NUMEL", 0)
     state.reset()
     yield library
     state.reset()

@@ -319,3 +319,42 @@ def test_unbatched_conv_input_takes_the_layer_forward() -> None:
     single = x[0].detach()
     torch.testing.assert_close(conv(single), conv(single[None])[0])
     assert "SlicedConv" in node_name(conv(single[None]))
+
+
+def test_small_weights_take_the_reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "MIN_FUSED_NUMEL", 1 << 15)
+    state.reset("1")
+    small, x = _conv_case(CONV_CASES[1])  # 8 x 6 x 5 x 5 weight
+    assert node_name(small(x)) == "ConvolutionBackward0"
+    large = convert_all(nn.Conv2d(64, 64, 3, padding=1))  # 36864 elements
+    large.out_channels = 48
+    assert "SlicedConv" in node_name(large(torch.randn(1, 64, 4, 4)))
+
+
+@pytest.mark.parametrize("bucket_view", [False, True])
+def test_distributed_data_parallel_gets_the_reference_gradients(tmp_path, bucket_view: bool) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        base = SmallNet()
+        generate_search_space(base)
+        results = {}
+        for mode in ("0", "1"):
+            model = copy.deepcopy(base)
+            wrapped = DistributedDataParallel(model, gradient_as_bucket_view=bucket_view, find_unused_parameters=True)
+            state.reset(mode)
+            grads_per_step = []
+            for step in range(3):
+                SearchSpace(model).select(random_subnet(model, step))
+                wrapped.zero_grad(set_to_none=True)
+                x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(step))
+                F.cross_entropy(wrapped(x), torch.arange(4) % 10).backward()
+                grads_per_step.append(grads(model))
+            results[mode] = grads_per_step
+        for fused_grads, reference_grads in zip(results["1"], results["0"], strict=True):
+            assert_same(fused_grads, reference_grads)
+    finally:
+        dist.destroy_process_group()

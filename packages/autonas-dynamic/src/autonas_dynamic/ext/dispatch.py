@@ -5,7 +5,7 @@ fused path is enabled, the wrapper reads the layer's own active tensors (its ``w
 properties), turns each view into a block of the stored tensor and calls the compiled sliced
 conv/linear function; any call the fused path does not cover (eval / ``no_grad``, autocast, tracing
 or compiling, the maximal subnet, gathered channels, non-contiguous parameters, unbatched conv
-inputs, string or non-zero padding modes, GPU tensors) runs the layer's own forward. The fused path
+inputs, string or non-zero padding modes, small weights, GPU tensors) runs the layer's own forward. The fused path
 is CPU-only: it has not been measured on a GPU (see tools/bench/README.md).
 """
 
@@ -24,6 +24,11 @@ __all__ = ["Block", "block_of", "install"]
 
 #: ``(offset, size)`` per dimension of a full tensor.
 Block = tuple[tuple[int, int], ...]
+
+#: Weights smaller than this (elements) take the reference path: their full-size gradient
+#: temporaries cost less than the fused call's own overhead (e.g. depthwise convs; see
+#: tools/bench/README.md).
+MIN_FUSED_NUMEL = 1 << 15
 
 
 def block_of(full: torch.Tensor, view: torch.Tensor) -> Block | None:
@@ -50,6 +55,7 @@ def _fusable(input: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         torch.is_grad_enabled()
         and weight.requires_grad
+        and weight.numel() >= MIN_FUSED_NUMEL
         and type(input) is torch.Tensor
         and input.device.type == "cpu"
         and weight.is_contiguous()

@@ -114,11 +114,16 @@ def cached_library(variant: str) -> Path | None:
 
 
 def _import_library(path: Path, name: str) -> ModuleType:
+    """The library at ``path``, imported once per process (later calls get the same module)."""
+    imported = sys.modules.get(name)
+    if imported is not None and Path(imported.__file__ or "") == path:
+        return imported
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import the compiled kernels from {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    sys.modules[name] = module
     return module
 
 

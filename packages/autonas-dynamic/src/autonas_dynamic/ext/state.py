@@ -123,7 +123,7 @@ def extensions_status() -> ExtensionsStatus:
     return ExtensionsStatus(
         mode=_STATE.mode or "auto",
         path="reference" if library is None else "fused",
-        library=None if library is None else library.__file__,
+        library=None if library is None else str(loader.cached_library(_VARIANT) or library.__file__),
         error=_STATE.error,
     )
 
