@@ -2,11 +2,11 @@
 
 For ResNet-50 and MobileNetV2 (torchvision, 1000 classes) converted into search spaces at batch 8
 of 64x64 images, and ResNet-50 at batch 32 of 224x224, a random subnet is activated and three
-models train side by side, steps interleaved so machine noise hits all alike (median step time
-reported):
+models train side by side, one step each per round in a shuffled order so machine noise hits all
+alike (median step time reported):
 
 * ``reference``: the dynamic layers slice their tensors inside autograd (``AUTONAS_EXTENSIONS=0``);
-* ``fused``: the compiled sliced conv/linear functions (``AUTONAS_EXTENSIONS=1``; built if needed);
+* ``fused``: sliced parameters from the compiled extension (``AUTONAS_EXTENSIONS=1``; built if needed);
 * ``static``: the same subnet exported to plain torch modules (the baseline: ratio 1.00).
 
 A step is forward, cross-entropy, ``zero_grad(set_to_none=True)``, backward and an SGD (momentum)
@@ -96,13 +96,16 @@ def step_fn(model: nn.Module, device: torch.device, batch: int, size: int) -> Ca
 def time_steps(
     arch: str, seed: int, device: torch.device, batch: int, size: int, steps: int
 ) -> dict[str, list[tuple[float, float]]]:
-    """Per variant the (forward+backward, whole step) seconds of each round; one step each per round."""
+    """Per variant the (forward+backward, whole step) seconds of each round; one step each per round, shuffled."""
     dynamic, static = supernet(arch, seed)
     models = {name: (static if name == "static" else copy.deepcopy(dynamic)).to(device) for name in VARIANTS}
     steps_of = {name: step_fn(model, device, batch, size) for name, model in models.items()}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    order = list(VARIANTS)
+    shuffle = random.Random(seed)
     for index in range(steps + 3):
-        for name in VARIANTS:
+        shuffle.shuffle(order)
+        for name in order:
             use(name)
             result = steps_of[name]()
             if index >= 3:

@@ -19,7 +19,8 @@ from types import ModuleType
 import pytest
 from ext_helpers import BUILD, BUILD_TIMEOUT, NO_NINJA, VARIANT, no_ninja
 
-from autonas_dynamic.ext import dispatch, loader, state
+from autonas_dynamic.ext import fused as fused_path
+from autonas_dynamic.ext import loader, state
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def fused(library: ModuleType, cache: Path, monkeypatch: pytest.MonkeyPatch) -> 
     The size floor of the fused path is lifted so that the small test layers take it.
     """
     monkeypatch.setenv("AUTONAS_EXTENSIONS_DIR", str(cache))
-    monkeypatch.setattr(dispatch, "MIN_FUSED_NUMEL", 0)
+    monkeypatch.setattr(fused_path, "MIN_FUSED_NUMEL", 0)
     state.reset()
     yield library
     state.reset()

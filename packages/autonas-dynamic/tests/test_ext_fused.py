@@ -1,4 +1,4 @@
-"""The fused training path of dynamic conv/linear layers (the compiled extension) against the reference path.
+"""The fused training path of sliced parameters (the compiled extension) against the reference path.
 
 Every test runs the same subnet twice, once per path, from identical copies of a model, and
 compares outputs, gradients and (over several SGD steps) parameters. The extension is built once
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from layer_models import InvertedResidual, convert_all
 from torch import nn
 
-from autonas_dynamic.ext import dispatch, state
+from autonas_dynamic.ext import fused as fused_path
+from autonas_dynamic.ext import state
 from autonas_dynamic.space import SearchSpace, generate_search_space
 
 pytestmark = pytest.mark.usefixtures("fused")
@@ -31,8 +32,10 @@ def run_path(mode: str, fn: Callable[..., object], *args: object) -> object:
     return fn(*args)
 
 
-def node_name(output: torch.Tensor) -> str:
-    return output.grad_fn.name()
+def slice_node(module: nn.Module) -> str:
+    """The autograd node that produced the module's active weight."""
+    weight = module.weight
+    return "none (whole)" if weight.grad_fn is None else weight.grad_fn.name()
 
 
 class SmallNet(nn.Module):
@@ -175,9 +178,8 @@ def test_fused_path_writes_into_grad_and_reference_path_builds_full_temporaries(
     conv, x = _conv_case(CONV_CASES[1])
     weight = conv._parameters["weight"]
     state.reset("1")
-    out = conv(x)
-    assert "SlicedConv" in node_name(out)
-    out.sum().backward()
+    assert "SliceParameter" in slice_node(conv)
+    conv(x).sum().backward()
     first = weight.grad
     assert first.shape == weight.shape and torch.count_nonzero(first[6:]) == torch.count_nonzero(first[:, 3:]) == 0
     expected = first.clone()
@@ -188,7 +190,7 @@ def test_fused_path_writes_into_grad_and_reference_path_builds_full_temporaries(
     assert weight.grad.data_ptr() == first_address, "the unshared gradient buffer was not reused"
     torch.testing.assert_close(weight.grad, expected)
     state.reset("0")
-    assert node_name(conv(x)) == "ConvolutionBackward0"
+    assert slice_node(conv) == "AsStridedBackward0"
 
 
 def test_held_gradient_is_never_reused() -> None:
@@ -225,7 +227,7 @@ def test_autograd_grad_hooks_and_maximal_subnet_take_the_full_gradient() -> None
     torch.testing.assert_close(weight.grad, expected)
 
     conv.in_channels, conv.out_channels, conv.kernel_size = 6, 8, (5, 5)
-    assert dispatch._weight_block(conv) is None  # the maximal subnet slices nothing: the layer's own forward
+    assert conv.weight is weight  # the maximal subnet slices nothing
 
 
 def test_gradients_accumulate_over_several_backward_calls() -> None:
@@ -241,14 +243,6 @@ def test_gradients_accumulate_over_several_backward_calls() -> None:
 
         results[mode] = run_path(mode, twice)
     torch.testing.assert_close(results["1"], results["0"])
-
-
-def test_block_of_reads_views_and_rejects_copies() -> None:
-    full = torch.randn(6, 5, 5, 5)
-    assert dispatch.block_of(full, full) == ((0, 6), (0, 5), (0, 5), (0, 5))
-    assert dispatch.block_of(full, full[:4, :3, 1:4, 1:4]) == ((0, 4), (0, 3), (1, 3), (1, 3))
-    assert dispatch.block_of(full, full[:4].clone()) is None
-    assert dispatch.block_of(full, full[:, :, ::2]) is None
 
 
 def test_gradient_buffer_is_zeroed_whole_after_a_foreign_write() -> None:
@@ -305,30 +299,35 @@ def test_buffers_are_dropped_with_their_parameters(fused: ModuleType) -> None:
     conv, x = _conv_case(CONV_CASES[1])
     state.reset("1")
     conv(x).sum().backward()
-    assert fused.buffer_count() == 2  # the weight copy and the gradient buffer of the one sliced weight
+    assert fused.buffer_count() == 1  # the gradient buffer of the one sliced weight
     del conv
     gc.collect()
     other, x = _conv_case(CONV_CASES[3])
     other(x).sum().backward()  # a new entry sweeps out those of dead parameters
-    assert fused.buffer_count() == 3  # the grouped conv's weight copy and weight and bias gradients only
+    assert fused.buffer_count() == 2  # the grouped conv's weight and bias gradients, nothing of conv
 
 
-def test_unbatched_conv_input_takes_the_layer_forward() -> None:
+def test_unbatched_conv_input_matches_the_batched_one() -> None:
     conv, x = _conv_case(CONV_CASES[0])
     state.reset("1")
     single = x[0].detach()
     torch.testing.assert_close(conv(single), conv(single[None])[0])
-    assert "SlicedConv" in node_name(conv(single[None]))
+    assert "SliceParameter" in slice_node(conv)
 
 
-def test_small_weights_take_the_reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "MIN_FUSED_NUMEL", 1 << 15)
+def test_only_large_leaf_parameters_in_training_take_the_fused_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_path, "MIN_FUSED_NUMEL", 1 << 15)
     state.reset("1")
-    small, x = _conv_case(CONV_CASES[1])  # 8 x 6 x 5 x 5 weight
-    assert node_name(small(x)) == "ConvolutionBackward0"
+    small, _ = _conv_case(CONV_CASES[1])  # 8 x 6 x 5 x 5 weight
+    assert slice_node(small) == "AsStridedBackward0"
     large = convert_all(nn.Conv2d(64, 64, 3, padding=1))  # 36864 elements
     large.out_channels = 48
-    assert "SlicedConv" in node_name(large(torch.randn(1, 64, 4, 4)))
+    assert "SliceParameter" in slice_node(large)
+    with torch.no_grad():
+        assert large.weight.grad_fn is None and large.weight.shape[0] == 48
+    norm = convert_all(nn.LayerNorm(256 * 256))  # a norm weight of 65536 elements takes it too
+    norm.num_features = 128 * 256
+    assert "SliceParameter" in norm.weight.grad_fn.name()
 
 
 @pytest.mark.parametrize("bucket_view", [False, True])

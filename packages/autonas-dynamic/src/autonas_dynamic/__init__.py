@@ -13,7 +13,7 @@ from importlib.metadata import version as _version
 from . import layers, plugins  # register the built-in layers and those of installed libraries (transformers)
 from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
-from .ext import ExtensionsStatus, extensions_status  # installs the fused training path of conv/linear
+from .ext import ExtensionsStatus, extensions_status
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
 from .sorting import sort_parameters

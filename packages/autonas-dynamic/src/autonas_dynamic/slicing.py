@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .ext.fused import slice_parameter
+
 __all__ = ["Index", "crop_kernel", "slice_tensor"]
 
 #: One dimension's active part: a slice, an index tensor (non-prefix concat channels) or ``None`` (all).
@@ -20,14 +22,15 @@ def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor
     """The part of ``tensor`` selected per leading dimension by ``indices``.
 
     Returns ``tensor`` itself when every index covers its whole dimension, one strided view when
-    all are slices (a single ``as_strided`` call, the cheapest view torch offers), and a gathered
-    copy only along the dimensions indexed by a tensor. Slices must have step 1.
+    all are slices (a single ``as_strided`` call, the cheapest view torch offers; in training, large
+    parameters get it from the compiled extension when the fused path is on, see
+    :mod:`autonas_dynamic.ext`), and a gathered copy only along the dimensions indexed by a tensor.
+    Slices must have step 1.
     """
     shape = tensor.shape
     sizes: list[int] | None = None
-    offset = 0
+    starts = [0] * len(shape)
     gathers = []
-    strides = tensor.stride()
     for dim, index in enumerate(indices):
         if index is None:
             continue
@@ -39,11 +42,17 @@ def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor
             if sizes is None:
                 sizes = list(shape)
             sizes[dim] = stop - start
-            offset += start * strides[dim]
+            starts[dim] = start
         else:
             gathers.append((dim, index))
     if sizes is not None:
-        tensor = tensor.as_strided(sizes, strides, tensor.storage_offset() + offset)
+        fused = slice_parameter(tensor, starts, sizes) if not gathers else None
+        if fused is not None:
+            tensor = fused
+        else:
+            strides = tensor.stride()
+            offset = sum(start * stride for start, stride in zip(starts, strides, strict=False))
+            tensor = tensor.as_strided(sizes, strides, tensor.storage_offset() + offset)
     for dim, index in gathers:
         tensor = tensor.index_select(dim, index.to(tensor.device))
     return tensor

@@ -37,9 +37,9 @@ __all__ = [
 SOURCE_DIR = Path(__file__).parent / "csrc"
 #: Libraries shipped inside a wheel built with ``AUTONAS_BUILD_EXTENSIONS``, laid out like the cache.
 PREBUILT_DIR = Path(__file__).parent / "_prebuilt"
-_CPP_SOURCES = ("block_ops.cpp", "sliced_layers.cpp", "module.cpp")
+_CPP_SOURCES = ("block_ops.cpp", "sliced_parameter.cpp", "module.cpp")
 _CUDA_SOURCES = ("block_ops_cuda.cu",)
-_HEADERS = ("block_ops.h", "sliced_layers.h")
+_HEADERS = ("block_ops.h", "sliced_parameter.h")
 #: Unfinished build folders older than this are removed by the next build.
 _STALE_BUILD_SECONDS = 3600.0
 

@@ -1,5 +1,5 @@
-// Block kernels of the dynamic layers: copy the active block of a full-size tensor out, write or
-// accumulate a block into a full-size tensor (the weight gradient of a sliced layer), zero a block.
+// Block kernels of the sliced parameters: write or accumulate a block into a full-size tensor (the
+// block gradient of a sliced parameter into its `.grad`), and zero a block.
 //
 // A block is given per dimension by an offset and a size; the full tensor is contiguous. CPU tensors
 // go through ATen's kernels on a strided view of the block; CUDA tensors go to block_ops_cuda.cu
@@ -71,28 +71,6 @@ void check_cuda_built(const at::Tensor& tensor) {
 }
 
 }  // namespace
-
-void gather_block_into(const at::Tensor& full, at::Tensor& out, const std::vector<int64_t>& offsets) {
-  const BlockGeometry geometry = make_geometry(full, offsets, out.sizes().vec());
-  TORCH_CHECK(out.is_contiguous(), "gather_block_into needs a contiguous output");
-  TORCH_CHECK(out.scalar_type() == full.scalar_type() && out.device() == full.device(),
-              "gather_block_into needs the output on the full tensor's device and dtype");
-  if (geometry.numel == 0) return;
-  check_cuda_built(full);
-#ifdef AUTONAS_WITH_CUDA
-  if (full.is_cuda()) {
-    gather_cuda(full, out, geometry);
-    return;
-  }
-#endif
-  out.copy_(block_view(full, geometry, out.sizes()));
-}
-
-at::Tensor gather_block(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
-  at::Tensor out = at::empty(sizes, full.options());
-  gather_block_into(full, out, offsets);
-  return out;
-}
 
 void store_block(const at::Tensor& full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate) {
   const BlockGeometry geometry = make_geometry(full, offsets, block.sizes().vec());

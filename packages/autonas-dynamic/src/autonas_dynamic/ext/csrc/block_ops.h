@@ -23,10 +23,6 @@ struct BlockGeometry {
 BlockGeometry make_geometry(const at::Tensor& full, const std::vector<int64_t>& offsets,
                             const std::vector<int64_t>& sizes);
 
-// Copy the block of `full` at `offsets` with the sizes of `out` into the contiguous `out`.
-void gather_block_into(const at::Tensor& full, at::Tensor& out, const std::vector<int64_t>& offsets);
-// A new contiguous tensor holding the block (offsets, sizes) of `full`.
-at::Tensor gather_block(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes);
 // Write (or, with `accumulate`, add) the contiguous `block` into `full` at `offsets`.
 void store_block(const at::Tensor& full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate);
 // Set the block (offsets, sizes) of `full` to zero.
@@ -35,7 +31,6 @@ void zero_block(const at::Tensor& full, const std::vector<int64_t>& offsets, con
 bool has_cuda();
 
 #ifdef AUTONAS_WITH_CUDA
-void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& geometry);
 void store_cuda(const at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate);
 void zero_cuda(const at::Tensor& full, const BlockGeometry& geometry);
 #endif

@@ -29,14 +29,6 @@ __device__ __forceinline__ int64_t full_offset(const BlockGeometry& g, int64_t i
 }
 
 template <typename scalar_t>
-__global__ void gather_kernel(const scalar_t* __restrict__ full, scalar_t* __restrict__ out, BlockGeometry g) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < g.numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = full[full_offset(g, i)];
-  }
-}
-
-template <typename scalar_t>
 __global__ void store_kernel(scalar_t* __restrict__ full, const scalar_t* __restrict__ block, BlockGeometry g,
                              bool accumulate) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < g.numel;
@@ -63,16 +55,6 @@ inline unsigned int blocks_for(int64_t numel, c10::DeviceIndex device) {
 }
 
 }  // namespace
-
-void gather_cuda(const at::Tensor& full, at::Tensor& out, const BlockGeometry& geometry) {
-  const c10::cuda::CUDAGuard guard(full.device());
-  auto stream = c10::cuda::getCurrentCUDAStream(full.device().index());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "autonas_gather_block_cuda", [&] {
-    gather_kernel<scalar_t><<<blocks_for(geometry.numel, full.device().index()), kThreads, 0, stream>>>(
-        full.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), geometry);
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
 
 void store_cuda(const at::Tensor& full, const at::Tensor& block, const BlockGeometry& geometry, bool accumulate) {
   const c10::cuda::CUDAGuard guard(full.device());
