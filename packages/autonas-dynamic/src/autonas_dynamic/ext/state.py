@@ -14,6 +14,7 @@ autocast); everything else stays on the reference path.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import warnings
@@ -74,6 +75,8 @@ class _State:
 
 
 _STATE = _State()
+#: Libraries whose gradient buffers are released at interpreter exit.
+_RELEASED_AT_EXIT: set[str] = set()
 
 
 def _requested_mode() -> str:
@@ -96,6 +99,10 @@ def _resolve() -> None:
                 library = loader.load_cached(_VARIANT)
                 if library is None and mode == "1":
                     library = loader.build(_VARIANT)
+                if library is not None and library.__name__ not in _RELEASED_AT_EXIT:
+                    # The buffers may hold Python-visible tensors: release them while Python still runs.
+                    atexit.register(library.clear_buffers)
+                    _RELEASED_AT_EXIT.add(library.__name__)
                 _STATE.library = library
             except Exception as error:  # a compiler, ninja or loading problem: fall back, say so once
                 lines = str(error).strip().splitlines()
