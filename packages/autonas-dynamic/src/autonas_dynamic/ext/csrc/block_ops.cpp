@@ -60,7 +60,7 @@ namespace {
 
 // The block as a strided view of `full`. On the CPU ATen's own copy, add and fill kernels on this
 // view (vectorised, parallel) beat a hand-written row loop by 2-5x (measured on 0.1-5 MB blocks).
-at::Tensor block_view(const at::Tensor& full, const BlockGeometry& g, at::IntArrayRef sizes) {
+at::Tensor view_of(const at::Tensor& full, const BlockGeometry& g, at::IntArrayRef sizes) {
   return full.as_strided(sizes, full.strides(), full.storage_offset() + g.base);
 }
 
@@ -71,6 +71,10 @@ void check_cuda_built(const at::Tensor& tensor) {
 }
 
 }  // namespace
+
+at::Tensor block_view(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes) {
+  return view_of(full, make_geometry(full, offsets, sizes), sizes);
+}
 
 void store_block(const at::Tensor& full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate) {
   const BlockGeometry geometry = make_geometry(full, offsets, block.sizes().vec());
@@ -85,7 +89,7 @@ void store_block(const at::Tensor& full, const at::Tensor& block, const std::vec
     return;
   }
 #endif
-  at::Tensor target = block_view(full, geometry, block.sizes());
+  at::Tensor target = view_of(full, geometry, block.sizes());
   if (accumulate) {
     target.add_(block);
   } else {
@@ -103,7 +107,7 @@ void zero_block(const at::Tensor& full, const std::vector<int64_t>& offsets, con
     return;
   }
 #endif
-  block_view(full, geometry, sizes).zero_();
+  view_of(full, geometry, sizes).zero_();
 }
 
 bool has_cuda() {

@@ -23,6 +23,8 @@ struct BlockGeometry {
 BlockGeometry make_geometry(const at::Tensor& full, const std::vector<int64_t>& offsets,
                             const std::vector<int64_t>& sizes);
 
+// The block (offsets, sizes) of `full` as a strided view, after checking that it lies inside `full`.
+at::Tensor block_view(const at::Tensor& full, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes);
 // Write (or, with `accumulate`, add) the contiguous `block` into `full` at `offsets`.
 void store_block(const at::Tensor& full, const at::Tensor& block, const std::vector<int64_t>& offsets, bool accumulate);
 // Set the block (offsets, sizes) of `full` to zero.

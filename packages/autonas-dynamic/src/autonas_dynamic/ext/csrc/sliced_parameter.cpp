@@ -45,12 +45,18 @@ bool unshared(const at::Tensor& buffer) {
   return references == 1 && buffer.storage().use_count() == 1;
 }
 
-// Buffers kept per parameter, found by the parameter's TensorImpl and dropped when it is gone.
-template <typename Entry>
-class BufferPool {
+struct GradBuffer {
+  at::Tensor buffer;  // full size, zero outside `offsets`/`sizes`
+  std::vector<int64_t> offsets;
+  std::vector<int64_t> sizes;
+  int64_t version = 0;  // the buffer's version after our last write: a higher one means a foreign write
+};
+
+// Gradient buffers kept per parameter, found by the parameter's TensorImpl and dropped when it is gone.
+class GradBufferPool {
  public:
   // The entry of `param`, or nullptr; the entry of a dead parameter whose address was reused is removed.
-  Entry* find(const at::Tensor& param) {
+  GradBuffer* find(const at::Tensor& param) {
     auto found = slots_.find(param.unsafeGetTensorImpl());
     if (found == slots_.end()) return nullptr;
     if (found->second.owner.lock().get() != param.unsafeGetTensorImpl()) {
@@ -60,7 +66,7 @@ class BufferPool {
     return &found->second.entry;
   }
 
-  void insert(const at::Tensor& param, Entry entry) {
+  void insert(const at::Tensor& param, GradBuffer entry) {
     // Parameters come and go rarely: clearing out dead ones on each insertion keeps the pool small.
     for (auto it = slots_.begin(); it != slots_.end();) {
       it = it->second.owner.expired() ? slots_.erase(it) : std::next(it);
@@ -74,30 +80,15 @@ class BufferPool {
  private:
   struct Slot {
     WeakTensor owner;
-    Entry entry;
+    GradBuffer entry;
   };
   std::unordered_map<const c10::TensorImpl*, Slot> slots_;
 };
 
-struct GradBuffer {
-  at::Tensor buffer;  // full size, zero outside `offsets`/`sizes`
-  std::vector<int64_t> offsets;
-  std::vector<int64_t> sizes;
-  int64_t version = 0;  // the buffer's version after our last write: a higher one means a foreign write
-};
-
 std::mutex pool_mutex;
-BufferPool<GradBuffer>& grad_buffers() {
-  static BufferPool<GradBuffer> pool;
+GradBufferPool& grad_buffers() {
+  static GradBufferPool pool;
   return pool;
-}
-
-// The block (offsets, sizes) of `full` as a strided view.
-at::Tensor active_block(const at::Tensor& full, const std::vector<int64_t>& offsets,
-                        const std::vector<int64_t>& sizes) {
-  int64_t offset = full.storage_offset();
-  for (size_t dim = 0; dim < offsets.size(); ++dim) offset += offsets[dim] * full.stride(static_cast<int64_t>(dim));
-  return full.as_strided(sizes, full.strides(), offset);
 }
 
 // Whether `param` may receive its block gradient in `.grad` directly during the running backward.
@@ -161,7 +152,7 @@ class SliceParameter : public torch::autograd::Function<SliceParameter> {
                             std::vector<int64_t> sizes) {
     ctx->save_for_backward({param});
     ctx->saved_data["offsets"] = offsets;
-    return active_block(param, offsets, sizes);
+    return block_view(param, offsets, sizes);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -174,9 +165,6 @@ class SliceParameter : public torch::autograd::Function<SliceParameter> {
 }  // namespace
 
 at::Tensor slice_parameter(const at::Tensor& param, std::vector<int64_t> offsets, std::vector<int64_t> sizes) {
-  TORCH_CHECK(offsets.size() == static_cast<size_t>(param.dim()) && sizes.size() == offsets.size(),
-              "slice_parameter needs one offset and one size per dim of the ", param.dim(), "-d parameter");
-  TORCH_CHECK(param.is_contiguous(), "slice_parameter needs a contiguous parameter");
   return SliceParameter::apply(param, std::move(offsets), std::move(sizes));
 }
 
