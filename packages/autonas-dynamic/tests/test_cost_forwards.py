@@ -128,19 +128,19 @@ def test_meta_and_real_probe_forwards_build_the_same_cost_model() -> None:
         assert (meta.flops(), meta.params()) == (real.flops(), real.params())
 
 
-def test_a_forward_that_needs_values_falls_back_to_real_forwards() -> None:
-    model, space = converted("values")
+@pytest.mark.parametrize(
+    ("case", "warning"),
+    [
+        # a forward that needs tensor values fails on meta tensors: real forwards instead
+        ("values", r"Net run on real tensors.*fails on meta tensors \(RuntimeError: "),
+        # a forward that runs differently on meta tensors is caught by the real check
+        ("device", r"records other costs than on real ones \(aten\.convolution.*'extra'"),
+    ],
+)
+def test_meta_forwards_that_cannot_be_trusted_fall_back_to_real_forwards(case: str, warning: str) -> None:
+    model, space = converted(case)
     dummy = torch.randn(1, 3, 12, 12)
-    with pytest.warns(RuntimeWarning, match=r"Net run on real tensors.*fails on meta tensors \(RuntimeError: "):
-        costs = CostModel(model, dummy)
-    assert not costs.meta_forwards
-    assert_exact(model, space, costs, dummy)
-
-
-def test_a_forward_that_runs_differently_on_meta_tensors_is_caught_by_the_real_check() -> None:
-    model, space = converted("device")
-    dummy = torch.randn(1, 3, 12, 12)
-    with pytest.warns(RuntimeWarning, match=r"records other costs than on real ones \(aten\.convolution.*'extra'"):
+    with pytest.warns(RuntimeWarning, match=warning):
         costs = CostModel(model, dummy)
     assert not costs.meta_forwards
     assert_exact(model, space, costs, dummy)
