@@ -304,3 +304,68 @@ def test_a_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(image
     assert resumed["iter_num"] == 24
     assert resumed["best"]["config"] == uninterrupted["best"]["config"]
     assert resumed["history"] == uninterrupted["history"]
+
+
+@pytest.mark.parametrize("constraints", [{"flops": "150%"}, {"params": 1e12}, {"flops": 1e15, "params": "150%"}])
+def test_limits_above_the_largest_subnet_search_the_largest_subnets(
+    space: nn.Module, images: torch.Tensor, constraints: dict
+) -> None:
+    largest_flops, largest_params = count_flops(make_tiny(), images[:1]), count_params(make_tiny())
+    model, state = am.search(
+        space, constraints, images[:1], config={"score_func": lambda m: float(count_params(m)), "num_iters": 60}
+    )
+    flops, params = count_flops(model, images[:1]), count_params(model)
+    assert state["best"]["constraints"] == {"params": params, "flops": flops}
+    for key, largest, value in (("flops", largest_flops, flops), ("params", largest_params, params)):
+        if key in constraints:  # the band starts at 85 % of the largest subnet's value, not of the limit
+            assert 0.85 * largest <= value <= largest
+    assert state["best"]["metric"] == params and not am.is_dynamic(model)
+
+
+def test_unknown_search_config_keys_list_every_accepted_key(space: nn.Module, images: torch.Tensor) -> None:
+    import autonas_search
+
+    with pytest.raises(ValueError) as info:
+        am.search(space, {"flops": "80%"}, images[:1], config={"score_func": lambda m: 0.0, "dataloader": []})
+    message = str(info.value)
+    assert message.startswith("unknown search config key(s) ['dataloader'] for searching a model with EvolveSearcher")
+    model_keys = ["score_func", "data_loader", "forward_loop", "collect_func", "max_iter_data_loader", "latency_func"]
+    searcher_keys = set(autonas_search.EvolveSearcher().default_search_config) - {"executor"}
+    accepted = message.split("accepted keys: ")[1]
+    assert accepted == str(sorted({*model_keys, *searcher_keys}))
+    assert am.is_dynamic(space)
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "says"),
+    [
+        (None, TypeError, "score_func returned None for candidate {"),
+        ("0.5", TypeError, "score_func returned '0.5' for candidate {"),
+        (math.nan, ValueError, "score_func returned nan for candidate {"),
+        (torch.tensor([0.1, 0.2]), TypeError, "score_func returned tensor([0.1000, 0.2000]) for candidate {"),
+    ],
+)
+def test_a_score_that_is_not_a_number_names_score_func_the_candidate_and_the_value(
+    space: nn.Module, images: torch.Tensor, returned: object, error: type, says: str
+) -> None:
+    candidates = []
+
+    def score(model: nn.Module) -> object:
+        candidates.append(am.get_subnet_config(model, configurable=True))
+        return returned
+
+    with pytest.raises(error) as info:
+        am.search(space, {"flops": "90%"}, images[:1], config={"score_func": score, "num_iters": 5})
+    assert len(candidates) == 1
+    assert str(info.value).startswith(says) and str(candidates[0]) in str(info.value)
+    assert am.is_dynamic(space)
+
+
+def test_a_one_element_tensor_score_is_a_number(space: nn.Module, images: torch.Tensor) -> None:
+    _, state = am.search(
+        space,
+        {"flops": "90%"},
+        images[:1],
+        config={"score_func": lambda m: m(images).mean().detach(), "num_iters": 10, "seed": 0},
+    )
+    assert isinstance(state["best"]["metric"], float) and math.isfinite(state["best"]["metric"])

@@ -68,6 +68,22 @@ def test_a_finished_search_resumes_to_the_same_result_without_scoring(
     assert resumed_best == best and again.state_dict() == first.state_dict()
 
 
+@pytest.mark.parametrize("searcher_cls", SEARCHERS)
+def test_resuming_with_a_smaller_budget_warns_naming_both_and_keeps_the_longer_result(
+    searcher_cls: type[IterativeSearcher], tmp_path: Path
+) -> None:
+    path = tmp_path / "search.json"
+    first, best = search(searcher_cls, path)
+    with pytest.warns(UserWarning) as caught:
+        again, resumed_best = search(searcher_cls, path, FailingScore(fail_at=1), num_iters=50)
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        f"the search checkpoint {path} already holds 700 iterations, more than num_iters=50: the result of all "
+        "700 is returned. Use another checkpoint path to search 50 iterations afresh."
+    ]
+    assert resumed_best == best and again.state_dict() == first.state_dict()
+
+
 def test_checkpoints_are_written_every_100_iterations_at_each_new_best_and_at_the_end(tmp_path: Path) -> None:
     saved_at: list[tuple[int, bool]] = []
 

@@ -86,6 +86,41 @@ def test_relative_lower_bounds_only_where_there_is_none() -> None:
         func.set_rel_lower_bounds(1.5)
 
 
+def test_value_ranges_are_the_costs_of_the_smallest_and_largest_configs_and_restore_the_space() -> None:
+    space = ChoiceSpace(CHOICES)
+    space.select({"layer2.width": 16})
+    active = space.config()
+    func = ConstraintsFunc({"flops": (flops, 1e5), "neg": (lambda c: -flops(c), None)}, space)
+    smallest = {**{name: values[0] for name, values in CHOICES.items()}}
+    largest = {**{name: values[-1] for name, values in CHOICES.items()}}
+    assert func.value_ranges() == {
+        "flops": (flops(smallest), MAX_FLOPS),
+        "neg": (-MAX_FLOPS, -flops(smallest)),  # a cost that falls with the choices
+    }
+    assert flops(largest) == MAX_FLOPS and space.config() == active
+    with pytest.raises(ValueError, match="value_ranges needs a search space"):
+        ConstraintsFunc({"flops": (flops, 1e5)}).value_ranges()
+
+
+@pytest.mark.parametrize("limit", [1.5 * MAX_FLOPS, 1e12, "150%"])
+def test_relative_lower_bound_is_clamped_to_the_largest_value_the_space_reaches(limit: object) -> None:
+    func = ConstraintsFunc({"flops": (flops, limit), "small": (flops, 0.5 * MAX_FLOPS)}, ChoiceSpace(CHOICES))
+    upper = func.limits["flops"][1]
+    func.set_rel_lower_bounds(0.85)
+    assert func.limits == {
+        "flops": (pytest.approx(0.85 * MAX_FLOPS), upper),  # not 0.85 * upper, above every config
+        "small": (pytest.approx(0.85 * 0.5 * MAX_FLOPS), 0.5 * MAX_FLOPS),  # within reach: as before
+    }
+    unbound = ConstraintsFunc({"flops": (flops, 1e12)})  # no space: the upper bound is the budget
+    unbound.set_rel_lower_bounds(0.85)
+    assert unbound.limits == {"flops": (0.85e12, 1e12)}
+    unbound.set_rel_lower_bounds(0.85, ChoiceSpace(CHOICES))  # already banded: left alone
+    assert unbound.limits == {"flops": (0.85e12, 1e12)}
+    given = ConstraintsFunc({"flops": (flops, 1e12)})
+    given.set_rel_lower_bounds(0.85, ChoiceSpace(CHOICES))
+    assert given.limits == {"flops": (pytest.approx(0.85 * MAX_FLOPS), 1e12)}
+
+
 def test_copy_has_its_own_limits() -> None:
     func = ConstraintsFunc({"a": (flops, 1000)})
     clone = func.copy()

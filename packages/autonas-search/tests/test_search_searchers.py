@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -97,6 +98,9 @@ def test_each_config_is_evaluated_once(searcher_cls: type[IterativeSearcher]) ->
 
     searcher = searcher_cls()
     searcher.search(ChoiceSpace(small), {"cost": (cost, 12)}, {"score_func": small_score, "num_iters": 200})
+    if searcher_cls is EvolveSearcher:  # the band is clamped to the costs of the smallest and largest configs
+        assert costed[:2] == [{"a": 1, "b": 1, "c": 1}, {"a": 3, "b": 2, "c": 4}]
+        costed = costed[2:]
     assert len(costed) == len({config_hash(c) for c in costed}) == len(searcher.samples) <= 24
     satisfied = [c for c in searcher.samples.values() if c["is_satisfied"]]
     assert len(scored) == len({config_hash(c) for c in scored}) == len(satisfied) > 0
@@ -114,6 +118,22 @@ def test_evolve_counts_only_candidates_within_the_relative_band() -> None:
         assert candidate["is_satisfied"] == (0.85 * LIMIT <= candidate["constraints"]["flops"] <= LIMIT)
     assert any(c["constraints"]["flops"] < 0.85 * LIMIT for c in searcher.samples.values())
     assert all(c["is_satisfied"] for c in searcher.population)
+
+
+@pytest.mark.parametrize("limit", [18, 1e12, "150%"])
+def test_evolve_under_a_limit_above_the_largest_config_finds_the_best_large_config(limit: object) -> None:
+    space = ChoiceSpace({"a": [1, 2, 3, 4], "b": [1, 2, 3, 4], "c": [1, 2, 3, 4]})  # largest cost 12
+    searcher = EvolveSearcher()
+    best = searcher.search(
+        space,
+        {"cost": (lambda c: c["a"] + c["b"] + c["c"], limit)},
+        {"score_func": lambda c: c["a"] * c["b"] * c["c"], "num_iters": 100},
+    )
+    assert searcher.constraints_func.limits["cost"][0] == pytest.approx(0.85 * 12)  # not 0.85 * the limit
+    assert best["config"] == {"a": 4, "b": 4, "c": 4} and best["metric"] == 64
+    assert {config_hash(c["config"]) for c in searcher.population} <= {
+        config_hash(c["config"]) for c in searcher.samples.values() if c["constraints"]["cost"] >= 11
+    }
 
 
 def test_evolve_keeps_explicit_lower_bounds_and_rel_lower_bound_zero_disables_the_band() -> None:
@@ -184,7 +204,20 @@ def test_no_satisfied_candidate_reports_the_closest_and_the_limits(searcher_cls:
     assert error.limits == searcher.constraints_func.effective_limits
     assert "flops in [" in str(error) and f"flops={closest['constraints']['flops']:g}" in str(error)
     assert str(closest["config"]) in str(error)
+    smallest = flops({name: values[0] for name, values in CHOICES.items()})
+    assert smallest > 1000 and error.ranges == {"flops": (smallest, MAX_FLOPS)}
+    assert f"The space reaches flops from {smallest:g} to {MAX_FLOPS:g}" in str(error)
+    assert "No config can meet the limits of ['flops']: set them within the space's range." in str(error)
+    assert "Loosen the limits" not in str(error)
     assert searcher.best == {"metric": -math.inf, "constraints": None}
+
+
+def test_no_satisfied_candidate_within_reach_suggests_a_longer_search() -> None:
+    band = (MAX_FLOPS - 1, MAX_FLOPS - 0.5)  # within the range, but no config lands in it
+    with pytest.raises(NoSatisfiedCandidateError) as info:
+        RandomSearcher().search(ChoiceSpace(CHOICES), {"flops": (flops, band)}, {"score_func": score, "num_iters": 20})
+    assert "The space reaches flops from" in str(info.value)
+    assert "Loosen the limits, or search longer" in str(info.value)
 
 
 def test_a_space_without_choices_runs_one_iteration() -> None:
@@ -225,6 +258,15 @@ def test_verbose_shows_progress_and_leaves_history_alone(capsys: pytest.CaptureF
     assert "search: 100%" in captured.err and "250/250" in captured.err and "satisfied=" in captured.err
     assert "best: metric=" in captured.out
     assert loud.history == quiet.history and loud.best == quiet.best
+
+
+@pytest.mark.parametrize("num_iters", [249, 251])
+def test_progress_bar_ends_with_the_true_counts(num_iters: int, capsys: pytest.CaptureFixture[str]) -> None:
+    searcher, best = run(EvolveSearcher, num_iters=num_iters, verbose=True)
+    final = capsys.readouterr().err.split("\r")[-1]
+    assert f"{num_iters}/{num_iters}" in final
+    assert f"satisfied={searcher.num_satisfied}" in final and searcher.num_satisfied > 0
+    assert f"best={best['metric']:.6g}" in final
 
 
 @pytest.mark.parametrize(
@@ -277,16 +319,39 @@ def test_unknown_key_error_lists_every_accepted_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("score_func", "error", "match"),
+    ("returned", "error", "match"),
     [
-        (lambda config: None, TypeError, "score_func returned None; it must return a number"),
-        (lambda config: math.nan, TypeError, "score_func returned nan"),
-        (lambda config: "high", TypeError, "score_func returned 'high'"),
+        (None, TypeError, "score_func returned None for candidate {config}; it must return a number"),
+        ("0.9", TypeError, "score_func returned '0.9' for candidate {config}; it must return a number"),
+        ([0.9], TypeError, r"score_func returned \[0.9\] for candidate {config}; it must return a number"),
+        (math.nan, ValueError, "score_func returned nan for candidate {config}; NaN cannot be ranked"),
     ],
 )
-def test_bad_scores_are_named(score_func: Any, error: type, match: str) -> None:
-    with pytest.raises(error, match=match):
-        RandomSearcher().search(ChoiceSpace(CHOICES), {"flops": (flops, None)}, {"score_func": score_func})
+def test_bad_scores_name_score_func_the_candidate_and_the_value(returned: Any, error: type, match: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def bad_score(config: dict[str, Any]) -> Any:
+        seen.append(config)
+        return returned
+
+    with pytest.raises(error) as info:
+        RandomSearcher().search(ChoiceSpace(CHOICES), {"flops": (flops, None)}, {"score_func": bad_score})
+    assert len(seen) == 1
+    assert re.match(match.format(config=re.escape(str(seen[0]))), str(info.value))
+
+
+def test_scores_that_float_reads_without_parsing_text_are_accepted() -> None:
+    class Accuracy:  # e.g. a numpy scalar or a one-element tensor
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def __float__(self) -> float:
+            return self.value
+
+    best = RandomSearcher().search(
+        ChoiceSpace(CHOICES), {"flops": (flops, LIMIT)}, {"score_func": lambda c: Accuracy(score(c)), "num_iters": 50}
+    )
+    assert best["metric"] == score(best["config"]) and isinstance(best["metric"], float)
 
 
 def test_other_bad_input_is_named() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from search_problem import CHOICES
 
-from autonas_search import ChoiceSpace, SearchSpace
+from autonas_search import ChoiceSpace, EvolveSearcher, RandomSearcher, SearchSpace
 from autonas_search.space import check_search_space
 
 
@@ -33,22 +33,44 @@ def test_config_is_a_copy() -> None:
     assert space.config() == {"width": 32}
 
 
+BAD_CHOICES = [
+    ({"a": "abc"}, ValueError, "choices of 'a' must be a non-empty list or tuple, got 'abc'"),
+    ({"a": []}, ValueError, r"choices of 'a' must be a non-empty list or tuple, got \[\]"),
+    ({"a": 3}, ValueError, "choices of 'a' must be a non-empty list or tuple, got 3"),
+    ({1: [1, 2]}, TypeError, "hparam names must be strings, got 1"),
+    ({"a": [1, 2, 1]}, ValueError, r"choices of 'a' contain 1 twice: \[1, 2, 1\]"),
+    ({"a": [1.0, float("nan")]}, ValueError, "choices of 'a' contain NaN"),
+]
+
+
 @pytest.mark.parametrize(
     ("choices", "error", "match"),
-    [
-        ({}, ValueError, "non-empty dict"),
-        ([("a", [1, 2])], ValueError, "non-empty dict"),
-        ({"a": "abc"}, ValueError, "choices of 'a' must be a non-empty list"),
-        ({"a": []}, ValueError, "choices of 'a' must be a non-empty list"),
-        ({"a": 3}, ValueError, "choices of 'a' must be a non-empty list"),
-        ({1: [1, 2]}, TypeError, "names must be strings"),
-        ({"a": [1, 2, 1]}, ValueError, "contain 1 twice"),
-        ({"a": [1.0, float("nan")]}, ValueError, "contain NaN"),
-    ],
+    [({}, ValueError, "non-empty dict"), ([("a", [1, 2])], ValueError, "non-empty dict"), *BAD_CHOICES],
 )
 def test_bad_choices_are_named(choices: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         ChoiceSpace(choices)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("searcher_cls", [RandomSearcher, EvolveSearcher])
+@pytest.mark.parametrize(("choices", "error", "match"), BAD_CHOICES)
+def test_bad_choices_of_a_custom_space_get_the_choice_space_error(
+    searcher_cls: type, choices: dict, error: type, match: str
+) -> None:
+    class CustomSpace:
+        def hparams(self) -> dict:
+            return {"b": [1, 2], **choices}
+
+        def config(self) -> dict:
+            return {"b": 1}
+
+        def select(self, config: dict) -> None:
+            pass
+
+    with pytest.raises(error, match=r"^CustomSpace.hparams\(\): " + match):
+        searcher_cls().search(CustomSpace(), {"cost": (lambda c: 1.0, None)}, {"score_func": lambda c: 1.0})
+    with pytest.raises(error, match=r"^ChoiceSpace: " + match):
+        ChoiceSpace({"b": [1, 2], **choices})
 
 
 def test_bad_selections_are_named() -> None:

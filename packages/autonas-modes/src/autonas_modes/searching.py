@@ -153,8 +153,11 @@ def search(
     Raises:
         RuntimeError: The model was not converted.
         KeyError: An unsupported constraint key.
-        ValueError: No profiled subnet can satisfy the limits (checked before the search), or
-            the config is malformed.
+        ValueError: No profiled subnet can satisfy the limits (checked before the search), the
+            config is malformed or has a key that is neither a model key nor the searcher's (the
+            message lists every accepted key), or ``score_func`` returned NaN.
+        TypeError: ``score_func`` returned something that is not a number (the message names the
+            candidate's config and the value).
         autonas_search.NoSatisfiedCandidateError: The search evaluated no candidate within the
             limits (the message names the closest one); the model keeps its previous subnet and
             train/eval flags, and its BN statistics count as stale.
@@ -172,6 +175,14 @@ def search(
             "The search config key 'executor' is not supported for model search: candidates share one model, "
             "so they are evaluated one after the other."
         )
+    engine = searcher_cls()
+    accepted = sorted({*_MODEL_KEYS, *engine.default_search_config} - {"executor"})
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown search config key(s) {unknown} for searching a model with {searcher_cls.__name__}; "
+            f"accepted keys: {accepted}"
+        )
     model_config = {key: config.pop(key, None) for key in _MODEL_KEYS}
     score_func = model_config["score_func"]
     if not callable(score_func):
@@ -188,16 +199,15 @@ def search(
     previous = space.config()
     search_constraints = _bind_constraints(functor, space)
 
-    def score(_: Mapping[str, Any]) -> float:
+    def score(_: Mapping[str, Any]) -> Any:
         _recalibrate(model, forward_loop)
-        return float(score_func(model))
+        return score_func(model)  # the searcher checks it is a number, naming the candidate
 
     with frozen_eval(model):
         try:
             space.select({name: max(choices) for name, choices in space.hparams().items()})
             _recalibrate(model, forward_loop)
             profile_constraints(functor, strict=True, verbose=bool(config.get("verbose")), use_centroid=True)
-            engine = searcher_cls()
             best = engine.search(space, search_constraints, {**config, "score_func": score})
         except BaseException:
             space.select(previous)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
-from .space import SearchSpace
+from .space import SearchSpace, space_hparams
 
 __all__ = ["TRIVIAL", "Bounds", "ConstraintsFunc", "CostFunc", "Limit"]
 
@@ -80,17 +80,57 @@ class ConstraintsFunc:
         """The limits that constrain something (everything but `(0, inf)`)."""
         return {name: limit for name, limit in self._limits.items() if limit != TRIVIAL}
 
-    def set_rel_lower_bounds(self, rel_lower: float = 0.85) -> None:
-        """Give every effective limit without a lower bound the lower bound `rel_lower * upper`.
+    def set_rel_lower_bounds(self, rel_lower: float = 0.85, space: SearchSpace | None = None) -> None:
+        """Give every effective limit without a lower bound the lower bound `rel_lower * min(upper, largest)`.
 
-        Only candidates that use most of each budget then count as satisfied. Limits with a lower
+        Only candidates that use most of each budget then count as satisfied. `largest` is the
+        highest value the space reaches (see `value_ranges`), so a limit above everything the space
+        holds (`"150%"`, `1e12`) still leaves its largest configs satisfied. Limits with a lower
         bound of their own and limits without an upper bound are left as they are.
+
+        Args:
+            rel_lower: the fraction of the budget a candidate must use, in [0, 1].
+            space: the space whose range bounds the budget; default the functor's own. Without
+                either, the budget is the upper bound itself.
         """
         if not (isinstance(rel_lower, Real) and 0 <= rel_lower <= 1):
             raise ValueError(f"rel_lower must be a number in [0, 1], got {rel_lower!r}")
-        for name, (lower, upper) in self.effective_limits.items():
-            if lower == 0 and math.isfinite(upper):
-                self._limits[name] = (float(rel_lower) * upper, upper)
+        banded = {
+            name: upper for name, (lower, upper) in self.effective_limits.items() if lower == 0 and math.isfinite(upper)
+        }
+        space = space if space is not None else self._space
+        ranges = self.value_ranges(space) if banded and rel_lower and space is not None else {}
+        for name, upper in banded.items():
+            budget = min(upper, ranges[name][1]) if name in ranges else upper
+            self._limits[name] = (float(rel_lower) * budget, upper)
+
+    def value_ranges(self, space: SearchSpace | None = None) -> dict[str, Bounds]:
+        """The lowest and highest value of every constraint over the space's smallest and largest configs.
+
+        The smallest config takes the first choice of every hparam, the largest the last (choices
+        are listed from the smallest to the largest), so for costs that grow with the choices these
+        are the exact extremes. The space's active config is restored afterwards.
+
+        Args:
+            space: the space to measure; default the functor's own.
+
+        Raises:
+            ValueError: there is no space to measure.
+        """
+        space = space if space is not None else self._space
+        if space is None:
+            raise ValueError("value_ranges needs a search space: pass one, or build the ConstraintsFunc with it")
+        choices = space_hparams(space)
+        active = space.config()
+        values = []
+        try:
+            for pick in (0, -1):
+                space.select({name: options[pick] for name, options in choices.items()})
+                config = space.config()
+                values.append({name: self._value(name, func(config)) for name, func in self._funcs.items()})
+        finally:
+            space.select({name: active[name] for name in choices})
+        return {name: (min(v[name] for v in values), max(v[name] for v in values)) for name in self._funcs}
 
     def __call__(self, config: dict[str, Any]) -> tuple[bool, dict[str, float]]:
         values = {name: self._value(name, func(config)) for name, func in self._funcs.items()}

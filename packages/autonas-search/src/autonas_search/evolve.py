@@ -42,8 +42,8 @@ class EvolveSearcher(IterativeSearcher):
     the reference scheme exactly.
 
     Before searching, every effective limit without a lower bound gets the lower bound
-    `rel_lower_bound * upper` (0.85 by default): only candidates that use most of each budget
-    count as satisfied.
+    `rel_lower_bound * min(upper, largest)` (0.85 by default; `largest` is the highest value the
+    space reaches): only candidates that use most of each budget count as satisfied.
     """
 
     population: list[dict[str, Any]]
@@ -93,7 +93,7 @@ class EvolveSearcher(IterativeSearcher):
     def before_search(self) -> None:
         """Also sets the relative lower bounds of the limits and the evolution settings."""
         super().before_search()
-        self.constraints_func.set_rel_lower_bounds(self.config["rel_lower_bound"])
+        self.constraints_func.set_rel_lower_bounds(self.config["rel_lower_bound"], self.space)
         config = self.config
         self.population_size = config["population_size"] or adaptive_population(config["num_iters"])
         self.candidate_size = min(

@@ -7,17 +7,18 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from numbers import Real
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from . import _validate
 from .base import BaseSearcher
+from .checkpoint import checkpoint_path
 from .constraints import ConstraintsFunc
 from .errors import NoSatisfiedCandidateError
 from .hashing import config_hash
 from .pareto import pareto_front
+from .space import space_hparams
 
 __all__ = ["IterativeSearcher", "evaluate_candidate"]
 
@@ -80,9 +81,9 @@ class IterativeSearcher(BaseSearcher):
         return config
 
     def before_search(self) -> None:
-        """Also reads the space's hparams; a space with none configurable gets one iteration."""
+        """Also reads (and checks) the space's hparams; a space with none configurable gets one iteration."""
         super().before_search()
-        self.hparam_choices = dict(self.space.hparams())
+        self.hparam_choices = space_hparams(self.space)
         self._prefetched: dict[str, tuple[bool, dict[str, float], float]] = {}
         if not self.hparam_choices:
             warnings.warn("the search space has no configurable hparam: running a single iteration", stacklevel=3)
@@ -90,10 +91,22 @@ class IterativeSearcher(BaseSearcher):
         self.history["constraints"] = {name: [] for name in self.constraints_func.names}
 
     def run_search(self) -> None:
-        """Run the iterations left, checkpointing every 100, at each new best and at the last."""
+        """Run the iterations left, checkpointing every 100, at each new best and at the last.
+
+        A checkpoint that holds more iterations than `num_iters` is not cut short: its result is
+        kept, with a warning naming both numbers.
+        """
         num_iters = self.config["num_iters"]
         verbose = self.config["verbose"]
-        bar = tqdm(total=num_iters, initial=self.iter_num, disable=not verbose, desc="search")
+        if self.iter_num > num_iters:
+            path = checkpoint_path(self.config["checkpoint"], self.checkpoint_rank())
+            warnings.warn(
+                f"the search checkpoint {path} already holds {self.iter_num} iterations, more than "
+                f"num_iters={num_iters}: the result of all {self.iter_num} is returned. Use another checkpoint "
+                f"path to search {num_iters} iterations afresh.",
+                stacklevel=3,
+            )
+        bar = tqdm(total=max(num_iters, self.iter_num), initial=self.iter_num, disable=not verbose, desc="search")
         self._prefetch()  # a resumed search may have proposed configs left
         try:
             while self.iter_num < num_iters:
@@ -105,9 +118,8 @@ class IterativeSearcher(BaseSearcher):
                 if is_best or (self.iter_num - 1) % CHECKPOINT_EVERY == 0 or self.iter_num == num_iters:
                     self.save_search_checkpoint()
                 if verbose:
-                    bar.update(1)
-                if verbose and (is_best or self.iter_num % 50 == 0):
                     bar.set_postfix(satisfied=self.num_satisfied, best=f"{self.best['metric']:.6g}", refresh=False)
+                    bar.update(1)
                 if self.early_stop():
                     break
         finally:
@@ -169,13 +181,16 @@ class IterativeSearcher(BaseSearcher):
 
     def eval_score(self, config: dict[str, Any]) -> float:
         """The score of the selected candidate (higher is better)."""
-        return _as_metric(self.config["score_func"](config))
+        return as_metric(self.config["score_func"](config), config)
 
     def after_search(self) -> None:
         """Select the best candidate; if none was satisfied raise `NoSatisfiedCandidateError`."""
         if "config" not in self.best:
             raise NoSatisfiedCandidateError(
-                self.iter_num, self.closest_candidate(), self.constraints_func.effective_limits
+                self.iter_num,
+                self.closest_candidate(),
+                self.constraints_func.effective_limits,
+                self.constraints_func.value_ranges(self.space),
             )
         self.space.select({name: self.best["config"][name] for name in self.hparam_choices})
         if self.config["verbose"]:
@@ -222,10 +237,26 @@ def evaluate_candidate(
 ) -> tuple[bool, dict[str, float], float]:
     """`(is_satisfied, constraint values, metric)` of `config` from pure functions (runs in executor workers)."""
     satisfied, values = constraints_func(config)
-    return satisfied, values, _as_metric(score_func(config)) if satisfied else -math.inf
+    return satisfied, values, as_metric(score_func(config), config) if satisfied else -math.inf
 
 
-def _as_metric(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
-        raise TypeError(f"score_func returned {value!r}; it must return a number (higher is better)")
-    return float(value)
+def as_metric(value: Any, config: Mapping[str, Any]) -> float:
+    """What `score_func` returned for candidate `config`, as a float; the one check of every score.
+
+    A number, or anything `float()` reads without parsing text (numpy scalars, one-element
+    tensors), is accepted; infinities are allowed.
+
+    Raises:
+        TypeError: `value` is None, a bool, a string or another non-number.
+        ValueError: `value` is NaN, which cannot be ranked.
+    """
+    where = f"score_func returned {value!r} for candidate {dict(config)}"
+    if isinstance(value, bool | str | bytes) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"{where}; it must return a number (higher is better)")
+    try:
+        metric = float(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{where}, which is not a number: {error}") from None
+    if math.isnan(metric):
+        raise ValueError(f"{where}; NaN cannot be ranked: return a number (e.g. -inf for a candidate that failed)")
+    return metric

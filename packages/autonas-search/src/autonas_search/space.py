@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ChoiceSpace", "SearchSpace", "check_search_space"]
+__all__ = ["ChoiceSpace", "SearchSpace", "check_choices", "check_search_space", "space_hparams"]
 
 
 @runtime_checkable
@@ -20,7 +20,11 @@ class SearchSpace(Protocol):
     """
 
     def hparams(self) -> Mapping[str, Sequence[Any]]:
-        """The choices of every configurable hparam (two or more choices each), by name."""
+        """The choices of every configurable hparam (two or more choices each), by name.
+
+        Choices are listed from the smallest to the largest: the first choice of every hparam
+        makes the smallest config, the last the largest (the range that limits are clamped to).
+        """
         ...
 
     def config(self) -> dict[str, Any]:
@@ -43,6 +47,33 @@ def check_search_space(space: object) -> SearchSpace:
     return space  # type: ignore[return-value]
 
 
+def check_choices(owner: str, name: Any, values: Any) -> tuple[Any, ...]:
+    """The choices of hparam `name` as a tuple; a `ValueError` naming `owner` and `name` unless they are valid.
+
+    Valid choices are a non-empty list or tuple without NaN and without a value given twice.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{owner}: hparam names must be strings, got {name!r}")
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{owner}: choices of {name!r} must be a non-empty list or tuple, got {values!r}")
+    values = tuple(values)
+    for i, value in enumerate(values):
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{owner}: choices of {name!r} contain NaN")
+        if value in values[:i]:
+            raise ValueError(f"{owner}: choices of {name!r} contain {value!r} twice: {list(values)}")
+    return values
+
+
+def space_hparams(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
+    """`space.hparams()` with every hparam's choices checked by `check_choices` (errors name the space)."""
+    owner = f"{type(space).__name__}.hparams()"
+    hparams = space.hparams()
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"{owner} must return a dict of hparam name -> list of choices, got {hparams!r}")
+    return {name: check_choices(owner, name, values) for name, values in hparams.items()}
+
+
 class ChoiceSpace:
     """A search space over a dict of choices, for searching anything that is not a model.
 
@@ -59,19 +90,7 @@ class ChoiceSpace:
     def __init__(self, choices: Mapping[str, Sequence[Any]], original: Mapping[str, Any] | None = None) -> None:
         if not isinstance(choices, Mapping) or not choices:
             raise ValueError(f"ChoiceSpace needs a non-empty dict of name -> list of choices, got {choices!r}")
-        self._choices: dict[str, tuple[Any, ...]] = {}
-        for name, values in choices.items():
-            if not isinstance(name, str):
-                raise TypeError(f"ChoiceSpace hparam names must be strings, got {name!r}")
-            if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
-                raise ValueError(f"choices of {name!r} must be a non-empty list or tuple, got {values!r}")
-            values = tuple(values)
-            for i, value in enumerate(values):
-                if isinstance(value, float) and math.isnan(value):
-                    raise ValueError(f"choices of {name!r} contain NaN")
-                if value in values[:i]:
-                    raise ValueError(f"choices of {name!r} contain {value!r} twice: {list(values)}")
-            self._choices[name] = values
+        self._choices = {name: check_choices("ChoiceSpace", name, values) for name, values in choices.items()}
         self._configurable = {name: values for name, values in self._choices.items() if len(values) > 1}
         self._allowed = {name: _membership(values) for name, values in self._choices.items()}
         self._original = {name: values[-1] for name, values in self._choices.items()}
