@@ -90,6 +90,21 @@ def test_registered_type_is_accepted_as_an_extra_key_under_both_spellings(my_con
     assert resolve_rule(cfg.model_dump(), "mylib.MyConv", "body.conv") is None
 
 
+@pytest.mark.parametrize("spelling", ["mylib.MyConv", "mylib_myconv"])
+def test_registered_type_is_a_valid_key_of_a_plain_rules_mapping(my_conv: ac.LayerType, spelling: str) -> None:
+    rules = {spelling: {"channel_divisor": 8}, "nn.Conv2d": None}
+    assert resolve_rule(rules, "nn.Conv2d", "conv") is None
+    assert resolve_rule(rules, "mylib.MyConv", "conv") == {
+        "channels_ratio": (0.25, 1.0),
+        "channel_divisor": 8,
+        "kernel_size": (),
+    }
+    with pytest.raises(ValueError, match=re.escape("unknown layer type 'mylib.MyConvv' for rules; accepted keys: [")):
+        resolve_rule({"mylib.MyConvv": {}}, "nn.Conv2d", "conv")
+    with pytest.raises(ValueError, match=re.escape("'mylib.MyConv'] (register custom")):
+        resolve_rule({"mylib.MyConvv": {}}, "nn.Conv2d", "conv")
+
+
 def test_extra_sections_are_validated_on_construction_and_assignment(my_conv: ac.LayerType) -> None:
     with pytest.raises(ValidationError, match=r"mylib.MyConv pattern '\*': kernel_size: kernel sizes must be odd"):
         AutoNASConfig(**{"mylib.MyConv": {"kernel_size": 2}})

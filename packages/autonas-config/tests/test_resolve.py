@@ -133,3 +133,18 @@ def test_docstring_examples_hold(module) -> None:
     failed, attempted = doctest.testmod(module, raise_on_error=False)
     assert attempted > 0
     assert failed == 0
+
+
+def test_unknown_keys_of_a_rules_mapping_are_named_with_the_accepted_ones() -> None:
+    rules = {"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}}, "wrong_key": {"*": {}}}
+    with pytest.raises(ValueError) as info:
+        resolve_rule(rules, "nn.Conv2d", "conv1")
+    accepted = list(autonas_config.registered_layer_types())
+    assert "nn.Conv2d" in accepted and "nn.Sequential" in accepted
+    assert str(info.value) == (
+        f"unknown layer type 'wrong_key' for rules; accepted keys: {accepted} "
+        "(register custom layer types with autonas_config.register_layer_type)"
+    )
+    # both spellings of a layer type are keys, in a plain mapping as in a config
+    rules = {"nn_conv2d": {"channels_ratio": (0.5, 1.0)}, "nn.Linear": None}
+    assert resolve_rule(rules, "nn.Conv2d", "conv1") == {**CONV, "channels_ratio": (0.5, 1.0)}

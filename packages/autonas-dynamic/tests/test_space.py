@@ -92,6 +92,19 @@ def test_rules_restrict_before_merging() -> None:
     assert _space(model(), {nn.Conv2d: {"*": {}, "0": None}, nn.BatchNorm2d: {}}).hparams() == {}
 
 
+def test_an_unknown_top_level_rules_key_is_named_with_the_accepted_ones() -> None:
+    from autonas_config import registered_layer_types
+
+    model = nn.Sequential(nn.Conv2d(3, 64, 1), nn.BatchNorm2d(64), nn.Conv2d(64, 8, 1))
+    rules = {"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}}, "wrong_key": {"*": {}}}
+    with pytest.raises(ValueError) as info:
+        generate_search_space(model.eval(), rules)
+    assert str(info.value) == (
+        f"unknown layer type 'wrong_key' for rules; accepted keys: {list(registered_layer_types())} "
+        "(register custom layer types with autonas_config.register_layer_type)"
+    )
+
+
 def test_default_autonas_config() -> None:
     model = SkippableDepth().eval()
     space = _space(model, AutoNASConfig().model_dump())

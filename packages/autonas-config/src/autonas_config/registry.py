@@ -74,6 +74,25 @@ def get_layer_type(key: str) -> LayerType:
     raise KeyError(f"layer type {key!r} is not registered; registered layer types: {list(_REGISTRY)}")
 
 
+def find_layer_type(key: Any, owner: str) -> LayerType:
+    """The layer type that a key of a rules mapping names: a registered key or its field name.
+
+    Args:
+        key: The key as the user wrote it, e.g. ``"nn.Conv2d"`` or ``"nn_conv2d"``.
+        owner: What holds the key, for the message (e.g. ``"AutoNASConfig"``).
+
+    Raises:
+        ValueError: ``key`` names no registered layer type; the message lists the accepted keys.
+    """
+    try:
+        return get_layer_type(key)
+    except KeyError:
+        raise ValueError(
+            f"unknown layer type {key!r} for {owner}; accepted keys: {list(registered_layer_types())} "
+            "(register custom layer types with autonas_config.register_layer_type)"
+        ) from None
+
+
 def register_layer_type(
     key: str, rule_class: type[BaseRule], default: BaseRule | Mapping[str, Any] | None = None
 ) -> LayerType:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, ValidationInfo, model_validator
 
 from .base import BaseConfig
-from .registry import get_layer_type, registered_layer_types
+from .registry import find_layer_type, get_layer_type, registered_layer_types
 from .sections import Rule, Section, copy_section, validate_section
 
 __all__ = ["BaseRuleConfig", "LayerSection", "layer_field"]
@@ -107,13 +107,7 @@ class BaseRuleConfig(BaseConfig):
         for key, value in data.items():
             if key in fields or key in names:
                 continue
-            try:
-                layer_type = get_layer_type(key)
-            except KeyError:
-                raise ValueError(
-                    f"unknown layer type {key!r} for {cls.__name__}; accepted keys: {cls._accepted_keys()} "
-                    "(register custom layer types with autonas_config.register_layer_type)"
-                ) from None
+            layer_type = find_layer_type(key, cls.__name__)
             if layer_type.key in extra:
                 raise ValueError(
                     f"{layer_type.key!r} is given twice, as {layer_type.key!r} and {layer_type.field_name!r}"
