@@ -148,6 +148,26 @@ def test_state_round_trip_gives_the_same_subnet_and_outputs(stage: str, tiny: nn
         torch.testing.assert_close(restored(images), model(images))
 
 
+@pytest.mark.parametrize("stage", ["space", "exported"])
+def test_a_state_restored_from_json_equals_the_saved_one_types_included(stage: str, tiny: nn.Module) -> None:
+    from autonas_modes.state import StateManager
+
+    conv_rule = {"channels_ratio": [0.5, 1.0], "channel_divisor": 8, "kernel_size": [1, 3]}  # lists, as JSON gives
+    model = am.convert(tiny, mode=[("autonas", {**RULES, "nn.Conv2d": {"*": conv_rule}})])
+    am.sample(model, random.Random(3).choice)
+    if stage == "exported":
+        am.export(model)
+    state = json.loads(json.dumps(am.autonas_state(model)))
+    saved = StateManager(model).state_dict()
+    restored = StateManager(am.restore_from_autonas_state(make_tiny(seed=5), state)).state_dict()
+    assert restored == saved  # (3, 3) != [3, 3]: tuples must come back as tuples
+    for _, entry in restored:
+        kernels = {name: value for name, value in entry["metadata"]["subnet_config"].items() if "kernel" in name}
+        assert kernels and all(isinstance(value, tuple) for value in kernels.values())
+    rules = restored[0][1]["config"]["nn.Conv2d"]["*"]
+    assert rules["kernel_size"] == (1, 3) and rules["channels_ratio"] == (0.5, 1.0)
+
+
 def test_restore_into_another_class_or_forward_is_refused(tiny: nn.Module) -> None:
     state = am.autonas_state(_convert(tiny))
     with pytest.raises(ApplyModeError, match="type\\(model\\): saved 'TinyNet', got 'OtherNet'"):

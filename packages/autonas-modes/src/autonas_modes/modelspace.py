@@ -70,10 +70,17 @@ def coerce_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, An
     return coerced
 
 
-def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> None:
-    """Select a stored (possibly JSON round-tripped) subnet config on ``model``."""
+def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
+    """Select a stored (possibly JSON round-tripped) subnet config on ``model``.
+
+    Returns:
+        ``config`` as selected: JSON lists turned back into tuples (see :func:`coerce_config`), so
+        a restored state can keep exactly what was saved.
+    """
     space = model_space(model)
-    space.select(coerce_config(space, config), strict=strict)
+    coerced = coerce_config(space, config)
+    space.select(coerced, strict=strict)
+    return coerced
 
 
 def patch_model(model: nn.Module, manager_cls: type, seed: int | None = None) -> None:

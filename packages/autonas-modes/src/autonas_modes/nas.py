@@ -80,6 +80,9 @@ def restore_searchspace(
 ) -> nn.Module:
     """Replay :func:`convert_searchspace` on a fresh model and select the stored subnet.
 
+    The stored subnet config gets back the tuples a JSON round trip turned into lists, so the
+    restored state equals the saved one.
+
     Raises:
         ApplyModeError: The fresh model's class or forward differs from the converted one's
             (conversion would not give the same search space). The train/eval flag of the
@@ -97,7 +100,7 @@ def restore_searchspace(
     model.train(recorded["training"])  # tracing follows the train/eval flag of the conversion
     model, _ = convert_searchspace(model, config, patch_manager)
     model.train(was_training)
-    restore_subnet(model, metadata["subnet_config"], strict=True)
+    metadata["subnet_config"] = restore_subnet(model, metadata["subnet_config"], strict=True)
     return model
 
 
@@ -142,7 +145,7 @@ def restore_export(model: nn.Module, config: ExportConfig, metadata: Metadata) -
     """Replay the export: select the subnet stored at export time, then export again."""
     if "subnet_config" not in metadata:
         return model
-    restore_subnet(model, metadata["subnet_config"], strict=config.strict)
+    metadata["subnet_config"] = restore_subnet(model, metadata["subnet_config"], strict=config.strict)
     model, new_metadata = export_searchspace(model, config)
     if as_plain_data(new_metadata) != as_plain_data(metadata):
         raise ApplyModeError("The restored model's subnet differs from the one saved at export time.")
