@@ -82,3 +82,32 @@ def test_save_of_a_wrapped_model_warns_and_saves_the_inner_model(tmp_path: Path,
         am.save(torch.nn.DataParallel(model), tmp_path / "arch.pth")
     restored = am.restore(make_tiny(seed=3), tmp_path / "arch.pth")
     assert am.get_subnet_config(restored) == am.get_subnet_config(model)
+
+
+def test_eval_after_restore_keeps_the_restored_batchnorm_statistics_until_the_subnet_changes(
+    tmp_path: Path, images: torch.Tensor
+) -> None:
+    import warnings
+
+    from autonas_patch import no_patches
+
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+    am.sample(model, random.Random(7).choice)
+    am.save(model, tmp_path / "arch.pth")
+    with no_patches(), torch.no_grad():
+        expected = model.eval()(images)
+    saved_config = am.autonas_state(model)["modes"][0]["metadata"]["subnet_config"]  # JSON form: lists
+
+    restored = am.restore(make_tiny(seed=3), tmp_path / "arch.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "calibration queue not filled" warning
+        am.select(restored, saved_config)  # the subnet it already has: nothing changes
+        restored.train()
+        restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), expected)  # the restored statistics, exactly
+
+    config = am.get_subnet_config(restored, configurable=True)
+    am.select(restored, {**config, "blocks.depth": 1 if config["blocks.depth"] != 1 else 3})
+    with pytest.warns(UserWarning, match="calibration queue not filled"):
+        restored.eval()  # another subnet: its statistics are stale

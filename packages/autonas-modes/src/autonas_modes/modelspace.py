@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HparamSampler",
+    "changes_subnet",
     "coerce_config",
     "frozen_eval",
     "mark_subnet_changed",
@@ -68,6 +69,16 @@ def coerce_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, An
             value = tuple(value)
         coerced[name] = value
     return coerced
+
+
+def changes_subnet(model: nn.Module, config: Mapping[str, Any]) -> bool:
+    """Whether selecting ``config`` would change the active subnet of ``model``.
+
+    A name that is no hparam of the model counts as a change (selecting it is an error, or ignored).
+    """
+    space = model_space(model)
+    active = space.config()
+    return any(name not in active or active[name] != value for name, value in coerce_config(space, config).items())
 
 
 def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch.nn as nn
 
 from .apply import ModeSpec, apply_mode, is_wrapped, unwrap_model
-from .modelspace import mark_subnet_changed, model_space, restore_subnet
+from .modelspace import changes_subnet, mark_subnet_changed, model_space, restore_subnet
 
 if TYPE_CHECKING:
     from autonas_dynamic.hparam import Hparam
@@ -122,10 +122,12 @@ def select(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> 
     """Activate the subnet described by ``config`` (a full or configurable-only subnet config).
 
     With ``strict`` every configurable hparam must be given and names that match nothing are an
-    error; the error lists the missing, unexpected or inconsistent names.
+    error; the error lists the missing, unexpected or inconsistent names. BatchNorm statistics
+    become stale only if the active subnet changes (selecting it again keeps them).
     """
     model = unwrap_model(model)
-    mark_subnet_changed(model)
+    if changes_subnet(model, config):
+        mark_subnet_changed(model)
     restore_subnet(model, config, strict=strict)
 
 
