@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,30 +59,22 @@ def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_search(
 
 
 @pytest.mark.parametrize("searcher_cls", SEARCHERS)
+@pytest.mark.parametrize("num_iters", [700, 50])
 def test_a_finished_search_resumes_to_the_same_result_without_scoring(
-    searcher_cls: type[IterativeSearcher], tmp_path: Path
+    searcher_cls: type[IterativeSearcher], num_iters: int, tmp_path: Path
 ) -> None:
+    """Resumed with a smaller budget, it keeps the longer result and warns naming both numbers."""
     path = tmp_path / "search.json"
     first, best = search(searcher_cls, path)
-    counting = FailingScore(fail_at=1)  # any call would raise
-    again, resumed_best = search(searcher_cls, path, counting)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again, resumed_best = search(searcher_cls, path, FailingScore(fail_at=1), num_iters=num_iters)  # no scoring
     assert resumed_best == best and again.state_dict() == first.state_dict()
-
-
-@pytest.mark.parametrize("searcher_cls", SEARCHERS)
-def test_resuming_with_a_smaller_budget_warns_naming_both_and_keeps_the_longer_result(
-    searcher_cls: type[IterativeSearcher], tmp_path: Path
-) -> None:
-    path = tmp_path / "search.json"
-    first, best = search(searcher_cls, path)
-    with pytest.warns(UserWarning) as caught:
-        again, resumed_best = search(searcher_cls, path, FailingScore(fail_at=1), num_iters=50)
-    messages = [str(w.message) for w in caught]
-    assert messages == [
+    expected = (
         f"the search checkpoint {path} already holds 700 iterations, more than num_iters=50: the result of all "
         "700 is returned. Use another checkpoint path to search 50 iterations afresh."
-    ]
-    assert resumed_best == best and again.state_dict() == first.state_dict()
+    )
+    assert [str(w.message) for w in caught] == ([expected] if num_iters == 50 else [])
 
 
 def test_checkpoints_are_written_every_100_iterations_at_each_new_best_and_at_the_end(tmp_path: Path) -> None:
