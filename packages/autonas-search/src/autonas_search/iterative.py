@@ -6,7 +6,7 @@ import concurrent.futures
 import functools
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -45,7 +45,7 @@ class IterativeSearcher(BaseSearcher):
     history: dict[str, Any]
     best_history: dict[str, list[Any]]
     pending: list[dict[str, Any]]
-    hparam_choices: dict[str, Sequence[Any]]
+    hparam_choices: dict[str, tuple[Any, ...]]
 
     @property
     def default_search_config(self) -> dict[str, Any]:
