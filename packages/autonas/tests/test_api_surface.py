@@ -54,18 +54,8 @@ CONTRACT: dict[str, str] = {
     **dict.fromkeys(
         ["DynamicError", "UnsupportedModelError", "AlreadyConvertedError", "CostModelError"], "autonas_dynamic"
     ),
-    **dict.fromkeys(
-        [
-            "IterativeSearcher",
-            "RandomSearcher",
-            "EvolveSearcher",
-            "ChoiceSpace",
-            "SearchError",
-            "CheckpointError",
-            "NoSatisfiedCandidateError",
-        ],
-        "autonas_search",
-    ),
+    **dict.fromkeys(["IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"], "autonas_search"),
+    **dict.fromkeys(["SearchError", "CheckpointError", "NoSatisfiedCandidateError"], "autonas_search"),
     **dict.fromkeys(
         ["AutoNASPatchManager", "no_patches", "enable_patches", "set_patches_enabled", "is_patches_enabled"],
         "autonas_patch",
