@@ -2,7 +2,9 @@
 
 `nox -s tests` is the one command CI runs: each package's unit tests in a virtualenv that
 holds only that package and the packages it declares, the integration tests (torch CPU wheel),
-the torchvision model-zoo tests (torch 2.14.1 + torchvision 0.29.1) and ruff.
+the torchvision model-zoo tests (torch 2.14.1 + torchvision 0.29.1), ruff and the strict docs
+build. The Python examples of README.md and docs/ run as integration tests
+(integration_tests/test_docs.py; those that need torchvision in the vision session).
 
 Every install goes through a constraints file that pins torch to a wheel on local disk; an
 unpinned torch would resolve to a multi-GB CUDA build. Virtualenvs are reused between runs.
@@ -142,8 +144,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Everything CI runs: every unit session, the integration sessions and lint."""
-    for name in [*UNIT_SESSIONS, "integration", "vision", "lint"]:
+    """Everything CI runs: every unit session, the integration sessions, lint and the strict docs build."""
+    for name in [*UNIT_SESSIONS, "integration", "vision", "lint", "docs"]:
         session.notify(name)
 
 

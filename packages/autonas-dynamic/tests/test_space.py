@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from example_models import AuxiliaryHead, ConcatConvs, ResBlock, SkippableDepth
 
 from autonas_config import AutoNASConfig
 from autonas_dynamic import is_dynamic
+from autonas_dynamic.errors import AlreadyConvertedError, UnsupportedModelError
 from autonas_dynamic.space import SearchSpace, generate_search_space
 
 
@@ -150,13 +152,30 @@ def test_train_mode_model_converts_and_keeps_its_mode() -> None:
 def test_bad_models_are_rejected_with_clear_errors() -> None:
     model = SkippableDepth().eval()
     generate_search_space(model)
-    with pytest.raises(ValueError, match="already converted"):
+    with pytest.raises(AlreadyConvertedError, match="SkippableDepth is already converted"):
         generate_search_space(model)
-    with pytest.raises(ValueError, match="wrapped model"):
+    with pytest.raises(
+        UnsupportedModelError, match=r"DataParallel wrapper around SkippableDepth; convert its \.module"
+    ):
         generate_search_space(nn.DataParallel(SkippableDepth()))
     channels_last = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)).to(memory_format=torch.channels_last)
-    with pytest.raises(ValueError, match=r"'0\.weight' is in channels_last"):
+    with pytest.raises(UnsupportedModelError, match=r"'0\.weight' of Sequential is in channels_last"):
         generate_search_space(channels_last)
+    assert issubclass(AlreadyConvertedError, ValueError) and issubclass(UnsupportedModelError, ValueError)
+
+
+@pytest.mark.parametrize("compile_module", ["script", "trace"])
+def test_torchscript_modules_are_refused_before_tracing(compile_module: str) -> None:
+    model = SkippableDepth().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated
+        if compile_module == "script":
+            compiled = torch.jit.script(model)
+        else:
+            compiled = torch.jit.trace(model, torch.randn(1, 3, 8, 8))
+    with pytest.raises(UnsupportedModelError, match=r"TorchScript module .*pass the eager nn\.Module"):
+        generate_search_space(compiled)
+    assert not is_dynamic(model)
 
 
 def test_protocol_of_autonas_search() -> None:

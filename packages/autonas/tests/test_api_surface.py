@@ -43,11 +43,19 @@ CONTRACT: dict[str, str] = {
             "is_dynamic",
             "is_configurable",
             "named_hparams",
+            "ModesError",
+            "ApplyModeError",
+            "NotConvertedError",
+            "InvalidStateError",
         ],
         "autonas_modes",
     ),
     "AutoNASConfig": "autonas_config",
+    **dict.fromkeys(
+        ["DynamicError", "UnsupportedModelError", "AlreadyConvertedError", "CostModelError"], "autonas_dynamic"
+    ),
     **dict.fromkeys(["IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"], "autonas_search"),
+    **dict.fromkeys(["SearchError", "CheckpointError", "NoSatisfiedCandidateError"], "autonas_search"),
     **dict.fromkeys(
         ["AutoNASPatchManager", "no_patches", "enable_patches", "set_patches_enabled", "is_patches_enabled"],
         "autonas_patch",

@@ -5,7 +5,8 @@ Converting a module swaps its class in place (see :mod:`autonas_dynamic.registry
 couples the layers that must change together and applies the user's rules
 (:mod:`autonas_dynamic.space`); :class:`CostModel` gives FLOPs and parameters of any subnet in closed
 form (:mod:`autonas_dynamic.cost`); :func:`export_model` turns a model back into plain torch modules at
-the active sizes; :func:`sort_parameters` orders channels by importance.
+the active sizes; :func:`sort_parameters` orders channels by importance. Its errors are in
+:mod:`autonas_dynamic.errors`.
 """
 
 from importlib.metadata import version as _version
@@ -13,6 +14,7 @@ from importlib.metadata import version as _version
 from . import layers, plugins  # register the built-in layers and those of installed libraries (transformers)
 from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
+from .errors import AlreadyConvertedError, DynamicError, UnsupportedModelError
 from .ext import ExtensionsStatus, extensions_status
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY, DMRegistry
@@ -24,17 +26,20 @@ __version__ = _version("autonas-dynamic")
 
 __all__ = [
     "DYNAMIC_REGISTRY",
+    "AlreadyConvertedError",
     "ConcatHparam",
     "CostModel",
     "CostModelError",
     "DMRegistry",
     "DepthHparam",
+    "DynamicError",
     "DynamicModule",
     "ExtensionsStatus",
     "Hparam",
     "HparamAttribute",
     "LayerImportance",
     "SearchSpace",
+    "UnsupportedModelError",
     "count_flops",
     "count_params",
     "export_model",

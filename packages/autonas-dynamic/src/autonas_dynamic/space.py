@@ -22,7 +22,8 @@ import torch.nn as nn
 
 from autonas_config import resolve_rule
 
-from .dynamic import DynamicModule, export_model, is_dynamic
+from .checks import check_convertible
+from .dynamic import DynamicModule, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -184,10 +185,11 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
             ``None`` (the default) converts every layer with its full choices.
 
     Raises:
-        ValueError: the model is wrapped (DataParallel ...), already converted, or holds
-            parameters in channels_last memory format.
+        UnsupportedModelError: the model is a TorchScript module, a DataParallel / DDP wrapper, or
+            holds parameters in channels_last memory format (a ``ValueError``).
+        AlreadyConvertedError: the model is already a search space (a ``ValueError``).
     """
-    _check_convertible(model)
+    check_convertible(model)
     analysis = analyze(model)
     _warn_about(analysis)
     converted = _convert(model, analysis)
@@ -201,20 +203,6 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
             depth.restrict_to_trailing(flags)
     _unconvert_unsearchable(converted)
     return SearchSpace(model)
-
-
-def _check_convertible(model: nn.Module) -> None:
-    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    if isinstance(model, wrappers):
-        raise ValueError(f"cannot convert a wrapped model ({type(model).__name__}); convert its .module instead")
-    if is_dynamic(model):
-        raise ValueError(f"{type(model).__name__} is already converted into a search space; convert a fresh model")
-    for name, param in model.named_parameters():
-        if param.dim() == 4 and not param.is_contiguous() and param.is_contiguous(memory_format=torch.channels_last):
-            raise ValueError(
-                f"parameter {name!r} is in channels_last memory format, which is not supported; "
-                "call model.to(memory_format=torch.contiguous_format) first"
-            )
 
 
 def _warn_about(analysis: Analysis) -> None:

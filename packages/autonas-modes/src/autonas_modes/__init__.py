@@ -1,8 +1,9 @@
 """autonas_modes: the model workflow of autonas.
 
 Convert a model into a search space, train it, search the best subnet under FLOPs / params /
-latency limits, export it, and save / restore the architecture at every stage. Names are
-imported lazily on first access, so ``import autonas_modes`` stays cheap.
+latency limits, export it, and save / restore the architecture at every stage. Its errors are in
+:mod:`autonas_modes.errors`. Names are imported lazily on first access, so ``import autonas_modes``
+stays cheap.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ __version__ = _version("autonas-modes")
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
+    # errors
+    "ModesError": "errors",
+    "ApplyModeError": "errors",
+    "NotConvertedError": "errors",
+    "InvalidStateError": "errors",
     # modes, registries, state
     "ModeDescriptor": "mode",
     "ModeRegistry": "mode",
-    "ApplyModeError": "mode",
     "NAS_REGISTRY": "mode",
     "get_mode_descriptor": "mode",
     "StateManager": "state",
@@ -66,10 +71,13 @@ __all__ = [
     "ApplyModeError",
     "AutoNASModeDescriptor",
     "ExportModeDescriptor",
+    "InvalidStateError",
     "LatencyInterpolator",
     "ModeDescriptor",
     "ModeRegistry",
     "ModelConstraints",
+    "ModesError",
+    "NotConvertedError",
     "StateManager",
     "__version__",
     "apply_mode",
@@ -110,9 +118,10 @@ if TYPE_CHECKING:
     from .apply import apply_mode
     from .constraints import ModelConstraints
     from .costs import inference_flops, param_count
+    from .errors import ApplyModeError, InvalidStateError, ModesError, NotConvertedError
     from .io import restore, save
     from .latency import LatencyInterpolator, measure_latency
-    from .mode import NAS_REGISTRY, ApplyModeError, ModeDescriptor, ModeRegistry, get_mode_descriptor
+    from .mode import NAS_REGISTRY, ModeDescriptor, ModeRegistry, get_mode_descriptor
     from .nas import (
         AutoNASModeDescriptor,
         ExportModeDescriptor,

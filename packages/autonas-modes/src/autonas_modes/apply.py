@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,8 +15,6 @@ __all__ = ["ModelLikeModule", "apply_mode", "as_module", "standardize_modes", "u
 
 ModeConfig = Mapping[str, Any] | None
 ModeSpec = ModeLike | Sequence[ModeLike | tuple[ModeLike, ModeConfig]]
-
-_WRAPPERS: tuple[type[nn.Module], ...] = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 class ModelLikeModule(nn.Module):
@@ -60,18 +59,26 @@ def as_module(model: Any) -> nn.Module:
     return model.init_modellike() if isinstance(model, ModelLikeModule) else model
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside DataParallel / DistributedDataParallel wrappers (others pass through)."""
-    while isinstance(model, _WRAPPERS):
-        inner = model.module
-        assert isinstance(inner, nn.Module)
-        model = inner
+def unwrap_model(model: Any, caller: str | None = None) -> Any:
+    """The module inside DataParallel / DistributedDataParallel wrappers (anything else passes through).
+
+    Args:
+        model: A module, possibly wrapped, or anything else.
+        caller: The public function that unwraps; when given, unwrapping warns (``UserWarning``)
+            that ``caller`` works on the inner module. Functions whose result does not depend on
+            which of the two objects they got unwrap silently.
+    """
+    from autonas_dynamic.checks import is_wrapped
+
+    if caller is not None and is_wrapped(model):
+        warnings.warn(
+            f"{caller}() unwraps the {type(model).__name__} model and works on the inner "
+            f"{type(model.module).__name__}; pass the bare model to avoid this warning.",
+            stacklevel=3,
+        )
+    while is_wrapped(model):
+        model = model.module
     return model
-
-
-def is_wrapped(model: nn.Module) -> bool:
-    """Whether ``model`` is a DataParallel / DistributedDataParallel wrapper."""
-    return isinstance(model, _WRAPPERS)
 
 
 def standardize_modes(mode: ModeSpec) -> list[tuple[ModeDescriptor, dict[str, Any]]]:
@@ -95,8 +102,8 @@ def apply_mode(model: Any, mode: ModeSpec, mode_kwargs: Mapping[str, Any] | None
     """Apply ``mode`` (one or several modes, each optionally with its config) to ``model``.
 
     Args:
-        model: A module (DataParallel/DDP wrappers are unwrapped), a model class or callable, or a
-            ``(cls, args, kwargs)`` recipe.
+        model: A module (a DataParallel/DDP wrapper is unwrapped with a warning), a model class or
+            callable, or a ``(cls, args, kwargs)`` recipe.
         mode: ``"autonas"``, a descriptor, or a list of names / descriptors / ``(mode, config)``
             pairs; ``config`` is a dict validated by the mode's config class (``None``: defaults).
         mode_kwargs: Extra keyword arguments for every mode's ``convert`` (not stored).
@@ -110,7 +117,8 @@ def apply_mode(model: Any, mode: ModeSpec, mode_kwargs: Mapping[str, Any] | None
         return model.init_modellike() if isinstance(model, ModelLikeModule) else model
     if isinstance(model, ModelLikeModule) and not modes[0][0].require_model_like:
         model = model.init_modellike()
-    model = unwrap_model(model)
+    model = unwrap_model(model, caller="apply_mode")
+    modes[0][0].check_model(model)
     manager = StateManager(model, init_state=not StateManager.is_converted(model, is_root=True))
     manager.update_last_state_before_new_mode(model)
     for descriptor, config_dict in modes:

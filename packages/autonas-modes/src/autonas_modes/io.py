@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import IO, Any
 
 import torch
 import torch.nn as nn
 
-from .apply import is_wrapped, unwrap_model
+from .apply import unwrap_model
+from .errors import InvalidStateError
 from .state import autonas_state, restore_from_autonas_state
 
 __all__ = ["restore", "save"]
@@ -24,9 +24,7 @@ def save(model: nn.Module, f: File) -> None:
     The state is plain data, so :func:`restore` reads the file with ``torch.load(weights_only=True)``.
     A search space's state dict holds the full-size tensors; an exported model's the pruned ones.
     """
-    if is_wrapped(model):
-        warnings.warn("save() unwraps the DataParallel/DDP model and saves the inner module.", stacklevel=2)
-        model = unwrap_model(model)
+    model = unwrap_model(model, caller="save")
     torch.save({"autonas_state": autonas_state(model), "model_state_dict": model.state_dict()}, f)
 
 
@@ -43,15 +41,14 @@ def restore(model: Any, f: File) -> nn.Module:
         the saved ``state_dict`` loaded strictly.
 
     Raises:
-        ValueError: ``model`` is wrapped in DataParallel/DDP, or ``f`` is not an autonas checkpoint.
-        autonas_modes.ApplyModeError: The model differs from the saved one (class, forward).
+        InvalidStateError: ``f`` is not an autonas checkpoint.
+        autonas_dynamic.errors.UnsupportedModelError: ``model`` is wrapped in DataParallel/DDP.
+        ApplyModeError: The model differs from the saved one (class, forward).
     """
-    if isinstance(model, nn.Module) and is_wrapped(model):
-        raise ValueError("restore() needs the bare model: restore first, then wrap it in DataParallel/DDP.")
     checkpoint = torch.load(f, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or not set(checkpoint) >= _CHECKPOINT_KEYS:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"Not an autonas checkpoint: expected keys {sorted(_CHECKPOINT_KEYS)}, found {found}.")
+        raise InvalidStateError(f"Not an autonas checkpoint: expected keys {sorted(_CHECKPOINT_KEYS)}, found {found}.")
     model = restore_from_autonas_state(model, checkpoint["autonas_state"])
     model.load_state_dict(checkpoint["model_state_dict"])
     return model

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 import torch.nn as nn
 from pydantic import BaseModel
 
+from .errors import ApplyModeError  # also importable from here, where it used to live
+
 __all__ = [
     "NAS_REGISTRY",
-    "ApplyModeError",
     "ConvertReturn",
     "ModeDescriptor",
     "ModeLike",
@@ -25,10 +26,6 @@ __all__ = [
 
 Metadata = dict[str, Any]
 ConvertReturn = tuple[nn.Module, Metadata]
-
-
-class ApplyModeError(RuntimeError):
-    """A mode cannot be applied to (or restored on) the given model."""
 
 
 class ModeDescriptor(abc.ABC):
@@ -82,6 +79,15 @@ class ModeDescriptor(abc.ABC):
     def save_mode_in_state(self) -> bool:
         """Whether the mode is written to the saved state."""
         return True
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise when ``model`` itself cannot take this mode (default: any model can).
+
+        Called for the first mode that :func:`autonas_modes.apply_mode` applies or
+        :func:`autonas_modes.restore_from_autonas_state` restores, before the model's state is
+        touched and before the chaining rules, so the error names what is wrong with the model.
+        """
+        return None
 
     @abc.abstractmethod
     def convert(self, model: nn.Module, config: BaseModel, **mode_kwargs: Any) -> ConvertReturn:

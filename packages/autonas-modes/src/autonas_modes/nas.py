@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-import torch
 import torch.nn as nn
 from pydantic import BaseModel
 
-from .mode import NAS_REGISTRY, ApplyModeError, ConvertReturn, Metadata, ModeDescriptor
+from .errors import ApplyModeError
+from .mode import NAS_REGISTRY, ConvertReturn, Metadata, ModeDescriptor
 from .modelspace import model_space, patch_model, restore_subnet, unpatch_model
 from .state import as_plain_data
 
@@ -26,15 +26,6 @@ __all__ = [
     "restore_searchspace",
     "update_autonas_metadata",
 ]
-
-
-def _check_not_channels_last(model: nn.Module) -> None:
-    for name, param in model.named_parameters():
-        if param.dim() == 4 and not param.is_contiguous() and param.is_contiguous(memory_format=torch.channels_last):
-            raise RuntimeError(
-                f"Channels-last format in {type(model).__name__} is not supported! "
-                f"Parameter {name!r} is channels-last; call model.to(memory_format=torch.contiguous_format) first."
-            )
 
 
 def _model_attributes(model: nn.Module) -> dict[str, Any]:
@@ -55,12 +46,13 @@ def convert_searchspace(
     no patching; ``seed`` seeds its sampling generator) and records the full subnet config.
 
     Raises:
-        RuntimeError: The model holds channels-last parameters.
+        autonas_dynamic.errors.UnsupportedModelError: The model cannot be converted (TorchScript,
+            a DataParallel/DDP wrapper, channels-last parameters).
+        autonas_dynamic.errors.AlreadyConvertedError: The model already is a search space.
         ApplyModeError: No hparam of the model is configurable under these rules.
     """
     from autonas_dynamic.space import generate_search_space
 
-    _check_not_channels_last(model)
     metadata: Metadata = {"model_attributes": _model_attributes(model)}
     space = generate_search_space(model, rules=config.model_dump())
     if not space.is_configurable():
@@ -182,6 +174,11 @@ class AutoNASModeDescriptor(ModeDescriptor):
         from autonas_search import EvolveSearcher
 
         return EvolveSearcher
+
+    def check_model(self, model: nn.Module) -> None:
+        from autonas_dynamic.checks import check_convertible
+
+        check_convertible(model)
 
     def convert(self, model: nn.Module, config: BaseModel, seed: int | None = None) -> ConvertReturn:  # type: ignore[override]
         return convert_autonas_searchspace(model, config, seed=seed)

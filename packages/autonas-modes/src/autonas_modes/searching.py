@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .apply import unwrap_model
 from .constraints import ModelConstraints
+from .errors import NotConvertedError
 from .inputs import run_model
 from .modelspace import frozen_eval, mark_subnet_changed, model_space
 from .profiling import profile_constraints
@@ -151,7 +152,7 @@ def search(
         ``history``, ``samples``, ...).
 
     Raises:
-        RuntimeError: The model was not converted.
+        NotConvertedError: The model was not converted (a ``RuntimeError``).
         KeyError: An unsupported constraint key.
         ValueError: No profiled subnet can satisfy the limits (checked before the search), the
             config is malformed or has a key that is neither a model key nor the searcher's (the
@@ -164,10 +165,10 @@ def search(
     """
     from .workflow import export
 
-    model = unwrap_model(model)
+    model = unwrap_model(model, caller="search")
     mode = get_mode(model)
     if mode is None:
-        raise RuntimeError("Model is not converted to a search space. Please convert first (autonas.convert).")
+        raise NotConvertedError("Model is not converted to a search space. Please convert first (autonas.convert).")
     searcher_cls = _resolve_searcher(searcher, lambda: mode.search_algorithm)
     config = dict(config or {})
     if config.get("executor") is not None:

@@ -19,7 +19,8 @@ from typing import Any
 import torch.nn as nn
 from pydantic import BaseModel
 
-from .mode import ApplyModeError, ModeDescriptor, ModeLike, ModeRegistry, get_mode_descriptor
+from .errors import ApplyModeError, InvalidStateError, NotConvertedError
+from .mode import ModeDescriptor, ModeLike, ModeRegistry, get_mode_descriptor
 
 __all__ = [
     "STATE_FORMAT_VERSION",
@@ -61,7 +62,9 @@ class StateManager:
             setattr(model, _STATE_ATTR, [])
             setattr(model, _VERSION_ATTR, _library_version())
         elif not self.is_converted(model, is_root=True):
-            raise ApplyModeError(f"{type(model).__name__} holds no autonas state: convert it first.")
+            raise NotConvertedError(
+                f"{type(model).__name__} holds no autonas state: convert it first (autonas.convert(model, mode='autonas'))."
+            )
         self._model = model
 
     @staticmethod
@@ -113,6 +116,11 @@ class StateManager:
             elif descriptor.export_mode is not None:
                 stack.append((name, descriptor.export_mode))
         return stack
+
+    def is_closed_by(self, export_mode: str) -> bool:
+        """Whether ``export_mode`` was applied and no mode applied since still waits for it."""
+        applied = any(name == export_mode for name, _ in self._state)
+        return applied and all(pending != export_mode for _, pending in self.export_stack())
 
     def check_mode(self, mode: ModeLike) -> ModeDescriptor:
         """Check that ``mode`` may be appended now; return its descriptor."""
@@ -191,23 +199,27 @@ def autonas_state(model: nn.Module) -> dict[str, Any]:
 
 
 def validate_state(state: Any) -> dict[str, Any]:
-    """Check that ``state`` is an :func:`autonas_state` dict; raise ``ValueError`` saying what is wrong."""
+    """Check that ``state`` is an :func:`autonas_state` dict; raise :class:`InvalidStateError` (a ``ValueError``) saying what is wrong."""
     if not isinstance(state, Mapping):
-        raise ValueError(f"An autonas state must be a dict, got {type(state).__name__}.")
+        raise InvalidStateError(f"An autonas state must be a dict, got {type(state).__name__}.")
     if "autonas_state" in state and "model_state_dict" in state:
-        raise ValueError("This is a full checkpoint written by autonas.save(); pass checkpoint['autonas_state'].")
+        raise InvalidStateError(
+            "This is a full checkpoint written by autonas.save(); pass checkpoint['autonas_state']."
+        )
     missing = _STATE_KEYS - set(state)
     if missing:
-        raise ValueError(f"Not an autonas state: missing keys {sorted(missing)} (expected {sorted(_STATE_KEYS)}).")
+        raise InvalidStateError(
+            f"Not an autonas state: missing keys {sorted(missing)} (expected {sorted(_STATE_KEYS)})."
+        )
     if state["format_version"] != STATE_FORMAT_VERSION:
-        raise ValueError(
+        raise InvalidStateError(
             f"Unsupported autonas state format_version {state['format_version']!r}; "
             f"this version reads format_version {STATE_FORMAT_VERSION}."
         )
     if not isinstance(state["modes"], list) or not all(
         isinstance(entry, Mapping) and {"mode", "config", "metadata"} <= set(entry) for entry in state["modes"]
     ):
-        raise ValueError("An autonas state's 'modes' must be a list of {'mode', 'config', 'metadata'} dicts.")
+        raise InvalidStateError("An autonas state's 'modes' must be a list of {'mode', 'config', 'metadata'} dicts.")
     return dict(state)
 
 
@@ -230,14 +242,27 @@ def restore_from_autonas_state(model: Any, state: Mapping[str, Any]) -> nn.Modul
 
     Returns:
         The model with every mode restored (converted, subnet selected, exported, ...).
+
+    Raises:
+        InvalidStateError: ``state`` is not an autonas state.
+        autonas_dynamic.errors.UnsupportedModelError: ``model`` is a DataParallel / DDP wrapper
+            (restore the bare model, then wrap it), or cannot be converted (TorchScript, channels-last).
+        autonas_dynamic.errors.AlreadyConvertedError: ``model`` already is a search space.
+        ApplyModeError: ``model`` already holds a state, or differs from the saved model.
     """
-    from .apply import as_module, unwrap_model
+    from autonas_dynamic.checks import check_not_wrapped
+
+    from .apply import as_module
 
     state = validate_state(state)
     _warn_on_version_mismatch(state["autonas_version"])
-    model = unwrap_model(as_module(model))
+    model = as_module(model)
+    check_not_wrapped(model, "restore needs the bare model: restore first, then wrap it in DataParallel/DDP")
+    entries = copy.deepcopy(state["modes"])
+    if entries:
+        get_mode_descriptor(entries[0]["mode"]).check_model(model)
     manager = StateManager(model, init_state=True)
-    for entry in copy.deepcopy(state["modes"]):
+    for entry in entries:
         descriptor = manager.check_mode(entry["mode"])
         config = descriptor.config_class.model_validate(entry["config"])
         restored = descriptor.restore(model, config, entry["metadata"])

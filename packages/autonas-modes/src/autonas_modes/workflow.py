@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 
-from .apply import ModeSpec, apply_mode, is_wrapped, unwrap_model
+from .apply import ModeSpec, apply_mode, unwrap_model
+from .errors import NotConvertedError
 from .modelspace import changes_subnet, mark_subnet_changed, model_space, restore_subnet
+from .state import StateManager
 
 if TYPE_CHECKING:
     from autonas_dynamic.hparam import Hparam
@@ -32,6 +33,8 @@ __all__ = [
     "sort_parameters",
 ]
 
+_EXPORT_MODE = "export_nas"
+
 SampleFunc = Callable[[Sequence[Any]], Any] | Mapping[str, Callable[[Sequence[Any]], Any]]
 
 
@@ -39,7 +42,8 @@ def convert(model: Any, mode: ModeSpec = "autonas", mode_kwargs: Mapping[str, An
     """Convert ``model`` in place with ``mode`` and return it.
 
     Args:
-        model: A module, a model class, or a ``(cls, args, kwargs)`` recipe.
+        model: A module, a model class, or a ``(cls, args, kwargs)`` recipe. A DataParallel/DDP
+            wrapper is unwrapped with a warning: the inner module is converted and returned.
         mode: ``"autonas"`` (default rules), or ``[("autonas", rules)]`` where ``rules`` is an
             ``AutoNASConfig`` dict such as ``{"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}}}``.
         mode_kwargs: Extra keyword arguments for the modes' convert entrypoints, e.g.
@@ -48,22 +52,38 @@ def convert(model: Any, mode: ModeSpec = "autonas", mode_kwargs: Mapping[str, An
     Returns:
         The converted model: still an instance of its class, with the same parameter names,
         now holding searchable hparams and, for ``"autonas"``, training-time subnet sampling.
+
+    Raises:
+        autonas_dynamic.errors.UnsupportedModelError: A TorchScript module, or channels-last parameters.
+        autonas_dynamic.errors.AlreadyConvertedError: ``model`` already is a search space.
+        ApplyModeError: Nothing is configurable under the rules, or the modes may not follow each other.
     """
-    return apply_mode(model, mode, mode_kwargs=mode_kwargs)
+    return apply_mode(unwrap_model(model, caller="convert"), mode, mode_kwargs=mode_kwargs)
 
 
 def export(model: nn.Module, strict: bool = True, calib: bool = False) -> nn.Module:
     """Export the active subnet of ``model`` in place to plain torch modules and return it.
 
+    A model that is exported already (what :func:`autonas_modes.search` returns) is returned as
+    it is: the same object, unchanged.
+
     Args:
-        model: A converted model (DataParallel/DDP wrappers are unwrapped with a warning).
+        model: A converted model (a DataParallel/DDP wrapper is unwrapped with a warning).
         strict: Restoring the export later requires the full stored subnet config.
         calib: Recalibrate BN statistics from the cached batches first if they are stale.
+
+    Raises:
+        NotConvertedError: ``model`` was never converted, so there is nothing to export.
     """
-    if is_wrapped(model):
-        warnings.warn("export() unwraps the DataParallel/DDP model and exports the inner module.", stacklevel=2)
-        model = unwrap_model(model)
-    return apply_mode(model, [("export_nas", {"strict": strict, "calib": calib})])
+    model = unwrap_model(model, caller="export")
+    if not StateManager.is_converted(model, is_root=True) or StateManager(model).last_mode is None:
+        raise NotConvertedError(
+            f"{type(model).__name__} was never converted into a search space, so there is nothing to export; "
+            "convert it first: model = autonas.convert(model, mode='autonas')."
+        )
+    if StateManager(model).is_closed_by(_EXPORT_MODE):
+        return model
+    return apply_mode(model, [(_EXPORT_MODE, {"strict": strict, "calib": calib})])
 
 
 def is_dynamic(model: nn.Module) -> bool:

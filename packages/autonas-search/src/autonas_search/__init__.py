@@ -32,7 +32,7 @@ from importlib.metadata import version as _version
 from .base import BaseSearcher
 from .checkpoint import checkpoint_path
 from .constraints import ConstraintsFunc, CostFunc, Limit
-from .errors import CheckpointError, NoSatisfiedCandidateError
+from .errors import CheckpointError, NoSatisfiedCandidateError, SearchError
 from .evolve import EvolveSearcher
 from .hashing import config_hash
 from .iterative import IterativeSearcher
@@ -53,6 +53,7 @@ __all__ = [
     "Limit",
     "NoSatisfiedCandidateError",
     "RandomSearcher",
+    "SearchError",
     "SearchSpace",
     "checkpoint_path",
     "config_hash",

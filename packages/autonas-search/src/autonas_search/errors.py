@@ -1,17 +1,24 @@
-"""Errors a search raises on purpose."""
+"""Errors a search raises on purpose.
+
+Each one derives from :class:`SearchError` and from the built-in a caller would catch anyway.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CheckpointError", "NoSatisfiedCandidateError"]
+__all__ = ["CheckpointError", "NoSatisfiedCandidateError", "SearchError"]
 
 
-class CheckpointError(ValueError):
+class SearchError(Exception):
+    """Base class of every error autonas_search raises on purpose."""
+
+
+class CheckpointError(SearchError, ValueError):
     """A search checkpoint cannot be read, or was written by a different search."""
 
 
-class NoSatisfiedCandidateError(RuntimeError):
+class NoSatisfiedCandidateError(SearchError, RuntimeError):
     """No candidate met the constraints; carries the closest candidate, the limits and what the space reaches.
 
     Attributes:

@@ -2,9 +2,10 @@
 
 ``import autonas as an`` gives the whole public API: the model workflow (``an.convert``,
 ``an.search``, ``an.export``, ``an.save`` / ``an.restore``, ``an.profile``, ...), the configuration
-(``an.AutoNASConfig``), the searchers and the switches of training-time sampling. Each name lives in
-one of the autonas packages (its *home*) and is the very same object here. Names are imported on
-first access, so ``import autonas`` does not import torch.
+(``an.AutoNASConfig``), the searchers, the switches of training-time sampling and the errors (each
+package's base class and the errors it raises on purpose). Each name lives in one of the autonas
+packages (its *home*) and is the very same object here. Names are imported on first access, so
+``import autonas`` does not import torch.
 """
 
 from __future__ import annotations
@@ -46,9 +47,23 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "is_dynamic",
         "is_configurable",
         "named_hparams",
+        # errors
+        "ModesError",
+        "ApplyModeError",
+        "NotConvertedError",
+        "InvalidStateError",
     ),
     "autonas_config": ("AutoNASConfig",),
-    "autonas_search": ("IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"),
+    "autonas_dynamic": ("DynamicError", "UnsupportedModelError", "AlreadyConvertedError", "CostModelError"),
+    "autonas_search": (
+        "IterativeSearcher",
+        "RandomSearcher",
+        "EvolveSearcher",
+        "ChoiceSpace",
+        "SearchError",
+        "CheckpointError",
+        "NoSatisfiedCandidateError",
+    ),
     "autonas_patch": (
         "AutoNASPatchManager",
         "no_patches",
@@ -61,13 +76,24 @@ _HOMES: dict[str, tuple[str, ...]] = {
 _HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
 
 __all__ = [
+    "AlreadyConvertedError",
+    "ApplyModeError",
     "AutoNASConfig",
     "AutoNASModeDescriptor",
     "AutoNASPatchManager",
+    "CheckpointError",
     "ChoiceSpace",
+    "CostModelError",
+    "DynamicError",
     "EvolveSearcher",
+    "InvalidStateError",
     "IterativeSearcher",
+    "ModesError",
+    "NoSatisfiedCandidateError",
+    "NotConvertedError",
     "RandomSearcher",
+    "SearchError",
+    "UnsupportedModelError",
     "__version__",
     "autonas_state",
     "centroid",
@@ -104,8 +130,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from autonas_config import AutoNASConfig
+    from autonas_dynamic import AlreadyConvertedError, CostModelError, DynamicError, UnsupportedModelError
     from autonas_modes import (
+        ApplyModeError,
         AutoNASModeDescriptor,
+        InvalidStateError,
+        ModesError,
+        NotConvertedError,
         autonas_state,
         centroid,
         convert,
@@ -141,7 +172,15 @@ if TYPE_CHECKING:
         no_patches,
         set_patches_enabled,
     )
-    from autonas_search import ChoiceSpace, EvolveSearcher, IterativeSearcher, RandomSearcher
+    from autonas_search import (
+        CheckpointError,
+        ChoiceSpace,
+        EvolveSearcher,
+        IterativeSearcher,
+        NoSatisfiedCandidateError,
+        RandomSearcher,
+        SearchError,
+    )
 
 
 def __getattr__(name: str) -> Any:

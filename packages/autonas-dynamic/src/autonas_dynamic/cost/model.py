@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import CostModelError
 from ..hparam import DepthHparam
 from .fit import DimensionFitter, Monomial, NeedIsolation, UnexplainedDimension, multiply
 from .forwards import ProbeForwards
@@ -32,10 +33,6 @@ __all__ = ["CostModel", "CostModelError"]
 
 #: Subnets checked against a real forward at build time: the smallest one and random ones.
 NUM_CHECKED_SUBNETS = 3
-
-
-class CostModelError(ValueError):
-    """A cost that the cost model cannot express as a closed-form function of the hparams."""
 
 
 @dataclass(frozen=True, eq=False)
