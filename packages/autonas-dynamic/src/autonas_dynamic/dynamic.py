@@ -286,6 +286,24 @@ class DynamicModule(nn.Module):
         """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
         return None
 
+    # ----------------------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        """The torch class's summary at the active sizes (what the exported module would print).
+
+        torch formats many layers from ``__dict__`` (``"{num_features}, eps={eps}".format(**self.__dict__)``),
+        where hparams and other dynamic attributes are not: they are put there, at their active
+        values, while the original ``extra_repr`` runs.
+        """
+        active = self._export_attributes()
+        shadowed = {name: self.__dict__[name] for name in active if name in self.__dict__}
+        self.__dict__.update(active)
+        try:
+            return super().extra_repr()
+        finally:
+            for name in active:
+                del self.__dict__[name]
+            self.__dict__.update(shadowed)
+
     # ----------------------------------------------------------------------------- export
     def _export_attributes(self) -> dict[str, Any]:
         """The plain attributes the exported module gets (by default every hparam's active value)."""

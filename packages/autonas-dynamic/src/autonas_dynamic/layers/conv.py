@@ -158,16 +158,6 @@ class _DynamicConvNd(DynamicModule):
             return None
         return slice_tensor(bias, (self._hparams["out_channels"].active_slice,))
 
-    def extra_repr(self) -> str:
-        # torch formats the conv summary from ``__dict__``; show the active values there meanwhile.
-        active = {name: getattr(self, name) for name in (*self._hparams, "padding", "groups")}
-        self.__dict__.update(active)
-        try:
-            return super().extra_repr()
-        finally:
-            for name in active:
-                del self.__dict__[name]
-
     # ----------------------------------------------------------------------------- forward
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight, bias, padding, groups = self._memoized(self._active_arguments)
