@@ -10,7 +10,6 @@ import torch
 from example_models import NestedSequentials, SkippableDepth
 from torch import nn
 
-from autonas_config import AutoNASConfig
 from autonas_dynamic import DYNAMIC_REGISTRY, export_model, generate_search_space
 
 #: One layer per built-in layer type, with at least two choices for every hparam.
