@@ -133,3 +133,13 @@ def test_docstring_examples_hold(module) -> None:
     failed, attempted = doctest.testmod(module, raise_on_error=False)
     assert attempted > 0
     assert failed == 0
+
+
+@pytest.mark.parametrize("rules", both_forms(nn_conv1d={"stage*.conv*": {"kernel_size": (3, 5)}}, nn_linear=None))
+def test_is_unmatched_only_when_a_section_of_patterns_misses_the_module(rules) -> None:
+    assert autonas_config.is_unmatched(rules, "nn.Conv1d", "stem")
+    assert resolve_rule(rules, "nn.Conv1d", "stem") is None
+    assert not autonas_config.is_unmatched(rules, "nn.Conv1d", "stage1.conv2")
+    assert not autonas_config.is_unmatched(rules, "nn.Linear", "fc")  # the whole type is frozen on purpose
+    assert not autonas_config.is_unmatched(rules, "nn.Conv2d", "conv1")  # the default "*" section
+    assert not autonas_config.is_unmatched({}, "nn.Conv2d", "conv1")  # a missing section

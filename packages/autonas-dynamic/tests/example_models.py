@@ -7,6 +7,7 @@ channel/feature/depth hparam as ``first name -> every name sharing it``. Kernel 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -494,6 +495,24 @@ class LinearNormChain(nn.Module):
         return self.lin3(self.bn(self.lin2(self.ln(self.lin1(x)))))
 
 
+class Conv1dStages(nn.Module):
+    """Conv1d stem -> a stage of two 5-wide convs -> 1x1 head, 64 channels wide; input 1 x 3 x 16.
+
+    A ``Sequential`` with named children (``stage1.conv1``), as glob rules over stages address them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(3, 64, 3, padding=1)
+        self.stage1 = nn.Sequential(
+            OrderedDict(conv1=nn.Conv1d(64, 64, 5, padding=2), act=nn.ReLU(), conv2=nn.Conv1d(64, 64, 5, padding=2))
+        )
+        self.head = nn.Conv1d(64, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stage1(torch.relu(self.stem(x)))))
+
+
 @dataclass
 class Example:
     """A model factory, its inputs and its expected configurable hparam groups (rules=None)."""
@@ -695,6 +714,16 @@ EXAMPLES = [
             "stem.out_channels": {"fc1.in_channels", "fc2.out_channels", "head.in_channels"},
             "fc1.out_channels": {"fc2.in_channels"},
         },
+    ),
+    Example(
+        Conv1dStages,
+        {
+            "stem.out_channels": {"stage1.conv1.in_channels"},
+            "stage1.conv1.out_channels": {"stage1.conv2.in_channels"},
+            "stage1.conv2.out_channels": {"head.in_channels"},
+        },
+        inputs=lambda: (torch.randn(1, 3, 16),),
+        fixed={"stem.in_channels", "head.out_channels"},
     ),
     Example(
         LinearNormChain,

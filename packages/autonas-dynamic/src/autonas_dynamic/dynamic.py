@@ -21,7 +21,7 @@ A dynamic base class (e.g. the one for ``nn.Linear``) declares:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -224,6 +224,14 @@ class DynamicModule(nn.Module):
 
     def modify(self) -> None:
         """Restrict the choices by a rule; dynamic layers override this with their rule fields."""
+
+    def unfit_rule_values(self, rule: Mapping[str, Any]) -> list[str]:
+        """Why some values ``rule`` asks for cannot apply to this layer (``modify`` drops them).
+
+        One note per kind of misfit, worded the same for layers in the same situation, so that a
+        conversion can report them grouped. By default there are none.
+        """
+        return []
 
     @property
     def original_cls(self) -> type[nn.Module]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -208,6 +208,22 @@ class _DynamicConvNd(DynamicModule):
                 )
             result.add(kernel)
         return result
+
+    def unfit_rule_values(self, rule: Mapping[str, Any]) -> list[str]:
+        """The kernel sizes of ``rule`` this conv cannot be cropped to (larger than its kernel, of the other
+        parity, needing negative padding, or any size with a padding mode other than ``"zeros"``)."""
+        hparam = self._hparams["kernel_size"]
+        fitting = kernel_choices(hparam.original, self._saved["padding"], self.dilation, self.padding_mode)
+        unfit = sorted(self._kernel_rule(rule.get("kernel_size", ())) - set(fitting))
+        if not unfit:
+            return []
+        setting = (
+            f"padding_mode {self.padding_mode!r}"
+            if self.padding_mode != "zeros"
+            else f"padding {self._saved['padding']}"
+        )
+        sizes = ", ".join(map(str, unfit))
+        return [f"kernel_size {sizes} on {type(self)._original_cls.__name__} kernels {hparam.original} with {setting}"]
 
     # ----------------------------------------------------------------------------- sorting and export
     def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
