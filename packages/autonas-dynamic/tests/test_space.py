@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-from example_models import AuxiliaryHead, ConcatConvs, Conv1dStages, ResBlock, SkippableDepth
+from example_models import AuxiliaryHead, ConcatConvs, Conv1dStages, FailingSubmodule, ResBlock, SkippableDepth
 from layer_models import ConvNet
 
 from autonas_config import AutoNASConfig
@@ -234,3 +234,13 @@ def test_layers_no_glob_pattern_matches_are_frozen_with_one_warning() -> None:
 def test_unmatched_layers_the_default_rule_would_not_search_give_no_warning() -> None:
     # ConvNet's widths (16, 24) are below the default divisor 32: freezing them loses nothing
     assert _converted_with(ConvNet(), {"nn.Conv2d": {"conv2": {"channel_divisor": 8}}})[1] == []
+
+
+def test_the_space_names_the_modules_that_could_not_be_traced() -> None:
+    with pytest.warns(UserWarning, match="could not be traced"):
+        space = generate_search_space(FailingSubmodule().eval())
+    assert space.untraced == {
+        "block": "TraceError: symbolically traced variables cannot be used as inputs to control flow"
+    }
+    assert generate_search_space(SkippableDepth().eval()).untraced == {}
+    assert SearchSpace(space.model).untraced == {}  # a later view knows nothing of the tracing

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from modes_models import RULES, OtherNet, TinyNet, make_tiny
+from modes_models import RULES, DataDependentNet, OtherNet, TinyNet, make_tiny
 
 import autonas_modes as am
 from autonas_modes.mode import ApplyModeError
@@ -59,6 +59,18 @@ def test_nothing_configurable_is_an_apply_mode_error() -> None:
     rules = {"nn.Conv2d": None, "nn.BatchNorm2d": None, "nn.Linear": None, "nn.Sequential": None}
     with pytest.raises(ApplyModeError, match="does not contain any configurable hyperparameters"):
         am.convert(make_tiny(), mode=[("autonas", rules)])
+
+
+def test_nothing_configurable_because_of_tracing_names_the_untraced_modules() -> None:
+    model = DataDependentNet()
+    with pytest.warns(UserWarning, match="could not be traced"), pytest.raises(ApplyModeError) as error:
+        am.convert(model, mode="autonas")
+    message = str(error.value)
+    assert "torch.fx could not trace '<root>': TraceError: symbolically traced variables cannot be used" in message
+    assert "Loosen the rules" not in message
+    traceable = DataDependentNet()
+    traceable = am.convert(nn.Sequential(traceable.conv1, traceable.conv2), mode="autonas")
+    assert am.get_subnet_config(traceable, configurable=True) == {"0.out_channels": 64}  # its layers are searchable
 
 
 def test_channels_last_model_is_refused() -> None:

@@ -41,10 +41,17 @@ class SearchSpace:
     module (in ``named_modules`` order) that holds it.
 
     It satisfies the ``autonas_search.SearchSpace`` protocol (``hparams``, ``config``, ``select``).
+
+    Attributes:
+        model: The converted model.
+        untraced: The modules torch.fx could not trace when :func:`generate_search_space` made this
+            space, as qualified name (``""``: the root) -> the tracer's error; their inputs and
+            outputs keep their sizes. Empty for a view made over an already converted model.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, untraced: Mapping[str, str] | None = None) -> None:
         self.model = model
+        self.untraced = dict(untraced or {})
 
     # ----------------------------------------------------------------------------- names
     def named_hparams(self, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
@@ -200,7 +207,7 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
     _unconvert_unsearchable(converted)
-    return SearchSpace(model)
+    return SearchSpace(model, untraced=analysis.failed)
 
 
 def _check_convertible(model: nn.Module) -> None:

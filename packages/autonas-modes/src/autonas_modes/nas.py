@@ -64,15 +64,28 @@ def convert_searchspace(
     metadata: Metadata = {"model_attributes": _model_attributes(model)}
     space = generate_search_space(model, rules=config.model_dump())
     if not space.is_configurable():
-        raise ApplyModeError(
-            f"The search space of {type(model).__name__} does not contain any configurable hyperparameters "
-            "under the given rules: nothing to search. Loosen the rules (ratios, divisors, kernel sizes, min_depth)."
-        )
+        raise ApplyModeError(_nothing_to_search(model, space.untraced))
     space.sample(max)
     if patch_manager is not None:
         patch_model(model, patch_manager, seed=seed)
     metadata["subnet_config"] = space.config()
     return model, metadata
+
+
+def _nothing_to_search(model: nn.Module, untraced: dict[str, str]) -> str:
+    """Why converting ``model`` found nothing to search: the modules torch.fx could not trace, or the rules."""
+    message = f"The search space of {type(model).__name__} does not contain any configurable hyperparameters"
+    if not untraced:
+        return (
+            f"{message} under the given rules: nothing to search. "
+            "Loosen the rules (ratios, divisors, kernel sizes, min_depth)."
+        )
+    failures = "; ".join(f"{name or '<root>'!r}: {reason}" for name, reason in untraced.items())
+    return (
+        f"{message}: torch.fx could not trace {failures}. A module that cannot be traced keeps the sizes of its "
+        "inputs and outputs, so the layers around it cannot change. Make its forward traceable (no Python "
+        "control flow on tensor values), or convert a part of the model that traces."
+    )
 
 
 def restore_searchspace(
