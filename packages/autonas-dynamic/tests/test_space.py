@@ -203,8 +203,24 @@ def test_kernel_sizes_a_layer_cannot_take_are_reported_in_one_warning() -> None:
     assert messages == [
         "rule values that do not fit some layers are ignored there: "
         "kernel_size (7,) on Conv1d kernels (3,) with padding (1,): stem; "
-        "kernel_size (7,) on Conv1d kernels (5,) with padding (2,): stage1.conv1, stage1.conv2; "
-        "kernel_size (3,), (7,) on Conv1d kernels (1,) with padding (0,): head"
+        "kernel_size (7,) on Conv1d kernels (5,) with padding (2,): stage1.conv1, stage1.conv2"
+    ]  # not the 1x1 head: it has no kernel to search
+
+
+def test_kernel_sizes_on_layers_with_no_kernel_to_crop_to_them_pass_silently() -> None:
+    class PatchEmbedding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.patches, self.mix = nn.Conv2d(3, 64, 4, stride=4), nn.Conv2d(64, 64, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mix(self.patches(x))
+
+    assert _converted_with(PatchEmbedding(), {"nn.Conv2d": {"kernel_size": (3, 5)}})[1] == []
+    reflect = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 8, 3, padding=1, padding_mode="reflect"))
+    assert _converted_with(reflect, {"nn.Conv2d": {"kernel_size": (1, 3)}})[1] == [
+        "rule values that do not fit some layers are ignored there: "
+        "kernel_size (1, 1) on Conv2d kernels (3, 3) with padding_mode 'reflect': 1"
     ]
 
 

@@ -210,20 +210,30 @@ class _DynamicConvNd(DynamicModule):
         return result
 
     def unfit_rule_values(self, rule: Mapping[str, Any]) -> list[str]:
-        """The kernel sizes of ``rule`` this conv cannot be cropped to (larger than its kernel, of the other
-        parity, needing negative padding, or any size with a padding mode other than ``"zeros"``)."""
-        hparam = self._hparams["kernel_size"]
-        fitting = kernel_choices(hparam.original, self._saved["padding"], self.dilation, self.padding_mode)
-        unfit = sorted(self._kernel_rule(rule.get("kernel_size", ())) - set(fitting))
+        """The kernel sizes of ``rule`` this conv cannot be cropped to: larger than its kernel, needing
+        negative padding, or any size with a padding mode other than ``"zeros"``.
+
+        Sizes of the other parity than an even kernel (odd sizes on a 16x16 patch embedding) and
+        sizes asked of a 1x1 kernel are not reported: such a rule is meant for other layers.
+        """
+        original = self._hparams["kernel_size"].original
+        if all(size == 1 for size in original):
+            return []
+        requested = {
+            kernel
+            for kernel in self._kernel_rule(rule.get("kernel_size", ()))
+            if all(small % 2 == big % 2 for small, big in zip(kernel, original, strict=True))
+        }
+        fitting = kernel_choices(original, self._saved["padding"], self.dilation, self.padding_mode)
+        unfit = sorted(requested - set(fitting))
         if not unfit:
             return []
-        setting = (
-            f"padding_mode {self.padding_mode!r}"
-            if self.padding_mode != "zeros"
-            else f"padding {self._saved['padding']}"
-        )
+        if self.padding_mode == "zeros":
+            setting = f"padding {self._saved['padding']}"
+        else:
+            setting = f"padding_mode {self.padding_mode!r}"
         sizes = ", ".join(map(str, unfit))
-        return [f"kernel_size {sizes} on {type(self)._original_cls.__name__} kernels {hparam.original} with {setting}"]
+        return [f"kernel_size {sizes} on {type(self)._original_cls.__name__} kernels {original} with {setting}"]
 
     # ----------------------------------------------------------------------------- sorting and export
     def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
