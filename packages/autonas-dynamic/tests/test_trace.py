@@ -200,12 +200,16 @@ def test_skippable_flags_cover_trailing_blocks_only() -> None:
     assert analyze(NonSkippableDepth()).skippable == {}
 
 
-def test_blocks_used_outside_their_sequential_stay() -> None:
-    class Peeks(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
+class _TwoBlocks(nn.Module):
+    """A Sequential of two residual blocks; subclasses say what the forward does with it."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
+
+
+def test_blocks_used_outside_their_sequential_stay() -> None:
+    class Peeks(_TwoBlocks):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.blocks(x) + self.blocks[0].conv_a.weight.sum()
 
@@ -265,11 +269,7 @@ def test_a_block_also_called_outside_its_sequential_stays() -> None:
 
 
 def test_sequentials_inside_modules_that_fail_to_trace_keep_their_depth() -> None:
-    class Untraceable(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
-
+    class Untraceable(_TwoBlocks):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.blocks(x) if x.sum() > 0 else x  # what it does with the blocks cannot be seen
 
