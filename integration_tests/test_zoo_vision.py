@@ -79,3 +79,25 @@ def test_auxiliary_heads_follow_their_inputs_in_training() -> None:
     model.train()
     outputs = model(torch.randn(2, 3, 64, 64))
     assert [tuple(o.shape) for o in outputs] == [(2, 1000)] * 3
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("resnet18", {}), ("mobilenet_v3_small", {"num_classes": 10})])
+def test_converted_model_prints_its_active_subnet(name: str, kwargs: dict) -> None:
+    """``print(model)`` works on a whole converted model and shows the active sizes: the text of its export."""
+    import copy
+
+    import torchvision
+
+    import autonas as an
+
+    model = an.convert(torchvision.models.get_model(name, weights=None, **kwargs).eval(), mode="autonas")
+    an.sample(model, min)
+    text = str(model)
+    exported = an.export(copy.deepcopy(model))
+    assert text.replace("Dynamic", "") == str(exported)
+    assert text != str(torchvision.models.get_model(name, weights=None, **kwargs))
+    searched = next(key for key in an.get_subnet_config(model, configurable=True) if key.endswith(".out_channels"))
+    conv = model.get_submodule(searched.removesuffix(".out_channels"))
+    width = conv.get_hparam("out_channels").min
+    assert width < conv.get_hparam("out_channels").original
+    assert f"DynamicConv2d({conv.in_channels}, {width}, kernel_size=" in text

@@ -148,3 +148,13 @@ def test_unknown_keys_of_a_rules_mapping_are_named_with_the_accepted_ones() -> N
     # both spellings of a layer type are keys, in a plain mapping as in a config
     rules = {"nn_conv2d": {"channels_ratio": (0.5, 1.0)}, "nn.Linear": None}
     assert resolve_rule(rules, "nn.Conv2d", "conv1") == {**CONV, "channels_ratio": (0.5, 1.0)}
+
+
+@pytest.mark.parametrize("rules", both_forms(nn_conv1d={"stage*.conv*": {"kernel_size": (3, 5)}}, nn_linear=None))
+def test_is_unmatched_only_when_a_section_of_patterns_misses_the_module(rules) -> None:
+    assert autonas_config.is_unmatched(rules, "nn.Conv1d", "stem")
+    assert resolve_rule(rules, "nn.Conv1d", "stem") is None
+    assert not autonas_config.is_unmatched(rules, "nn.Conv1d", "stage1.conv2")
+    assert not autonas_config.is_unmatched(rules, "nn.Linear", "fc")  # the whole type is frozen on purpose
+    assert not autonas_config.is_unmatched(rules, "nn.Conv2d", "conv1")  # the default "*" section
+    assert not autonas_config.is_unmatched({}, "nn.Conv2d", "conv1")  # a missing section

@@ -7,6 +7,7 @@ channel/feature/depth hparam as ``first name -> every name sharing it``. Kernel 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -375,6 +376,53 @@ class NestedSequentials(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+class RecordingBlock(ResBlock):
+    """A residual block that also keeps its output aside, in a dict its model reads, under itself."""
+
+    def __init__(self, channels: int, outputs: dict[nn.Module, torch.Tensor]) -> None:
+        super().__init__(channels)
+        self.outputs = outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        self.outputs[self] = out
+        return out
+
+
+class KeptOutputs(nn.Module):
+    """Blocks keep their outputs aside and the forward reads those of blocks 0, 1 and 3 afterwards.
+
+    Skipping any trailing block would make a lookup fail: the depth stays fixed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: dict[nn.Module, torch.Tensor] = {}
+        self.stem = conv(3, 8)
+        self.blocks = nn.Sequential(*(RecordingBlock(8, self.outputs) for _ in range(4)))
+        self.head = conv(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.outputs.clear()
+        y = self.blocks(self.stem(x))
+        kept = self.outputs[self.blocks[0]] + self.outputs[self.blocks[1]] + self.outputs[self.blocks[3]]
+        return self.head(y + kept)
+
+
+class SharedBlock(nn.Module):
+    """One residual block object fills all four positions of a Sequential: depth drops trailing calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 8)
+        block = ResBlock(8)
+        self.blocks = nn.Sequential(*[block] * 4)
+        self.head = conv(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
 class AuxiliaryHead(nn.Module):
     """An auxiliary head that runs only in training reads a searchable tensor."""
 
@@ -492,6 +540,24 @@ class LinearNormChain(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin3(self.bn(self.lin2(self.ln(self.lin1(x)))))
+
+
+class Conv1dStages(nn.Module):
+    """Conv1d stem -> a stage of two 5-wide convs -> 1x1 head, 64 channels wide; input 1 x 3 x 16.
+
+    A ``Sequential`` with named children (``stage1.conv1``), as glob rules over stages address them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(3, 64, 3, padding=1)
+        self.stage1 = nn.Sequential(
+            OrderedDict(conv1=nn.Conv1d(64, 64, 5, padding=2), act=nn.ReLU(), conv2=nn.Conv1d(64, 64, 5, padding=2))
+        )
+        self.head = nn.Conv1d(64, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stage1(torch.relu(self.stem(x)))))
 
 
 @dataclass
@@ -664,6 +730,32 @@ EXAMPLES = [
         choices={"blocks.depth": [0, 1, 2], "blocks.0.depth": [0, 1, 2]},
     ),
     Example(
+        KeptOutputs,
+        {
+            "stem.out_channels": {
+                f"blocks.{block}.{name}"
+                for block in range(4)
+                for name in ("conv_a.in_channels", "conv_b.out_channels", "bn.num_features")
+            }
+            | {"head.in_channels"},
+            **{f"blocks.{block}.conv_a.out_channels": {f"blocks.{block}.conv_b.in_channels"} for block in range(4)},
+        },
+    ),
+    Example(
+        SharedBlock,
+        {
+            "stem.out_channels": {
+                "blocks.0.conv_a.in_channels",
+                "blocks.0.conv_b.out_channels",
+                "blocks.0.bn.num_features",
+                "head.in_channels",
+            },
+            "blocks.depth": set(),
+            "blocks.0.conv_a.out_channels": {"blocks.0.conv_b.in_channels"},
+        },
+        choices={"blocks.depth": [0, 1, 2, 3, 4]},
+    ),
+    Example(
         AuxiliaryHead,
         {"stem.out_channels": {"body.in_channels"}, "body.out_channels": {"head.in_channels", "aux.in_channels"}},
     ),
@@ -695,6 +787,16 @@ EXAMPLES = [
             "stem.out_channels": {"fc1.in_channels", "fc2.out_channels", "head.in_channels"},
             "fc1.out_channels": {"fc2.in_channels"},
         },
+    ),
+    Example(
+        Conv1dStages,
+        {
+            "stem.out_channels": {"stage1.conv1.in_channels"},
+            "stage1.conv1.out_channels": {"stage1.conv2.in_channels"},
+            "stage1.conv2.out_channels": {"head.in_channels"},
+        },
+        inputs=lambda: (torch.randn(1, 3, 16),),
+        fixed={"stem.in_channels", "head.out_channels"},
     ),
     Example(
         LinearNormChain,

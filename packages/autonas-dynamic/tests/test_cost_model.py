@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from example_models import SharedBlock
 from torch import nn
 
 from autonas_config import AutoNASConfig
@@ -291,3 +293,20 @@ def test_a_parameter_shared_by_a_droppable_block_and_another_module_is_refused()
     DYNAMIC_REGISTRY.convert(model.blocks).get_hparam("depth").choices = [1, 2]
     with pytest.raises(CostModelError, match=r"'blocks\.1\.weight' is also registered as 'head\.weight'"):
         CostModel(model, torch.randn(2, 4))
+
+
+def test_a_block_filling_every_position_costs_one_call_per_kept_position() -> None:
+    torch.manual_seed(0)
+    model = SharedBlock().eval()
+    space = generate_search_space(model)
+    dummy = torch.randn(2, 3, 8, 8)
+    costs = assert_exact_on_random_subnets(model, dummy, num_subnets=8)
+    flops = []
+    for depth in range(5):
+        space.select({"blocks.depth": depth}, strict=False)
+        exported = export_model(copy.deepcopy(model))
+        assert costs.flops() == count_flops(exported, dummy)
+        assert costs.params() == count_params(exported)
+        flops.append(costs.flops())
+    steps = {later - earlier for earlier, later in itertools.pairwise(flops)}
+    assert len(steps) == 1 and steps.pop() > 0  # every call of the block costs the same

@@ -4,10 +4,11 @@ import copy
 import random
 
 import torch
+from example_models import SharedBlock
 from layer_models import ConvNet, coupled_convnet, warm_up_batchnorm
 from torch import nn
 
-from autonas_dynamic import export_model, is_dynamic
+from autonas_dynamic import export_model, generate_search_space, is_dynamic
 from autonas_dynamic.dynamic import DynamicModule
 
 
@@ -89,3 +90,21 @@ def test_export_model_on_plain_model_is_a_no_op():
     model = ConvNet()
     params = list(model.parameters())
     assert export_model(model) is model and list(model.parameters()) == params
+
+
+def test_a_block_filling_every_position_exports_at_each_depth():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    for depth in range(5):
+        model = SharedBlock().eval()
+        space = generate_search_space(model)
+        space.select({"blocks.depth": depth, "blocks.0.conv_a.out_channels": 5}, strict=False)
+        expected = model(x)
+        block = model.blocks[0]
+        export_model(model)
+        assert type(model.blocks) is nn.Sequential and len(model.blocks) == depth
+        assert all(child is block for child in model.blocks)  # still one module, called depth times
+        assert not is_dynamic(model)
+        if depth:
+            assert block.conv_a.out_channels == 5
+        torch.testing.assert_close(model(x), expected)

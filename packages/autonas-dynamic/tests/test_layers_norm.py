@@ -5,10 +5,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from example_models import ConvChain, SkippableDepth
+from layer_models import warm_up_batchnorm
 from torch import nn
 
 from autonas_config import make_divisible
-from autonas_dynamic import DYNAMIC_REGISTRY
+from autonas_dynamic import DYNAMIC_REGISTRY, SearchSpace, generate_search_space
 from autonas_dynamic.layers.norm import group_norm_choices
 
 
@@ -109,6 +111,43 @@ def test_syncbatchnorm_without_process_group_matches_batchnorm():
     exported = copy.deepcopy(sync).export()
     assert type(exported) is nn.SyncBatchNorm and exported.num_features == 4
     torch.testing.assert_close(exported(x), sync(x))
+
+
+@pytest.mark.parametrize("factory", [ConvChain, SkippableDepth])
+def test_convert_sync_batchnorm_keeps_the_search_space_and_the_subnet(factory):
+    torch.manual_seed(0)
+    model = factory()
+    space = generate_search_space(model)
+    warm_up_batchnorm(model, 4, 3, 8, 8)
+    model.eval()
+    space.sample(lambda choices: choices[(len(choices) - 1) // 2])
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    hparams = {name: m.get_hparam("num_features") for name, m in norms.items()}
+    assert all(hparam.active < hparam.original for hparam in hparams.values())
+    config = space.config()
+    x = torch.randn(2, 3, 8, 8)
+    expected = model(x)
+
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    assert converted is model
+    for name, hparam in hparams.items():
+        sync = model.get_submodule(name)
+        assert type(sync).__name__ == "DynamicSyncBatchNorm" and isinstance(sync, nn.SyncBatchNorm)
+        assert sync.get_hparam("num_features") is hparam
+        assert sync.weight.shape == (hparam.active,)
+        assert sync._parameters["weight"] is norms[name]._parameters["weight"]  # the full-size tensors
+        assert sync._buffers["running_mean"] is norms[name]._buffers["running_mean"]
+    assert SearchSpace(model).config() == config
+    torch.testing.assert_close(model(x), expected)
+    space.sample(max)
+    assert all(model.get_submodule(name).weight.shape == (h.original,) for name, h in hparams.items())
+    assert model(x).shape == expected.shape
+
+
+def test_convert_sync_batchnorm_of_a_plain_batchnorm_is_unchanged():
+    plain = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)))
+    assert type(plain[1]) is nn.SyncBatchNorm and plain[1].num_features == 4
 
 
 @pytest.mark.parametrize(

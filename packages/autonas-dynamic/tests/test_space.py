@@ -9,7 +9,8 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-from example_models import AuxiliaryHead, ConcatConvs, ResBlock, SkippableDepth
+from example_models import AuxiliaryHead, ConcatConvs, Conv1dStages, FailingSubmodule, ResBlock, SkippableDepth
+from layer_models import ConvNet
 
 from autonas_config import AutoNASConfig
 from autonas_dynamic import is_dynamic
@@ -209,3 +210,84 @@ def test_a_model_traceable_in_one_mode_only_warns() -> None:
     with pytest.warns(UserWarning, match="could not be traced in its other mode"):
         space = generate_search_space(EvalOnly().eval())
     assert list(space.hparams()) == ["conv1.out_channels"]
+
+
+def _converted_with(model: nn.Module, rules: dict) -> tuple[SearchSpace, list[str]]:
+    """``model`` converted with ``AutoNASConfig(rules)``, and the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        space = generate_search_space(model.eval(), AutoNASConfig.model_validate(rules).model_dump())
+    return space, [str(w.message) for w in caught]
+
+
+def test_kernel_sizes_a_layer_cannot_take_are_reported_in_one_warning() -> None:
+    space, messages = _converted_with(ConvNet(), {"nn.Conv2d": {"kernel_size": (3, 5)}})
+    assert messages == [
+        "rule values that do not fit some layers are ignored there: "
+        "kernel_size (5, 5) on Conv2d kernels (3, 3) with padding (1, 1): conv1, dw"
+    ]
+    kernels = {name: hp.choices for name, hp in space.named_hparams() if name.endswith("kernel_size")}
+    assert kernels["conv2.kernel_size"] == [(3, 3), (5, 5)]  # the 5x5 conv searches both
+    assert "conv1.kernel_size" not in kernels  # 3x3 -> (1, 1), (3, 3) would need the rule to ask for 1
+
+    _, messages = _converted_with(Conv1dStages(), {"nn.Conv1d": {"kernel_size": (3, 7)}})
+    assert messages == [
+        "rule values that do not fit some layers are ignored there: "
+        "kernel_size (7,) on Conv1d kernels (3,) with padding (1,): stem; "
+        "kernel_size (7,) on Conv1d kernels (5,) with padding (2,): stage1.conv1, stage1.conv2"
+    ]  # not the 1x1 head: it has no kernel to search
+
+
+def test_kernel_sizes_on_layers_with_no_kernel_to_crop_to_them_pass_silently() -> None:
+    class PatchEmbedding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.patches, self.mix = nn.Conv2d(3, 64, 4, stride=4), nn.Conv2d(64, 64, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mix(self.patches(x))
+
+    assert _converted_with(PatchEmbedding(), {"nn.Conv2d": {"kernel_size": (3, 5)}})[1] == []
+    reflect = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 8, 3, padding=1, padding_mode="reflect"))
+    assert _converted_with(reflect, {"nn.Conv2d": {"kernel_size": (1, 3)}})[1] == [
+        "rule values that do not fit some layers are ignored there: "
+        "kernel_size (1, 1) on Conv2d kernels (3, 3) with padding_mode 'reflect': 1"
+    ]
+
+
+def test_rules_whose_kernel_sizes_fit_give_no_warning() -> None:
+    for kernels in ((), (3,), (1, 3)):
+        assert _converted_with(ConvNet(), {"nn.Conv2d": {"kernel_size": kernels}})[1] == []
+
+
+def test_layers_no_glob_pattern_matches_are_frozen_with_one_warning() -> None:
+    kernels = {"kernel_size": (3, 5)}
+    space, messages = _converted_with(Conv1dStages(), {"nn.Conv1d": {"stage*.conv*": kernels}})
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "2 layers that the default rule would search match no glob pattern of their rules section and are "
+        'frozen (nn.Conv1d: stem, head). To search them with the default rule, put "*": {} before the patterns'
+    )
+    assert '"*": None' in messages[0]
+    assert "stem.out_channels" not in space.hparams()
+    assert space.hparams()["stage1.conv1.out_channels"] == [32, 64]
+
+    space, messages = _converted_with(Conv1dStages(), {"nn.Conv1d": {"*": {}, "stage*.conv*": kernels}})
+    assert messages == [] and space.hparams()["stem.out_channels"] == [32, 64]
+    space, messages = _converted_with(Conv1dStages(), {"nn.Conv1d": {"*": None, "stage*.conv*": kernels}})
+    assert messages == [] and "stem.out_channels" not in space.hparams()
+
+
+def test_unmatched_layers_the_default_rule_would_not_search_give_no_warning() -> None:
+    # ConvNet's widths (16, 24) are below the default divisor 32: freezing them loses nothing
+    assert _converted_with(ConvNet(), {"nn.Conv2d": {"conv2": {"channel_divisor": 8}}})[1] == []
+
+
+def test_the_space_names_the_modules_that_could_not_be_traced() -> None:
+    with pytest.warns(UserWarning, match="could not be traced"):
+        space = generate_search_space(FailingSubmodule().eval())
+    assert space.untraced == {
+        "block": "TraceError: symbolically traced variables cannot be used as inputs to control flow"
+    }
+    assert generate_search_space(SkippableDepth().eval()).untraced == {}
+    assert SearchSpace(space.model).untraced == {}  # a later view knows nothing of the tracing

@@ -13,15 +13,17 @@ from example_models import (
     ConcatConvs,
     DefaultFlag,
     FailingSubmodule,
+    KeptOutputs,
     NonSkippableDepth,
     ResBlock,
     ResidualOnInput,
+    SharedBlock,
     SkippableDepth,
     conv,
 )
 
 from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
-from autonas_dynamic.trace.depth import is_residual_block
+from autonas_dynamic.trace.depth import is_residual_block, trailing_residual_blocks
 from autonas_dynamic.trace.dims import after_reduction, is_elastic
 from autonas_dynamic.trace.layers import is_layer, linear_symbols, make_layer_symbols, register_layer, spatial_ndim
 from autonas_dynamic.trace.tracer import reads_training_flag, trace_recursively
@@ -198,12 +200,16 @@ def test_skippable_flags_cover_trailing_blocks_only() -> None:
     assert analyze(NonSkippableDepth()).skippable == {}
 
 
-def test_blocks_used_outside_their_sequential_stay() -> None:
-    class Peeks(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
+class _TwoBlocks(nn.Module):
+    """A Sequential of two residual blocks; subclasses say what the forward does with it."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(ResBlock(4), ResBlock(4))
+
+
+def test_blocks_used_outside_their_sequential_stay() -> None:
+    class Peeks(_TwoBlocks):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.blocks(x) + self.blocks[0].conv_a.weight.sum()
 
@@ -236,6 +242,39 @@ def test_blocks_whose_results_are_looked_up_later_stay() -> None:
     CACHE: dict[int, torch.Tensor] = {}
     model = UsesCache()
     assert analyze(model).skippable == {model.blocks: [False, False, True]}
+
+
+def test_blocks_whose_outputs_are_read_after_their_sequential_stay() -> None:
+    """The last block's output is read through a dict after the Sequential: only a shortened trace shows it."""
+    model = KeptOutputs()
+    assert analyze(model).skippable == {}
+    graph_only = trailing_residual_blocks(model, trace_recursively(model))
+    assert graph_only == {model.blocks: [False, False, True, True]}  # what the graphs alone allow
+
+
+def test_a_block_filling_every_position_may_lose_its_trailing_calls() -> None:
+    model = SharedBlock()
+    assert analyze(model).skippable == {model.blocks: [True, True, True, True]}
+    model.blocks.append(conv(8, 8))  # the last call is no residual block
+    assert analyze(model).skippable == {}
+
+
+def test_a_block_also_called_outside_its_sequential_stays() -> None:
+    class CalledTwice(SharedBlock):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            return self.head(self.blocks(x) + self.blocks[0](x))
+
+    assert analyze(CalledTwice()).skippable == {}
+
+
+def test_sequentials_inside_modules_that_fail_to_trace_keep_their_depth() -> None:
+    class Untraceable(_TwoBlocks):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.blocks(x) if x.sum() > 0 else x  # what it does with the blocks cannot be seen
+
+    analysis = analyze(Untraceable())
+    assert list(analysis.failed) == [""] and analysis.skippable == {}
 
 
 def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> None:

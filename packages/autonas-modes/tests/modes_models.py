@@ -51,6 +51,18 @@ class OtherNet(TinyNet):
     """Same layers, another class (restoring a TinyNet state into it must fail)."""
 
 
+class DataDependentNet(nn.Module):
+    """conv -> conv behind a branch on a tensor value: torch.fx cannot trace the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        return self.conv2(x if x.mean() > 0 else -x)
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (so BN errors show)."""
     gen = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from modes_models import RULES, OtherNet, TinyNet, make_tiny
+from modes_models import RULES, DataDependentNet, OtherNet, TinyNet, make_tiny
 
 import autonas_modes as am
 from autonas_modes.mode import ApplyModeError
@@ -59,6 +59,18 @@ def test_nothing_configurable_is_an_apply_mode_error() -> None:
     rules = {"nn.Conv2d": None, "nn.BatchNorm2d": None, "nn.Linear": None, "nn.Sequential": None}
     with pytest.raises(ApplyModeError, match="does not contain any configurable hyperparameters"):
         am.convert(make_tiny(), mode=[("autonas", rules)])
+
+
+def test_nothing_configurable_because_of_tracing_names_the_untraced_modules() -> None:
+    model = DataDependentNet()
+    with pytest.warns(UserWarning, match="could not be traced"), pytest.raises(ApplyModeError) as error:
+        am.convert(model, mode="autonas")
+    message = str(error.value)
+    assert "torch.fx could not trace '<root>': TraceError: symbolically traced variables cannot be used" in message
+    assert "Loosen the rules" not in message
+    traceable = DataDependentNet()
+    traceable = am.convert(nn.Sequential(traceable.conv1, traceable.conv2), mode="autonas")
+    assert am.get_subnet_config(traceable, configurable=True) == {"0.out_channels": 64}  # its layers are searchable
 
 
 def test_export_closes_autonas_and_the_mode_system_refuses_a_second_export_nas(tiny: nn.Module) -> None:
@@ -166,6 +178,45 @@ def test_restore_into_another_class_or_forward_is_refused(tiny: nn.Module) -> No
     patched.forward = lambda x: x
     with pytest.raises(ApplyModeError, match=re.escape("model.forward: saved 'forward', got '<lambda>'")):
         am.restore_from_autonas_state(patched, state)
+
+
+@pytest.mark.parametrize("stage", ["space", "exported"])
+@pytest.mark.parametrize("width", [8, 24])
+def test_restore_into_a_model_of_other_sizes_names_the_first_layer_that_differs(
+    stage: str, width: int, tiny: nn.Module, tmp_path
+) -> None:
+    model = _convert(tiny)  # TinyNet(width=16)
+    am.sample(model, min)
+    if stage == "exported":
+        am.export(model)
+    am.save(model, tmp_path / "arch.pth")
+    expected = (
+        "Cannot restore the search space into this TinyNet: its layer sizes differ from the saved model's, first at "
+        f"layer 'stem.0' (stem.0.weight: shape ({width}, 3, 3, 3) in this model, shape (16, 3, 3, 3) in the saved one)"
+    )
+    with pytest.raises(ApplyModeError, match=re.escape(expected)):
+        am.restore(TinyNet(width=width).eval(), tmp_path / "arch.pth")
+    state = json.loads(json.dumps(am.autonas_state(model)))
+    with pytest.raises(ApplyModeError, match=re.escape(expected)):
+        am.restore_from_autonas_state(TinyNet(width=width).eval(), state)
+
+
+def test_restore_names_layers_only_one_of_the_models_has(tiny: nn.Module) -> None:
+    state = am.autonas_state(_convert(tiny))
+    deeper = make_tiny()
+    deeper.blocks.append(copy.deepcopy(deeper.blocks[0]))
+    expected = "first at layer 'blocks.3.conv1' (blocks.3.conv1.weight: shape (24, 16, 3, 3) in this model, absent in"
+    with pytest.raises(ApplyModeError, match=re.escape(expected)):
+        am.restore_from_autonas_state(deeper, state)
+
+
+def test_a_state_without_recorded_shapes_still_restores(tiny: nn.Module) -> None:
+    model = _convert(tiny)
+    am.sample(model, min)
+    state = am.autonas_state(model)
+    del state["modes"][0]["metadata"]["tensor_shapes"]  # as written before the shapes were recorded
+    restored = am.restore_from_autonas_state(make_tiny(seed=2), state)
+    assert am.get_subnet_config(restored) == am.get_subnet_config(model)
 
 
 def test_restore_from_a_model_like_recipe(tiny: nn.Module) -> None:

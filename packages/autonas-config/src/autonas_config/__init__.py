@@ -12,7 +12,7 @@ from importlib.metadata import version as _version
 from .base import BaseConfig
 from .mode_configs import DEFAULT_RATIOS, AutoNASConfig, ExportConfig
 from .registry import LayerType, get_layer_type, register_layer_type, registered_layer_types, unregister_layer_type
-from .resolve import resolve_rule
+from .resolve import is_unmatched, resolve_rule
 from .rounding import make_divisible
 from .rule_config import BaseRuleConfig, LayerSection, layer_field
 from .rules import (
@@ -68,6 +68,7 @@ __all__ = [
     "Rule",
     "Section",
     "get_layer_type",
+    "is_unmatched",
     "layer_field",
     "make_divisible",
     "register_layer_type",

@@ -9,7 +9,7 @@ from typing import Any
 from .registry import LayerType, find_layer_type, get_layer_type
 from .sections import Rule, Section, validate_section
 
-__all__ = ["resolve_rule"]
+__all__ = ["is_unmatched", "resolve_rule"]
 
 
 def resolve_rule(rules: Mapping[str, Any], key: str, module_name: str) -> Rule | None:
@@ -51,6 +51,23 @@ def resolve_rule(rules: Mapping[str, Any], key: str, module_name: str) -> Rule |
     for name in rules:
         find_layer_type(name, "rules")
     return match_section(layer_type, validate_section(layer_type, _find_section(rules, layer_type)), module_name)
+
+
+def is_unmatched(rules: Mapping[str, Any], key: str, module_name: str) -> bool:
+    """Whether ``module_name`` is frozen only because no glob pattern of its section matches it.
+
+    True when the section of ``key`` is a dict of patterns none of which matches (rule 5 of
+    :func:`resolve_rule`); False when a pattern matches or the section is missing or ``None``
+    (the whole layer type is frozen on purpose).
+
+    Examples:
+        >>> rules = {"nn.Conv1d": {"stage*.conv*": {"kernel_size": (3, 5)}}}
+        >>> is_unmatched(rules, "nn.Conv1d", "stem"), is_unmatched(rules, "nn.Conv1d", "stage1.conv1")
+        (True, False)
+    """
+    layer_type = get_layer_type(key)
+    section = validate_section(layer_type, _find_section(rules, layer_type))
+    return section is not None and not any(fnmatchcase(module_name, pattern) for pattern in section)
 
 
 def _find_section(rules: Mapping[str, Any], layer_type: LayerType) -> Any:

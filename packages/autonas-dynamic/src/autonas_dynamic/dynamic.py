@@ -21,7 +21,7 @@ A dynamic base class (e.g. the one for ``nn.Linear``) declares:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -225,6 +225,14 @@ class DynamicModule(nn.Module):
     def modify(self) -> None:
         """Restrict the choices by a rule; dynamic layers override this with their rule fields."""
 
+    def unfit_rule_values(self, rule: Mapping[str, Any]) -> list[str]:
+        """Why some values ``rule`` asks for cannot apply to this layer (``modify`` drops them).
+
+        One note per kind of misfit, worded the same for layers in the same situation, so that a
+        conversion can report them grouped. By default there are none.
+        """
+        return []
+
     @property
     def original_cls(self) -> type[nn.Module]:
         """The torch class this module had before conversion (and gets back on export)."""
@@ -285,6 +293,24 @@ class DynamicModule(nn.Module):
     def _importance(self, name: str) -> torch.Tensor | None:
         """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
         return None
+
+    # ----------------------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        """The torch class's summary at the active sizes (what the exported module would print).
+
+        torch formats many layers from ``__dict__`` (``"{num_features}, eps={eps}".format(**self.__dict__)``),
+        where hparams and other dynamic attributes are not: they are put there, at their active
+        values, while the original ``extra_repr`` runs.
+        """
+        active = self._export_attributes()
+        shadowed = {name: self.__dict__[name] for name in active if name in self.__dict__}
+        self.__dict__.update(active)
+        try:
+            return super().extra_repr()
+        finally:
+            for name in active:
+                del self.__dict__[name]
+            self.__dict__.update(shadowed)
 
     # ----------------------------------------------------------------------------- export
     def _export_attributes(self) -> dict[str, Any]:

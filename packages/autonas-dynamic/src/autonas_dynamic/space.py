@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from autonas_config import resolve_rule
+from autonas_config import get_layer_type, is_unmatched, resolve_rule
 
 from .checks import check_convertible
 from .dynamic import DynamicModule, export_model
@@ -42,10 +42,17 @@ class SearchSpace:
     module (in ``named_modules`` order) that holds it.
 
     It satisfies the ``autonas_search.SearchSpace`` protocol (``hparams``, ``config``, ``select``).
+
+    Attributes:
+        model: The converted model.
+        untraced: The modules torch.fx could not trace when :func:`generate_search_space` made this
+            space, as qualified name (``""``: the root) -> the tracer's error; their inputs and
+            outputs keep their sizes. Empty for a view made over an already converted model.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, untraced: Mapping[str, str] | None = None) -> None:
         self.model = model
+        self.untraced = dict(untraced or {})
 
     # ----------------------------------------------------------------------------- names
     def named_hparams(self, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
@@ -202,7 +209,7 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
     _unconvert_unsearchable(converted)
-    return SearchSpace(model)
+    return SearchSpace(model, untraced=analysis.failed)
 
 
 def _warn_about(analysis: Analysis) -> None:
@@ -236,18 +243,57 @@ def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicMod
 
 
 def _apply_rules(model: nn.Module, converted: Mapping[nn.Module, DynamicModule], rules: Mapping | None) -> None:
-    """``modify(**rule)`` each converted module, or ``freeze()`` it when its rule is None."""
+    """``modify(**rule)`` each converted module, or ``freeze()`` it when its rule is None.
+
+    Warns once about rule values some layers cannot take (dropped there), and once about layers
+    the default rule would search that glob patterns froze by matching none of them.
+    """
     if rules is None:
         return
     normalized = {_rule_key(key): value for key, value in rules.items()}
+    misfits: dict[str, list[str]] = {}
+    unmatched: dict[str, list[str]] = {}
     for name, module in model.named_modules():
         if module not in converted:
             continue
-        rule = resolve_rule(normalized, _rule_key(module), name)
-        if rule is None:
-            module.freeze()
-        else:
+        key = _rule_key(module)
+        rule = resolve_rule(normalized, key, name)
+        if rule is not None:
             module.modify(**rule)
+            for note in module.unfit_rule_values(rule):
+                misfits.setdefault(note, []).append(name)
+            continue
+        if is_unmatched(normalized, key, name) and _searched_by(module, get_layer_type(key).base_rule()):
+            unmatched.setdefault(key, []).append(name)
+        module.freeze()
+    if misfits:
+        warnings.warn(
+            "rule values that do not fit some layers are ignored there: "
+            + "; ".join(f"{note}: {_some(names)}" for note, names in misfits.items()),
+            stacklevel=3,
+        )
+    if unmatched:
+        count = sum(len(names) for names in unmatched.values())
+        sections = "; ".join(f"{key}: {_some(names)}" for key, names in unmatched.items())
+        warnings.warn(
+            f"{count} layers that the default rule would search match no glob pattern of their rules section and "
+            f'are frozen ({sections}). To search them with the default rule, put "*": {{}} before the patterns '
+            '(e.g. {"*": {}, "stage*.conv*": {"kernel_size": (3, 5)}}); to freeze them without this warning, put '
+            '"*": None before the patterns.',
+            stacklevel=3,
+        )
+
+
+def _searched_by(module: DynamicModule, rule: Mapping[str, Any]) -> bool:
+    """Whether ``rule`` leaves ``module`` (about to be frozen) more than one choice for some hparam."""
+    module.modify(**rule)
+    return any(len(hparam.choices) > 1 for _, hparam in module.named_hparams())
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` names, and how many more there are."""
+    listed = ", ".join(names[:shown])
+    return f"{listed} and {len(names) - shown} more" if len(names) > shown else listed
 
 
 def _rule_key(cls_or_module: Any) -> str:

@@ -36,6 +36,36 @@ def _model_attributes(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def _tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """The shape of every ``state_dict`` entry: the layer sizes the model was built with."""
+    return {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+
+
+def _shape_text(shape: list[int] | None) -> str:
+    return "absent" if shape is None else f"shape {tuple(shape)}"
+
+
+def _check_tensor_shapes(model: nn.Module, saved: dict[str, list[int]] | None) -> None:
+    """Raise naming the first layer whose tensor shapes differ from those recorded at conversion.
+
+    States written before the shapes were recorded (``saved is None``) are not checked.
+    """
+    if saved is None:
+        return
+    current = _tensor_shapes(model)
+    for key in [*current, *(key for key in saved if key not in current)]:
+        here, there = current.get(key), saved.get(key)
+        if here == there:
+            continue
+        layer = key.rpartition(".")[0] or "<root>"
+        difference = f"{key}: {_shape_text(here)} in this model, {_shape_text(there)} in the saved one"
+        raise ApplyModeError(
+            f"Cannot restore the search space into this {type(model).__name__}: its layer sizes differ from the "
+            f"saved model's, first at layer {layer!r} ({difference}). Build the model with the sizes it was saved "
+            "with."
+        )
+
+
 def convert_searchspace(
     model: nn.Module, config: BaseModel, patch_manager: type | None, seed: int | None = None
 ) -> ConvertReturn:
@@ -53,18 +83,31 @@ def convert_searchspace(
     """
     from autonas_dynamic.space import generate_search_space
 
-    metadata: Metadata = {"model_attributes": _model_attributes(model)}
+    metadata: Metadata = {"model_attributes": _model_attributes(model), "tensor_shapes": _tensor_shapes(model)}
     space = generate_search_space(model, rules=config.model_dump())
     if not space.is_configurable():
-        raise ApplyModeError(
-            f"The search space of {type(model).__name__} does not contain any configurable hyperparameters "
-            "under the given rules: nothing to search. Loosen the rules (ratios, divisors, kernel sizes, min_depth)."
-        )
+        raise ApplyModeError(_nothing_to_search(model, space.untraced))
     space.sample(max)
     if patch_manager is not None:
         patch_model(model, patch_manager, seed=seed)
     metadata["subnet_config"] = space.config()
     return model, metadata
+
+
+def _nothing_to_search(model: nn.Module, untraced: dict[str, str]) -> str:
+    """Why converting ``model`` found nothing to search: the modules torch.fx could not trace, or the rules."""
+    message = f"The search space of {type(model).__name__} does not contain any configurable hyperparameters"
+    if not untraced:
+        return (
+            f"{message} under the given rules: nothing to search. "
+            "Loosen the rules (ratios, divisors, kernel sizes, min_depth)."
+        )
+    failures = "; ".join(f"{name or '<root>'!r}: {reason}" for name, reason in untraced.items())
+    return (
+        f"{message}: torch.fx could not trace {failures}. A module that cannot be traced keeps the sizes of its "
+        "inputs and outputs, so the layers around it cannot change. Make its forward traceable (no Python "
+        "control flow on tensor values), or convert a part of the model that traces."
+    )
 
 
 def restore_searchspace(
@@ -76,9 +119,10 @@ def restore_searchspace(
     restored state equals the saved one.
 
     Raises:
-        ApplyModeError: The fresh model's class or forward differs from the converted one's
-            (conversion would not give the same search space). The train/eval flag of the
-            conversion is replayed for tracing, then the model's own flag is restored.
+        ApplyModeError: The fresh model's class or forward differs from the converted one's, or
+            its layer sizes do (conversion would not give the same search space); the message names
+            what differs first. The train/eval flag of the conversion is replayed for tracing, then
+            the model's own flag is restored.
     """
     recorded = metadata["model_attributes"]
     found = {**_model_attributes(model), "training": recorded["training"]}
@@ -88,6 +132,7 @@ def restore_searchspace(
         raise ApplyModeError(
             f"Cannot restore the search space into this model; it differs from the saved one ({details})."
         )
+    _check_tensor_shapes(model, metadata.get("tensor_shapes"))
     was_training = model.training
     model.train(recorded["training"])  # tracing follows the train/eval flag of the conversion
     model, _ = convert_searchspace(model, config, patch_manager)

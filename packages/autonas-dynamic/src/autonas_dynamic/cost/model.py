@@ -6,13 +6,14 @@ subnet, then probed subnets that each change several configurable hparams
 (:mod:`~autonas_dynamic.cost.probing`) -- and learns, for every dimension in
 every cost term, which hparam values it follows (:mod:`~autonas_dynamic.cost.fit`); hparams whose
 effects the shared subnets cannot tell apart get subnets of their own. Calls inside a block of a dynamic
-``Sequential`` are gated by its depth. The result is a sum of gated monomials over the active
+``Sequential`` are gated by its depth (each call of a block that fills several positions by its own position). The result is a sum of gated monomials over the active
 hparam values (:mod:`~autonas_dynamic.cost.polynomial`), checked at build time against recorded
 forwards of the narrowest subnet with every block, the smallest and random subnets, and evaluated in microseconds.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,7 +28,7 @@ from .forwards import ProbeForwards
 from .polynomial import GatedTerm, Polynomials
 from .probing import Variables, applied, coded_subnets, isolated_subnets, plan_probes, random_subnets
 from .recorder import OpRecord
-from .structure import Gate, depth_hparam, named_hparams, walk_modules
+from .structure import Gate, depth_hparam, named_hparams, repeated_blocks, walk_modules
 
 __all__ = ["CostModel", "CostModelError"]
 
@@ -98,6 +99,39 @@ class _Layout:
             name: tuple((self.variables.position[id(gate.depth), None], gate.index) for gate in module_gates)
             for name, module_gates in gates.items()
         }
+        try:
+            repeats = repeated_blocks(model)
+        except ValueError as error:
+            raise CostModelError(f"the calls of a repeated block cannot be told apart: {error}") from None
+        #: Modules inside a block that fills several positions of a dynamic Sequential whose depth varies.
+        self.repeats = {
+            name: repeats[id(module)]
+            for name, module, _ in modules
+            if id(module) in repeats and len(repeats[id(module)].depth.choices) > 1
+        }
+
+    def call_gates(self, record: OpRecord, calls_per_module: Counter[str]) -> tuple[tuple[int, int], ...]:
+        """The gates of one costed call of the largest subnet.
+
+        A call of a module is gated by the blocks its module lives in; inside a block that fills
+        several positions, the i-th group of ``calls_per_module[module] / positions`` calls belongs
+        to the i-th position, whose gate replaces that of the first.
+        """
+        gates = self.gate_positions[record.module]
+        repeat = self.repeats.get(record.module)
+        if repeat is None:
+            return gates
+        positions = repeat.positions
+        per_position, rest = divmod(calls_per_module[record.module], len(positions))
+        if rest:
+            raise CostModelError(
+                f"{_where(record.op, record.module, record.index)}: the block it lives in fills {len(positions)} "
+                f"positions but the module makes {calls_per_module[record.module]} costed calls"
+            )
+        variable = self.variables.position[id(repeat.depth), None]
+        position = positions[record.index // per_position]
+        kept = tuple(gate for gate in gates if gate != (variable, positions[0]))
+        return (*kept, (variable, position)) if repeat.depth.min <= position else kept
 
     def snapshot(self, subnet: dict[int, Any], *, real: bool = False) -> _Snapshot:
         """Select ``subnet`` (unlisted hparams at their maximum), record it, select the previous subnet again.
@@ -224,7 +258,7 @@ def _learn(
     while True:
         snapshots += [layout.snapshot(subnet) for subnet in subnets[len(snapshots) :]]
         fit = _Collecting(DimensionFitter(probes, subnets, [shot.variables for shot in snapshots]))
-        op_terms = _fit_ops(snapshots, fit, layout.gate_positions)
+        op_terms = _fit_ops(snapshots, fit, layout)
         slot_terms = _fit_parameters(layout.slots, snapshots, fit, layout.gate_positions)
         if not fit.needed:
             return op_terms, slot_terms, snapshots
@@ -288,12 +322,11 @@ def _where(op: str, module: str, index: int) -> str:
 
 
 def _fit_ops(
-    snapshots: Sequence[_Snapshot],
-    fit: _Collecting,
-    gate_positions: dict[str, tuple[tuple[int, int], ...]],
+    snapshots: Sequence[_Snapshot], fit: _Collecting, layout: _Layout
 ) -> dict[tuple[str, int], list[GatedTerm]]:
     """The gated terms of every costed call of the largest subnet."""
     largest = snapshots[0].ops
+    calls_per_module = Counter(module for module, _ in largest)
     for state, shot in enumerate(snapshots[1:], start=1):
         for key in shot.ops.keys() - largest.keys():
             record = shot.ops[key]
@@ -319,7 +352,7 @@ def _fit_ops(
                         f"cannot express the cost of {where}: dimension {d} {_describe(error)}"
                     ) from None
             product, factors = multiply(monomials, coefficient)
-            terms.append(GatedTerm(product, factors, gate_positions[record.module]))
+            terms.append(GatedTerm(product, factors, layout.call_gates(record, calls_per_module)))
         fitted[key] = terms
     return fitted
 

@@ -2,7 +2,9 @@
 
 A block of a dynamic ``nn.Sequential`` runs (and is kept by export) iff the container's depth
 hparam is larger than the block's index; a module nested in several such containers runs iff all
-of its :class:`Gate`\\ s are open.
+of its :class:`Gate`\\ s are open. A block that fills several positions (``nn.Sequential(*[block] * 4)``)
+exists while its first position runs, and its i-th call runs iff its i-th position does
+(:func:`repeated_blocks`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import nn
 from ..dynamic import DynamicModule
 from ..hparam import Hparam
 
-__all__ = ["Gate", "depth_hparam", "named_hparams", "walk_modules"]
+__all__ = ["Gate", "Repeat", "depth_hparam", "named_hparams", "repeated_blocks", "walk_modules"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +63,43 @@ def walk_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[Gate,
             yield from visit(f"{name}.{child_name}" if name else child_name, child, child_gates)
 
     yield from visit("", model, ())
+
+
+@dataclass(frozen=True, eq=False)
+class Repeat:
+    """A block at several ``positions`` of a dynamic ``Sequential`` whose depth hparam is ``depth``."""
+
+    depth: Hparam
+    positions: tuple[int, ...]
+
+
+def repeated_blocks(model: nn.Module) -> dict[int, Repeat]:
+    """For every module inside (or being) a block that fills several positions of a dynamic
+    ``Sequential``: that repetition, keyed by ``id(module)``.
+
+    Raises:
+        ValueError: A module is inside two such repeated blocks (its calls cannot be told apart).
+    """
+    found: dict[int, Repeat] = {}
+    for _, container, _ in walk_modules(model):
+        depth = depth_hparam(container)
+        if depth is None:
+            continue
+        positions: dict[int, list[int]] = {}
+        blocks: dict[int, nn.Module] = {}
+        for index, child in enumerate(container._modules.values()):
+            if child is not None:
+                positions.setdefault(id(child), []).append(index)
+                blocks[id(child)] = child
+        for key, indices in positions.items():
+            if len(indices) < 2:
+                continue
+            repeat = Repeat(depth, tuple(indices))
+            for module in blocks[key].modules():
+                if id(module) in found:
+                    raise ValueError(f"{type(module).__name__} is inside two blocks that each fill several positions")
+                found[id(module)] = repeat
+    return found
 
 
 def named_hparams(model: nn.Module) -> list[tuple[str, Hparam]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -158,16 +158,6 @@ class _DynamicConvNd(DynamicModule):
             return None
         return slice_tensor(bias, (self._hparams["out_channels"].active_slice,))
 
-    def extra_repr(self) -> str:
-        # torch formats the conv summary from ``__dict__``; show the active values there meanwhile.
-        active = {name: getattr(self, name) for name in (*self._hparams, "padding", "groups")}
-        self.__dict__.update(active)
-        try:
-            return super().extra_repr()
-        finally:
-            for name in active:
-                del self.__dict__[name]
-
     # ----------------------------------------------------------------------------- forward
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight, bias, padding, groups = self._memoized(self._active_arguments)
@@ -218,6 +208,32 @@ class _DynamicConvNd(DynamicModule):
                 )
             result.add(kernel)
         return result
+
+    def unfit_rule_values(self, rule: Mapping[str, Any]) -> list[str]:
+        """The kernel sizes of ``rule`` this conv cannot be cropped to: larger than its kernel, needing
+        negative padding, or any size with a padding mode other than ``"zeros"``.
+
+        Sizes of the other parity than an even kernel (odd sizes on a 16x16 patch embedding) and
+        sizes asked of a 1x1 kernel are not reported: such a rule is meant for other layers.
+        """
+        original = self._hparams["kernel_size"].original
+        if all(size == 1 for size in original):
+            return []
+        requested = {
+            kernel
+            for kernel in self._kernel_rule(rule.get("kernel_size", ()))
+            if all(small % 2 == big % 2 for small, big in zip(kernel, original, strict=True))
+        }
+        fitting = kernel_choices(original, self._saved["padding"], self.dilation, self.padding_mode)
+        unfit = sorted(requested - set(fitting))
+        if not unfit:
+            return []
+        if self.padding_mode == "zeros":
+            setting = f"padding {self._saved['padding']}"
+        else:
+            setting = f"padding_mode {self.padding_mode!r}"
+        sizes = ", ".join(map(str, unfit))
+        return [f"kernel_size {sizes} on {type(self)._original_cls.__name__} kernels {original} with {setting}"]
 
     # ----------------------------------------------------------------------------- sorting and export
     def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:

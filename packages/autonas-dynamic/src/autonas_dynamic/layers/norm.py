@@ -1,4 +1,8 @@
-"""Dynamic normalisation layers: BatchNorm, SyncBatchNorm, InstanceNorm, LayerNorm, GroupNorm."""
+"""Dynamic normalisation layers: BatchNorm, SyncBatchNorm, InstanceNorm, LayerNorm, GroupNorm.
+
+Importing this module also extends ``nn.SyncBatchNorm.convert_sync_batchnorm`` to dynamic
+BatchNorms (see :func:`_convert_sync_batchnorm`).
+"""
 
 from __future__ import annotations
 
@@ -69,6 +73,37 @@ class _DynamicSyncBatchNorm(_DynamicFeatureNorm):
     """Dynamic SyncBatchNorm: torch's forward, reading the active tensors."""
 
     forward = nn.SyncBatchNorm.forward
+
+
+_installed = vars(nn.SyncBatchNorm)["convert_sync_batchnorm"].__func__
+#: torch's own conversion (found again under ``__wrapped__`` if this module is reloaded).
+_torch_convert_sync_batchnorm: Callable[..., nn.Module] = getattr(_installed, "__wrapped__", _installed)
+
+
+def _convert_sync_batchnorm(cls: type[nn.SyncBatchNorm], module: nn.Module, process_group: Any = None) -> nn.Module:
+    """``nn.SyncBatchNorm.convert_sync_batchnorm`` that also converts dynamic BatchNorms.
+
+    A dynamic BatchNorm becomes a dynamic SyncBatchNorm over the same full-size tensors that
+    shares the BatchNorm's ``num_features`` hparam object (so its coupling and active value stay).
+    torch's conversion reads the layer at its full size; the active value is restored afterwards.
+    """
+    if not (isinstance(module, DynamicModule) and isinstance(module, nn.modules.batchnorm._BatchNorm)):
+        return _torch_convert_sync_batchnorm(cls, module, process_group)
+    hparam = module.get_hparam("num_features")
+    active = hparam.active
+    with hparam._force_configurable():
+        hparam.active = hparam.original
+        try:
+            sync = _torch_convert_sync_batchnorm(cls, module, process_group)
+        finally:
+            hparam.active = active
+    dynamic = DYNAMIC_REGISTRY.convert(sync)
+    dynamic.set_hparam("num_features", hparam)
+    return dynamic
+
+
+_convert_sync_batchnorm.__wrapped__ = _torch_convert_sync_batchnorm  # type: ignore[attr-defined]
+nn.SyncBatchNorm.convert_sync_batchnorm = classmethod(_convert_sync_batchnorm)  # type: ignore[method-assign,assignment]
 
 
 class _DynamicInstanceNorm(_DynamicFeatureNorm):

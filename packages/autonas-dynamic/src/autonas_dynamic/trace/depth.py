@@ -6,9 +6,17 @@ Read from the traced graphs (each node records the module calls it was created i
   every path from that output back to the input passes an addition and otherwise only
   shape-preserving ops (activations, norms, dropout ...): ``relu(x + f(x))`` qualifies, ``conv(x)``
   does not;
-* skipping it must not change anything else: the block is called once, nothing outside its call
-  reads its submodules or parameters, and (unless it is the last block) its output is read only by
-  the next block.
+* skipping it must not change anything else: the block runs only inside its Sequential (one
+  module may fill several positions, ``nn.Sequential(*[block] * 4)``: each position is one call),
+  nothing outside its calls reads its submodules or parameters, (unless it is the last block)
+  its output is read only by the next block, and no module around the Sequential failed to trace
+  (what such a module does with the blocks cannot be seen).
+
+The graphs cannot tell a read of the Sequential's result from a read of its last block's output
+kept aside (``cache[block] = out``, read after the Sequential returned). So each shorter depth is
+confirmed by tracing the model again with the Sequential running only its first blocks: the
+trace must fail nowhere it did not fail before (a lookup of a skipped block's output raises) and
+must not use a value of an earlier trace (a stale cache).
 
 Only a trailing run of such blocks can be dropped (the depth hparam keeps a prefix of blocks).
 """
@@ -17,8 +25,10 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -34,23 +44,49 @@ _NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 @dataclass
 class _Call:
-    """The nodes created inside the single call of one module, in one traced graph."""
+    """The nodes created inside one call of one module, in one traced graph."""
 
     root: nn.Module  # resolves the graph's targets
+    module: nn.Module
     path: str  # the module's path from ``root``
+    parent: str | None  # the key of the call this one was made in (None: at the top of the graph)
     nodes: list[fx.Node] = field(default_factory=list)
-    reached_from_outside: bool = False  # a submodule or parameter is used outside the call
+    reached_from_outside: bool = False  # a submodule or parameter is used outside every call of the module
+
+
+@dataclass
+class _Calls:
+    """Every module call of every traced graph, in call order."""
+
+    by_key: dict[tuple[int, str], _Call] = field(default_factory=dict)  # (graph index, call key) -> call
+    of_module: dict[nn.Module, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def children(self, key: tuple[int, str]) -> list[_Call]:
+        """The calls made directly inside the call ``key``."""
+        graph, name = key
+        return [call for (g, _), call in self.by_key.items() if g == graph and call.parent == name]
 
 
 def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """For each visited Sequential with trailing skippable blocks: one flag per block."""
-    calls = _block_calls(trace)
+    """For each visited Sequential with trailing skippable blocks: one flag per block.
+
+    The flags of :func:`trailing_residual_blocks`, each depth confirmed by tracing the model again
+    with the Sequential shortened.
+    """
+    return _confirmed_by_tracing(model, trace, trailing_residual_blocks(model, trace))
+
+
+def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
+    """What the graphs of ``trace`` allow to skip: per Sequential, a flag on each block of its trailing run
+    of residual blocks that nothing but the next block depends on (Sequentials without such blocks are left out)."""
+    calls = _collect_calls(trace)
     found: dict[nn.Sequential, list[bool]] = {}
     for seq in _sequentials(model, trace):
+        blocks = _block_calls(seq, calls)
         flags = [False] * len(seq)
         following: _Call | None = None
         for index in reversed(range(len(seq))):
-            call = calls.get(seq[index])
+            call = blocks[index]
             if call is None or not _is_skippable(call, following, last=index == len(seq) - 1):
                 break
             flags[index] = True
@@ -62,48 +98,73 @@ def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential
 
 def is_residual_block(block: nn.Module) -> bool:
     """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
-    call = _block_calls(trace_recursively(nn.Sequential(block))).get(block)
+    seq = nn.Sequential(block)
+    call = _block_calls(seq, _collect_calls(trace_recursively(seq)))[0]
     return call is not None and _is_skippable(call, None, last=True)
 
 
 def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential]:
-    for module in model.modules():  # each module once
-        if isinstance(module, nn.Sequential) and is_sequential(module) and module in trace.called:
+    """The Sequentials that were called and whose callers all traced (each module once)."""
+    inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}
+    for module in model.modules():
+        if (
+            isinstance(module, nn.Sequential)
+            and is_sequential(module)
+            and module in trace.called
+            and module not in inside_failed
+        ):
             yield module
 
 
-def _block_calls(trace: TraceResult) -> dict[nn.Module, _Call | None]:
-    """Each module's single call (None for modules called several times or in several graphs)."""
-    calls: dict[nn.Module, _Call | None] = {}
-    for traced in trace.graphs:
+def _collect_calls(trace: TraceResult) -> _Calls:
+    """Every call of every module in the traced graphs, with the nodes created inside it."""
+    calls = _Calls()
+    for index, traced in enumerate(trace.graphs):
         if traced.graph is None:
             continue
         modules = dict(traced.root.named_modules())
-        here: dict[nn.Module, _Call] = {}
+        here: list[_Call] = []
         references: list[tuple[str, set[str]]] = []  # (target, paths of the calls it was made in)
         for node in traced.graph.nodes:
             stack = set()
+            parent = None
             for key in node.meta.get("nn_module_stack", ()):
-                path, _, repeat = key.partition("@")
+                path = key.partition("@")[0]
                 stack.add(path)
                 module = modules.get(path)
-                if module is None:
-                    continue
-                if repeat or (module in calls and module not in here):
-                    calls[module] = None
-                    continue
-                call = here.setdefault(module, _Call(traced.root, path))
-                call.nodes.append(node)
-                calls[module] = call
+                if module is not None:
+                    call = calls.by_key.get((index, key))
+                    if call is None:
+                        call = calls.by_key[(index, key)] = _Call(traced.root, module, path, parent)
+                        calls.of_module.setdefault(module, []).append((index, key))
+                        here.append(call)
+                    call.nodes.append(node)
+                parent = key
             if node.op in ("call_module", "get_attr"):
                 references.append((str(node.target), stack))
-        for call in here.values():
+        for call in here:
             prefix = call.path + "."
             call.reached_from_outside = any(
                 (target == call.path or target.startswith(prefix)) and call.path not in stack
                 for target, stack in references
             )
     return calls
+
+
+def _block_calls(seq: nn.Sequential, calls: _Calls) -> list[_Call | None]:
+    """The call of the block at each position of ``seq`` (None: it cannot be told or runs elsewhere too)."""
+    unknown: list[_Call | None] = [None] * len(seq)
+    keys = calls.of_module.get(seq, [])
+    if len(keys) != 1:
+        return unknown
+    children = calls.children(keys[0])
+    if [call.module for call in children] != list(seq._modules.values()):
+        return unknown
+    inside = {id(call) for call in children}
+    return [
+        call if all(id(calls.by_key[key]) in inside for key in calls.of_module[call.module]) else None
+        for call in children
+    ]
 
 
 def _is_skippable(call: _Call, following: _Call | None, last: bool) -> bool:
@@ -161,3 +222,75 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
     else:
         return False
     return kind is not None and kind[0] is OpKind.SHAPE_PRESERVING
+
+
+def _confirmed_by_tracing(
+    model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]]
+) -> dict[nn.Sequential, list[bool]]:
+    """The flags of ``found`` whose depths trace like the full model (see the module docstring).
+
+    All Sequentials at their smallest depth are tried first (one trace for a model where every
+    depth is fine); otherwise each Sequential's depths are tried one by one from the top.
+    """
+    if not found:
+        return found
+    smallest = {seq: flags.index(True) for seq, flags in found.items()}
+    if _traces_alike(model, trace, smallest):
+        return found
+    confirmed: dict[nn.Sequential, list[bool]] = {}
+    for seq, lowest in smallest.items():
+        depth = len(seq)
+        while depth > lowest and _traces_alike(model, trace, {seq: depth - 1}):
+            depth -= 1
+        if depth < len(seq):
+            confirmed[seq] = [index >= depth for index in range(len(seq))]
+    if confirmed and not _traces_alike(model, trace, {seq: flags.index(True) for seq, flags in confirmed.items()}):
+        return {}
+    return confirmed
+
+
+def _traces_alike(model: nn.Module, full: TraceResult, depths: Mapping[nn.Sequential, int]) -> bool:
+    """Whether ``model`` with each Sequential running only its first ``depths[seq]`` blocks traces as ``full``.
+
+    The same modules must fail, for the same reasons (except those that no longer run), and every
+    graph must hold only its own nodes.
+    """
+    with _shortened(depths):
+        short = trace_recursively(model)
+    kept = {m for seq, depth in depths.items() for block in list(seq)[:depth] for m in block.modules()}
+    dropped = {m for seq, depth in depths.items() for block in list(seq)[depth:] for m in block.modules()} - kept
+    expected = {module: reason for module, reason in full.failed.items() if module not in dropped}
+    if short.failed != expected:
+        return False
+    for traced in short.graphs:
+        if traced.graph is not None:
+            try:
+                traced.graph.lint()
+            except RuntimeError:  # a node of an earlier trace, kept across forwards
+                return False
+    return True
+
+
+@contextmanager
+def _shortened(depths: Mapping[nn.Sequential, int]) -> Iterator[None]:
+    """Let each Sequential run only its first ``depth`` blocks, as a dynamic depth does."""
+    previous = {seq: seq.__dict__.get("forward") for seq in depths}
+    for seq, depth in depths.items():
+        seq.__dict__["forward"] = _forward_through(list(seq)[:depth])
+    try:
+        yield
+    finally:
+        for seq, forward in previous.items():
+            if forward is None:
+                del seq.__dict__["forward"]
+            else:
+                seq.__dict__["forward"] = forward
+
+
+def _forward_through(blocks: list[nn.Module]) -> Any:
+    def forward(input: Any) -> Any:
+        for block in blocks:
+            input = block(input)
+        return input
+
+    return forward
