@@ -49,7 +49,15 @@ CONTRACT: dict[str, str] = {
     "AutoNASConfig": "autonas_config",
     **dict.fromkeys(["IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"], "autonas_search"),
     **dict.fromkeys(
-        ["AutoNASPatchManager", "no_patches", "enable_patches", "set_patches_enabled", "is_patches_enabled"],
+        [
+            "AutoNASPatchManager",
+            "no_patches",
+            "enable_patches",
+            "set_patches_enabled",
+            "is_patches_enabled",
+            "sandwich",
+            "soft_cross_entropy",
+        ],
         "autonas_patch",
     ),
 }

@@ -2,7 +2,7 @@
 
 ``import autonas as an`` gives the whole public API: the model workflow (``an.convert``,
 ``an.search``, ``an.export``, ``an.save`` / ``an.restore``, ``an.profile``, ...), the configuration
-(``an.AutoNASConfig``), the searchers and the switches of training-time sampling. Each name lives in
+(``an.AutoNASConfig``), the searchers, the switches of training-time sampling and the sandwich rule (``an.sandwich``). Each name lives in
 one of the autonas packages (its *home*) and is the very same object here. Names are imported on
 first access, so ``import autonas`` does not import torch.
 """
@@ -55,6 +55,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "enable_patches",
         "set_patches_enabled",
         "is_patches_enabled",
+        "sandwich",
+        "soft_cross_entropy",
     ),
 }
 
@@ -93,11 +95,13 @@ __all__ = [
     "restore_searchspace",
     "sample",
     "sample_and_reset",
+    "sandwich",
     "save",
     "search",
     "search_space_size",
     "select",
     "set_patches_enabled",
+    "soft_cross_entropy",
     "sort_parameters",
     "update_autonas_metadata",
 ]
@@ -139,7 +143,9 @@ if TYPE_CHECKING:
         enable_patches,
         is_patches_enabled,
         no_patches,
+        sandwich,
         set_patches_enabled,
+        soft_cross_entropy,
     )
     from autonas_search import ChoiceSpace, EvolveSearcher, IterativeSearcher, RandomSearcher
 
