@@ -9,15 +9,16 @@ AdamW, CPU):
 * ``uniform``: one ordinary training step of the supernet (it samples its own subnet, repeated
   from the same generator state) against a step of that subnet exported as a static model.
 
-Each round draws new subnets; the supernet step is repeated from the same generator state (same
-subnets) and each static model's step after two warm-up steps; medians over repeats, then the
-median of the per-round ratios.
+Each round draws new subnets; each repeat runs the supernet step from the same generator state
+(the same subnets) right beside one step of each static model (warmed up), and the ratio is the
+median over all paired repeats (this machine's load drifts; pairing keeps it out of the ratio).
 
-DDP (``--ddp``): two gloo ranks on this machine, each a batch of 64, 12 sandwich steps through the
-DDP model (``no_sync`` for all but the last backward: one all-reduce per step) against the same
-steps given the inner model (an all-reduce after every backward); median step time per variant.
+DDP: two gloo ranks on this machine, a wider Net1D (1 M parameters), a batch of 16
+per rank, 12 sandwich steps through the DDP model (``no_sync`` for all but the last backward: one
+all-reduce per step) against the same steps given the inner model (an all-reduce after every
+backward), the two variants alternating; median step time per variant.
 
-Run: ``nice -n 10 python tools/bench/bench_sandwich.py [--rounds 8] [--ddp]``.
+Run: ``nice -n 10 python tools/bench/bench_sandwich.py [--rounds 8] [--part steps|ddp]``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import autonas as an
 from autonas_patch import PatchManager
 
 TARGET = 1.15
-BATCH, LENGTH, NUM_RANDOM, REPEATS, WARMUP = 128, 40, 2, 3, 2
+BATCH, LENGTH, NUM_RANDOM, REPEATS, WARMUP = 128, 40, 2, 5, 2
 
 
 def batch(seed: int, size: int = BATCH) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,101 +76,110 @@ def timed_step(optimizer: torch.optim.Optimizer, backward: Callable[..., None], 
     return time.perf_counter() - start
 
 
-def static_step_time(config: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> float:
-    """Median step time of ``config`` exported as a static model (after warm-up steps)."""
-    model = build_supernet(0)
-    an.select(model, config)
-    static = an.export(model).train()
-    optimizer = torch.optim.AdamW(static.parameters(), lr=1e-3)
-    times = [timed_step(optimizer, plain_backward, static, x, y) for _ in range(WARMUP + REPEATS)]
-    return statistics.median(times[WARMUP:])
+class Static:
+    """A subnet exported as a static model, with its own optimizer, warmed up."""
 
+    def __init__(self, config: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> None:
+        model = build_supernet(0)
+        an.select(model, config)
+        self.model = an.export(model).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        for _ in range(WARMUP):
+            self.step(x, y)
 
-def repeated_step_time(
-    model: nn.Module, optimizer: torch.optim.Optimizer, backward: Callable[..., None], *args: Any
-) -> float:
-    """Median time of ``REPEATS`` steps of ``model``, each from the same generator state (the same subnets)."""
-    generator = PatchManager.get_manager(model).generator
-    state, times = generator.rng.getstate(), []
-    for _ in range(REPEATS):
-        generator.rng.setstate(state)
-        times.append(timed_step(optimizer, backward, *args))
-    return statistics.median(times)
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return timed_step(self.optimizer, plain_backward, self.model, x, y)
 
 
 def bench_steps(rounds: int) -> None:
+    """Per round: new subnets; per repeat, the supernet steps (same subnets again) right beside their static steps."""
     model = build_supernet(0).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = PatchManager.get_manager(model).generator
+    rng = PatchManager.get_manager(model).generator.rng
     for _ in range(WARMUP):
         timed_step(optimizer, sandwich_backward, model, *batch(0))
-    rows = []
+    sandwich_rows, uniform_rows = [], []
     for round_ in range(rounds):
         x, y = batch(round_)
-        state, configs = generator.rng.getstate(), []
+        sandwich_state, configs = rng.getstate(), []
         timed_step(optimizer, sandwich_backward, model, x, y, configs)  # which subnets this round trains
-        generator.rng.setstate(state)
-        sandwich_s = repeated_step_time(model, optimizer, sandwich_backward, model, x, y)
-        statics = [static_step_time(config, x, y) for config in configs]
-
-        state = generator.rng.getstate()  # an ordinary training step: the model samples its own subnet
-        timed_step(optimizer, plain_backward, model, x, y)
-        sampled = an.get_subnet_config(model, configurable=True)
-        generator.rng.setstate(state)
-        uniform_s = repeated_step_time(model, optimizer, plain_backward, model, x, y)
-        uniform_static = static_step_time(sampled, x, y)
-        rows.append((sandwich_s, sum(statics), uniform_s, uniform_static))
+        uniform_state = rng.getstate()
+        timed_step(optimizer, plain_backward, model, x, y)  # an ordinary step: the model samples its subnet
+        statics = [Static(config, x, y) for config in configs]
+        uniform_static = Static(an.get_subnet_config(model, configurable=True), x, y)
+        for _ in range(REPEATS):
+            rng.setstate(sandwich_state)
+            sandwich_rows.append(
+                (timed_step(optimizer, sandwich_backward, model, x, y), [s.step(x, y) for s in statics])
+            )
+            rng.setstate(uniform_state)
+            uniform_rows.append((timed_step(optimizer, plain_backward, model, x, y), uniform_static.step(x, y)))
         print(
-            f"round {round_}: sandwich {sandwich_s * 1e3:6.1f} ms, static max/min/random "
-            + "/".join(f"{s * 1e3:.1f}" for s in statics)
-            + f" ms (sum {sum(statics) * 1e3:.1f}), ratio {sandwich_s / sum(statics):.3f}; uniform step "
-            f"{uniform_s * 1e3:.1f} ms vs static {uniform_static * 1e3:.1f} ms, ratio {uniform_s / uniform_static:.3f}"
+            f"round {round_}: sandwich {sandwich_rows[-1][0] * 1e3:6.1f} ms, static max/min/random "
+            + "/".join(f"{t * 1e3:.1f}" for t in sandwich_rows[-1][1])
+            + f" ms; uniform {uniform_rows[-1][0] * 1e3:.1f} ms vs static {uniform_rows[-1][1] * 1e3:.1f} ms"
         )
-    sandwich_ratio = statistics.median(row[0] / row[1] for row in rows)
-    uniform_ratio = statistics.median(row[2] / row[3] for row in rows)
-    medians = [statistics.median(row[i] for row in rows) * 1e3 for i in range(4)]
-    print(f"\nNet1D (bench_supernet_quality), batch {BATCH}, CPU, {torch.get_num_threads()} thread(s), {rounds} rounds")
-    print("| step | median ms (supernet vs static) | ratio (median of rounds) | target |")
+    sandwich_ratio = statistics.median(step / sum(parts) for step, parts in sandwich_rows)
+    uniform_ratio = statistics.median(step / static for step, static in uniform_rows)
+
+    def ms(values: Any) -> str:
+        return f"{statistics.median(values) * 1e3:.1f}"
+
+    print(f"\nNet1D (bench_supernet_quality), batch {BATCH}, CPU, {torch.get_num_threads()} thread(s), ", end="")
+    print(f"{rounds} rounds x {REPEATS} repeats")
+    print("| step | median ms: supernet vs static | ratio (median of paired repeats) | target |")
     print("| --- | --- | --- | --- |")
     verdict = "OK" if sandwich_ratio <= TARGET else "MISSED"
     print(
         f"| sandwich (max, min, {NUM_RANDOM} random) vs the sum of the 4 static steps | "
-        f"{medians[0]:.1f} vs {medians[1]:.1f} | {sandwich_ratio:.3f} | <= {TARGET} {verdict} |"
+        f"{ms(r[0] for r in sandwich_rows)} vs {ms(sum(r[1]) for r in sandwich_rows)} | {sandwich_ratio:.3f} | "
+        f"<= {TARGET} {verdict} |"
     )
     print(
-        f"| uniform step (one sampled subnet) vs its static step | {medians[2]:.1f} vs {medians[3]:.1f} | {uniform_ratio:.3f} | - |"
+        f"| uniform step (one sampled subnet) vs its static step | {ms(r[0] for r in uniform_rows)} vs "
+        f"{ms(r[1] for r in uniform_rows)} | {uniform_ratio:.3f} | - |"
     )
 
 
 # --------------------------------------------------------------------------------------------- DDP
-DDP_STEPS, DDP_WARMUP, DDP_BATCH = 12, 2, 64
-
-
-def _ddp_step_times(ddp: DistributedDataParallel, target: nn.Module, rank: int) -> float:
-    """Median time of sandwich steps through ``ddp``, the sandwich given ``target`` (DDP model or inner model)."""
-    optimizer = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
-    times = []
-    for step in range(DDP_WARMUP + DDP_STEPS):
-        x, y = batch(1000 * rank + step, DDP_BATCH)
-        dist.barrier()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        for subnet in an.sandwich(target, num_random=NUM_RANDOM):
-            subnet.loss(ddp(x), y, F.cross_entropy).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[DDP_WARMUP:])
+DDP_STEPS, DDP_WARMUP, DDP_BATCH = 12, 2, 16
+#: A wider Net1D (about 1 M parameters, 4 MB of gradients) so that an all-reduce costs something.
+DDP_WIDTHS = {"channels": 128, "hidden": 256}
+VARIANTS = ("no_sync", "every_backward")
 
 
 def _ddp_rank(rank: int, port: int, out: str) -> None:
+    """Steps of both variants in turn (alternating which goes first), each sandwich given the DDP or the inner model."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        results = {}
-        for variant in ("no_sync", "every_backward"):
-            model = build_supernet(0)
+        variants = {}
+        for name in VARIANTS:
+            model = build_supernet(0, **DDP_WIDTHS)
             ddp = DistributedDataParallel(model, find_unused_parameters=True)
-            results[variant] = _ddp_step_times(ddp, ddp if variant == "no_sync" else model, rank)
+            variants[name] = (ddp, ddp if name == "no_sync" else model, torch.optim.AdamW(ddp.parameters(), lr=1e-3))
+        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for step in range(DDP_WARMUP + DDP_STEPS):
+            x, y = batch(1000 * rank + step, DDP_BATCH)
+            for name in VARIANTS if step % 2 else reversed(VARIANTS):
+                ddp, target, optimizer = variants[name]
+                dist.barrier()
+                start = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                for subnet in an.sandwich(target, num_random=NUM_RANDOM):
+                    subnet.loss(ddp(x), y, F.cross_entropy).backward()
+                optimizer.step()
+                if step >= DDP_WARMUP:
+                    times[name].append(time.perf_counter() - start)
+        results = {name: statistics.median(values) for name, values in times.items()}
+        gradients = torch.zeros(sum(p.numel() for p in variants["no_sync"][0].parameters()))
+        allreduce = []
+        for _ in range(20):
+            dist.barrier()
+            start = time.perf_counter()
+            dist.all_reduce(gradients)
+            allreduce.append(time.perf_counter() - start)
+        results["allreduce"], results["numel"] = statistics.median(allreduce), gradients.numel()
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -184,23 +194,28 @@ def bench_ddp() -> None:
         ranks = [torch.load(Path(out) / f"rank{rank}.pt") for rank in range(2)]
     no_sync = max(rank["no_sync"] for rank in ranks)
     every = max(rank["every_backward"] for rank in ranks)
-    print(f"\nDDP, 2 gloo ranks x 1 thread, batch {DDP_BATCH} per rank, median of {DDP_STEPS} sandwich steps")
+    print(
+        f"\nDDP, 2 gloo ranks x 1 thread, Net1D {DDP_WIDTHS}, batch {DDP_BATCH} per rank, median of {DDP_STEPS} steps"
+    )
     print("| gradient all-reduce | all-reduces per step | step ms |")
     print("| --- | --- | --- |")
     print(f"| once per step (DDP model given: no_sync) | 1 | {no_sync * 1e3:.1f} |")
     print(f"| after every backward (inner model given) | {2 + NUM_RANDOM} | {every * 1e3:.1f} |")
-    print(f"no_sync step / every-backward step: {no_sync / every:.3f}")
+    allreduce = max(rank["allreduce"] for rank in ranks)
+    print(f"no_sync step / every-backward step: {no_sync / every:.3f}; one all-reduce of all ", end="")
+    print(f"{ranks[0]['numel'] / 1e6:.2f} M gradients alone: {allreduce * 1e3:.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--ddp", action="store_true", help="also measure the 2-rank DDP step")
+    parser.add_argument("--part", choices=("all", "steps", "ddp"), default="all", help="what to measure")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bench_steps(args.rounds)
-    if args.ddp:
+    if args.part in ("all", "steps"):
+        bench_steps(args.rounds)
+    if args.part in ("all", "ddp"):
         bench_ddp()
 
 

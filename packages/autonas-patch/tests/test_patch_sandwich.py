@@ -60,7 +60,8 @@ Record = list[list[tuple[str, int, dict[str, int]]]]
 
 
 def sandwich_training(model: SuperNet, steps: int, amp: bool = False, **options: Any) -> Record:
-    """``steps`` optimizer steps with ``sandwich``; per step the (kind, micro-batch, subnet) of every item."""
+    """``steps`` optimizer steps with ``sandwich`` (no distillation unless asked); per step the (kind, micro-batch, subnet) of every item."""
+    options.setdefault("distill", False)
     sampler = PatchManager.get_manager(model).sampler
     trainer = Trainer(model, options.get("micro_batches", 1), amp)
     record = []
@@ -209,7 +210,7 @@ def test_distillation_targets_are_the_detached_max_output(model) -> None:
     model.train()
     x, y = data(0)
     seen: list[tuple[SandwichSubnet, torch.Tensor, torch.Tensor]] = []
-    for subnet in sandwich(model, num_random=2, distill=True, temperature=2.0):
+    for subnet in sandwich(model, num_random=2, temperature=2.0):  # distillation is on by default
         assert subnet.teacher is None if subnet.kind == "max" else subnet.teacher is not None
         output = model(x)
         loss = subnet.loss(output, y, F.cross_entropy)
@@ -251,7 +252,7 @@ def test_a_custom_distill_loss_takes_structured_outputs(model) -> None:
 def test_without_distillation_every_subnet_takes_the_task_loss(model) -> None:
     model.train()
     x, y = data(0)
-    for subnet in sandwich(model, num_random=1):
+    for subnet in sandwich(model, num_random=1, distill=False):
         output = model(x)
         assert torch.equal(subnet.loss(output, y, F.cross_entropy), F.cross_entropy(output, y))
         assert subnet.teacher is None

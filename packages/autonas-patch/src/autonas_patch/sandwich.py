@@ -111,7 +111,7 @@ def sandwich(
     num_random: int = 2,
     *,
     micro_batches: int = 1,
-    distill: bool | DistillLoss = False,
+    distill: bool | DistillLoss = True,
     temperature: float = 1.0,
 ) -> Iterator[SandwichSubnet]:
     """Train the maximal, the minimal and ``num_random`` random subnets in one optimizer step.
@@ -122,7 +122,7 @@ def sandwich(
 
         for x, y in loader:
             optimizer.zero_grad()
-            for subnet in sandwich(model, num_random=2, distill=True):
+            for subnet in sandwich(model, num_random=2):
                 loss = subnet.loss(model(x), y, criterion)
                 loss.backward()
             optimizer.step()
@@ -144,9 +144,10 @@ def sandwich(
         micro_batches: Gradient accumulation: the subnets of the step are yielded once per
             micro-batch (all of them for micro-batch 0, then the same ones again for 1, ...); scale
             each loss by ``1 / micro_batches`` for the mean over the whole batch.
-        distill: In-place distillation: ``True`` makes the maximal subnet's detached output the
-            target of the others through :func:`autonas_patch.soft_cross_entropy` (logit outputs);
-            or a loss ``(output, teacher) -> tensor`` of your own (any output structure).
+        distill: In-place distillation (on by default): ``True`` makes the maximal subnet's detached
+            output the target of the others through :func:`autonas_patch.soft_cross_entropy` (logit
+            outputs); or a loss ``(output, teacher) -> tensor`` of your own (any output structure);
+            ``False`` trains every subnet on ``loss_fn``. It acts through :meth:`SandwichSubnet.loss`.
         temperature: Temperature of the built-in distillation loss.
 
     Yields:
