@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,11 +119,15 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _results_of_two_ranks(worker: Callable[[int, int, str], None], out_dir: Path) -> list[dict]:
+    """Run ``worker(rank, port, out_dir)`` in two processes and load what each rank saved."""
+    mp.spawn(worker, args=(_free_port(), str(out_dir)), nprocs=2)
+    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out_dir = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_train_on_rank, args=(_free_port(), str(out_dir)), nprocs=2)
-    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    return _results_of_two_ranks(_train_on_rank, tmp_path_factory.mktemp("ddp"))
 
 
 def test_every_rank_runs_the_same_subnet_at_every_step(ranks) -> None:
@@ -212,9 +217,7 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def sandwich_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out_dir = tmp_path_factory.mktemp("ddp_sandwich")
-    mp.spawn(_sandwich_on_rank, args=(_free_port(), str(out_dir)), nprocs=2)
-    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    return _results_of_two_ranks(_sandwich_on_rank, tmp_path_factory.mktemp("ddp_sandwich"))
 
 
 def test_sandwich_steps_train_the_same_subnets_on_every_rank(sandwich_ranks) -> None:
