@@ -31,7 +31,7 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
-INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7"]
+INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7", "mnist1d>=0.0.2"]
 #: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
 UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"]}
 
@@ -181,6 +181,7 @@ def bench(session: nox.Session) -> None:
         list(PROJECTS),
         *TEST_TOOLS,
         "optuna>=3.5",
+        "mnist1d>=0.0.2",
         "torch==2.14.1",
         "torchvision==0.29.1",
         constraints=VISION_CONSTRAINTS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 import autonas as an
@@ -117,11 +119,15 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _results_of_two_ranks(worker: Callable[[int, int, str], None], out_dir: Path) -> list[dict]:
+    """Run ``worker(rank, port, out_dir)`` in two processes and load what each rank saved."""
+    mp.spawn(worker, args=(_free_port(), str(out_dir)), nprocs=2)
+    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out_dir = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_train_on_rank, args=(_free_port(), str(out_dir)), nprocs=2)
-    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    return _results_of_two_ranks(_train_on_rank, tmp_path_factory.mktemp("ddp"))
 
 
 def test_every_rank_runs_the_same_subnet_at_every_step(ranks) -> None:
@@ -156,3 +162,87 @@ def test_eval_returns_to_the_maximal_subnet_and_gives_identical_outputs(ranks) -
         assert any("queue not filled (20 of 50 batches)" in message for message in rank["warnings"])
         assert rank["queue"] == STEPS + 3, "the calibration batches are cached too"
     assert torch.equal(first["output"], second["output"])
+
+
+# ------------------------------------------------------------------------------- sandwich steps
+SANDWICH_STEPS = 6
+NUM_RANDOM = 2
+
+
+def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
+    calls[-1] += 1
+    return default_hooks.allreduce_hook(None, bucket)
+
+
+def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
+    """Sandwich steps twice: through the DDP model (no_sync) and through the inner model (every backward syncs)."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        results = {}
+        for variant in ("no_sync", "every_backward"):
+            model = build_supernet()
+            # A seed per rank: only the broadcast of rank 0's generator makes the ranks agree; both
+            # variants then draw the same subnets.
+            PatchManager.get_manager(model).generator.reseed(5 + rank)
+            ddp = DistributedDataParallel(model, find_unused_parameters=True, bucket_cap_mb=100)
+            calls: list[int] = []
+            ddp.register_comm_hook(calls, _count_allreduces)
+            optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+            data = torch.Generator().manual_seed(100 + rank)
+            configs, first_gradients = [], {}
+            ddp.train()
+            for _ in range(SANDWICH_STEPS):
+                x = torch.randn(4, 3, 16, 16, generator=data)
+                y = torch.randint(0, 10, (4,), generator=data)
+                calls.append(0)
+                optimizer.zero_grad()
+                # Passing the inner model leaves DDP's no_sync unused: every backward all-reduces.
+                for step in an.sandwich(ddp if variant == "no_sync" else model, num_random=NUM_RANDOM, distill=True):
+                    step.loss(ddp(x), y, F.cross_entropy).backward()
+                    configs.append((step.kind, subnet(model)))
+                if not first_gradients:
+                    first_gradients = {name: p.grad.clone() for name, p in model.named_parameters()}
+                optimizer.step()
+            results[variant] = {
+                "configs": configs,
+                "allreduces_per_step": calls,
+                "first_gradients": first_gradients,
+                "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
+            }
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def sandwich_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return _results_of_two_ranks(_sandwich_on_rank, tmp_path_factory.mktemp("ddp_sandwich"))
+
+
+def test_sandwich_steps_train_the_same_subnets_on_every_rank(sandwich_ranks) -> None:
+    first, second = sandwich_ranks
+    for variant in ("no_sync", "every_backward"):
+        configs = first[variant]["configs"]
+        assert configs == second[variant]["configs"]
+        assert len(configs) == SANDWICH_STEPS * (2 + NUM_RANDOM)
+        kinds = [kind for kind, _ in configs]
+        assert kinds == ["max", "min", "random", "random"] * SANDWICH_STEPS
+        randoms = {config for kind, config in configs if kind == "random"}
+        assert len(randoms) > 3 and {dict(config)["blocks.depth"] for config in randoms} > {3}
+    assert first["no_sync"]["configs"] == first["every_backward"]["configs"], "both variants from rank 0's seed"
+
+
+def test_sandwich_steps_all_reduce_once_per_step_and_keep_ranks_identical(sandwich_ranks) -> None:
+    first, second = sandwich_ranks
+    assert first["no_sync"]["allreduces_per_step"] == [1] * SANDWICH_STEPS
+    assert first["every_backward"]["allreduces_per_step"] == [2 + NUM_RANDOM] * SANDWICH_STEPS
+    for variant in ("no_sync", "every_backward"):
+        for name, value in first[variant]["parameters"].items():
+            assert torch.equal(value, second[variant]["parameters"][name]), (variant, name)
+    # Averaging the sum of the subnets' gradients once equals summing their averages (up to rounding).
+    for name, value in first["no_sync"]["first_gradients"].items():
+        other = first["every_backward"]["first_gradients"][name]
+        torch.testing.assert_close(value, other, rtol=0, atol=1e-5 * float(other.abs().max()))
+    untrained = build_supernet()
+    assert not torch.equal(first["no_sync"]["parameters"]["head.weight"], untrained.head.weight)

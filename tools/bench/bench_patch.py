@@ -52,6 +52,9 @@ class SampleThenMax:
     def sample_max(self) -> None:
         self.inner.sample_max()
 
+    def sample_min(self) -> None:
+        self.inner.sample_min()
+
 
 def converted_resnet18() -> nn.Module:
     torch.manual_seed(0)

@@ -243,6 +243,26 @@ def test_a_seeded_conversion_samples_the_same_subnets_in_training(images: torch.
     assert first != training_subnets(1)
 
 
+def test_sandwich_steps_of_a_converted_model_visit_its_max_and_min_subnets(images: torch.Tensor) -> None:
+    from autonas_patch import sandwich
+
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)], mode_kwargs={"seed": 0})
+    expected = {}
+    for bound in (max, min):
+        am.sample(model, bound)
+        expected[bound.__name__] = am.get_subnet_config(model)
+    model.train()
+    seen = []
+    for subnet in sandwich(model, num_random=1):
+        model(images)
+        seen.append((subnet.kind, am.get_subnet_config(model)))
+    assert seen[:2] == [("max", expected["max"]), ("min", expected["min"])]
+    assert expected["max"] != expected["min"]
+    with pytest.warns(UserWarning, match=r"queue not filled \(1 of 50 batches\)"):  # one cached batch per step
+        model.eval()
+    assert am.get_subnet_config(model) == expected["max"], "eval() returns to the maximal subnet"
+
+
 def test_convert_and_export_unwrap_data_parallel(tiny: nn.Module) -> None:
     with pytest.warns(UserWarning, match=r"convert\(\) unwraps the DataParallel model and works on the inner TinyNet"):
         model = am.convert(nn.DataParallel(tiny), mode=[("autonas", RULES)])

@@ -110,6 +110,9 @@ class SuperNetSampler:
     def sample_max(self) -> None:
         self.select({name: max(choices) for name, choices in self.choices.items()})
 
+    def sample_min(self) -> None:
+        self.select({name: min(choices) for name, choices in self.choices.items()})
+
     def select(self, config: dict[str, Any]) -> None:
         for name, value in config.items():
             self._set(name, value)

@@ -83,6 +83,7 @@ def test_fresh_patch_data(patched) -> None:
         100,
         False,
     )
+    assert (data["hold_subnet"], data["repeat_batch"]) == (False, False)
 
 
 def test_eval_forwards_neither_sample_nor_queue(patched) -> None:

@@ -106,7 +106,7 @@ def test_bad_use_gives_clear_errors() -> None:
         def is_configurable(self) -> bool:
             return True
 
-    with pytest.raises(TypeError, match=r"sampler HalfSampler .* missing \['sample', 'sample_max'\]"):
+    with pytest.raises(TypeError, match=r"sampler HalfSampler .* missing \['sample', 'sample_max', 'sample_min'\]"):
         AutoNASPatchManager(plain).patch(HalfSampler())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         AutoNASPatchManager(plain).patch(SuperNetSampler(plain), seed=-1)

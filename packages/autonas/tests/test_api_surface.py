@@ -57,7 +57,15 @@ CONTRACT: dict[str, str] = {
     **dict.fromkeys(["IterativeSearcher", "RandomSearcher", "EvolveSearcher", "ChoiceSpace"], "autonas_search"),
     **dict.fromkeys(["SearchError", "CheckpointError", "NoSatisfiedCandidateError"], "autonas_search"),
     **dict.fromkeys(
-        ["AutoNASPatchManager", "no_patches", "enable_patches", "set_patches_enabled", "is_patches_enabled"],
+        [
+            "AutoNASPatchManager",
+            "no_patches",
+            "enable_patches",
+            "set_patches_enabled",
+            "is_patches_enabled",
+            "sandwich",
+            "soft_cross_entropy",
+        ],
         "autonas_patch",
     ),
 }

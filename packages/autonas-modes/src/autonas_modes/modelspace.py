@@ -51,6 +51,11 @@ class HparamSampler:
         for hp in self.hparams:
             hp.active = hp.max
 
+    def sample_min(self) -> None:
+        """Activate the minimal subnet."""
+        for hp in self.hparams:
+            hp.active = hp.min
+
 
 def model_space(model: nn.Module) -> SearchSpace:
     """The search space view over an already converted model (no tracing)."""

@@ -10,10 +10,11 @@ Contract for converters (what ``autonas_modes`` calls)::
 
     from autonas_patch import AutoNASPatchManager, PatchManager, prep_for_eval
 
-    class ModelSampler:                        # any object with these three methods (SubnetSampler)
+    class ModelSampler:                        # any object with these four methods (SubnetSampler)
         def is_configurable(self) -> bool: ...        # more than one subnet?
         def sample(self, rng: random.Random) -> None: ...  # activate a uniform random subnet, all draws from rng
         def sample_max(self) -> None: ...             # activate the maximal subnet
+        def sample_min(self) -> None: ...             # activate the minimal subnet
 
     AutoNASPatchManager(model).patch(ModelSampler(model), seed=None)   # after conversion
     PatchManager.is_patched(model) -> bool                 # model or a submodule patched?
@@ -22,10 +23,10 @@ Contract for converters (what ``autonas_modes`` calls)::
                                                            # manager: marks BatchNorm statistics stale
     manager.generator.rng                                  # the model's random.Random, same on every rank
     manager.generator.reseed(seed)                         # start the model's sampling over from a seed
-    manager.sample() / manager.sample_max()                # pre-sample hook + sampler
+    manager.sample(rng=None) / sample_max() / sample_min() # pre-sample hook + sampler
     manager.call_post_eval(forward_loop=None)              # recalibrate now if stale (export with calib)
     manager.patch_data                                     # dict: queue, fill, count, train_count_since_sample,
-                                                           # autosampled, sampler, generator
+                                                           # autosampled, hold_subnet, repeat_batch, sampler, generator
     manager.unpatch()                                      # before export: the instance is as before patch()
     prep_for_eval(model, forward_loop=None) -> model       # eval mode + one post-eval hook (start of a search)
 
@@ -43,6 +44,9 @@ Training-time behaviour (AutoNAS, SPEC section 6):
   cached batches, or warn "calibration queue not filled" when fewer are cached.
 - recalibration = reset every BatchNorm, cumulative average (``momentum=None``) over the batches under
   ``torch.no_grad``, then every submodule gets back its own train flag and momentum.
+- :func:`sandwich` (the sandwich rule): inside one training step, the maximal, the minimal and a few
+  random subnets in turn, their gradients accumulated, all-reduced once under DDP; with in-place
+  distillation (:func:`soft_cross_entropy` against the maximal subnet's detached output).
 - :func:`no_patches`, :func:`enable_patches`, :func:`set_patches_enabled`, :func:`is_patches_enabled`:
   a process-wide switch (context managers and decorators) that turns all of the above off and on.
 - torch.distributed: the generator's state is broadcast from rank 0 once, at its first use inside a
@@ -55,9 +59,11 @@ from importlib.metadata import version as _version
 
 from .autonas import BN_CALIB_ITERS, QUEUE_MAXLEN, AutoNASPatchManager
 from .calibration import recalibrate_batchnorm
+from .distill import soft_cross_entropy
 from .generator import SyncedRandom
 from .manager import PatchManager, prep_for_eval
 from .sampler import SubnetSampler
+from .sandwich import SandwichSubnet, sandwich
 from .switch import enable_patches, is_patches_enabled, no_patches, set_patches_enabled
 
 __version__ = _version("autonas-patch")
@@ -67,6 +73,7 @@ __all__ = [
     "QUEUE_MAXLEN",
     "AutoNASPatchManager",
     "PatchManager",
+    "SandwichSubnet",
     "SubnetSampler",
     "SyncedRandom",
     "__version__",
@@ -75,5 +82,7 @@ __all__ = [
     "no_patches",
     "prep_for_eval",
     "recalibrate_batchnorm",
+    "sandwich",
     "set_patches_enabled",
+    "soft_cross_entropy",
 ]

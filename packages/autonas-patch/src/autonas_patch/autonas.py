@@ -61,7 +61,12 @@ class AutoNASPatchManager(PatchManager):
     - ``count``: forwards run in train mode or while filling.
     - ``train_count_since_sample``: train-mode forwards since the last architecture change; below
       100 the BatchNorm statistics are stale (starts at 100: the converted model's own statistics).
-    - ``autosampled``: whether the active subnet was sampled by a training forward.
+    - ``autosampled``: whether the active subnet was sampled in training (by a training forward
+      or by :func:`autonas_patch.sandwich`).
+    - ``hold_subnet``: while set, a training forward runs the active subnet instead of sampling one
+      (counting and caching go on); :func:`autonas_patch.sandwich` sets it for its step.
+    - ``repeat_batch``: while set, a forward is neither counted nor cached: it runs a batch that was
+      already seen (the second and later subnets of a sandwich step).
     - ``sampler`` and ``generator``: see :class:`PatchManager`.
     """
 
@@ -74,19 +79,23 @@ class AutoNASPatchManager(PatchManager):
             "count": 0,
             "train_count_since_sample": BN_CALIB_ITERS,
             "autosampled": False,
+            "hold_subnet": False,
+            "repeat_batch": False,
         }
 
     def _hook_pre_forward(self, *args: Any, **kwargs: Any) -> None:
-        """Sample a subnet (train mode) and cache the inputs (train mode or ``fill``)."""
+        """Sample a subnet (train mode, unless held) and cache the inputs (train mode or ``fill``, unless repeated)."""
         data = self.patch_data
         training = self.model.training
         if not (training or data["fill"]):
             return
         if training:
-            if self.sample_during_training:
+            if self.sample_during_training and not data["hold_subnet"]:
                 self.sample()
                 data["autosampled"] = True
             data["train_count_since_sample"] += 1
+        if data["repeat_batch"]:
+            return
         queue = data["queue"]
         if data["fill"] or not _is_full(queue) or data["count"] % BN_CALIB_ITERS == 0:
             queue.append(capture_inputs(args, kwargs))

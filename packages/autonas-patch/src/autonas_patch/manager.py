@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -206,7 +207,9 @@ class PatchManager:
             RuntimeError: The model or one of its submodules is already patched.
         """
         missing = [
-            name for name in ("is_configurable", "sample", "sample_max") if not callable(getattr(sampler, name, None))
+            name
+            for name in ("is_configurable", "sample", "sample_max", "sample_min")
+            if not callable(getattr(sampler, name, None))
         ]
         if missing:
             raise TypeError(
@@ -240,15 +243,25 @@ class PatchManager:
         _remove_patch(self.model)
 
     # -------------------------------------------------------------------------- public triggers
-    def sample(self) -> None:
-        """Activate a random subnet drawn from the model's generator (runs the pre-sample hook first)."""
+    def sample(self, rng: random.Random | None = None) -> None:
+        """Activate a random subnet (runs the pre-sample hook first).
+
+        Args:
+            rng: Where the draws come from; ``None`` for the model's generator. Give a generator
+                seeded from the model's one to draw a subnet again (the same on every rank).
+        """
         self._hook_pre_sample()
-        self.sampler.sample(self.generator.rng)
+        self.sampler.sample(self.generator.rng if rng is None else rng)
 
     def sample_max(self) -> None:
         """Activate the maximal subnet (runs the pre-sample hook first)."""
         self._hook_pre_sample()
         self.sampler.sample_max()
+
+    def sample_min(self) -> None:
+        """Activate the minimal subnet (runs the pre-sample hook first)."""
+        self._hook_pre_sample()
+        self.sampler.sample_min()
 
     def call_pre_sample(self) -> None:
         """Tell the manager the architecture is about to change; call before any select/sample done elsewhere."""

@@ -33,3 +33,7 @@ class SubnetSampler(Protocol):
     def sample_max(self) -> None:
         """Activate the maximal subnet (the largest choice of every hyperparameter)."""
         ...
+
+    def sample_min(self) -> None:
+        """Activate the minimal subnet (the smallest choice of every hyperparameter)."""
+        ...

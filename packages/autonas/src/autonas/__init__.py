@@ -2,10 +2,10 @@
 
 ``import autonas as an`` gives the whole public API: the model workflow (``an.convert``,
 ``an.search``, ``an.export``, ``an.save`` / ``an.restore``, ``an.profile``, ...), the configuration
-(``an.AutoNASConfig``), the searchers, the switches of training-time sampling and the errors (each
-package's base class and the errors it raises on purpose). Each name lives in one of the autonas
-packages (its *home*) and is the very same object here. Names are imported on first access, so
-``import autonas`` does not import torch.
+(``an.AutoNASConfig``), the searchers, the switches of training-time sampling, the sandwich rule
+(``an.sandwich``) and the errors (each package's base class and the errors it raises on purpose).
+Each name lives in one of the autonas packages (its *home*) and is the very same object here. Names
+are imported on first access, so ``import autonas`` does not import torch.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "enable_patches",
         "set_patches_enabled",
         "is_patches_enabled",
+        "sandwich",
+        "soft_cross_entropy",
     ),
 }
 
@@ -119,11 +121,13 @@ __all__ = [
     "restore_searchspace",
     "sample",
     "sample_and_reset",
+    "sandwich",
     "save",
     "search",
     "search_space_size",
     "select",
     "set_patches_enabled",
+    "soft_cross_entropy",
     "sort_parameters",
     "update_autonas_metadata",
 ]
@@ -170,7 +174,9 @@ if TYPE_CHECKING:
         enable_patches,
         is_patches_enabled,
         no_patches,
+        sandwich,
         set_patches_enabled,
+        soft_cross_entropy,
     )
     from autonas_search import (
         CheckpointError,

@@ -1,0 +1,199 @@
+"""The sandwich rule: the maximal, the minimal and a few random subnets trained in one optimizer step."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .autonas import AutoNASPatchManager
+from .calibration import _map_tensors
+from .distill import soft_cross_entropy
+from .manager import PatchManager
+
+__all__ = ["SandwichSubnet", "sandwich"]
+
+#: A distillation loss: ``(output of a smaller subnet, detached output of the maximal subnet) -> loss``.
+DistillLoss = Callable[[Any, Any], torch.Tensor]
+SubnetKind = Literal["max", "min", "random"]
+
+
+class _Teacher:
+    """The detached output of the maximal subnet on the current micro-batch, shared by a step's subnets."""
+
+    def __init__(self, loss: DistillLoss | None) -> None:
+        self.loss = loss
+        self.output: Any = None
+        self.micro_batch = -1
+
+
+class SandwichSubnet:
+    """One subnet of a sandwich step; it is active on the model while the loop body runs.
+
+    Attributes:
+        kind: ``"max"``, ``"min"`` or ``"random"``.
+        index: Position in the step's order (0 the maximal subnet, 1 the minimal, then the random ones).
+        micro_batch: Index of the micro-batch this forward/backward is for.
+        is_last: Whether this is the step's last subnet: under DistributedDataParallel its backward is
+            the one that all-reduces the gradients.
+    """
+
+    def __init__(self, kind: SubnetKind, index: int, micro_batch: int, is_last: bool, teacher: _Teacher) -> None:
+        self.kind = kind
+        self.index = index
+        self.micro_batch = micro_batch
+        self.is_last = is_last
+        self._teacher = teacher
+
+    @property
+    def teacher(self) -> Any:
+        """Detached output of the maximal subnet on this micro-batch (``None`` until :meth:`loss` ran for it)."""
+        teacher = self._teacher
+        return teacher.output if teacher.micro_batch == self.micro_batch else None
+
+    def loss(self, output: Any, target: Any, loss_fn: Callable[[Any, Any], torch.Tensor]) -> torch.Tensor:
+        """The training loss of this subnet's ``output``.
+
+        The maximal subnet gets ``loss_fn(output, target)``, and with distillation its detached
+        output becomes the teacher of the micro-batch. Every other subnet gets the distillation loss
+        against that teacher when distillation is on, ``loss_fn(output, target)`` otherwise.
+
+        Raises:
+            RuntimeError: Distillation is on and the maximal subnet's loss was not computed with
+                this method for the micro-batch.
+        """
+        teacher = self._teacher
+        if self.kind == "max":
+            if teacher.loss is not None:
+                teacher.output = _map_tensors(output, torch.Tensor.detach)
+                teacher.micro_batch = self.micro_batch
+            return loss_fn(output, target)
+        if teacher.loss is None:
+            return loss_fn(output, target)
+        if teacher.micro_batch != self.micro_batch:
+            raise RuntimeError(
+                f"no teacher for the {self.kind} subnet of micro-batch {self.micro_batch}: in-place distillation "
+                "takes the maximal subnet's output as the target, so compute its loss with subnet.loss() first"
+            )
+        return teacher.loss(output, teacher.output)
+
+    def __repr__(self) -> str:
+        return f"SandwichSubnet(kind={self.kind!r}, index={self.index}, micro_batch={self.micro_batch})"
+
+
+def _distill_loss(distill: bool | DistillLoss, temperature: float) -> DistillLoss | None:
+    if distill is False:
+        return None
+    if distill is True:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        return lambda output, teacher: soft_cross_entropy(output, teacher, temperature)
+    if not callable(distill):
+        raise TypeError(f"distill must be True, False or a loss (output, teacher) -> tensor, got {distill!r}")
+    if temperature != 1.0:
+        raise ValueError(
+            "temperature applies to the built-in soft cross-entropy only; a custom distill loss applies its own"
+        )
+    return distill
+
+
+def _check_count(name: str, value: Any, lowest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"{name} must be an int >= {lowest}, got {value!r}")
+
+
+def sandwich(
+    model: nn.Module,
+    num_random: int = 2,
+    *,
+    micro_batches: int = 1,
+    distill: bool | DistillLoss = True,
+    temperature: float = 1.0,
+) -> Iterator[SandwichSubnet]:
+    """Train the maximal, the minimal and ``num_random`` random subnets in one optimizer step.
+
+    Iterate over it inside one training step; each item activates its subnet, and the loop body
+    runs the forward and the backward of that subnet, so the gradients of all of them add up
+    before your ``optimizer.step()``::
+
+        for x, y in loader:
+            optimizer.zero_grad()
+            for subnet in sandwich(model, num_random=2):
+                loss = subnet.loss(model(x), y, criterion)
+                loss.backward()
+            optimizer.step()
+
+    Order: the maximal subnet, the minimal subnet, then the random ones, drawn from the model's
+    generator at the start of the step (the same on every torch.distributed rank). A model with a
+    single subnet yields only the maximal one. While the step runs, training forwards do not
+    sample subnets themselves; the first forward of each micro-batch is cached for BatchNorm
+    recalibration and the others (the same batch again) are not. Afterwards ``model.eval()``
+    returns to the maximal subnet and recalibrates, as after ordinary training.
+
+    Pass the ``DistributedDataParallel`` (or any wrapper with ``no_sync()``) model you call in the
+    loop: every backward but the step's last runs under ``no_sync()``, so gradients are all-reduced
+    once per step. ``torch.autocast`` and ``GradScaler`` go in the loop body as usual.
+
+    Args:
+        model: The patched model (an ``autonas.convert``-ed one), or a wrapper around it.
+        num_random: Random subnets per step, besides the maximal and the minimal one.
+        micro_batches: Gradient accumulation: the subnets of the step are yielded once per
+            micro-batch (all of them for micro-batch 0, then the same ones again for 1, ...); scale
+            each loss by ``1 / micro_batches`` for the mean over the whole batch.
+        distill: In-place distillation (on by default): ``True`` makes the maximal subnet's detached
+            output the target of the others through :func:`autonas_patch.soft_cross_entropy` (logit
+            outputs); or a loss ``(output, teacher) -> tensor`` of your own (any output structure);
+            ``False`` trains every subnet on ``loss_fn``. It acts through :meth:`SandwichSubnet.loss`.
+        temperature: Temperature of the built-in distillation loss.
+
+    Yields:
+        :class:`SandwichSubnet`: the active subnet, with ``loss()`` that applies the distillation.
+
+    Raises:
+        RuntimeError: The model is not patched for AutoNAS training, or a sandwich step is already
+            running on it.
+        ValueError / TypeError: A bad argument (named in the message).
+    """
+    _check_count("num_random", num_random, 0)
+    _check_count("micro_batches", micro_batches, 1)
+    teacher = _Teacher(_distill_loss(distill, temperature))
+    manager = PatchManager.get_manager(model)
+    if not isinstance(manager, AutoNASPatchManager):
+        raise RuntimeError(
+            f"sandwich() needs a model patched for AutoNAS training, {type(model).__name__} is patched by "
+            f"{type(manager).__name__}"
+        )
+    data = manager.patch_data
+    if data["hold_subnet"]:
+        raise RuntimeError(f"a sandwich step is already running on {type(model).__name__}: finish it first")
+    return _steps(model, manager, num_random, micro_batches, teacher)
+
+
+def _steps(
+    model: nn.Module, manager: AutoNASPatchManager, num_random: int, micro_batches: int, teacher: _Teacher
+) -> Iterator[SandwichSubnet]:
+    data = manager.patch_data
+    if manager.sampler.is_configurable():
+        seeds = [manager.generator.rng.getrandbits(64) for _ in range(num_random)]
+        order: list[tuple[SubnetKind, Callable[[], None]]] = [("max", manager.sample_max), ("min", manager.sample_min)]
+        order += [("random", lambda seed=seed: manager.sample(random.Random(seed))) for seed in seeds]
+    else:
+        order = [("max", manager.sample_max)]
+    no_sync = getattr(model, "no_sync", None)
+    data["hold_subnet"] = True
+    try:
+        for micro_batch in range(micro_batches):
+            for index, (kind, activate) in enumerate(order):
+                activate()
+                data["repeat_batch"] = index > 0
+                is_last = micro_batch == micro_batches - 1 and index == len(order) - 1
+                sync = contextlib.nullcontext() if is_last or no_sync is None else no_sync()
+                with sync:
+                    yield SandwichSubnet(kind, index, micro_batch, is_last, teacher)
+    finally:
+        data["hold_subnet"] = data["repeat_batch"] = False
+        data["autosampled"] = True

@@ -1,0 +1,310 @@
+"""The sandwich rule and in-place distillation: order, accumulated gradients, caching, AMP, micro-batches."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from patch_models import SuperNet, SuperNetSampler, patched_supernet
+from torch import nn
+
+from autonas_patch import (
+    AutoNASPatchManager,
+    PatchManager,
+    SandwichSubnet,
+    no_patches,
+    sandwich,
+    soft_cross_entropy,
+)
+
+MAX_CONFIG = {"blocks.depth": 3, "blocks.0.hidden": 8, "blocks.1.hidden": 8, "blocks.2.hidden": 8}
+MIN_CONFIG = {"blocks.depth": 1, "blocks.0.hidden": 2, "blocks.1.hidden": 2, "blocks.2.hidden": 2}
+
+
+def data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(step)
+    return torch.randn(4, 3, 8, 8, generator=generator), torch.randint(0, 5, (4,), generator=generator)
+
+
+class Trainer:
+    """SGD steps, optionally under bfloat16 autocast with a GradScaler; ``micro_batches`` chunks of each batch."""
+
+    def __init__(self, model: nn.Module, micro_batches: int = 1, amp: bool = False) -> None:
+        self.model, self.micro_batches, self.amp = model, micro_batches, amp
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, enabled=amp)
+        model.train()
+
+    def chunk(self, step: int, micro_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = data(step)
+        return x.chunk(self.micro_batches)[micro_batch], y.chunk(self.micro_batches)[micro_batch]
+
+    def backward(self, loss_of_output: Any, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
+            loss = loss_of_output(self.model(x)) / self.micro_batches
+        self.scaler.scale(loss).backward()
+        return loss
+
+    def update(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+
+
+Record = list[list[tuple[str, int, dict[str, int]]]]
+
+
+def sandwich_training(model: SuperNet, steps: int, amp: bool = False, **options: Any) -> Record:
+    """``steps`` optimizer steps with ``sandwich`` (no distillation unless asked); per step the (kind, micro-batch, subnet) of every item."""
+    options.setdefault("distill", False)
+    sampler = PatchManager.get_manager(model).sampler
+    trainer = Trainer(model, options.get("micro_batches", 1), amp)
+    record = []
+    for step in range(steps):
+        items = []
+        for subnet in sandwich(model, **options):
+            x, y = trainer.chunk(step, subnet.micro_batch)
+            trainer.backward(lambda output, y=y, subnet=subnet: subnet.loss(output, y, F.cross_entropy), x)
+            items.append((subnet.kind, subnet.micro_batch, sampler.config()))
+        trainer.update()
+        record.append(items)
+    return record
+
+
+def manual_training(model: SuperNet, record: Record, micro_batches: int = 1, amp: bool = False) -> None:
+    """The same steps written out by hand: select each recorded subnet, forward, backward, then one update."""
+    sampler = PatchManager.get_manager(model).sampler
+    trainer = Trainer(model, micro_batches, amp)
+    with no_patches():
+        for step, items in enumerate(record):
+            for _, micro_batch, config in items:
+                sampler.select(config)
+                x, y = trainer.chunk(step, micro_batch)
+                trainer.backward(lambda output, y=y: F.cross_entropy(output, y), x)
+            trainer.update()
+
+
+def assert_same_parameters(a: nn.Module, b: nn.Module) -> None:
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+@pytest.fixture
+def model() -> SuperNet:
+    return patched_supernet(seed=3)[0]
+
+
+def test_order_is_max_min_then_random_subnets_drawn_from_the_model_generator(model) -> None:
+    record = sandwich_training(model, steps=4, num_random=2)
+    for items in record:
+        assert [kind for kind, _, _ in items] == ["max", "min", "random", "random"]
+        assert items[0][2] == MAX_CONFIG and items[1][2] == MIN_CONFIG
+    randoms = [config for items in record for _, _, config in items[2:]]
+    assert len({tuple(config.values()) for config in randoms}) > 4, "random subnets must vary"
+
+    again = patched_supernet(seed=3)[0]
+    assert sandwich_training(again, steps=4, num_random=2) == record, "the model's seed fixes the random subnets"
+    other = patched_supernet(seed=4)[0]
+    assert sandwich_training(other, steps=4, num_random=2) != record
+
+
+def test_gradients_of_all_subnets_accumulate_before_the_step(model) -> None:
+    reference = copy.deepcopy(model)
+    record = sandwich_training(model, steps=3, num_random=2)
+    manual_training(reference, record)
+    assert_same_parameters(model, reference)
+
+    last_only = copy.deepcopy(reference)  # a loop that kept only the last subnet's gradient ends elsewhere
+    manual_training(last_only, [[items[-1]] for items in record])
+    assert not torch.equal(last_only.head.weight, model.head.weight)
+
+
+def test_micro_batches_repeat_the_same_subnets_and_match_a_manual_loop(model) -> None:
+    reference = copy.deepcopy(model)
+    record = sandwich_training(model, steps=3, num_random=1, micro_batches=2)
+    for items in record:
+        assert [(kind, micro) for kind, micro, _ in items] == [
+            ("max", 0),
+            ("min", 0),
+            ("random", 0),
+            ("max", 1),
+            ("min", 1),
+            ("random", 1),
+        ]
+        assert items[2][2] == items[5][2], "every micro-batch trains the same random subnet"
+    manual_training(reference, record, micro_batches=2)
+    assert_same_parameters(model, reference)
+
+
+def test_autocast_and_grad_scaler_compose(model) -> None:
+    reference = copy.deepcopy(model)
+    record = sandwich_training(model, steps=3, num_random=1, amp=True)
+    manual_training(reference, record, amp=True)
+    assert_same_parameters(model, reference)
+    plain = patched_supernet(seed=3)[0]
+    sandwich_training(plain, steps=3, num_random=1)
+    assert not torch.equal(plain.head.weight, model.head.weight), "bfloat16 autocast must have been active"
+
+
+def test_each_step_caches_one_batch_per_micro_batch_and_eval_recalibrates_the_max_subnet(model) -> None:
+    manager = PatchManager.get_manager(model)
+    data_ = manager.patch_data
+    data_["queue"] = deque(maxlen=4)
+    sandwich_training(model, steps=2, num_random=2, micro_batches=2)
+    assert data_["count"] == 4 and len(data_["queue"]) == 4, "one cached batch per micro-batch, not per subnet"
+    cached = [item[0] for item in data_["queue"]]
+    assert torch.equal(cached[0], data(0)[0][:2]) and torch.equal(cached[3], data(1)[0][2:])
+    assert data_["autosampled"] and data_["train_count_since_sample"] < 100
+    before = model.stem_bn.running_mean.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.eval()
+    assert manager.sampler.config() == MAX_CONFIG
+    assert not torch.equal(model.stem_bn.running_mean, before), "eval() recalibrated from the 4 cached batches"
+    assert data_["train_count_since_sample"] == 100
+
+
+def test_plain_training_samples_again_after_a_step_also_after_break(model) -> None:
+    sampler = PatchManager.get_manager(model).sampler
+    model.train()
+    x, _ = data(0)
+    for subnet in sandwich(model, num_random=2):
+        if subnet.kind == "min":
+            break
+    assert sampler.config() == MIN_CONFIG
+    data_ = PatchManager.get_manager(model).patch_data
+    assert not data_["hold_subnet"] and not data_["repeat_batch"]
+    configs = set()
+    for _ in range(6):
+        model(x)
+        configs.add(tuple(sampler.config().values()))
+    assert len(configs) > 1, "forwards outside a sandwich step sample their own subnet"
+
+
+def test_with_patches_off_the_subnets_still_change_but_nothing_is_cached(model) -> None:
+    manager = PatchManager.get_manager(model)
+    model.train()
+    seen = []
+    with no_patches():
+        for _ in sandwich(model, num_random=1):
+            model(data(0)[0])
+            seen.append(manager.sampler.config())
+    assert seen[:2] == [MAX_CONFIG, MIN_CONFIG]
+    assert manager.patch_data["count"] == 0 and len(manager.patch_data["queue"]) == 0
+
+
+def test_a_model_with_one_subnet_yields_only_the_maximal_one() -> None:
+    torch.manual_seed(0)
+    net = SuperNet()
+    sampler = SuperNetSampler(net, widths=(8,), depths=(3,))
+    AutoNASPatchManager(net).patch(sampler, seed=0)
+    assert [subnet.kind for subnet in sandwich(net, num_random=3, micro_batches=2)] == ["max", "max"]
+
+
+def test_distillation_targets_are_the_detached_max_output(model) -> None:
+    model.train()
+    x, y = data(0)
+    seen: list[tuple[SandwichSubnet, torch.Tensor, torch.Tensor]] = []
+    for subnet in sandwich(model, num_random=2, temperature=2.0):  # distillation is on by default
+        assert subnet.teacher is None if subnet.kind == "max" else subnet.teacher is not None
+        output = model(x)
+        loss = subnet.loss(output, y, F.cross_entropy)
+        seen.append((subnet, output, loss))
+        loss.backward()
+    (max_subnet, max_output, max_loss), *others = seen
+    assert torch.equal(max_loss, F.cross_entropy(max_output, y))
+    teacher = max_subnet.teacher
+    assert torch.equal(teacher, max_output) and not teacher.requires_grad and teacher.grad_fn is None
+    for subnet, output, loss in others:
+        assert subnet.teacher is teacher
+        assert torch.equal(loss, soft_cross_entropy(output, max_output.detach(), 2.0))
+        assert not torch.equal(loss, F.cross_entropy(output, y))
+
+
+def test_a_custom_distill_loss_takes_structured_outputs(model) -> None:
+    model.train()
+    x, y = data(0)
+    calls = []
+
+    def distill(output: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls.append(teacher)
+        return F.mse_loss(output["logits"], teacher["logits"])
+
+    def task_loss(output: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output["logits"], target)
+
+    for subnet in sandwich(model, num_random=1, distill=distill):
+        logits = model(x)
+        loss = subnet.loss({"logits": logits, "step": 0}, y, task_loss)
+        if subnet.kind == "max":
+            expected = logits.detach()
+        loss.backward()
+    assert len(calls) == 2
+    assert all(torch.equal(teacher["logits"], expected) and teacher["step"] == 0 for teacher in calls)
+    assert not calls[0]["logits"].requires_grad
+
+
+def test_without_distillation_every_subnet_takes_the_task_loss(model) -> None:
+    model.train()
+    x, y = data(0)
+    for subnet in sandwich(model, num_random=1, distill=False):
+        output = model(x)
+        assert torch.equal(subnet.loss(output, y, F.cross_entropy), F.cross_entropy(output, y))
+        assert subnet.teacher is None
+
+
+def test_distillation_needs_the_max_subnets_loss_first(model) -> None:
+    model.train()
+    x, y = data(0)
+    with pytest.raises(RuntimeError, match="no teacher for the min subnet of micro-batch 0"):
+        for subnet in sandwich(model, num_random=0, distill=True):
+            output = model(x)
+            loss = F.cross_entropy(output, y) if subnet.kind == "max" else subnet.loss(output, y, F.cross_entropy)
+            loss.backward()
+    assert not PatchManager.get_manager(model).patch_data["hold_subnet"]
+
+
+def test_soft_cross_entropy_is_cross_entropy_against_softened_teacher_probabilities() -> None:
+    generator = torch.Generator().manual_seed(0)
+    output = torch.randn(6, 5, 3, generator=generator, requires_grad=True)
+    teacher = torch.randn(6, 5, 3, generator=generator, requires_grad=True)
+    loss = soft_cross_entropy(output, teacher, temperature=3.0)
+    expected = F.cross_entropy(output / 3.0, F.softmax(teacher / 3.0, dim=1)) * 9.0
+    torch.testing.assert_close(loss, expected)
+    kl = F.kl_div(F.log_softmax(output / 3.0, 1), F.log_softmax(teacher / 3.0, 1), log_target=True, reduction="none")
+    kl_loss = kl.sum(1).mean() * 9.0
+    (grad,) = torch.autograd.grad(loss, output, retain_graph=True)
+    (kl_grad,) = torch.autograd.grad(kl_loss, output)
+    torch.testing.assert_close(grad, kl_grad)
+    loss.backward()
+    assert teacher.grad is None, "the teacher gets no gradient"
+
+
+def test_bad_arguments_are_named(model) -> None:
+    with pytest.raises(ValueError, match="num_random must be an int >= 0, got -1"):
+        sandwich(model, num_random=-1)
+    with pytest.raises(ValueError, match="micro_batches must be an int >= 1, got 0"):
+        sandwich(model, micro_batches=0)
+    with pytest.raises(TypeError, match="distill must be True, False or a loss"):
+        sandwich(model, distill="kl")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
+        sandwich(model, distill=True, temperature=0)
+    with pytest.raises(ValueError, match="temperature applies to the built-in soft cross-entropy only"):
+        sandwich(model, distill=F.mse_loss, temperature=2.0)
+    with pytest.raises(RuntimeError, match="SuperNet is not patched"):
+        sandwich(SuperNet())
+    with pytest.raises(TypeError, match="soft_cross_entropy takes logit tensors, got dict"):
+        soft_cross_entropy({"logits": torch.zeros(2, 3)}, torch.zeros(2, 3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"output \(2, 3\) and teacher \(2, 4\)"):
+        soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
+    steps = iter(sandwich(model))
+    next(steps)
+    with pytest.raises(RuntimeError, match="a sandwich step is already running on SuperNet"):
+        sandwich(model)
+    steps.close()
+    next(iter(sandwich(model)))
