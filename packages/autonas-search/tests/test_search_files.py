@@ -111,8 +111,10 @@ def test_writable_folder_creates_missing_folders_and_leaves_them_empty(tmp_path:
 def test_writable_folder_names_a_file_in_the_way(tmp_path: Path) -> None:
     blocker = tmp_path / "out"
     blocker.write_text("a file")
-    for folder in (blocker, blocker / "sub"):
-        with pytest.raises(
-            NotADirectoryError, match=re.escape(f"cannot write {folder}: {blocker} is a file, not a folder")
-        ):
-            writable_folder(folder)
+    with pytest.raises(NotADirectoryError, match=re.escape(f"cannot write {blocker}: it is a file, not a folder")):
+        writable_folder(blocker)
+    with pytest.raises(
+        NotADirectoryError, match=re.escape(f"cannot write {blocker / 'sub'}: {blocker} is a file, not a folder")
+    ):
+        writable_folder(blocker / "sub")
+    assert blocker.read_text() == "a file"

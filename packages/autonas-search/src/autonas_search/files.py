@@ -75,7 +75,9 @@ def _check_folder(folder: Path, *, create: bool, target: Path) -> None:
         return
     blocker = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
     if blocker is not None and not blocker.is_dir():
-        raise NotADirectoryError(f"cannot write {target}: {blocker} is a file, not a folder")
+        raise NotADirectoryError(
+            f"cannot write {target}: {'it' if blocker == target else blocker} is a file, not a folder"
+        )
     if not create:
         raise FileNotFoundError(f"cannot write {target}: the folder {folder} does not exist")
     try:
