@@ -236,5 +236,5 @@ def test_profile_without_torchvision_says_how_to_install_it(monkeypatch: pytest.
 
 def test_the_torchvision_pin_is_the_repository_pair_and_documented() -> None:
     pinned = [line for line in (ROOT / "constraints-vision.txt").read_text().splitlines() if line[:1].isalpha()]
-    assert cli.TORCHVISION_PIN == " ".join(pinned)
+    assert " ".join(pinned) == cli.TORCHVISION_PIN
     assert f"pip install {cli.TORCHVISION_PIN}" in (ROOT / "docs" / "cli.md").read_text()

@@ -15,11 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from autonas_search.files import writable_folder
-
 import autonas
 from autonas.demo.options import DemoOptions
-
+from autonas_search.files import writable_folder
 
 #: A torch/torchvision pair that installs and imports together (the repository's constraints-vision.txt).
 TORCHVISION_PIN = "torch==2.14.1 torchvision==0.29.1"
