@@ -1,8 +1,9 @@
 """Shared fixtures: one build of the compiled extension per test session.
 
 The build (about a minute on two cores) is made in a temporary cache right after a build of the
-same sources was killed half-way in that cache, so every session also checks that an interrupted
-build never blocks a later one.
+same sources was killed half-way in that cache, by two processes started together, so every
+session also checks that an interrupted build never blocks a later one and that concurrent first
+uses share one build.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from ext_helpers import BUILD, BUILD_TIMEOUT, NO_NINJA, VARIANT, no_ninja
+from ext_helpers import BUILD, BUILD_TIMEOUT, FIRST_USE, NO_NINJA, VARIANT, no_ninja
 
 from autonas_dynamic.ext import fused as fused_path
 from autonas_dynamic.ext import loader, state
@@ -29,15 +30,19 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def library(cache: Path) -> ModuleType:
-    """The default build, made in ``cache`` after a build of the same sources was killed half-way there."""
+def first_uses(cache: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Two processes' first use of the library (``FIRST_USE``), started together in ``cache``.
+
+    Before them, a build of the same sources was killed half-way there (holding the build lock).
+    """
     if no_ninja():
         pytest.skip(NO_NINJA)
-    env = {**os.environ, "AUTONAS_EXTENSIONS_DIR": str(cache)}
+    env = {**os.environ, "AUTONAS_EXTENSIONS_DIR": str(cache), "AUTONAS_EXTENSIONS": "1"}
     killed = subprocess.Popen(
         [sys.executable, "-c", BUILD],
         env=env,
         start_new_session=True,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not list(cache.glob("*/.build-*/*")) and time.monotonic() < deadline:
@@ -49,14 +54,36 @@ def library(cache: Path) -> ModuleType:
     assert scratch, "the killed build left no build folder (it should have been interrupted half-way)"
     (scratch[0] / "lock").touch()  # what torch's own build folder keeps while a build runs
 
-    done = subprocess.run(
-        [sys.executable, "-c", BUILD],
-        env=env,
-        timeout=BUILD_TIMEOUT,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_USE],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    results = []
+    try:
+        for process in started:
+            stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1.0))
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    finally:
+        for process in started:  # on a timeout: no build left running after the session
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return results
+
+
+@pytest.fixture(scope="session")
+def library(first_uses: list[subprocess.CompletedProcess[str]], cache: Path) -> ModuleType:
+    """The default build, made in ``cache`` by the ``first_uses``."""
+    for result in first_uses:
+        assert result.returncode == 0, result.stderr[-3000:]
     os.environ["AUTONAS_EXTENSIONS_DIR"] = str(cache)
     try:
         module = loader.load_cached(VARIANT)

@@ -19,6 +19,14 @@ def run_python(code: str, env: dict[str, str], timeout: float = 120) -> subproce
 
 VARIANT = loader.default_variant()  # "cuda" where a GPU and the toolkit are present, else "cpu"
 BUILD = f"from autonas_dynamic.ext import loader; loader.build({VARIANT!r})"
+#: A first use with AUTONAS_EXTENSIONS=1: the fused path loads the C++ library, building it if needed
+#: (the CUDA variant, which nothing loads by itself, is built by hand). Prints the module's name and
+#: the library file in the cache.
+FIRST_USE = (
+    "from autonas_dynamic.ext import loader, state\n"
+    f"library = state.compiled_library() if {VARIANT!r} == 'cpu' else loader.build({VARIANT!r})\n"
+    f"print(library.__name__, loader.cached_library({VARIANT!r}))"
+)
 DEVICES = ["cpu"] + (["cuda"] if VARIANT == "cuda" else [])
 
 

@@ -1,12 +1,13 @@
 """Building, caching and choosing the compiled extension; its block kernels against torch slicing.
 
-The library is built once per test session by the ``library`` fixture (conftest.py); the CUDA
+The library is built once per test session by the ``first_uses`` fixture (conftest.py); the CUDA
 sources are compile-checked where torch has CUDA and the toolkit is installed.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +16,8 @@ import torch
 from ext_helpers import BUILD_TIMEOUT, DEVICES, NO_NINJA, VARIANT, no_ninja, run_python
 
 from autonas_dynamic.ext import loader, state
+
+BUILDING = f"building autonas extensions for torch {torch.__version__}, {VARIANT}; this takes a few minutes once"
 
 
 def random_block(generator: torch.Generator, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -53,6 +56,15 @@ def test_block_kernels_equal_torch_slicing(library: ModuleType, device: str, dty
 def test_block_kernels_reject_blocks_outside_the_tensor(library: ModuleType) -> None:
     with pytest.raises(RuntimeError, match=r"block dim 1 \(offset 2, size 4\) lies outside the tensor size 5"):
         library.zero_block(torch.zeros(3, 5), [0, 2], [3, 4])
+
+
+def test_concurrent_first_uses_share_one_build(first_uses: list[subprocess.CompletedProcess[str]], cache: Path) -> None:
+    building = [result.stderr.count(BUILDING) for result in first_uses]
+    assert sorted(building) == [0, 1], [result.stderr[-2000:] for result in first_uses]
+    waiter = first_uses[building.index(0)]
+    assert "autonas: waiting for another process to finish building the extensions" in waiter.stderr
+    library = cache / loader.library_relpath(VARIANT)
+    assert [result.stdout.split() for result in first_uses] == [[library.stem, str(library)]] * 2
 
 
 STATUS = "import autonas_dynamic as d; s = d.extensions_status(); print(s.mode, s.path, s.library is not None)"

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import multiprocessing
+import os
+import pickle
 import random
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from modes_models import RULES, make_tiny
 
 import autonas_modes as am
+from autonas_modes import io as am_io
 
 _RESTORE_SCRIPT = textwrap.dedent(
     """
@@ -111,3 +120,101 @@ def test_eval_after_restore_keeps_the_restored_batchnorm_statistics_until_the_su
     am.select(restored, {**config, "blocks.depth": 1 if config["blocks.depth"] != 1 else 3})
     with pytest.warns(UserWarning, match="calibration queue not filled"):
         restored.eval()  # another subnet: its statistics are stale
+
+
+def test_save_to_a_binary_file_object_and_restore_from_it(images: torch.Tensor) -> None:
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+    am.sample(model, random.Random(3).choice)
+    buffer = io.BytesIO()
+    am.save(model, buffer)
+    buffer.seek(0)
+    restored = am.restore(make_tiny(seed=5), buffer)
+    assert am.get_subnet_config(restored) == am.get_subnet_config(model)
+    assert not (model.training or restored.training)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), model(images))
+
+
+def _must_not_run(model: torch.nn.Module) -> None:
+    pytest.fail("save() computed the state before checking that it can write the file")
+
+
+@pytest.mark.parametrize(
+    ("where", "error", "message"),
+    [
+        ("missing/arch.pth", FileNotFoundError, "cannot write {path}: the folder {tmp}/missing does not exist"),
+        ("notes.txt/arch.pth", NotADirectoryError, "cannot write {path}: {tmp}/notes.txt is a file, not a folder"),
+        ("folder", IsADirectoryError, "cannot write {path}: it is a folder"),
+    ],
+)
+def test_save_where_it_cannot_write_names_the_path_before_any_work(
+    where: str, error: type[OSError], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "notes.txt").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / where
+    monkeypatch.setattr(am_io, "autonas_state", _must_not_run)
+    with pytest.raises(error, match=re.escape(message.format(path=path, tmp=tmp_path))):
+        am.save(am.convert(make_tiny(), mode=[("autonas", RULES)]), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]
+
+
+def test_a_save_failing_while_writing_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "arch.pth"
+    model = am.convert(make_tiny(), mode=[("autonas", RULES)])
+    am.save(model, path)
+    before = path.read_bytes()
+    # torch.save opens its output, then fails to pickle the state
+    monkeypatch.setattr(am_io, "autonas_state", lambda model: {"unpicklable": lambda: None})
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        am.save(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["arch.pth"]
+
+
+class WideNet(torch.nn.Module):
+    """Large enough (about 50 MB of weights) that a save takes a measurable time to write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(*(torch.nn.Linear(1024, 1024) for _ in range(12)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _save_forever(model: torch.nn.Module, path: Path, saved: Any) -> None:
+    am.save(model, path)
+    saved.set()
+    while True:
+        am.save(model, path)
+
+
+def test_a_save_killed_at_random_moments_always_leaves_a_restorable_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = am.convert(WideNet(), mode="autonas")
+    am.sample(model, random.Random(0).choice)
+    path = tmp_path / "arch.pth"
+    am.save(model, path)
+    expected = model.state_dict()
+    context = multiprocessing.get_context("fork")  # the child starts at once, with the model already built
+    moments = random.Random(1)
+    interrupted = 0
+    for _ in range(6):
+        saved = context.Event()
+        saver = context.Process(target=_save_forever, args=(model, path, saved), daemon=True)
+        saver.start()
+        assert saved.wait(timeout=30), "the saving process did not complete its first save"
+        time.sleep(moments.uniform(0.0, 0.4))
+        os.kill(saver.pid, signal.SIGKILL)
+        saver.join()
+        leftovers = [p for p in tmp_path.iterdir() if p != path]
+        assert all(p.name.startswith(".arch.pth.") and p.name.endswith(".tmp") for p in leftovers)
+        interrupted += len(leftovers)
+        for leftover in leftovers:
+            leftover.unlink()
+        restored = am.restore(WideNet(), path)
+        assert am.get_subnet_config(restored) == am.get_subnet_config(model)
+        for name, tensor in restored.state_dict().items():
+            assert torch.equal(tensor, expected[name]), name
+    assert interrupted >= 1, "no kill landed during a save; the test checked nothing"

@@ -182,3 +182,59 @@ def test_profile_of_a_model_with_nothing_to_search_points_to_no_convert(tmp_path
     plain = _run("profile", "tiny.py:mlp", "--input-shape", "1,3", "--no-convert", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
     assert "full" in plain.stdout
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_demo_help_says_where_the_files_go(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: autonas-demo, relative to the current folder)" in text
+    assert "created if missing and checked before training" in text
+
+
+@pytest.mark.parametrize("where", ["results", "results/run1"])
+def test_demo_output_that_cannot_be_a_folder_fails_before_training(where: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("last week's results")
+    output = tmp_path / where
+    result = _run("demo", "--output", str(output), "--no-progress")
+    what = "it" if output == blocker else str(blocker)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"autonas: error: --output: cannot write {output}: {what} is a file, not a folder"
+    ]
+    assert result.stdout == ""  # no training started
+    assert blocker.read_text() == "last week's results"
+
+
+def test_profile_of_a_factory_that_needs_arguments_is_a_one_line_error() -> None:
+    result = _run("profile", "torch.nn:Conv2d")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "autonas: error: calling torch.nn:Conv2d with no arguments failed (TypeError: Conv2d.__init__() missing 3 "
+        "required positional arguments: 'in_channels', 'out_channels', and 'kernel_size'); FACTORY must build "
+        "the model by itself"
+    ]
+
+
+def test_profile_without_torchvision_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    for name in [name for name in sys.modules if name.partition(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now fails as if not installed
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["profile", "torchvision.models:resnet18"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "autonas: error: cannot import module 'torchvision.models': torchvision is not installed; install it "
+        "together with the torch it was built for, e.g. pip install torch==2.14.1 torchvision==0.29.1"
+    ]
+
+
+def test_the_torchvision_pin_is_the_repository_pair_and_documented() -> None:
+    pinned = [line for line in (ROOT / "constraints-vision.txt").read_text().splitlines() if line[:1].isalpha()]
+    assert " ".join(pinned) == cli.TORCHVISION_PIN
+    assert f"pip install {cli.TORCHVISION_PIN}" in (ROOT / "docs" / "cli.md").read_text()

@@ -24,6 +24,7 @@ def test_plot_writes_a_png(tmp_path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (840, 540)  # 7 x 4.5 inches at 120 dpi
+    assert [p.name for p in path.parent.iterdir()] == ["candidates.png"]  # written atomically, nothing left over
 
 
 def _report(name: str, scale: float) -> ModelReport:

@@ -8,6 +8,8 @@ from typing import IO, Any
 import torch
 import torch.nn as nn
 
+from autonas_search.files import atomic_write
+
 from .apply import unwrap_model
 from .errors import InvalidStateError
 from .state import autonas_state, restore_from_autonas_state
@@ -21,11 +23,28 @@ _CHECKPOINT_KEYS = {"autonas_state", "model_state_dict"}
 def save(model: nn.Module, f: File) -> None:
     """Write ``{"autonas_state": autonas_state(model), "model_state_dict": model.state_dict()}`` to ``f``.
 
+    A path is written atomically (``autonas_search.files.atomic_write``): the checkpoint goes to a
+    temporary file in the same folder, which replaces ``f`` only once complete, so an interrupted
+    save leaves the previous file intact. The folder must exist; a missing or unwritable folder is
+    an error raised before any work. A binary file object is written to directly.
+
     The state is plain data, so :func:`restore` reads the file with ``torch.load(weights_only=True)``.
     A search space's state dict holds the full-size tensors; an exported model's the pruned ones.
+
+    Raises:
+        OSError: ``f`` cannot be written (``FileNotFoundError``: its folder does not exist;
+            ``NotADirectoryError``: a parent is a file; ``IsADirectoryError``: ``f`` is a folder).
     """
     model = unwrap_model(model, caller="save")
-    torch.save({"autonas_state": autonas_state(model), "model_state_dict": model.state_dict()}, f)
+    if isinstance(f, str | os.PathLike):
+        with atomic_write(f) as temporary:
+            torch.save(_checkpoint(model), temporary)
+    else:
+        torch.save(_checkpoint(model), f)
+
+
+def _checkpoint(model: nn.Module) -> dict[str, Any]:
+    return {"autonas_state": autonas_state(model), "model_state_dict": model.state_dict()}
 
 
 def restore(model: Any, f: File) -> nn.Module:

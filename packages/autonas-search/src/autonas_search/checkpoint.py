@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .files import atomic_write
 
 __all__ = ["checkpoint_path", "load_checkpoint", "save_checkpoint"]
 
@@ -34,22 +34,13 @@ def checkpoint_path(path: str | os.PathLike[str] | None, rank: int | None = None
 
 
 def save_checkpoint(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as JSON to a temporary file beside `path`, then rename it over `path`.
+    """Write `data` as JSON to `path` atomically (`files.atomic_write`), creating its folder if missing.
 
     A reader never sees a half-written checkpoint, even if the process dies while writing.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_encode(data), separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, create_folder=True) as temporary:
+        temporary.write_text(text)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -17,6 +17,10 @@ from typing import Any
 
 import autonas
 from autonas.demo.options import DemoOptions
+from autonas_search.files import writable_folder
+
+#: A torch/torchvision pair that installs and imports together (the repository's constraints-vision.txt).
+TORCHVISION_PIN = "torch==2.14.1 torchvision==0.29.1"
 
 
 class CommandError(Exception):
@@ -104,7 +108,25 @@ def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as error:
+        if error.name is not None and error.name.partition(".")[0] == "torchvision":
+            raise CommandError(
+                f"cannot import module {name!r}: torchvision is not installed; install it together with the torch "
+                f"it was built for, e.g. pip install {TORCHVISION_PIN}"
+            ) from None
         raise CommandError(f"cannot import module {name!r}: {error}") from None
+
+
+def _build_model(spec: str) -> Any:
+    """Call the factory ``spec`` names with no arguments; its failure becomes a one-line error."""
+    factory = load_factory(spec)
+    try:
+        return factory()
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        raise CommandError(
+            f"calling {spec} with no arguments failed ({reason}); FACTORY must build the model by itself"
+        ) from None
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -115,7 +137,7 @@ def run_profile(args: argparse.Namespace) -> int:
     import autonas as an
     from autonas_modes import ApplyModeError
 
-    model = load_factory(args.factory)()
+    model = _build_model(args.factory)
     if not isinstance(model, nn.Module):
         raise CommandError(f"{args.factory} returned a {type(model).__name__}, not a torch.nn.Module")
     dummy_input = torch.randn(args.input_shape)
@@ -138,6 +160,10 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """Run the digits demo with the command-line settings."""
+    try:
+        writable_folder(args.output)  # now, not after minutes of training when the results are written
+    except OSError as error:
+        raise CommandError(f"--output: {error}") from None
     from autonas.demo.run import run_demo
 
     options = DemoOptions(
@@ -166,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train, search, export and fine-tune a CNN on handwritten digits",
         description="Train a small CNN supernet on scikit-learn's handwritten digits, search the best "
         "subnet under a FLOPs limit, export and fine-tune it, print original vs found subnet and write "
-        "the exported model, its architecture state and a plot of the candidates to --output.",
+        "the exported model, its checkpoint, its architecture state, a plot of the candidates and the results "
+        "to the --output folder (autonas-demo in the current folder unless given).",
     )
     defaults = DemoOptions()
     demo.add_argument(
@@ -183,7 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="FLOPs budget in percent of the original model (default: %(default)s)",
     )
     demo.add_argument(
-        "--output", type=Path, default=defaults.output, help="folder for the results (default: %(default)s)"
+        "--output",
+        type=Path,
+        default=defaults.output,
+        metavar="DIR",
+        help="folder for the written files, created if missing and checked before training "
+        "(default: %(default)s, relative to the current folder)",
     )
     demo.add_argument(
         "--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)"

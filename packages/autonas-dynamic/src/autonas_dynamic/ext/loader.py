@@ -2,11 +2,14 @@
 
 Builds are cached per torch version, Python version, variant (``cpu``: C++ only; ``cuda``: C++ and
 CUDA) and a hash of the sources, under ``$AUTONAS_EXTENSIONS_DIR``, else
-``$TORCH_EXTENSIONS_DIR/autonas``, else ``~/.cache/autonas/extensions``. Each build runs in a fresh
-temporary folder that is renamed into place only when it succeeded, so a build killed half-way
-leaves no lock behind that could hang a later load; a cached build is imported directly, without
-ninja or a compiler. A library prebuilt into the installed package at wheel-build time (opt-in, see
-``hatch_build.py``) sits under ``_prebuilt/`` in the same layout and is looked up before the cache.
+``$TORCH_EXTENSIONS_DIR/autonas``, else ``~/.cache/autonas/extensions``. One process builds at a
+time: a build holds an exclusive lock on a file beside the build folder (``flock``, released by the
+operating system when the process ends, however it ends), and a process that waited for it loads
+the finished library instead of compiling its own. Each build runs in a fresh temporary folder that
+is renamed into place only when it succeeded, so a build killed half-way leaves nothing behind that
+could hang a later load; a cached build is imported directly, without ninja or a compiler. A
+library prebuilt into the installed package at wheel-build time (opt-in, see ``hatch_build.py``)
+sits under ``_prebuilt/`` in the same layout and is looked up before the cache.
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "PREBUILT_DIR",
@@ -152,19 +160,59 @@ def _put_venv_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock at ``path``, saying so on stderr when another process holds it.
+
+    The lock is an ``flock`` on an open file: it goes when the process does, so a builder that was
+    killed never blocks a later build. Without ``fcntl`` (Windows) builds are not serialised.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"autonas: waiting for another process to finish building the extensions (lock: {path})",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def build(variant: str, *, verbose: bool = False) -> ModuleType:
-    """Compile ``variant`` (``"cpu"`` or ``"cuda"``) into the cache and import it.
+    """Compile ``variant`` (``"cpu"`` or ``"cuda"``) into the cache, unless a finished build is there, and import it.
+
+    Processes building the same library at once wait for one build (see the module docstring);
+    a build prints one line to stderr when it starts, as it takes minutes.
 
     Raises whatever the compiler or ``torch.utils.cpp_extension`` raises when the build fails.
     """
     if variant not in ("cpu", "cuda"):
         raise ValueError(f"unknown extension variant {variant!r}; allowed: 'cpu', 'cuda'")
+    target = cache_dir(variant)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target.parent / f"{target.name}.lock"):
+        cached = cache_root() / library_relpath(variant)
+        if cached.is_file():  # finished meanwhile, e.g. by the process this one waited for
+            return _import_library(cached, _module_name(variant))
+        print(
+            f"building autonas extensions for torch {torch.__version__}, {variant}; this takes a few minutes once "
+            f"(cached in {target})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return _compile(variant, target, verbose=verbose)
+
+
+def _compile(variant: str, target: Path, *, verbose: bool) -> ModuleType:
     from torch.utils import cpp_extension
 
     _put_venv_on_path()
-    target = cache_dir(variant)
     name = _module_name(variant)
-    target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(target.parent)
     scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:

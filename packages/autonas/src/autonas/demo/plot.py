@@ -9,6 +9,7 @@ from typing import Any
 import matplotlib
 
 from autonas_search import pareto_front
+from autonas_search.files import atomic_write
 
 matplotlib.use("Agg")
 
@@ -29,7 +30,7 @@ def plot_candidates(
         candidates: search candidates, each with a ``"metric"`` (the score) and ``"constraints"``
             holding its ``"flops"``; the front is the candidates no other has at least the score for
             at most the FLOPs (``autonas_search.pareto_front``).
-        path: the PNG file to write (parent folders are created).
+        path: the PNG file to write, atomically (parent folders are created).
         flops_limit: drawn as a vertical line when given.
         chosen: ``(flops, score)`` of the subnet the search returned, highlighted.
         original: ``(flops, score)`` of the full model, for reference.
@@ -75,7 +76,7 @@ def plot_candidates(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_write(path, create_folder=True) as temporary:
+        fig.savefig(temporary, format="png")
     plt.close(fig)
     return path

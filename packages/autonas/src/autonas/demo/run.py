@@ -6,7 +6,8 @@
 3. search the best subnet under a FLOPs limit (validation accuracy as the score) and export it;
 4. fine-tune the exported subnet briefly;
 5. print original vs found subnet and write the exported model, its architecture state and a
-   plot of the searched candidates to the output folder.
+   plot of the searched candidates to the output folder (each file atomically: a run killed while
+   writing leaves the previous file whole).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 import autonas as an
 from autonas_modes import measure_latency
 from autonas_patch import prep_for_eval
+from autonas_search.files import atomic_write, writable_folder
 
 from .data import DigitsData, Split, load_digit_splits
 from .model import INPUT_SHAPE, SEARCH_RULES, DigitsNet
@@ -136,7 +138,8 @@ def export_program(model: nn.Module, path: Path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     example = torch.zeros(2, *INPUT_SHAPE[1:])
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, path)
+    with atomic_write(path) as temporary:
+        torch.export.save(program, temporary)
     return path
 
 
@@ -201,7 +204,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
 def _run(options: DemoOptions, console: Console) -> DemoResult:
     seed_everything(options.seed)
     data = load_digit_splits(options.seed)
-    options.output.mkdir(parents=True, exist_ok=True)
+    writable_folder(options.output)  # fail now rather than after training
 
     model = an.convert(DigitsNet(), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": options.seed})
     with _phase(
@@ -261,8 +264,7 @@ def write_outputs(model: nn.Module, search_state: dict[str, Any], options: DemoO
     files["exported_model"] = export_program(model, output / EXPORTED_MODEL)
     files["checkpoint"] = output / CHECKPOINT
     an.save(model, files["checkpoint"])
-    files["architecture"] = output / ARCHITECTURE
-    files["architecture"].write_text(json.dumps(an.autonas_state(model), indent=2))
+    files["architecture"] = write_json(output / ARCHITECTURE, an.autonas_state(model))
     best, original = search_state["best"], result.reports[0]
     files["candidates_plot"] = plot_candidates(
         scored_candidates(search_state),
@@ -271,8 +273,14 @@ def write_outputs(model: nn.Module, search_state: dict[str, Any], options: DemoO
         chosen=(best["constraints"]["flops"], best["metric"]),
         original=(original.flops, original.val_accuracy),
     )
-    files["results"] = output / RESULTS
-    files["results"].write_text(json.dumps(_results_json(options, result), indent=2))
+    files["results"] = write_json(output / RESULTS, _results_json(options, result))
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path``, atomically."""
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2))
+    return path
 
 
 def _results_json(options: DemoOptions, result: DemoResult) -> dict[str, Any]:
