@@ -15,7 +15,8 @@ from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .ext import ExtensionsStatus, extensions_status
 from .hparam import ConcatHparam, DepthHparam, Hparam
-from .registry import DYNAMIC_REGISTRY, DMRegistry
+from .layout import LayerLayout
+from .registry import DYNAMIC_REGISTRY, DMRegistry, SearchableLayer, register_layer, unregister_layer
 from .sorting import sort_parameters
 from .space import SearchSpace, generate_search_space
 from .trace import register_leaf, register_shape_preserving, unregister_leaf
@@ -34,7 +35,9 @@ __all__ = [
     "Hparam",
     "HparamAttribute",
     "LayerImportance",
+    "LayerLayout",
     "SearchSpace",
+    "SearchableLayer",
     "count_flops",
     "count_params",
     "export_model",
@@ -43,8 +46,10 @@ __all__ = [
     "is_dynamic",
     "layers",
     "plugins",
+    "register_layer",
     "register_leaf",
     "register_shape_preserving",
     "sort_parameters",
+    "unregister_layer",
     "unregister_leaf",
 ]

@@ -231,6 +231,12 @@ def _warn_about(analysis: Analysis) -> None:
             "other mode may not match the sizes of their inputs there",
             stacklevel=3,
         )
+    for name, reason in analysis.refused.items():
+        warnings.warn(
+            f"{name} layers keep their sizes: {reason}. Declare the class with autonas_dynamic.register_layer "
+            "(a LayerLayout, or a dynamic implementation) to make it searchable",
+            stacklevel=3,
+        )
     if analysis.unvisited:
         warnings.warn(
             f"layers never called while tracing keep their sizes: {', '.join(analysis.unvisited)}", stacklevel=3

@@ -16,7 +16,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .dims import Dims
-from .layers import LayerSymbols, is_layer, make_layer_symbols
+from .layers import LayerSymbols, is_layer, make_layer_symbols, refusal
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .symbols import Symbol
 from .tracer import TracedGraph, TraceResult, is_user_leaf
@@ -65,8 +65,8 @@ class GraphContext:
         return self.root.get_submodule(str(target))
 
     def is_opaque(self, module: nn.Module) -> bool:
-        """Whether a called module must be treated as a boundary (failed or a user leaf)."""
-        return module in self.state.trace.failed or is_user_leaf(module)
+        """Whether a called module must be treated as a boundary (failed, a user leaf, or a layer that cannot convert)."""
+        return module in self.state.trace.failed or is_user_leaf(module) or refusal(module) is not None
 
     def op_kind(self, node: fx.Node) -> tuple[OpKind, Dims | None] | None:
         """What the op of ``node`` does to the elastic axis (see :mod:`.ops`); None if unknown."""

@@ -18,7 +18,7 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
-from .layers import is_layer
+from .layers import is_layer, refusal
 
 _USER_LEAVES: set[type[nn.Module]] = set()
 
@@ -94,7 +94,7 @@ class RobustTracer(fx.Tracer):
         self.called = called
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if m in self.failed or is_layer(m) or is_user_leaf(m):
+        if m in self.failed or is_layer(m) or is_user_leaf(m) or refusal(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -148,7 +148,7 @@ def _entry_point(module: nn.Module) -> nn.Module:
 
 def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called: set[nn.Module]) -> TracedGraph:
     """Trace ``root`` (failing submodules become leaves); a root that cannot be traced has no graph."""
-    if is_layer(root) or is_user_leaf(root):
+    if is_layer(root) or is_user_leaf(root) or refusal(root) is not None:
         called.add(root)
         return TracedGraph(root, name, None)
     entry = _entry_point(root)
@@ -166,7 +166,7 @@ def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called:
 
 def reads_training_flag(model: nn.Module) -> bool:
     """Whether the code of any traced-through module class reads ``.training`` (train/eval branches)."""
-    return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m))
+    return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m) and refusal(m) is None)
 
 
 _READS_TRAINING: dict[type, bool] = {}
@@ -188,7 +188,13 @@ def _code_reads_training(code: types.CodeType) -> bool:
 
 
 def trace_recursively(model: nn.Module) -> TraceResult:
-    """Trace ``model``, then (breadth first) every child of every failed module as its own root."""
+    """Trace ``model``, then (breadth first) every child of every failed module as its own root.
+
+    Layers are checked first (some run probe forwards, see :mod:`autonas_dynamic.probe`), outside
+    the trace, which would intercept their calls.
+    """
+    for module in model.modules():
+        is_layer(module)
     result = TraceResult()
     names = {module: name for name, module in model.named_modules(remove_duplicate=True)}
     pending: list[nn.Module] = [model]
