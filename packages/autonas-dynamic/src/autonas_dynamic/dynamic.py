@@ -180,6 +180,12 @@ class DynamicModule(nn.Module):
         """Register the hparams of this layer (called once, right after the class swap)."""
         raise NotImplementedError
 
+    @classmethod
+    def instance_layout(cls, module: nn.Module, layout: LayerLayout) -> LayerLayout:
+        """The layout of one plain module of this layer type: its declared ``layout``, unless the
+        implementation tells instances apart (a mixed convolution that is depthwise follows its input)."""
+        return layout
+
     def _move_aside(self, *names: str) -> None:
         """Move plain attributes out of ``__dict__`` so the class's dynamic versions are used."""
         for name in names:

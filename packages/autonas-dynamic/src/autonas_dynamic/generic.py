@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
+
 from autonas_config import BaseRule
 
 from .dynamic import DynamicModule, HparamAttribute, layout_tensor_property
 from .hparam import Hparam
 from .layers.rules import restrict_by_ratio
 from .layout import LayerLayout
+from .slicing import slice_tensor
 
-__all__ = ["LayoutModule", "check_generic_rule"]
+__all__ = ["LayoutModule", "TensorHolder", "check_generic_rule", "holder_hparam"]
 
 #: The rule fields ``LayoutModule.modify`` understands: ratios and a divisor, named for channels or features.
 RULE_FIELDS = frozenset({"channels_ratio", "channel_divisor", "features_ratio", "feature_divisor"})
@@ -60,6 +63,10 @@ class LayoutModule(DynamicModule):
             "so the original width is unknown"
         )
 
+    def _export_attributes(self) -> dict[str, Any]:
+        """The widths the layer keeps as attributes, at their active values."""
+        return {name: self._hparams[name].active for name in self._layout.widths if name in self._saved}
+
     def modify(self, **rule: Any) -> None:
         """Restrict every width to ``make_divisible(ratio * original, divisor)``.
 
@@ -84,3 +91,56 @@ def check_generic_rule(rule_class: type[BaseRule], key: str) -> None:
             f"{key!r}: the generic dynamic implementation takes only {sorted(RULE_FIELDS)} as rule fields, "
             f"{rule_class.__name__} also has {unknown}; give a dynamic implementation whose modify() accepts them"
         )
+
+
+def holder_hparam(tensor: str) -> str:
+    """The name of the hparam that sizes a held per-channel tensor: ``"gamma"`` -> ``"gamma_size"``."""
+    return f"{tensor}_size"
+
+
+class TensorHolder(DynamicModule):
+    """A module, not a layer, whose own forward reads per-channel tensors it holds (ConvNeXt's ``gamma``).
+
+    Each held tensor has one dim that follows an hparam (``<tensor>_size``, coupled by the tracer
+    with the activations the tensor meets); its other dims are 1. The module's forward runs
+    unchanged and reads the active slices.
+    """
+
+    #: Per held tensor, the dim that follows its hparam.
+    _held: ClassVar[dict[str, int]]
+
+    @classmethod
+    def for_tensors(cls, held: dict[str, int]) -> type[TensorHolder]:
+        """A subclass holding ``held`` (tensor name -> the dim that follows its width)."""
+        namespace: dict[str, Any] = {holder_hparam(name): HparamAttribute() for name in held}
+        namespace.update({name: _held_tensor_property(name, dim) for name, dim in held.items()})
+        namespace.update(_held=dict(held), _dynamic_tensors=tuple(held), __module__=cls.__module__)
+        return type("TensorHolderOf" + "".join(name.title().replace("_", "") for name in held), (cls,), namespace)
+
+    def _setup(self) -> None:
+        for name, dim in self._held.items():
+            size = int(self._tensor(name).shape[dim])
+            self._register_hparam(holder_hparam(name), Hparam(range(1, size + 1), original=size))
+
+    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
+        return {holder_hparam(name): [(name, dim)] for name, dim in self._held.items()}
+
+    def _export_attributes(self) -> dict[str, Any]:
+        return {}
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        from .registry import _new_holder_instance
+
+        state = self.__dict__.copy()
+        state.pop("_memo", None)
+        return (_new_holder_instance, (self._original_cls, dict(self._held)), state)
+
+
+def _held_tensor_property(name: str, dim: int) -> property:
+    def getter(self: TensorHolder) -> Any:
+        tensor = self._tensor(name)
+        indices: list[slice | torch.Tensor | None] = [None] * (dim + 1)
+        indices[dim] = self._hparams[holder_hparam(name)].active_slice
+        return slice_tensor(tensor, indices)
+
+    return property(getter, doc=f"The active part of ``{name}`` (dim {dim} follows ``{holder_hparam(name)}``).")

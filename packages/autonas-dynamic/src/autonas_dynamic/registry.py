@@ -50,7 +50,7 @@ from autonas_config import BaseRule, get_layer_type, register_layer_type, regist
 from autonas_config import unregister_layer_type as _unregister_layer_type
 
 from .dynamic import DynamicModule, HparamAttribute, layout_tensor_property
-from .generic import LayoutModule, check_generic_rule
+from .generic import LayoutModule, TensorHolder, check_generic_rule
 from .layout import LayerLayout
 
 __all__ = ["DYNAMIC_REGISTRY", "DMRegistry", "LayerMatch", "SearchableLayer", "register_layer", "unregister_layer"]
@@ -98,7 +98,6 @@ _NO_MATCH = LayerMatch(None)
 class _Resolved:
     layer: SearchableLayer
     foreign_forward: bool  # the converted class runs a forward autonas did not write: verify it
-    inherited: bool  # matched through a registered base class that the class overrides
 
 
 class DMRegistry:
@@ -112,6 +111,7 @@ class DMRegistry:
         self._resolved: dict[type, _Resolved | None] = {}
         self._verdicts: dict[tuple[Any, ...], LayerMatch] = {}
         self._matches: weakref.WeakKeyDictionary[nn.Module, tuple[type, LayerMatch]] = weakref.WeakKeyDictionary()
+        self._holders: dict[tuple[type, tuple[tuple[str, int], ...]], type[DynamicModule]] = {}
 
     # ----------------------------------------------------------------------------- registration
     def register(self, layer: SearchableLayer) -> None:
@@ -151,9 +151,9 @@ class DMRegistry:
                 if layer is None:
                     continue
                 if plain.forward is base.forward:  # type: ignore[attr-defined]
-                    found = _Resolved(layer, not layer.own_forward, inherited=False)
+                    found = _Resolved(layer, not layer.own_forward)
                 elif layer.layout is not None:  # containers only run their own forward
-                    found = _Resolved(layer, True, inherited=True)
+                    found = _Resolved(layer, True)
                 break
         self._resolved[cls] = found
         return found
@@ -185,8 +185,8 @@ class DMRegistry:
         from .probe import probe_signature, verify_forward
 
         layer = resolved.layer
-        layout = layer.layout
-        assert layout is not None
+        assert layer.layout is not None
+        layout = layer.dynamic.instance_layout(module, layer.layout)
         computed = _computed_tensors(module, layout)
         if computed is not None:
             return LayerMatch(layer, layout, computed)
@@ -198,8 +198,7 @@ class DMRegistry:
         verdict = self._verdicts.get(signature)
         if verdict is None:
             other = layout.with_axis("last") if layout.axis == "channels" else layout.with_axis("channels")
-            candidates = [layout, other] if resolved.inherited else [layout]
-            found, refusal = verify_forward(module, self.dynamic_class(type(module)), candidates)
+            found, refusal = verify_forward(module, self.dynamic_class(type(module)), [layout, other])
             verdict = self._verdicts[signature] = LayerMatch(layer, found or layout, refusal)
         return verdict
 
@@ -240,6 +239,22 @@ class DMRegistry:
         generated = type(name, (layer.dynamic, nn_cls), namespace)
         self._generated[nn_cls] = generated
         self._names[name] = generated
+        return generated
+
+    def convert_holder(self, module: nn.Module, held: dict[str, int]) -> DynamicModule:
+        """Make a module that is no layer hold per-channel tensors dynamically (see :class:`TensorHolder`)."""
+        if isinstance(module, DynamicModule):
+            return module
+        return self.holder_class(type(module), held)._convert(module)
+
+    def holder_class(self, nn_cls: type[nn.Module], held: dict[str, int]) -> type[DynamicModule]:
+        """The generated ``Dynamic<Name>`` tensor holder for ``nn_cls`` holding ``held``."""
+        key = (nn_cls, tuple(sorted(held.items())))
+        generated = self._holders.get(key)
+        if generated is None:
+            name = f"{self._prefix}{nn_cls.__name__}"
+            namespace = {"_original_cls": nn_cls, "__module__": TensorHolder.__module__}
+            generated = self._holders[key] = type(name, (TensorHolder.for_tensors(held), nn_cls), namespace)
         return generated
 
     def convert(self, module: nn.Module) -> DynamicModule:
@@ -288,6 +303,12 @@ def _computed_tensors(module: nn.Module, layout: LayerLayout) -> str | None:
 def _new_dynamic_instance(original_cls: type[nn.Module]) -> DynamicModule:
     """Unpickling helper: an empty instance of the dynamic class of ``original_cls``."""
     cls = DYNAMIC_REGISTRY.dynamic_class(original_cls)
+    return cls.__new__(cls)
+
+
+def _new_holder_instance(original_cls: type[nn.Module], held: dict[str, int]) -> DynamicModule:
+    """Unpickling helper: an empty instance of the tensor holder class of ``original_cls``."""
+    cls = DYNAMIC_REGISTRY.holder_class(original_cls, held)
     return cls.__new__(cls)
 
 

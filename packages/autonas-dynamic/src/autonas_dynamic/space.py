@@ -194,12 +194,13 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
     _apply_rules(model, converted, rules)
     for module in analysis.frozen:
         converted[module].freeze()
+    holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
     _install_groups(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
-    _unconvert_unsearchable(converted)
+    _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model)
 
 
@@ -244,11 +245,16 @@ def _warn_about(analysis: Analysis) -> None:
 
 
 def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicModule]:
-    """Convert every analysed layer and every Sequential with skippable blocks."""
+    """Convert every analysed layer and every Sequential with skippable blocks (tensor holders are converted apart)."""
     layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable)
     converted = {}
     for module in model.modules():
-        if module in layers and module not in converted and module in DYNAMIC_REGISTRY:
+        if (
+            module in layers
+            and module not in converted
+            and module not in analysis.holders
+            and module in DYNAMIC_REGISTRY
+        ):
             converted[module] = DYNAMIC_REGISTRY.convert(module)
     return converted
 

@@ -67,6 +67,7 @@ def analyze(model: nn.Module) -> Analysis:
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
+        holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
     )
 
 
