@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def zoo() -> ModuleType:
-    """``tools/zoo.py``: the torchvision model list and the per-model conversion check."""
+    """``tools/zoo.py``: the torchvision and timm model lists and the per-model conversion check."""
     pytest.importorskip("torchvision")
     spec = importlib.util.spec_from_file_location("autonas_tools_zoo", ROOT / "tools" / "zoo.py")
     module = importlib.util.module_from_spec(spec)

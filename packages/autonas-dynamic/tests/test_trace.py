@@ -244,6 +244,17 @@ def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> No
     assert reads_training_flag(AuxiliaryHead())
     assert not reads_training_flag(SkippableDepth())
 
+    class PassesTheFlagOn(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.dropout(F.dropout(x, 0.1, self.training), p=0.1, training=self.training)
+
+    class NegatesIt(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if not self.training else x * 2
+
+    assert not reads_training_flag(PassesTheFlagOn())  # the same module calls in both modes
+    assert reads_training_flag(NegatesIt())
+
 
 class _AffineMap(nn.Module):
     """A third-party-style linear map with its own forward (not an nn.Linear subclass)."""

@@ -7,9 +7,9 @@ becomes dynamic with hparams that follow the layer's (:class:`SegmentHparam`), s
 cost and export always match the layer's width.
 
 * A depthwise ``MixedConv2d`` (every child depthwise) passes its input width through, like a
-  depthwise conv; trailing groups may empty and are then skipped (and dropped on export).
-* Otherwise the input and output widths are searched separately, and every group keeps at least
-  one channel: only the last group shrinks.
+  depthwise conv; otherwise the input and output widths are searched separately.
+* Every group keeps at least one channel, so that every child convolution runs at every subnet
+  (and the cost model sees the same calls): only the last group shrinks.
 
 Channels cannot move between groups (each has its own kernel), so the widths are not sortable.
 """
@@ -101,7 +101,7 @@ class DynamicMixedConv2d(DynamicModule):
         sizes = {"in_channels": in_splits, "out_channels": out_splits}
         for name in ("in_channels",) if depthwise else ("in_channels", "out_channels"):
             splits = sizes[name]
-            smallest = 1 if depthwise else sum(splits[:-1]) + 1
+            smallest = sum(splits[:-1]) + 1
             total = sum(splits)
             self._register_hparam(name, Hparam(range(smallest, total + 1), original=total), sortable=False)
         if depthwise:
@@ -130,16 +130,12 @@ class DynamicMixedConv2d(DynamicModule):
 
     @property
     def splits(self) -> list[int]:
-        """The active input channels of each group that has any."""
-        return [size for size in self._parts() if size]
-
-    def _parts(self) -> list[int]:
+        """The active input channels of each group."""
         return [conv.get_hparam("in_channels").active for conv in _convs(self)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        splits = self.splits
-        pieces = torch.split(x, splits, 1)
-        return torch.cat([conv(piece) for conv, piece in zip(_convs(self), pieces, strict=False)], 1)
+        pieces = torch.split(x, self.splits, 1)
+        return torch.cat([conv(piece) for conv, piece in zip(_convs(self), pieces, strict=True)], 1)
 
     def modify(self, *, channels_ratio: Sequence[float] | None = None, channel_divisor: int = 1) -> None:
         """Restrict both widths to ``make_divisible(ratio * original, channel_divisor)`` (within the allowed range)."""
@@ -150,10 +146,7 @@ class DynamicMixedConv2d(DynamicModule):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels, "splits": self.splits}
 
     def export(self) -> nn.Module:
-        """Export in place, with the child convolutions; groups left without channels are dropped."""
-        kept = len(self.splits)
-        for key in list(self._modules)[kept:]:
-            del self._modules[key]
+        """Export in place, with the child convolutions."""
         del self.__dict__["_mixed"]
         super().export()
         for conv in _convs(self):

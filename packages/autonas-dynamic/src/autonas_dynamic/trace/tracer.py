@@ -9,7 +9,9 @@ of their own, so the layers inside them are still analysed.
 
 from __future__ import annotations
 
+import dis
 import inspect
+import itertools
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,7 +167,11 @@ def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called:
 
 
 def reads_training_flag(model: nn.Module) -> bool:
-    """Whether the code of any traced-through module class reads ``.training`` (train/eval branches)."""
+    """Whether the code of any traced-through module class may branch on ``.training`` (train/eval graphs).
+
+    Handing the flag on as a call argument (``F.dropout(x, p, training=self.training)``, timm's
+    ``drop_path(x, p, self.training)``) does not count: it changes no module call.
+    """
     return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m) and refusal(m) is None)
 
 
@@ -181,10 +187,16 @@ def _class_reads_training(cls: type) -> bool:
     return found
 
 
+_ARGUMENT_OPS = {"KW_NAMES", "PRECALL", "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD"}
+
+
 def _code_reads_training(code: types.CodeType) -> bool:
-    return "training" in code.co_names or any(
-        _code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType)
-    )
+    if "training" in code.co_names:
+        for read, after in itertools.pairwise(dis.get_instructions(code)):
+            handed_on = after.opname in _ARGUMENT_OPS or after.opname.startswith("LOAD_")
+            if read.argval == "training" and read.opname.startswith("LOAD_") and not handed_on:
+                return True
+    return any(_code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType))
 
 
 def trace_recursively(model: nn.Module) -> TraceResult:
