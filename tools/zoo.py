@@ -149,16 +149,19 @@ def family(name: str) -> str:
 
 
 def model_names() -> list[str]:
-    """Every torchvision classification model, the segmentation models and two detectors, then every timm variant."""
+    """Every torchvision model of :func:`torchvision_model_names`, then every timm variant."""
+    return [*torchvision_model_names(), *(TIMM + name for variants in TIMM_FAMILIES.values() for name in variants)]
+
+
+def torchvision_model_names() -> list[str]:
+    """Every torchvision classification model, the segmentation models and two detectors."""
     import torchvision
 
-    timm_ids = [TIMM + name for variants in TIMM_FAMILIES.values() for name in variants]
     return [
         *torchvision.models.list_models(module=torchvision.models),
         *SEGMENTATION,
         "ssdlite320_mobilenet_v3_large",
         "fasterrcnn_mobilenet_v3_large_320_fpn",
-        *timm_ids,
     ]
 
 
