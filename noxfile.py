@@ -191,6 +191,7 @@ def bench(session: nox.Session) -> None:
         "optuna>=3.5",
         "torch==2.14.1",
         "torchvision==0.29.1",
+        *VISION_EXTRAS,
         constraints=VISION_CONSTRAINTS,
     )
     _torch_env(session)
