@@ -2,7 +2,7 @@
 
 `nox -s tests` is the one command CI runs: each package's unit tests in a virtualenv that
 holds only that package and the packages it declares, the integration tests (torch CPU wheel),
-the torchvision model-zoo tests (torch 2.14.1 + torchvision 0.29.1), ruff and the strict docs
+the torchvision and timm model-zoo tests (torch 2.14.1 + torchvision 0.29.1 + timm), ruff and the strict docs
 build. The Python examples of README.md and docs/ run as integration tests
 (integration_tests/test_docs.py; those that need torchvision in the vision session).
 
@@ -115,16 +115,26 @@ def integration(session: nox.Session) -> None:
     )
 
 
+#: The vision libraries of the model-zoo sessions, beside the torch/torchvision pair.
+VISION_EXTRAS = ["timm>=1.0.20"]
+
+
 def _install_vision(session: nox.Session) -> None:
     install_local(
-        session, list(PROJECTS), *TEST_TOOLS, "torch==2.14.1", "torchvision==0.29.1", constraints=VISION_CONSTRAINTS
+        session,
+        list(PROJECTS),
+        *TEST_TOOLS,
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        *VISION_EXTRAS,
+        constraints=VISION_CONSTRAINTS,
     )
     _torch_env(session)
 
 
 @nox.session(python=PYTHON)
 def vision(session: nox.Session) -> None:
-    """Integration tests over torchvision models (one model per family)."""
+    """Integration tests over torchvision and timm models (one model per family)."""
     _install_vision(session)
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "-m", "vision", str(ROOT / "integration_tests"), *session.posargs
@@ -165,7 +175,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def zoo(session: nox.Session) -> None:
-    """Convert every torchvision architecture variant and write the table docs/zoo.md."""
+    """Convert every torchvision architecture variant and the timm families' variants; write docs/zoo.md."""
     _install_vision(session)
     session.run("python", str(ROOT / "tools" / "zoo.py"), *session.posargs)
 
@@ -184,6 +194,7 @@ def bench(session: nox.Session) -> None:
         "mnist1d>=0.0.2",
         "torch==2.14.1",
         "torchvision==0.29.1",
+        *VISION_EXTRAS,
         constraints=VISION_CONSTRAINTS,
     )
     _torch_env(session)

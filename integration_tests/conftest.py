@@ -23,7 +23,7 @@ def _load_script(relative_path: str, module_name: str) -> ModuleType:
 
 @pytest.fixture(scope="session")
 def zoo() -> ModuleType:
-    """``tools/zoo.py``: the torchvision model list and the per-model conversion check."""
+    """``tools/zoo.py``: the torchvision and timm model lists and the per-model conversion check."""
     pytest.importorskip("torchvision")
     return _load_script("tools/zoo.py", "autonas_tools_zoo")
 

@@ -89,3 +89,29 @@ def test_transformer_search_space(name: str) -> None:
             exported = copy.deepcopy(model)
             SearchSpace(exported).export()
             torch.testing.assert_close(exported(**inputs).logits, dynamic, rtol=1e-5, atol=1e-6)
+
+
+def test_wav2vec2_with_its_weight_normed_positional_conv_converts() -> None:
+    """Wav2Vec2's positional conv is weight-normed (a parametrization): it keeps its size, with a warning."""
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, vocab_size=32,
+    )  # fmt: skip
+    model = transformers.Wav2Vec2ForCTC(config).eval()
+    conv = model.wav2vec2.encoder.pos_conv_embed.conv
+    assert torch.nn.utils.parametrize.is_parametrized(conv, "weight")
+    inputs = {"input_values": torch.randn(2, 800)}
+    with torch.no_grad():
+        reference = model(**inputs).logits
+    with pytest.warns(UserWarning, match=r"ParametrizedConv1d layers keep their sizes: its 'weight' is computed by a "):
+        space = generate_search_space(model, AutoNASConfig().model_dump())
+    assert "wav2vec2.encoder.layers.0.feed_forward.intermediate_dense.out_features" in space.hparams()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, reference, rtol=0, atol=0)
+        space.sample(min)
+        dynamic = model(**inputs).logits
+        exported = copy.deepcopy(model)
+        SearchSpace(exported).export()
+        torch.testing.assert_close(exported(**inputs).logits, dynamic, rtol=1e-5, atol=1e-6)

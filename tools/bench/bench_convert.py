@@ -1,4 +1,4 @@
-"""Time to turn torchvision ResNet-50 and MobileNetV2 into search spaces (default AutoNASConfig).
+"""Time to turn torchvision ResNet-50 and MobileNetV2 into search spaces (default AutoNASConfig), and timm models.
 
 Measured: ``generate_search_space(model, AutoNASConfig().model_dump())`` on a freshly built model
 (building the model is not timed), median over several runs, one CPU thread. The reference
@@ -6,6 +6,11 @@ Measured: ``generate_search_space(model, AutoNASConfig().model_dump())`` on a fr
 installed; otherwise its recorded figures on this machine class are used (0.35 s and 0.55 s).
 Target: ratio <= 1.0. For context, the time of one plain ``torch.fx.symbolic_trace`` of the model
 is printed too (measured in the same run).
+
+With timm installed, timm models are timed against the torchvision models of the same
+architecture and size (``TIMM_PAIRS``); target: timm / torchvision <= 1.0 (converting a timm
+model costs no more than converting its torchvision counterpart, although timm's norm-activation
+layers are probed before they convert).
 
 Run: ``nox -s bench -- tools/bench/bench_convert.py`` (needs torchvision).
 """
@@ -26,6 +31,17 @@ from autonas_dynamic.space import generate_search_space
 
 RECORDED_REFERENCE_S = {"resnet50": 0.35, "mobilenet_v2": 0.55}
 RUNS = 7
+#: timm model -> the torchvision model of the same architecture and size.
+TIMM_PAIRS = {
+    "resnet50": "resnet50",
+    "efficientnet_b0": "efficientnet_b0",
+    "mobilenetv3_large_100": "mobilenet_v3_large",
+    "regnetx_004": "regnet_x_400mf",
+    "densenet121": "densenet121",
+    "inception_v3": "inception_v3",
+    "convnext_tiny": "convnext_tiny",
+    "vit_base_patch16_224": "vit_b_16",
+}
 
 
 def _median_time(build: Callable[[], nn.Module], convert: Callable[[nn.Module], object], runs: int = RUNS) -> float:
@@ -72,6 +88,34 @@ def main() -> None:
             f"  {name:14s} ours {ours:.3f} s | {source} {baseline:.3f} s | ratio {ours / baseline:.2f} "
             f"(target <= 1.0) | one plain fx trace {fx_trace:.3f} s"
         )
+
+    _timm_against_torchvision(rules)
+
+
+def _timm_against_torchvision(rules: dict) -> None:
+    try:
+        import timm
+        import torchvision
+    except ImportError:
+        print("bench_convert: timm is not installed; skipping the timm models")
+        return
+    print("timm vs torchvision, same architecture (median of", RUNS, "runs, 1 thread)")
+    ratios = []
+    for timm_name, torchvision_name in TIMM_PAIRS.items():
+        theirs = _median_time(
+            lambda name=torchvision_name: torchvision.models.get_model(name, weights=None),
+            lambda model: generate_search_space(model, rules),
+        )
+        ours = _median_time(
+            lambda name=timm_name: timm.create_model(name, pretrained=False),
+            lambda model: generate_search_space(model, rules),
+        )
+        ratios.append(ours / theirs)
+        print(
+            f"  {timm_name:22s} {ours:.3f} s | torchvision {torchvision_name:18s} {theirs:.3f} s | "
+            f"ratio {ours / theirs:.2f}"
+        )
+    print(f"  median ratio {statistics.median(ratios):.2f} (target <= 1.0)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from autonas_dynamic import DYNAMIC_REGISTRY, DMRegistry, DynamicModule, Hparam, HparamAttribute, is_dynamic
+from autonas_config import ChannelRule, registered_layer_types
+from autonas_dynamic import (
+    DYNAMIC_REGISTRY,
+    DMRegistry,
+    DynamicModule,
+    Hparam,
+    HparamAttribute,
+    LayerLayout,
+    SearchableLayer,
+    is_dynamic,
+    register_layer,
+    unregister_layer,
+)
 from autonas_dynamic.dynamic import sliced_tensor_property
 
 ALIASES = [
@@ -33,8 +45,17 @@ class Linear2(nn.Linear):
 
 
 class OwnForwardLinear(nn.Linear):
+    """Overrides forward, reading only its attributes: converts, verified on probe inputs."""
+
     def forward(self, x):
         return super().forward(x) * 2
+
+
+class StoredTensorLinear(nn.Linear):
+    """Overrides forward reading the stored full weight: fails the probe at smaller widths."""
+
+    def forward(self, x):
+        return nn.functional.linear(x, self._parameters["weight"], self.bias)
 
 
 def test_keys_are_the_seventeen_config_aliases():
@@ -48,15 +69,18 @@ def test_keys_are_the_seventeen_config_aliases():
 def test_membership_by_class_and_instance_and_subclass_rules():
     assert nn.Linear(2, 2) in DYNAMIC_REGISTRY
     assert Linear in DYNAMIC_REGISTRY and DYNAMIC_REGISTRY.get_key(Linear2(2, 2)) == "nn.Linear"
-    assert OwnForwardLinear not in DYNAMIC_REGISTRY
-    assert DYNAMIC_REGISTRY.get_key(OwnForwardLinear) is None
+    assert OwnForwardLinear(3, 2) in DYNAMIC_REGISTRY and DYNAMIC_REGISTRY.get_key(OwnForwardLinear) == "nn.Linear"
+    assert StoredTensorLinear in DYNAMIC_REGISTRY  # the class converts as nn.Linear ...
+    refused = DYNAMIC_REGISTRY.match(StoredTensorLinear(4, 3))
+    assert refused.layer.cls is nn.Linear and "in_features=2, out_features=2 it fails" in refused.refusal
+    assert StoredTensorLinear(4, 3) not in DYNAMIC_REGISTRY  # ... but this instance does not pass its check
     assert nn.ReLU() not in DYNAMIC_REGISTRY and DYNAMIC_REGISTRY.get_key(nn.ReLU) is None
 
 
 def test_generated_classes_and_name_clash():
     registry = DMRegistry()
-    base = DYNAMIC_REGISTRY.dynamic_class(nn.Linear).__mro__[1]
-    registry.register(nn.Linear, key="nn.Linear")(base)
+    declaration = DYNAMIC_REGISTRY.layer_of(nn.Linear)
+    registry.register(declaration)
     assert registry.dynamic_class(nn.Linear).__name__ == "DynamicLinear"
     assert registry.dynamic_class(Linear).__name__ == f"{__name__.replace('.', '_')}_DynamicLinear"
     assert registry.dynamic_class(Linear2).__name__ == "DynamicLinear2"
@@ -69,22 +93,34 @@ def test_generated_classes_and_name_clash():
     with pytest.raises(KeyError, match="not registered"):
         registry.unregister(nn.Linear)
     # registered again, in the other order: the names swap
-    registry.register(nn.Linear, key="nn.Linear")(base)
+    registry.register(declaration)
     assert registry.dynamic_class(Linear).__name__ == "DynamicLinear"
     assert registry.dynamic_class(nn.Linear).__name__ == "torch_nn_modules_linear_DynamicLinear"
 
 
-def test_register_rejects_bad_entries():
-    registry = DMRegistry()
-    with pytest.raises(TypeError, match=r"nn\.Module subclasses"):
-        registry.register(int)
-    with pytest.raises(TypeError, match=r"nn\.Module subclasses"):
-        registry.register(lambda: None)  # type: ignore[arg-type]
+def test_register_layer_rejects_bad_declarations():
+    layout = LayerLayout(incoming="width", tensors={"scale": {0: "width"}})
+    with pytest.raises(TypeError, match=r"nn\.Module subclass"):
+        register_layer(int, layout, key="my.Int", rule=ChannelRule)
     with pytest.raises(TypeError, match="must subclass DynamicModule"):
-        registry.register(nn.ReLU, key="nn.ReLU")(object)
-    assert nn.ReLU not in registry
+        register_layer(Scale, layout, key="my.Scale", rule=ChannelRule, dynamic=object)
+    with pytest.raises(ValueError, match="needs a LayerLayout"):
+        register_layer(Scale, key="my.Scale", rule=ChannelRule)
+    with pytest.raises(ValueError, match="needs a key"):
+        register_layer(Scale, layout, rule=ChannelRule)
+    with pytest.raises(ValueError, match="needs its rule class"):
+        register_layer(Scale, layout, key="my.Scale")
+    with pytest.raises(ValueError, match="already a layer type"):
+        register_layer(Scale, layout, key="nn.Linear", rule=ChannelRule)
+    with pytest.raises(ValueError, match="has no hparam 'width'"):
+        register_layer(Scale, layout, key="my.Scale", rule=ChannelRule, dynamic=DynamicModule)
     with pytest.raises(ValueError, match="already registered"):
-        DYNAMIC_REGISTRY.register(nn.Linear)
+        register_layer(nn.Linear)
+    with pytest.raises(ValueError, match=r"tensors\['scale'\]\[0\] names 'depth'"):
+        LayerLayout(incoming="width", tensors={"scale": {0: "depth"}})
+    with pytest.raises(ValueError, match="axis must be one of"):
+        LayerLayout(incoming="width", axis="first")  # type: ignore[arg-type]
+    assert Scale not in DYNAMIC_REGISTRY and "my.Scale" not in registered_layer_types()
 
 
 def test_convert_is_in_place_and_keeps_identity_params_hooks_state_dict():
@@ -106,8 +142,22 @@ def test_convert_is_in_place_and_keeps_identity_params_hooks_state_dict():
 def test_convert_unsupported_layers_names_the_class():
     with pytest.raises(KeyError, match=r"ReLU has no dynamic implementation; supported: .*nn\.Conv2d"):
         DYNAMIC_REGISTRY.convert(nn.ReLU())
-    with pytest.raises(KeyError, match="OwnForwardLinear subclasses Linear but overrides forward"):
-        DYNAMIC_REGISTRY.convert(OwnForwardLinear(2, 2))
+    with pytest.raises(KeyError, match="StoredTensorLinear cannot be converted: at in_features=2"):
+        DYNAMIC_REGISTRY.convert(StoredTensorLinear(4, 3))
+
+
+def test_subclass_overriding_forward_runs_its_forward_on_the_active_sizes():
+    torch.manual_seed(0)
+    layer = OwnForwardLinear(6, 4)
+    full = layer.weight.detach().clone()
+    x = torch.randn(2, 6)
+    reference = layer(x)
+    DYNAMIC_REGISTRY.convert(layer)
+    torch.testing.assert_close(layer(x), reference, rtol=0, atol=0)
+    layer.in_features, layer.out_features = 3, 2
+    torch.testing.assert_close(layer(x[:, :3]), 2 * nn.functional.linear(x[:, :3], full[:2, :3], layer.bias))
+    layer.export()
+    assert type(layer) is OwnForwardLinear and layer.weight.shape == (2, 3)
 
 
 def test_subclass_keeping_forward_converts_like_its_base():
@@ -169,33 +219,43 @@ class DynamicScale(DynamicModule):
     def forward(self, x):
         return x * self.scale
 
-    def hparam_tensor_dims(self):
-        return {"width": [("scale", 0)]}
+
+SCALE_LAYOUT = LayerLayout(incoming="width", tensors={"scale": {0: "width"}}, axis="last")
 
 
-def test_user_registered_layer_converts_and_exports():
-    registry = DMRegistry()
-    registry.register(Scale, key="my.Scale")(DynamicScale)
-    layer = Scale(6)
-    full = layer.scale.detach().clone()
-    registry.convert(layer)
-    assert registry.get_key(layer) == "my.Scale" and layer.width == 6
-    layer.width = 4
-    torch.testing.assert_close(layer(torch.ones(4)), full[:4])
-    layer.export()
-    assert type(layer) is Scale and layer.width == 4 and layer.scale.shape == (4,)
-    torch.testing.assert_close(layer(torch.ones(4)), full[:4])
+@pytest.mark.parametrize("dynamic", [DynamicScale, None], ids=["own implementation", "generic implementation"])
+def test_user_registered_layer_converts_and_exports(dynamic):
+    declared = register_layer(Scale, SCALE_LAYOUT, key="my.Scale", rule=ChannelRule, dynamic=dynamic)
+    try:
+        assert isinstance(declared, SearchableLayer) and declared.own_forward == (dynamic is not None)
+        layer = Scale(6)
+        full = layer.scale.detach().clone()
+        DYNAMIC_REGISTRY.convert(layer)
+        assert DYNAMIC_REGISTRY.get_key(layer) == "my.Scale" and layer.width == 6
+        assert layer.hparam_tensor_dims() == {"width": [("scale", 0)]}
+        layer.width = 4
+        torch.testing.assert_close(layer(torch.ones(4)), full[:4])
+        layer.export()
+        assert type(layer) is Scale and layer.width == 4 and layer.scale.shape == (4,)
+        torch.testing.assert_close(layer(torch.ones(4)), full[:4])
+    finally:
+        unregister_layer(Scale)
+    assert "my.Scale" not in registered_layer_types() and Scale not in DYNAMIC_REGISTRY
 
 
 def test_register_hparam_needs_a_declared_attribute():
     class Broken(DynamicModule):
-        def _setup(self):
-            self._register_hparam("width", Hparam([1, 2]))
+        width = HparamAttribute()
 
-    registry = DMRegistry()
-    registry.register(Scale, key="my.Scale")(Broken)
-    with pytest.raises(TypeError, match="no HparamAttribute named 'width'"):
-        registry.convert(Scale(2))
+        def _setup(self):
+            self._register_hparam("depth", Hparam([1, 2]))
+
+    register_layer(Scale, SCALE_LAYOUT, key="my.Scale", rule=ChannelRule, dynamic=Broken)
+    try:
+        with pytest.raises(TypeError, match="no HparamAttribute named 'depth'"):
+            DYNAMIC_REGISTRY.convert(Scale(2))
+    finally:
+        unregister_layer(Scale)
 
 
 def test_named_and_get_hparam():

@@ -22,10 +22,12 @@ from example_models import (
     conv,
 )
 
+from autonas_config import FeatureRule
+from autonas_dynamic import LayerLayout, register_layer, unregister_layer
 from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
 from autonas_dynamic.trace.depth import is_residual_block, trailing_residual_blocks
 from autonas_dynamic.trace.dims import after_reduction, is_elastic
-from autonas_dynamic.trace.layers import is_layer, linear_symbols, make_layer_symbols, register_layer, spatial_ndim
+from autonas_dynamic.trace.layers import is_layer, make_layer_symbols, spatial_ndim
 from autonas_dynamic.trace.tracer import reads_training_flag, trace_recursively
 
 
@@ -281,6 +283,17 @@ def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> No
     assert reads_training_flag(AuxiliaryHead())
     assert not reads_training_flag(SkippableDepth())
 
+    class PassesTheFlagOn(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.dropout(F.dropout(x, 0.1, self.training), p=0.1, training=self.training)
+
+    class NegatesIt(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if not self.training else x * 2
+
+    assert not reads_training_flag(PassesTheFlagOn())  # the same module calls in both modes
+    assert reads_training_flag(NegatesIt())
+
 
 class _AffineMap(nn.Module):
     """A third-party-style linear map with its own forward (not an nn.Linear subclass)."""
@@ -294,13 +307,23 @@ class _AffineMap(nn.Module):
         return x @ self.weight
 
 
-def test_register_layer_declares_a_further_searchable_layer_class() -> None:
+def test_a_declared_layer_gets_the_symbols_of_its_layout() -> None:
     assert not is_layer(_AffineMap(4, 6))
-    register_layer(_AffineMap, linear_symbols)
-    layer = _AffineMap(4, 6)
-    assert is_layer(layer)
-    symbols = make_layer_symbols(layer)
-    assert symbols.in_dims == frozenset({-1}) and symbols.out_dims == frozenset({-1})
-    assert symbols.outgoing is not None and symbols.outgoing is not symbols.incoming
-    with pytest.raises(ValueError, match="already a searchable layer class"):
-        register_layer(_AffineMap, linear_symbols)
+    layout = LayerLayout(
+        incoming="in_features",
+        outgoing="out_features",
+        tensors={"weight": {0: "in_features", 1: "out_features"}},
+        axis="last",
+    )
+    register_layer(_AffineMap, layout, key="tests.AffineMap", rule=FeatureRule)
+    try:
+        layer = _AffineMap(4, 6)
+        assert is_layer(layer)
+        symbols = make_layer_symbols(layer)
+        assert symbols.in_dims == frozenset({-1}) and symbols.out_dims == frozenset({-1})
+        assert symbols.outgoing is not None and symbols.outgoing is not symbols.incoming
+        with pytest.raises(ValueError, match="already registered"):
+            register_layer(_AffineMap, layout, key="tests.AffineMap2", rule=FeatureRule)
+    finally:
+        unregister_layer(_AffineMap)
+    assert not is_layer(_AffineMap(4, 6))

@@ -17,6 +17,7 @@ from .rounding import make_divisible
 from .rule_config import BaseRuleConfig, LayerSection, layer_field
 from .rules import (
     BaseRule,
+    ChannelRule,
     DynamicBatchNorm1dConfig,
     DynamicBatchNorm2dConfig,
     DynamicBatchNorm3dConfig,
@@ -34,6 +35,7 @@ from .rules import (
     DynamicLinearConfig,
     DynamicSequentialConfig,
     DynamicSyncBatchNormConfig,
+    FeatureRule,
 )
 from .sections import Rule, Section
 
@@ -45,6 +47,7 @@ __all__ = [
     "BaseConfig",
     "BaseRule",
     "BaseRuleConfig",
+    "ChannelRule",
     "DynamicBatchNorm1dConfig",
     "DynamicBatchNorm2dConfig",
     "DynamicBatchNorm3dConfig",
@@ -63,6 +66,7 @@ __all__ = [
     "DynamicSequentialConfig",
     "DynamicSyncBatchNormConfig",
     "ExportConfig",
+    "FeatureRule",
     "LayerSection",
     "LayerType",
     "Rule",

@@ -16,6 +16,7 @@ from .base import BaseConfig
 
 __all__ = [
     "BaseRule",
+    "ChannelRule",
     "DynamicBatchNorm1dConfig",
     "DynamicBatchNorm2dConfig",
     "DynamicBatchNorm3dConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "DynamicLinearConfig",
     "DynamicSequentialConfig",
     "DynamicSyncBatchNormConfig",
+    "FeatureRule",
 ]
 
 
@@ -74,19 +76,21 @@ KernelSizes = Annotated[
 class BaseRule(BaseConfig):
     """Base class of the per-layer-type rules; its fields are the keyword arguments of ``modify()``.
 
-    Subclass it to describe the rule of a custom layer type, then register that type with
-    :func:`autonas_config.register_layer_type`.
+    Subclass it to describe the rule of a custom layer type (or use :class:`ChannelRule` /
+    :class:`FeatureRule`), then declare the layer type with ``autonas_dynamic.register_layer``.
     """
 
 
-class _ChannelRule(BaseRule):
+class ChannelRule(BaseRule):
+    """A rule of channel ratios and a divisor, for any layer type whose ``modify()`` takes just these."""
+
     channels_ratio: Ratios = Field(
         default=None, description="Ratios of the original channel count to search, each in (0, 1]."
     )
     channel_divisor: Divisor = Field(default=1, description="Channel counts are rounded to multiples of this.")
 
 
-class _ConvRule(_ChannelRule):
+class _ConvRule(ChannelRule):
     kernel_ndim: ClassVar[int]
     kernel_size: KernelSizes = Field(
         default=(),
@@ -106,7 +110,9 @@ class _ConvRule(_ChannelRule):
         return value
 
 
-class _FeatureRule(BaseRule):
+class FeatureRule(BaseRule):
+    """A rule of feature ratios and a divisor, for any layer type whose ``modify()`` takes just these."""
+
     features_ratio: Ratios = Field(
         default=None, description="Ratios of the original feature count to search, each in (0, 1]."
     )
@@ -149,43 +155,43 @@ class DynamicConvTranspose3dConfig(_ConvRule):
     kernel_ndim = 3
 
 
-class DynamicLinearConfig(_FeatureRule):
+class DynamicLinearConfig(FeatureRule):
     """Rule for ``nn.Linear``: feature ratios and divisor (both in and out features)."""
 
 
-class DynamicBatchNorm1dConfig(_FeatureRule):
+class DynamicBatchNorm1dConfig(FeatureRule):
     """Rule for ``nn.BatchNorm1d``: feature ratios and divisor."""
 
 
-class DynamicBatchNorm2dConfig(_FeatureRule):
+class DynamicBatchNorm2dConfig(FeatureRule):
     """Rule for ``nn.BatchNorm2d``: feature ratios and divisor."""
 
 
-class DynamicBatchNorm3dConfig(_FeatureRule):
+class DynamicBatchNorm3dConfig(FeatureRule):
     """Rule for ``nn.BatchNorm3d``: feature ratios and divisor."""
 
 
-class DynamicSyncBatchNormConfig(_FeatureRule):
+class DynamicSyncBatchNormConfig(FeatureRule):
     """Rule for ``nn.SyncBatchNorm``: feature ratios and divisor."""
 
 
-class DynamicInstanceNorm1dConfig(_FeatureRule):
+class DynamicInstanceNorm1dConfig(FeatureRule):
     """Rule for ``nn.InstanceNorm1d``: feature ratios and divisor."""
 
 
-class DynamicInstanceNorm2dConfig(_FeatureRule):
+class DynamicInstanceNorm2dConfig(FeatureRule):
     """Rule for ``nn.InstanceNorm2d``: feature ratios and divisor."""
 
 
-class DynamicInstanceNorm3dConfig(_FeatureRule):
+class DynamicInstanceNorm3dConfig(FeatureRule):
     """Rule for ``nn.InstanceNorm3d``: feature ratios and divisor."""
 
 
-class DynamicLayerNormConfig(_FeatureRule):
+class DynamicLayerNormConfig(FeatureRule):
     """Rule for ``nn.LayerNorm``: ratios and divisor of the last normalized dimension."""
 
 
-class DynamicGroupNormConfig(_ChannelRule):
+class DynamicGroupNormConfig(ChannelRule):
     """Rule for ``nn.GroupNorm``: channel ratios and divisor (the group size stays fixed)."""
 
 

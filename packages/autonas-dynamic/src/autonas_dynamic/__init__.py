@@ -17,7 +17,8 @@ from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_mod
 from .errors import AlreadyConvertedError, DynamicError, UnsupportedModelError
 from .ext import ExtensionsStatus, extensions_status
 from .hparam import ConcatHparam, DepthHparam, Hparam
-from .registry import DYNAMIC_REGISTRY, DMRegistry
+from .layout import LayerLayout
+from .registry import DYNAMIC_REGISTRY, DMRegistry, SearchableLayer, register_layer, unregister_layer
 from .sorting import sort_parameters
 from .space import SearchSpace, generate_search_space
 from .trace import register_leaf, register_shape_preserving, unregister_leaf
@@ -38,7 +39,9 @@ __all__ = [
     "Hparam",
     "HparamAttribute",
     "LayerImportance",
+    "LayerLayout",
     "SearchSpace",
+    "SearchableLayer",
     "UnsupportedModelError",
     "count_flops",
     "count_params",
@@ -48,8 +51,10 @@ __all__ = [
     "is_dynamic",
     "layers",
     "plugins",
+    "register_layer",
     "register_leaf",
     "register_shape_preserving",
     "sort_parameters",
+    "unregister_layer",
     "unregister_leaf",
 ]

@@ -13,7 +13,8 @@ A dynamic base class (e.g. the one for ``nn.Linear``) declares:
 * its dynamic tensors (``_dynamic_tensors``) as properties returning the active slice of the stored
   tensor (the stored tensor itself at the maximal subnet);
 * a ``forward`` that slices the stored tensors once and calls the functional op;
-* :meth:`DynamicModule.hparam_tensor_dims`, which tensor dimensions each hparam governs (used to
+* which tensor dimensions each width hparam governs: read from the class's
+  :class:`~autonas_dynamic.layout.LayerLayout` by :meth:`DynamicModule.hparam_tensor_dims` (used to
   sort channels by importance and by anyone who needs to know what an hparam resizes);
 * ``modify(**rule)`` with the keyword-only fields of its ``autonas_config`` rule.
 """
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from .hparam import Hparam
+from .layout import LayerLayout
 from .slicing import slice_tensor
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "LayerImportance",
     "export_model",
     "is_dynamic",
+    "layout_tensor_property",
     "sliced_tensor_property",
 ]
 
@@ -87,6 +90,26 @@ def sliced_tensor_property(tensor_name: str, hparam_name: str, dim: int = 0) -> 
     return property(getter, doc=f"The active part of ``{tensor_name}`` (dim {dim} follows ``{hparam_name}``).")
 
 
+def layout_tensor_property(tensor_name: str) -> property:
+    """A property giving the stored tensor ``tensor_name`` sliced as the class's layout says.
+
+    Each dimension the layout maps to a width is cut to that width's active size (in a grouped
+    layer only the first one, see :class:`~autonas_dynamic.layout.LayerLayout`); absent tensors
+    read as ``None``.
+    """
+
+    def getter(self: DynamicModule) -> torch.Tensor | None:
+        tensor = self._parameters[tensor_name] if tensor_name in self._parameters else self._buffers.get(tensor_name)
+        if tensor is None:
+            return None
+        indices: list[slice | torch.Tensor | None] = [None] * tensor.dim()
+        for dim, hparam in self._layout_dims(tensor_name, tensor.dim()):
+            indices[dim] = self._hparams[hparam].active_slice
+        return slice_tensor(tensor, indices)
+
+    return property(getter, doc=f"The active part of ``{tensor_name}`` (the dims its layout maps to widths).")
+
+
 class LayerImportance:
     """Importance estimator of one layer for one of its hparams (see ``DynamicModule._importance``).
 
@@ -122,6 +145,8 @@ class DynamicModule(nn.Module):
     _original_cls: ClassVar[type[nn.Module]]
     #: Names of the tensors (parameters or buffers) whose active slice the class exposes.
     _dynamic_tensors: ClassVar[tuple[str, ...]] = ()
+    #: How the layer's tensors follow its widths (set on generated classes of leaf layers).
+    _layout: ClassVar[LayerLayout | None] = None
 
     _hparams: dict[str, Hparam]
     _hparam_roles: dict[str, tuple[bool, bool]]
@@ -154,6 +179,12 @@ class DynamicModule(nn.Module):
     def _setup(self) -> None:
         """Register the hparams of this layer (called once, right after the class swap)."""
         raise NotImplementedError
+
+    @classmethod
+    def instance_layout(cls, module: nn.Module, layout: LayerLayout) -> LayerLayout:
+        """The layout of one plain module of this layer type: its declared ``layout``, unless the
+        implementation tells instances apart (a mixed convolution that is depthwise follows its input)."""
+        return layout
 
     def _move_aside(self, *names: str) -> None:
         """Move plain attributes out of ``__dict__`` so the class's dynamic versions are used."""
@@ -244,14 +275,41 @@ class DynamicModule(nn.Module):
 
         A permutation of an hparam's channels must be applied to every listed dimension (of every
         layer sharing the hparam) to keep the model's function. Absent tensors (e.g. ``bias=None``)
-        are not listed.
+        are not listed. Read from the class's layout; in a depthwise layer (as many groups as
+        channels) the dimension spanning the groups follows both widths.
         """
-        return {}
+        layout = self._layout
+        if layout is None:
+            return {}
+        dims: dict[str, list[tuple[str, int]]] = {name: [] for name in layout.widths}
+        depthwise = self._is_depthwise()
+        for tensor_name in layout.tensors:
+            tensor = self._parameters.get(tensor_name, self._buffers.get(tensor_name))
+            if tensor is None:
+                continue
+            for dim, hparam in self._layout_dims(tensor_name, tensor.dim()):
+                dims[hparam].append((tensor_name, dim))
+                if depthwise:
+                    dims.update(
+                        {other: [*dims[other], (tensor_name, dim)] for other in layout.widths if other != hparam}
+                    )
+        return dims
 
-    def _present(self, *pairs: tuple[str, int]) -> list[tuple[str, int]]:
-        """The ``(tensor name, dim)`` pairs whose tensor exists on this module."""
-        stored = {**self._parameters, **self._buffers}
-        return [(name, dim) for name, dim in pairs if stored.get(name) is not None]
+    def _layout_dims(self, tensor_name: str, rank: int) -> list[tuple[int, str]]:
+        """The ``(dim, width)`` pairs of a tensor that are sliced (see :class:`LayerLayout`)."""
+        assert self._layout is not None
+        return self._layout.indexed_dims(tensor_name, rank, grouped=self._original_groups() > 1)
+
+    def _original_groups(self) -> int:
+        """The number of channel groups the layer was built with (1 unless its layout names a groups attribute)."""
+        layout = self._layout
+        if layout is None or layout.groups is None:
+            return 1
+        return int(self._saved.get(layout.groups, self.__dict__.get(layout.groups, 1)))
+
+    def _is_depthwise(self) -> bool:
+        groups = self._original_groups()
+        return groups > 1 and all(self._hparams[name].original == groups for name in self._layout.widths)  # type: ignore[union-attr]
 
     def _memoized(self, compute: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
         """``compute()`` (the active arguments of ``forward``), reused while nothing changes.

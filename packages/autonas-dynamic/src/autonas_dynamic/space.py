@@ -203,12 +203,13 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
     _apply_rules(model, converted, rules)
     for module in analysis.frozen:
         converted[module].freeze()
+    holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
     _install_groups(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
-    _unconvert_unsearchable(converted)
+    _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model, untraced=analysis.failed)
 
 
@@ -226,6 +227,12 @@ def _warn_about(analysis: Analysis) -> None:
             "other mode may not match the sizes of their inputs there",
             stacklevel=3,
         )
+    for name, reason in analysis.refused.items():
+        warnings.warn(
+            f"{name} layers keep their sizes: {reason}. Declare the class with autonas_dynamic.register_layer "
+            "(a LayerLayout, or a dynamic implementation) to make it searchable",
+            stacklevel=3,
+        )
     if analysis.unvisited:
         warnings.warn(
             f"layers never called while tracing keep their sizes: {', '.join(analysis.unvisited)}", stacklevel=3
@@ -233,11 +240,16 @@ def _warn_about(analysis: Analysis) -> None:
 
 
 def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicModule]:
-    """Convert every analysed layer and every Sequential with skippable blocks."""
+    """Convert every analysed layer and every Sequential with skippable blocks (tensor holders are converted apart)."""
     layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable)
     converted = {}
     for module in model.modules():
-        if module in layers and module not in converted and module in DYNAMIC_REGISTRY:
+        if (
+            module in layers
+            and module not in converted
+            and module not in analysis.holders
+            and module in DYNAMIC_REGISTRY
+        ):
             converted[module] = DYNAMIC_REGISTRY.convert(module)
     return converted
 

@@ -10,13 +10,12 @@ from torch import nn
 
 from ..dynamic import DynamicModule, HparamAttribute
 from ..hparam import DepthHparam
-from ..registry import DYNAMIC_REGISTRY
+from ..registry import register_layer
 from .rules import restrict_to
 
 __all__: list[str] = []
 
 
-@DYNAMIC_REGISTRY.register(nn.Sequential, key="nn.Sequential")
 class _DynamicSequential(DynamicModule):
     """Dynamic Sequential: only the first ``depth`` blocks run.
 
@@ -54,9 +53,6 @@ class _DynamicSequential(DynamicModule):
         hparam = self._hparams["depth"]
         restrict_to(hparam, {depth for depth in hparam.choices if depth >= min_depth})
 
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {"depth": []}
-
     def _export_attributes(self) -> dict[str, Any]:
         return {}
 
@@ -64,3 +60,6 @@ class _DynamicSequential(DynamicModule):
         """Export in place, keeping only the first ``depth`` blocks."""
         self.__dict__["_modules"] = self._active_blocks()
         return super().export()
+
+
+register_layer(nn.Sequential, key="nn.Sequential", dynamic=_DynamicSequential)

@@ -13,11 +13,27 @@ from torch.nn.modules.utils import _reverse_repeat_tuple
 
 from ..dynamic import DynamicModule, HparamAttribute
 from ..hparam import Hparam
-from ..registry import DYNAMIC_REGISTRY
+from ..layout import LayerLayout
+from ..registry import register_layer
 from ..slicing import crop_kernel, slice_tensor
 from .rules import restrict_by_ratio, restrict_to
 
-__all__ = ["channel_choices", "kernel_choices"]
+__all__ = ["CONV_LAYOUT", "CONV_TRANSPOSE_LAYOUT", "RuntimePaddingConv", "channel_choices", "kernel_choices"]
+
+#: Convolutions: weight ``(out, in / groups, k...)``; grouped ones couple or fix their widths.
+CONV_LAYOUT = LayerLayout(
+    incoming="in_channels",
+    outgoing="out_channels",
+    tensors={"weight": {0: "out_channels", 1: "in_channels"}, "bias": {0: "out_channels"}},
+    groups="groups",
+)
+#: Transposed convolutions: weight ``(in, out / groups, k...)``.
+CONV_TRANSPOSE_LAYOUT = LayerLayout(
+    incoming="in_channels",
+    outgoing="out_channels",
+    tensors={"weight": {0: "in_channels", 1: "out_channels"}, "bias": {0: "out_channels"}},
+    groups="groups",
+)
 
 _CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TRANSPOSE: dict[int, Callable[..., torch.Tensor]] = {
@@ -83,6 +99,8 @@ class _DynamicConvNd(DynamicModule):
     _output_padding: Callable[..., list[int]]
     #: Transposed convs store their weight as (in, out / groups, k...), others as (out, in / groups, k...).
     _transposed: ClassVar[bool] = False
+    #: The forward pads from the weight's kernel at run time (the stored padding is not the one applied).
+    _padding_at_run_time: ClassVar[bool] = False
 
     @property
     def _channel_names(self) -> tuple[str, str]:
@@ -106,7 +124,8 @@ class _DynamicConvNd(DynamicModule):
             sortable=sortable,
         )
         kernel = tuple(self.__dict__["kernel_size"])
-        choices = kernel_choices(kernel, self._saved["padding"], self.dilation, self.padding_mode)
+        padding = "same" if self._padding_at_run_time else self._saved["padding"]
+        choices = kernel_choices(kernel, padding, self.dilation, self.padding_mode)
         self._register_hparam("kernel_size", Hparam(choices, original=kernel))
 
     # ----------------------------------------------------------------------------- active values
@@ -115,7 +134,7 @@ class _DynamicConvNd(DynamicModule):
         """The padding that keeps the output size of the full kernel."""
         padding = self._saved["padding"]
         kernel = self._hparams["kernel_size"]
-        if isinstance(padding, str) or kernel.active == kernel.original:
+        if isinstance(padding, str) or kernel.active == kernel.original or self._padding_at_run_time:
             return padding
         return tuple(
             pad - (big - small) * dil // 2
@@ -236,20 +255,6 @@ class _DynamicConvNd(DynamicModule):
         return [f"kernel_size {sizes} on {type(self)._original_cls.__name__} kernels {original} with {setting}"]
 
     # ----------------------------------------------------------------------------- sorting and export
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        lead, other = self._channel_names
-        groups = self._saved["groups"]
-        depthwise = (
-            groups > 1 and self._hparams["in_channels"].original == groups == self._hparams["out_channels"].original
-        )
-        dims: dict[str, list[tuple[str, int]]] = {lead: [("weight", 0)], other: [], "kernel_size": []}
-        if groups == 1:
-            dims[other].append(("weight", 1))
-        elif depthwise:
-            dims[other].append(("weight", 0))
-        dims["out_channels"].append(("bias", 0))
-        return {name: self._present(*pairs) for name, pairs in dims.items()}
-
     def _importance(self, name: str) -> torch.Tensor | None:
         if name != "in_channels" or self._saved["groups"] != 1:
             return None
@@ -289,7 +294,19 @@ class _DynamicConvTransposeNd(_DynamicConvNd):
         return conv(input, weight, bias, self.stride, padding, output_padding, groups, self.dilation)
 
 
+class RuntimePaddingConv(_DynamicConvNd):
+    """For a conv subclass whose own forward pads from ``self.weight``'s kernel at run time (TensorFlow-style
+    "same" padding, as timm's ``Conv2dSame``): every centre crop of the kernel is a choice and the stored
+    padding is left as it is. Declare such a class with
+    ``register_layer(SameConv, dynamic=RuntimePaddingConv)``; its forward keeps running (and is verified).
+    """
+
+    _padding_at_run_time = True
+
+
 for _conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-    DYNAMIC_REGISTRY.register(_conv, key=f"nn.{_conv.__name__}")(_DynamicConvNd)
+    register_layer(_conv, CONV_LAYOUT, key=f"nn.{_conv.__name__}", dynamic=_DynamicConvNd)
 for _transposed in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    DYNAMIC_REGISTRY.register(_transposed, key=f"nn.{_transposed.__name__}")(_DynamicConvTransposeNd)
+    register_layer(
+        _transposed, CONV_TRANSPOSE_LAYOUT, key=f"nn.{_transposed.__name__}", dynamic=_DynamicConvTransposeNd
+    )

@@ -10,14 +10,22 @@ from torch import nn
 
 from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
 from ..hparam import Hparam
-from ..registry import DYNAMIC_REGISTRY
+from ..layout import LayerLayout
+from ..registry import register_layer
 from ..slicing import slice_tensor
 from .rules import restrict_by_ratio
 
-__all__: list[str] = []
+__all__ = ["LINEAR_LAYOUT"]
+
+#: A linear map over the last dimension: weight ``(out, in)``.
+LINEAR_LAYOUT = LayerLayout(
+    incoming="in_features",
+    outgoing="out_features",
+    tensors={"weight": {0: "out_features", 1: "in_features"}, "bias": {0: "out_features"}},
+    axis="last",
+)
 
 
-@DYNAMIC_REGISTRY.register(nn.Linear, key="nn.Linear")
 class _DynamicLinear(DynamicModule):
     """Dynamic linear layer; the weight is sliced to ``(out_features, in_features)``."""
 
@@ -50,8 +58,8 @@ class _DynamicLinear(DynamicModule):
         for name in ("in_features", "out_features"):
             restrict_by_ratio(self._hparams[name], features_ratio, feature_divisor)
 
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {"in_features": self._present(("weight", 1)), "out_features": self._present(("weight", 0), ("bias", 0))}
-
     def _importance(self, name: str) -> torch.Tensor | None:
         return self._tensor("weight").detach().norm(dim=0) if name == "in_features" else None
+
+
+register_layer(nn.Linear, LINEAR_LAYOUT, key="nn.Linear", dynamic=_DynamicLinear)

@@ -15,10 +15,25 @@ from torch import nn
 
 from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
 from ..hparam import Hparam
-from ..registry import DYNAMIC_REGISTRY
+from ..layout import LayerLayout
+from ..registry import DYNAMIC_REGISTRY, register_layer
 from .rules import restrict_by_ratio
 
-__all__ = ["group_norm_choices"]
+__all__ = ["FEATURE_NORM_LAYOUT", "GROUP_NORM_LAYOUT", "LAYER_NORM_LAYOUT", "group_norm_choices"]
+
+#: BatchNorm and InstanceNorm: every tensor has one entry per channel.
+FEATURE_NORM_LAYOUT = LayerLayout(
+    incoming="num_features",
+    tensors={name: {0: "num_features"} for name in ("weight", "bias", "running_mean", "running_var")},
+)
+#: LayerNorm: the last entry of ``normalized_shape`` over the last dimension.
+LAYER_NORM_LAYOUT = LayerLayout(
+    incoming="num_features", tensors={"weight": {-1: "num_features"}, "bias": {-1: "num_features"}}, axis="last"
+)
+#: GroupNorm: channels in fixed-size groups, which a permutation would mix.
+GROUP_NORM_LAYOUT = LayerLayout(
+    incoming="num_channels", tensors={"weight": {0: "num_channels"}, "bias": {0: "num_channels"}}, sortable=False
+)
 
 
 class _DynamicFeatureNorm(DynamicModule):
@@ -43,9 +58,6 @@ class _DynamicFeatureNorm(DynamicModule):
     def modify(self, *, features_ratio: Sequence[float] | None = None, feature_divisor: int = 1) -> None:
         """Restrict ``num_features`` to ``make_divisible(ratio * original, feature_divisor)``."""
         restrict_by_ratio(self._hparams["num_features"], features_ratio, feature_divisor)
-
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {"num_features": self._present(*((name, 0) for name in self._dynamic_tensors))}
 
 
 class _DynamicBatchNorm(_DynamicFeatureNorm):
@@ -111,13 +123,14 @@ class _DynamicInstanceNorm(_DynamicFeatureNorm):
 
 
 for _batch_norm in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-    DYNAMIC_REGISTRY.register(_batch_norm, key=f"nn.{_batch_norm.__name__}")(_DynamicBatchNorm)
-DYNAMIC_REGISTRY.register(nn.SyncBatchNorm, key="nn.SyncBatchNorm")(_DynamicSyncBatchNorm)
+    register_layer(_batch_norm, FEATURE_NORM_LAYOUT, key=f"nn.{_batch_norm.__name__}", dynamic=_DynamicBatchNorm)
+register_layer(nn.SyncBatchNorm, FEATURE_NORM_LAYOUT, key="nn.SyncBatchNorm", dynamic=_DynamicSyncBatchNorm)
 for _instance_norm in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
-    DYNAMIC_REGISTRY.register(_instance_norm, key=f"nn.{_instance_norm.__name__}")(_DynamicInstanceNorm)
+    register_layer(
+        _instance_norm, FEATURE_NORM_LAYOUT, key=f"nn.{_instance_norm.__name__}", dynamic=_DynamicInstanceNorm
+    )
 
 
-@DYNAMIC_REGISTRY.register(nn.LayerNorm, key="nn.LayerNorm")
 class _DynamicLayerNorm(DynamicModule):
     """Dynamic LayerNorm: ``num_features`` is the last entry of ``normalized_shape``."""
 
@@ -148,10 +161,6 @@ class _DynamicLayerNorm(DynamicModule):
         """Restrict the last dim to ``make_divisible(ratio * original, feature_divisor)``."""
         restrict_by_ratio(self._hparams["num_features"], features_ratio, feature_divisor)
 
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        last = len(self._saved["normalized_shape"]) - 1
-        return {"num_features": self._present(("weight", last), ("bias", last))}
-
     def _export_attributes(self) -> dict[str, Any]:
         return {"normalized_shape": self.normalized_shape}
 
@@ -163,7 +172,6 @@ def group_norm_choices(num_groups: int, num_channels: int) -> list[int]:
     return [c for c in range(num_groups, num_channels + 1) if c % group_size == 0 and c % num_groups == 0]
 
 
-@DYNAMIC_REGISTRY.register(nn.GroupNorm, key="nn.GroupNorm")
 class _DynamicGroupNorm(DynamicModule):
     """Dynamic GroupNorm: the group size stays, the number of groups follows ``num_channels``.
 
@@ -201,8 +209,9 @@ class _DynamicGroupNorm(DynamicModule):
         """Restrict ``num_channels`` to ``make_divisible(ratio * original, channel_divisor)``."""
         restrict_by_ratio(self._hparams["num_channels"], channels_ratio, channel_divisor)
 
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {"num_channels": self._present(("weight", 0), ("bias", 0))}
-
     def _export_attributes(self) -> dict[str, Any]:
         return {"num_channels": self.num_channels, "num_groups": self.num_groups}
+
+
+register_layer(nn.LayerNorm, LAYER_NORM_LAYOUT, key="nn.LayerNorm", dynamic=_DynamicLayerNorm)
+register_layer(nn.GroupNorm, GROUP_NORM_LAYOUT, key="nn.GroupNorm", dynamic=_DynamicGroupNorm)

@@ -25,23 +25,31 @@ from autonas_config import get_layer_type, register_layer_type, registered_layer
 from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
 from ..hparam import Hparam
 from ..layers.rules import restrict_by_ratio
-from ..registry import DYNAMIC_REGISTRY
+from ..layout import LayerLayout
+from ..registry import DYNAMIC_REGISTRY, register_layer
 from ..slicing import slice_tensor
 from .imports import when_imported
-from .tracing import declare_linear_layer
 
-__all__ = ["RULE_KEY", "DynamicConv1DBase", "install"]
+__all__ = ["CONV1D_LAYOUT", "RULE_KEY", "DynamicConv1DBase", "install"]
 
 #: The rule key of ``transformers.pytorch_utils.Conv1D`` in rule-based configs.
 RULE_KEY = "transformers.Conv1D"
 _LAYER_MODULE = "transformers.pytorch_utils"
+
+#: A linear map over the last dimension with its weight stored transposed, ``(in, out)``.
+CONV1D_LAYOUT = LayerLayout(
+    incoming="in_features",
+    outgoing="out_features",
+    tensors={"weight": {0: "in_features", 1: "out_features"}, "bias": {0: "out_features"}},
+    axis="last",
+)
 
 
 def install() -> None:
     """Activate the integration if transformers is installed; imports nothing from it."""
     if importlib.util.find_spec("transformers") is None:
         return
-    if RULE_KEY not in registered_layer_types():
+    if RULE_KEY not in registered_layer_types():  # the rule key first, so configs built before the model carry it
         linear = get_layer_type("nn.Linear")
         register_layer_type(RULE_KEY, linear.rule_class, linear.default)
     when_imported(_LAYER_MODULE, _register_layer)
@@ -54,9 +62,8 @@ def _register_layer(module: types.ModuleType) -> None:
             f"{_LAYER_MODULE} has no Conv1D in this transformers version; its layers stay unsearchable", stacklevel=2
         )
         return
-    if conv1d not in DYNAMIC_REGISTRY:
-        DYNAMIC_REGISTRY.register(conv1d, key=RULE_KEY)(DynamicConv1DBase)
-    declare_linear_layer(conv1d)
+    if DYNAMIC_REGISTRY.layer_of(conv1d) is None:
+        register_layer(conv1d, CONV1D_LAYOUT, key=RULE_KEY, dynamic=DynamicConv1DBase)
 
 
 class DynamicConv1DBase(DynamicModule):
@@ -107,9 +114,6 @@ class DynamicConv1DBase(DynamicModule):
         """Restrict both feature counts to ``make_divisible(ratio * original, feature_divisor)``."""
         for name in ("in_features", "out_features"):
             restrict_by_ratio(self._hparams[name], features_ratio, feature_divisor)
-
-    def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {"in_features": self._present(("weight", 0)), "out_features": self._present(("weight", 1), ("bias", 0))}
 
     def _importance(self, name: str) -> torch.Tensor | None:
         return self._tensor("weight").detach().norm(dim=1) if name == "in_features" else None

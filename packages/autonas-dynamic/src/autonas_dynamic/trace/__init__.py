@@ -15,7 +15,7 @@ import torch.nn as nn
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
-from .layers import is_layer, is_sequential
+from .layers import is_layer, is_sequential, refusal
 from .ops import register_shape_preserving
 from .result import Analysis, Group
 from .symbols import Slot
@@ -66,7 +66,19 @@ def analyze(model: nn.Module) -> Analysis:
         unvisited=unvisited,
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
+        refused=_refused_classes(model, trace.called),
+        holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
     )
+
+
+def _refused_classes(model: nn.Module, called: set[nn.Module]) -> dict[str, str]:
+    """For each class of the called layers that cannot be converted, the first reason."""
+    refused: dict[str, str] = {}
+    for module in model.modules():
+        reason = refusal(module) if module in called else None
+        if reason is not None:
+            refused.setdefault(type(module).__qualname__, reason)
+    return refused
 
 
 @contextmanager

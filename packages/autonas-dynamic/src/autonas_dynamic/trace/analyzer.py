@@ -15,8 +15,8 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
-from .dims import Dims
-from .layers import LayerSymbols, is_layer, make_layer_symbols
+from .dims import Dims, rank_of
+from .layers import LayerSymbols, is_layer, make_layer_symbols, refusal
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .symbols import Symbol
 from .tracer import TracedGraph, TraceResult, is_user_leaf
@@ -31,9 +31,11 @@ class ModelState:
         self.trace = trace
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
         self.layers: dict[nn.Module, LayerSymbols] = {}
+        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int]]] = {}  # module -> tensor -> (symbol, dim)
         self.visited: set[nn.Module] = set()
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
+        self.chunks: list[tuple[Symbol, Symbol]] = []  # (the symbol of each part, the concatenation of the parts)
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
@@ -65,8 +67,8 @@ class GraphContext:
         return self.root.get_submodule(str(target))
 
     def is_opaque(self, module: nn.Module) -> bool:
-        """Whether a called module must be treated as a boundary (failed or a user leaf)."""
-        return module in self.state.trace.failed or is_user_leaf(module)
+        """Whether a called module must be treated as a boundary (failed, a user leaf, or a layer that cannot convert)."""
+        return module in self.state.trace.failed or is_user_leaf(module) or refusal(module) is not None
 
     def op_kind(self, node: fx.Node) -> tuple[OpKind, Dims | None] | None:
         """What the op of ``node`` does to the elastic axis (see :mod:`.ops`); None if unknown."""
@@ -77,6 +79,18 @@ class GraphContext:
         if node.op == "call_module":
             module = self.module(node.target)
             return None if self.is_opaque(module) else module_kind(module)
+        return None
+
+    def full_size(self, sym: Symbol) -> int | None:
+        """The original size of a group: an int attribute of one of its layers, or the sum over its concat inputs."""
+        root = sym.find()
+        for slot in root.slots:
+            size = getattr(slot.module, slot.name, None)
+            if isinstance(size, int) and not isinstance(size, bool):
+                return size
+        if root.concat_inputs:
+            sizes = [self.full_size(inp) for inp in root.concat_inputs]
+            return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
         return None
 
     def input_flows(self, node: fx.Node) -> list[Flow]:
@@ -119,6 +133,9 @@ class GraphContext:
         root = symbols[0]
         for sym in symbols[1:]:
             root = root.union(sym)
+        if all(rank_of(flow.dims) is not None for flow in flows):  # broadcasting keeps the highest rank
+            widest = max(flows, key=lambda flow: rank_of(flow.dims) or 0)
+            dims = widest.dims if dims <= widest.dims else dims
         return Flow(root.find(), dims, all(flow.is_shape for flow in flows))
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
@@ -155,12 +172,11 @@ def analyze_graph(state: ModelState, traced: TracedGraph) -> None:
 
 
 def iter_groups(state: ModelState) -> Iterator[Symbol]:
-    """Every group root over all layer symbols, in first-appearance order."""
+    """Every group root over all layer and held-tensor symbols, in first-appearance order."""
     seen: set[int] = set()
-    for symbols in state.layers.values():
-        for sym in (symbols.incoming, symbols.outgoing):
-            if sym is None:
-                continue
+    held = [sym for tensors in state.holders.values() for sym, _ in tensors.values()]
+    for sym in [s for symbols in state.layers.values() for s in (symbols.incoming, symbols.outgoing)] + held:
+        if sym is not None:
             root = sym.find()
             if id(root) not in seen:
                 seen.add(id(root))

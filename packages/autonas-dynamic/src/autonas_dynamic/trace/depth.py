@@ -34,12 +34,11 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .layers import LAYER_CLASSES, base_class, is_sequential
+from .layers import is_sequential, preserves_shape
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .tracer import TraceResult, trace_recursively
 
 _ADDS = {operator.add, operator.iadd, torch.add}
-_NORMS = tuple(cls for cls in LAYER_CLASSES if "Norm" in cls.__name__)
 
 
 @dataclass
@@ -216,7 +215,7 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
         kind = method_kind(node.target)
     elif node.op == "call_module":
         module = root.get_submodule(str(node.target))
-        if base_class(module, _NORMS) is not None:
+        if preserves_shape(module):
             return True
         kind = module_kind(module)
     else:

@@ -42,6 +42,11 @@ class Analysis:
         frozen: layers that must keep every hparam at its original value (weights read directly).
         other_mode_error: why the model could not be traced in the mode it is not in (train / eval);
             None when both modes were analysed.
+        refused: per class name, why the called layers of that declared type cannot be converted
+            (they keep their sizes).
+        holders: modules (not layers) whose forward reads per-channel tensors of their own that
+            follow a width: per tensor name, the dim that follows it (its hparam is
+            ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
     """
 
     groups: list[Group]
@@ -51,6 +56,8 @@ class Analysis:
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

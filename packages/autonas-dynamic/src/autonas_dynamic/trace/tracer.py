@@ -9,7 +9,9 @@ of their own, so the layers inside them are still analysed.
 
 from __future__ import annotations
 
+import dis
 import inspect
+import itertools
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
-from .layers import is_layer
+from .layers import is_layer, refusal
 
 _USER_LEAVES: set[type[nn.Module]] = set()
 
@@ -94,7 +96,7 @@ class RobustTracer(fx.Tracer):
         self.called = called
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if m in self.failed or is_layer(m) or is_user_leaf(m):
+        if m in self.failed or is_layer(m) or is_user_leaf(m) or refusal(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -148,7 +150,7 @@ def _entry_point(module: nn.Module) -> nn.Module:
 
 def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called: set[nn.Module]) -> TracedGraph:
     """Trace ``root`` (failing submodules become leaves); a root that cannot be traced has no graph."""
-    if is_layer(root) or is_user_leaf(root):
+    if is_layer(root) or is_user_leaf(root) or refusal(root) is not None:
         called.add(root)
         return TracedGraph(root, name, None)
     entry = _entry_point(root)
@@ -165,8 +167,12 @@ def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called:
 
 
 def reads_training_flag(model: nn.Module) -> bool:
-    """Whether the code of any traced-through module class reads ``.training`` (train/eval branches)."""
-    return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m))
+    """Whether the code of any traced-through module class may branch on ``.training`` (train/eval graphs).
+
+    Handing the flag on as a call argument (``F.dropout(x, p, training=self.training)``, timm's
+    ``drop_path(x, p, self.training)``) does not count: it changes no module call.
+    """
+    return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m) and refusal(m) is None)
 
 
 _READS_TRAINING: dict[type, bool] = {}
@@ -181,14 +187,26 @@ def _class_reads_training(cls: type) -> bool:
     return found
 
 
+_ARGUMENT_OPS = {"KW_NAMES", "PRECALL", "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD"}
+
+
 def _code_reads_training(code: types.CodeType) -> bool:
-    return "training" in code.co_names or any(
-        _code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType)
-    )
+    if "training" in code.co_names:
+        for read, after in itertools.pairwise(dis.get_instructions(code)):
+            handed_on = after.opname in _ARGUMENT_OPS or after.opname.startswith("LOAD_")
+            if read.argval == "training" and read.opname.startswith("LOAD_") and not handed_on:
+                return True
+    return any(_code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType))
 
 
 def trace_recursively(model: nn.Module) -> TraceResult:
-    """Trace ``model``, then (breadth first) every child of every failed module as its own root."""
+    """Trace ``model``, then (breadth first) every child of every failed module as its own root.
+
+    Layers are checked first (some run probe forwards, see :mod:`autonas_dynamic.probe`), outside
+    the trace, which would intercept their calls.
+    """
+    for module in model.modules():
+        is_layer(module)
     result = TraceResult()
     names = {module: name for name, module in model.named_modules(remove_duplicate=True)}
     pending: list[nn.Module] = [model]

@@ -17,12 +17,15 @@ class Flow:
     the tensor's channel count into whatever consumes it. ``unit_tail`` marks a tensor whose
     elastic axis is axis 1 and whose every later axis is statically 1 (the output of a global
     adaptive pool): flattening it from axis 1 moves the elastic axis to the last axis unchanged.
+    ``pieces`` marks the tuple of equal parts ``x.chunk(n, dim)`` returns along the elastic axis:
+    ``sym`` then sizes each part.
     """
 
     sym: Symbol | None
     dims: Dims = frozenset()
     is_shape: bool = False
     unit_tail: bool = False
+    pieces: bool = False
 
 
 class Neutral:

@@ -1,7 +1,14 @@
-"""``torch.cat``: along the elastic axis the sizes add up; along any other axis they must agree."""
+"""``torch.cat``: along the elastic axis the sizes add up; along any other axis they must agree.
+
+``x.chunk(n, dim)`` along the elastic axis is its inverse: ``x``'s size becomes the concatenation
+of ``n`` equal parts of one new size, and a later ``torch.cat`` of ``n`` tensors of that size (the
+parts, or what layers made of them) is that same concatenation again (EdgeNeXt, Res2Net-style
+blocks). The full size must divide by ``n``.
+"""
 
 from __future__ import annotations
 
+import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
@@ -13,6 +20,8 @@ from ..values import Flow, Value
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """A cat along the elastic axis is a concat source: the consumer's size is the sum of the inputs'."""
+    if _is_chunk(node):
+        return _chunk(ctx, node)
     if (ctx.op_kind(node) or (None,))[0] is not OpKind.CONCAT:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -33,7 +42,40 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         dims &= flow.dims
     roots = [f.sym.find() for f in flows if f.sym is not None]
     key = tuple(id(r) for r in roots)
+    for parts, concat in ctx.state.chunks:
+        if len(roots) == len(concat.concat_inputs) and all(root is parts.find() for root in roots):
+            return Flow(concat, dims)  # the parts of a chunk put back together
     sym = ctx.state.concats.get(key)
     if sym is None:
         sym = ctx.state.concats[key] = Symbol.concat_of(roots)
     return Flow(sym, dims)
+
+
+def _is_chunk(node: fx.Node) -> bool:
+    return (node.op == "call_method" and node.target == "chunk") or (
+        node.op == "call_function" and node.target is torch.chunk
+    )
+
+
+def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """``n`` equal parts along the elastic axis: the whole is the concatenation of ``n`` parts of one size."""
+    args = list(node.args[1:])
+    count = args[0] if args else node.kwargs.get("chunks")
+    axis = args[1] if len(args) > 1 else node.kwargs.get("dim", 0)
+    source = ctx.value(node.args[0]) if node.args else None
+    if not (isinstance(count, int) and isinstance(axis, int) and isinstance(source, Flow)) or count < 1:
+        return None
+    if source.sym is None or source.is_shape or is_elastic(axis, source.dims) is not True:
+        return None
+    full = ctx.full_size(source.sym)
+    if full is None or full % count:
+        return None
+    for parts, concat in ctx.state.chunks:  # the same chunk in the graph of the other mode
+        if concat.find() is source.sym.find() and len(concat.concat_inputs) == count:
+            return Flow(parts, source.dims, pieces=True)
+    parts = Symbol()
+    concat = Symbol.concat_of([parts] * count)
+    ctx.state.concats[(id(concat),)] = concat
+    ctx.state.chunks.append((parts, concat))
+    source.sym.union(concat)
+    return Flow(parts, source.dims, pieces=True)

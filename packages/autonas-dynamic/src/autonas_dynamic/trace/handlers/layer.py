@@ -23,7 +23,10 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     extra = [n for n in node.all_input_nodes if n is not primary]
     ctx.fix((ctx.value(n) for n in extra), f"extra input of {state.name(module)}")
     reason = f"input of {state.name(module)} ({type(module).__name__}) cannot follow its producer"
-    coupled = ctx.link(ctx.value(primary), symbols.incoming, symbols.in_dims, reason)
+    value = ctx.value(primary)
+    coupled = ctx.link(value, symbols.incoming, symbols.in_dims, reason)
     if symbols.outgoing is not None:
+        if isinstance(value, Flow) and symbols.in_dims == symbols.out_dims and symbols.in_dims <= value.dims:
+            return Flow(symbols.outgoing, value.dims)  # a layer keeps its input's rank
         return Flow(symbols.outgoing, symbols.out_dims)
     return coupled

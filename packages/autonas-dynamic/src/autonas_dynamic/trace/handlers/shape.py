@@ -27,7 +27,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if isinstance(source, Neutral):
         return NEUTRAL if not ctx.input_flows(node) else None
     if kind[0] is OpKind.GETITEM:
-        return _getitem(source, node.args[1] if len(node.args) > 1 else None)
+        return _getitem(ctx, source, node.args[1] if len(node.args) > 1 else None)
     return _shape_read(node, source)
 
 
@@ -53,12 +53,14 @@ def _shape_of(source: Flow) -> Value:
     return Flow(source.sym, source.dims, is_shape=True) if source.sym is not None else NEUTRAL
 
 
-def _getitem(source: Flow, index: object) -> Value | None:
+def _getitem(ctx: GraphContext, source: Flow, index: object) -> Value | None:
     if source.sym is None:
         return None
+    if source.pieces:  # one part of a chunk
+        return Flow(source.sym, source.dims) if isinstance(index, int) else None
     if source.is_shape:
         return _shape_item(source, index)
-    return _tensor_item(source, index)
+    return _tensor_item(source, index, ctx.full_size(source.sym))
 
 
 def _shape_item(source: Flow, index: object) -> Value:
@@ -90,8 +92,24 @@ def _slice_excludes(dims: frozenset[int], index: slice) -> bool:
     return False
 
 
-def _tensor_item(source: Flow, index: object) -> Value | None:
-    """Indexing that only touches other axes keeps the elastic axis (dropping picked axes)."""
+def _keeps_all(entry: object, full_size: int | None) -> bool:
+    """Whether ``entry`` is a slice ``[:n]`` (or ``[0:n]``) with ``n`` at least ``full_size``."""
+    return (
+        isinstance(entry, slice)
+        and full_size is not None
+        and entry.start in (None, 0)
+        and entry.step in (None, 1)
+        and isinstance(entry.stop, int)
+        and entry.stop >= full_size
+    )
+
+
+def _tensor_item(source: Flow, index: object, full_size: int | None) -> Value | None:
+    """Indexing that only touches other axes keeps the elastic axis (dropping picked axes).
+
+    So does a prefix slice of the elastic axis that reaches at least its original size
+    (GhostNet's ``cat([x1, x2])[:, :out_chs]``): it keeps every channel at every subnet.
+    """
     entries = index if isinstance(index, tuple) else (index,)
     if any(e is None or isinstance(e, (fx.Node, list)) for e in entries):
         return None  # new axes, tensor or list indices: unknown layout
@@ -103,7 +121,7 @@ def _tensor_item(source: Flow, index: object) -> Value | None:
     positioned += [(i - len(after), e) for i, e in enumerate(after)]
     picked = []
     for axis, entry in positioned:
-        if entry == _FULL:
+        if entry == _FULL or (_keeps_all(entry, full_size) and is_elastic(axis, source.dims)):
             continue
         if not isinstance(entry, (int, slice)) or is_elastic(axis, source.dims) is not False:
             return None

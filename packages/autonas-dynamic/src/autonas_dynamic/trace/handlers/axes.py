@@ -1,0 +1,184 @@
+"""Ops that move the elastic axis, and per-channel tensors that modules other than layers hold.
+
+* ``permute``, ``transpose`` / ``swapaxes``, ``movedim`` and ``unsqueeze`` move the elastic axis of
+  a tensor whose rank is known (``x.permute(0, 2, 3, 1)`` turns an ``NCHW`` tensor's channels into
+  its last axis, as ConvNeXt and EdgeNeXt do around their channels-last MLPs).
+* A parameter with one entry per channel that a traced-through module reads in its own forward
+  (ConvNeXt's ``gamma``, ``x * self.gamma.reshape(1, -1, 1, 1)``) gets a width of its own, coupled
+  by the elementwise op it meets; the module then becomes a tensor holder
+  (:class:`~autonas_dynamic.generic.TensorHolder`) slicing it. Only reshapes that leave the width
+  to ``-1`` and indexing with ``None`` place such a vector: a size written into the module's code
+  would not follow a smaller width.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+
+from ...generic import holder_hparam
+from ..analyzer import GraphContext
+from ..dims import is_elastic, rank_of
+from ..layers import is_layer, refusal
+from ..symbols import Slot, Symbol
+from ..values import Flow, Neutral, Value
+
+_MOVES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "unsqueeze"}
+_FUNCTIONS = {getattr(torch, name): name for name in _MOVES if hasattr(torch, name)}
+_RESHAPES = {"reshape", "view"}
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """Per-channel parameters, and ops that move a known elastic axis; anything else is left to the others."""
+    if node.op == "get_attr":
+        return _per_channel_parameter(ctx, str(node.target))
+    if node.op == "call_function" and node.target is operator.getitem and len(node.args) == 2:
+        return _new_axes(ctx.value(node.args[0]), node.args[1])
+    name = (
+        node.target if node.op == "call_method" else _FUNCTIONS.get(node.target) if node.op == "call_function" else None
+    )
+    if not isinstance(name, str) or not node.args:
+        return None
+    source = ctx.value(node.args[0])
+    if not isinstance(source, Flow) or source.sym is None or source.is_shape:
+        return None
+    rank = rank_of(source.dims)
+    if rank is None:
+        return None
+    axis = next(d for d in source.dims if d >= 0)
+    args = [a for a in node.args[1:]]
+    if name in _MOVES:
+        moved = _moved_axis(name, axis, rank, args, node.kwargs)
+    elif name in _RESHAPES and node.op == "call_method":
+        moved = _vector_reshape(args) if rank == 1 else _reshape_keeping_width(ctx, source, args)
+    else:
+        return None
+    if moved is None:
+        return None
+    position, new_rank = moved
+    return Flow(source.sym, frozenset({position, position - new_rank}))
+
+
+def _moved_axis(name: str, axis: int, rank: int, args: list, kwargs: dict) -> tuple[int, int] | None:
+    """Where ``axis`` of a rank-``rank`` tensor goes, and the new rank; None when the arguments are not constants."""
+    if name == "unsqueeze":
+        dim = args[0] if args else kwargs.get("dim")
+        if not isinstance(dim, int):
+            return None
+        dim %= rank + 1
+        return (axis + 1 if dim <= axis else axis), rank + 1
+    if name == "permute":
+        order = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args or kwargs.get("dims")
+        if not isinstance(order, (list, tuple)) or len(order) != rank or not all(isinstance(d, int) for d in order):
+            return None
+        return [d % rank for d in order].index(axis), rank
+    if name == "movedim" or name == "moveaxis":
+        source, target = ([*args, kwargs.get("source"), kwargs.get("destination")])[:2]
+        if not (isinstance(source, int) and isinstance(target, int)):
+            return None
+        order = list(range(rank))
+        order.insert(target % rank, order.pop(source % rank))
+        return order.index(axis), rank
+    first, second = ([*args, kwargs.get("dim0"), kwargs.get("dim1")])[:2]
+    if not (isinstance(first, int) and isinstance(second, int)):
+        return None
+    first, second = first % rank, second % rank
+    return (second if axis == first else first if axis == second else axis), rank
+
+
+def _new_axes(source: object, index: object) -> Value | None:
+    """``x[:, None, None]``: only whole slices and ``None`` (new axes), on a tensor of known rank."""
+    entries = index if isinstance(index, tuple) else (index,)
+    if not isinstance(source, Flow) or source.sym is None or source.is_shape or None not in entries:
+        return None
+    rank = rank_of(source.dims)
+    if rank is None or any(e is not None and e != slice(None) for e in entries):
+        return None
+    kept = [e for e in entries if e is not None]
+    if len(kept) > rank:
+        return None
+    positions: list[int | None] = []
+    for entry in entries:
+        positions.append(None if entry is None else len([p for p in positions if p is not None]))
+    positions += list(range(len(kept), rank))
+    axis = next(d for d in source.dims if d >= 0)
+    new = positions.index(axis)
+    return Flow(source.sym, frozenset({new, new - len(positions)}))
+
+
+def _reshape_keeping_width(ctx: GraphContext, source: Flow, args: list) -> tuple[int, int] | None:
+    """``x.reshape(B, C, H * W)`` with ``C`` read from ``x``'s own shape at its elastic axis.
+
+    The width stays an axis of its own where the read size is placed; every other size must be a
+    constant or a size that does not depend on the width.
+    """
+    shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    positions = [i for i, size in enumerate(shape) if _reads_width_of(ctx, size, source)]
+    if len(positions) != 1:
+        return None
+    others = [size for i, size in enumerate(shape) if i != positions[0]]
+    if not all(isinstance(size, int) or isinstance(ctx.value(size), Neutral) for size in others):
+        return None
+    return positions[0], len(shape)
+
+
+def _reads_width_of(ctx: GraphContext, size: object, source: Flow) -> bool:
+    """Whether ``size`` is ``t.shape[i]`` / ``t.size(i)`` of a tensor ``t`` whose axis ``i`` is ``source``'s width."""
+    if not isinstance(size, fx.Node):
+        return False
+    tensor: object
+    axis: object
+    if size.op == "call_method" and size.target == "size" and len(size.args) == 2:
+        tensor, axis = size.args
+    elif size.op == "call_function" and size.target is operator.getitem:
+        read, axis = size.args[0], size.args[1]
+        if not isinstance(read, fx.Node):
+            return False
+        shape_attribute = read.op == "call_function" and read.target is getattr and read.args[1] == "shape"
+        if not (shape_attribute or (read.op == "call_method" and read.target == "size" and len(read.args) == 1)):
+            return False
+        tensor = read.args[0]
+    else:
+        return False
+    flow = ctx.value(tensor)
+    return (
+        isinstance(axis, int)
+        and isinstance(flow, Flow)
+        and flow.sym is not None
+        and flow.sym.find() is source.sym.find()  # type: ignore[union-attr]
+        and is_elastic(axis, flow.dims) is True
+    )
+
+
+def _vector_reshape(args: list) -> tuple[int, int] | None:
+    """A vector reshaped to ones and one ``-1`` (``(1, -1, 1, 1)``): the position of the ``-1``."""
+    shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    if not all(isinstance(s, int) for s in shape) or sorted(shape, key=lambda s: s != 1)[-1:] != [-1]:
+        return None
+    if [s for s in shape if s != 1] != [-1]:
+        return None
+    return list(shape).index(-1), len(shape)
+
+
+def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
+    """A module's own parameter with one entry per channel (all other dims 1), read in its forward."""
+    owner_path, _, name = target.rpartition(".")
+    if not owner_path:
+        return None
+    try:
+        owner = ctx.module(owner_path)
+    except AttributeError:
+        return None
+    parameter = owner._parameters.get(name)
+    if parameter is None or owner is getattr(ctx.root, "module", None) or is_layer(owner) or refusal(owner):
+        return None
+    wide = [dim for dim, size in enumerate(parameter.shape) if size != 1]
+    if len(wide) != 1 or parameter.shape[wide[0]] < 2:
+        return None
+    holders = ctx.state.holders.setdefault(owner, {})
+    if name not in holders:
+        holders[name] = (Symbol(Slot(owner, holder_hparam(name))), wide[0])
+    sym, dim = holders[name]
+    return Flow(sym, frozenset({dim, dim - parameter.dim()}))
