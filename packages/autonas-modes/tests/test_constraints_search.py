@@ -98,7 +98,9 @@ def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
     functor = ModelConstraints(space, {"latency": 1e9}, images[:1], latency_func=fake_latency)
     assert functor.interpolation_keys == ("flops", "flops_min_depth")  # the block stack has a depth hparam
     stats = am.profile(space, constraints=functor, verbose=False, use_centroid=True)
-    assert len(calls) == 9 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
+    # 9 sample points (the block stack has a depth hparam), then 3 random subnets check the interpolation
+    assert len(calls) == 9 + 3 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
+    assert len(stats["latency interpolation"]["points"]) == 3
     assert stats["min"]["latency"] == pytest.approx(1.8 * stats["min"]["flops"] / 1e6 + 0.5)
     # mixed points are real subnets (the last matching glob wins): min widths at max depth cost more
     assert stats["min"]["flops"] < stats["min_regular_max_depth"]["flops"] < stats["max"]["flops"]
