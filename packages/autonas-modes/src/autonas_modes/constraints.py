@@ -89,11 +89,11 @@ class ModelConstraints:
         else:
             self.latency_func = latency_func
         self.collect_mode = False
-        self._depth_hparams = (
-            [hp for name, hp in model_space(model).named_hparams(configurable=True) if name.endswith("depth")]
-            if is_dynamic(model)
-            else []
-        )
+        named = list(model_space(model).named_hparams(configurable=True)) if is_dynamic(model) else []
+        self._hparams = [hp for _, hp in named]
+        self._depth_hparams = [hp for name, hp in named if name.endswith("depth")]
+        #: measured latency of each subnet (by its active hparam values): a subnet is timed once
+        self._measured: dict[tuple[Any, ...], float] = {}
         self.interpolation_keys: tuple[str, ...] = ("flops", "flops_min_depth") if self._depth_hparams else ("flops",)
         self._interpolator = LatencyInterpolator(len(self.interpolation_keys))
         self._costs = self._build_cost_model()
@@ -139,7 +139,8 @@ class ModelConstraints:
 
         Args:
             keys: Which keys to evaluate (dependencies such as latency's coordinates come along).
-            exact: Measure latency instead of interpolating (the point is added to the interpolator).
+            exact: Measure latency instead of interpolating (the point is added to the interpolator;
+                a subnet measured before keeps its first measurement).
         """
         wanted = set(self.keys if keys is None else keys)
         if "latency" in wanted:
@@ -172,8 +173,12 @@ class ModelConstraints:
     def _latency(self, coords: tuple[float, ...], exact: bool) -> float:
         latency = math.nan if exact or self.collect_mode else self._interpolator(coords)
         if math.isnan(latency):
+            subnet = tuple(hp.active for hp in self._hparams)
+            if subnet in self._measured:
+                return self._measured[subnet]
             with frozen_eval(self.model):
                 latency = float(self.latency_func(self.model, self.dummy_input))
+            self._measured[subnet] = latency
             self._interpolator.add_point(coords, latency)
         return latency
 

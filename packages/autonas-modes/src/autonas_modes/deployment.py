@@ -9,18 +9,16 @@ and interpolate the rest (see :class:`autonas_modes.LatencyInterpolator`).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .latency import measure_latency, median_time_ms
-from .onnx_export import export_onnx, onnx_feeds
+from .onnx_export import onnx_feeds, onnxruntime_session
 from .optional import import_optional
 from .workflow import plain_subnet
 
@@ -140,13 +138,7 @@ class Deployment:
             return self._measure_compiled(plain, dummy_input)
 
     def _measure_onnxruntime(self, model: nn.Module, dummy_input: Any) -> float:
-        ort = import_optional("onnxruntime", "Latency in ONNX Runtime")
-        options = ort.SessionOptions()
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-        with tempfile.TemporaryDirectory(prefix="autonas-onnx-") as folder:
-            path = export_onnx(model, Path(folder) / "subnet.onnx", dummy_input, dynamic_batch=False)
-            session = ort.InferenceSession(str(path), options, providers=[self.provider])
+        session = onnxruntime_session(model, dummy_input, threads=self.threads, provider=self.provider)
         feeds = onnx_feeds(session, dummy_input)
         return median_time_ms(lambda: session.run(None, feeds), self.warmup, self.repeats)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from .workflow import plain_subnet
 if TYPE_CHECKING:
     from torch.onnx import ONNXProgram
 
-__all__ = ["export_onnx", "onnx_feeds", "onnx_program"]
+__all__ = ["export_onnx", "onnx_feeds", "onnx_program", "onnxruntime_session"]
 
 #: Name of the symbolic first dimension of every tensor input when the batch size is dynamic.
 BATCH_DIM = "batch"
@@ -99,6 +100,36 @@ def onnx_program(
                 optimize=optimize,
                 verbose=False,
             )
+
+
+def onnxruntime_session(
+    model: nn.Module,
+    dummy_input: Any,
+    threads: int | None = None,
+    provider: str = "CPUExecutionProvider",
+    dynamic_batch: bool = False,
+) -> Any:
+    """An ONNX Runtime ``InferenceSession`` of the active subnet of ``model``, exported to a temporary file.
+
+    Args:
+        model: A converted, exported or plain model (see :func:`export_onnx`).
+        dummy_input: The example input of the export; feed the session with :func:`onnx_feeds`.
+        threads: ONNX Runtime's intra-op threads (``None``: its default, one per physical core).
+        provider: The execution provider.
+        dynamic_batch: Export with a dynamic batch size (default: every shape fixed to the example's,
+            which is what latency measurements time).
+
+    Raises:
+        ModuleNotFoundError: ``onnxruntime``, ``onnx`` or ``onnxscript`` is not installed (the
+            message names the ``pip install`` extra).
+    """
+    ort = import_optional("onnxruntime", "ONNX Runtime")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory(prefix="autonas-onnx-") as folder:
+        path = export_onnx(model, Path(folder) / "model.onnx", dummy_input, dynamic_batch=dynamic_batch)
+        return ort.InferenceSession(str(path), options, providers=[provider])
 
 
 def onnx_feeds(session: Any, dummy_input: Any) -> dict[str, Any]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
-__all__ = ["import_optional"]
+__all__ = ["EXTRAS", "ONNX_MODULES", "import_optional", "is_installed"]
 
+#: What ONNX export and ONNX Runtime latency import: the ``onnx`` extra.
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 #: optional module -> the pip extra of ``autonas`` (and ``autonas-modes``) that installs it
-EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx"}
+EXTRAS = dict.fromkeys(ONNX_MODULES, "onnx")
+
+
+def is_installed(*modules: str) -> bool:
+    """Whether every one of ``modules`` can be imported (nothing is imported)."""
+    return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
 def import_optional(module: str, feature: str) -> ModuleType:

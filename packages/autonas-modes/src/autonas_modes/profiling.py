@@ -71,8 +71,8 @@ def _random_centroid(functor: ModelConstraints) -> dict[str, float]:
 def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHECK_POINTS_SEED) -> dict[str, Any]:
     """Interpolated against measured latency at ``count`` random subnets of ``functor.model``.
 
-    Every subnet's latency is interpolated from the points measured so far, then measured (the
-    measurement becomes a new point). The model is left at the last subnet drawn.
+    Every subnet's latency is first interpolated from the points measured so far (as a search
+    would), then all are measured (and become new points). The model is left at the last subnet.
 
     Returns:
         ``{"points": [{"flops", "interpolated", "measured", "relative error"}, ...],
@@ -81,10 +81,13 @@ def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHEC
     """
     space = model_space(functor.model)
     rng = random.Random(seed)
-    points = []
+    drawn = []
     for _ in range(count):
-        space.sample(rng.choice)
-        interpolated = functor.interpolated_latency()
+        config = space.sample(rng.choice)
+        drawn.append((config, functor.interpolated_latency()))
+    points = []
+    for config, interpolated in drawn:
+        space.select(config)
         values = functor.evaluate(keys=["flops", "latency"], exact=True)
         measured = values["latency"]
         points.append(
