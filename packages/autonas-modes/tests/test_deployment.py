@@ -96,7 +96,7 @@ def test_missing_onnxruntime_names_the_pip_extra(
 
 def test_describe_names_the_runtime_and_its_settings() -> None:
     assert Deployment.parse(None).describe() == "torch"
-    assert Deployment.parse({"threads": 1}).describe() == "torch (1 threads)"
+    assert Deployment.parse({"threads": 1}).describe() == "torch (1 thread)"
     assert Deployment(runtime="onnxruntime", threads=2).describe() == "onnxruntime (CPUExecutionProvider, 2 threads)"
     assert (
         Deployment(runtime="torch.compile", mode="max-autotune").describe() == "torch.compile (inductor, max-autotune)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -121,7 +121,8 @@ class Deployment:
     def describe(self) -> str:
         """A short label such as ``"onnxruntime (CPUExecutionProvider, 2 threads)"``."""
         details = {"onnxruntime": [self.provider], "torch.compile": [self.backend, *([self.mode] if self.mode else [])]}
-        parts = [*details.get(self.runtime, []), *([f"{self.threads} threads"] if self.threads else [])]
+        threads = [f"{self.threads} thread{'s' if self.threads > 1 else ''}"] if self.threads else []
+        parts = [*details.get(self.runtime, []), *threads]
         return f"{self.runtime} ({', '.join(parts)})" if parts else self.runtime
 
     def measure(self, model: nn.Module, dummy_input: Any) -> float:
@@ -146,7 +147,7 @@ class Deployment:
         # every measured subnet is a new module with new shapes: without a reset, torch.compile would
         # reach its recompile limit after a few subnets and silently run the rest eagerly
         torch.compiler.reset()
-        compiled = torch.compile(model, backend=self.backend, mode=self.mode)
+        compiled = cast(nn.Module, torch.compile(model, backend=self.backend, mode=self.mode))
         return measure_latency(compiled, dummy_input, warmup=self.warmup, repeats=self.repeats)
 
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn as nn
@@ -90,7 +90,7 @@ def onnx_program(
         args, kwargs = split_args(move_to(dummy_input, model_device(plain)))
         dynamic_shapes = _batch_shapes(plain, args, kwargs) if dynamic_batch else None
         with _quiet_exporter(), torch.no_grad():
-            return torch.onnx.export(
+            program = torch.onnx.export(
                 plain,
                 args,
                 kwargs=kwargs,
@@ -100,6 +100,7 @@ def onnx_program(
                 optimize=optimize,
                 verbose=False,
             )
+    return cast("ONNXProgram", program)  # the dynamo exporter returns the program when no file is given
 
 
 def onnxruntime_session(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) ->
     dummy = _dummy_input()
     with single_thread():
         latencies = interleaved_medians(
-            [lambda model=model: measure_latency(model, dummy, LATENCY_WARMUP, LATENCY_REPEATS) for _, model in models]
+            [partial(measure_latency, model, dummy, LATENCY_WARMUP, LATENCY_REPEATS) for _, model in models]
         )
     ort_latencies = onnxruntime_latencies(models) if is_installed(*ONNX_MODULES) else [None] * len(models)
     return [
@@ -135,12 +136,12 @@ def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) ->
 def onnxruntime_latencies(models: Sequence[tuple[str, nn.Module]]) -> list[float]:
     """Latency of one image in ONNX Runtime on one thread, for each model exported to ONNX."""
     dummy = _dummy_input()
-    runs = []
+    measures = []
     for _, model in models:
         session = onnxruntime_session(model, dummy, threads=1)
-        feeds = onnx_feeds(session, dummy)
-        runs.append(lambda session=session, feeds=feeds: session.run(None, feeds))
-    return interleaved_medians([lambda run=run: median_time_ms(run, LATENCY_WARMUP, LATENCY_REPEATS) for run in runs])
+        run = partial(session.run, None, onnx_feeds(session, dummy))
+        measures.append(partial(median_time_ms, run, LATENCY_WARMUP, LATENCY_REPEATS))
+    return interleaved_medians(measures)
 
 
 def interleaved_medians(measures: Sequence[Callable[[], float]]) -> list[float]:
