@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 import torch.nn as nn
-from modes_models import RULES, make_tiny
+from modes_models import FlopsLatency
 
 import autonas_modes as am
 from autonas_dynamic.cost import count_flops
@@ -18,11 +18,6 @@ from autonas_modes.constraints import ModelConstraints
 from autonas_modes.deployment import Deployment
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def space() -> nn.Module:
-    return am.convert(make_tiny(), mode=[("autonas", RULES)])
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -168,38 +163,26 @@ def test_torch_compile_runtime_compiles_every_measured_subnet(space: nn.Module, 
 
 
 # ------------------------------------------------------------------------------ profile with latency
-def _linear_latency(model: nn.Module, dummy: torch.Tensor) -> float:
-    return 1.8 * count_flops(model, dummy) / 1e6 + 0.5
-
-
 def test_profile_measures_only_its_sample_points_and_interpolates_the_random_centroid(
     space: nn.Module, images: torch.Tensor
 ) -> None:
-    calls = []
-
-    def latency(model: nn.Module, dummy: torch.Tensor) -> float:
-        calls.append(1)
-        return _linear_latency(model, dummy)
-
+    latency = FlopsLatency()
     stats = am.profile(space, images[:1], latency_func=latency, verbose=False, check_points=0)
-    assert len(calls) == 9  # the 9 sample points of a depth-searchable model; the 30 random subnets interpolate
+    assert len(latency.calls) == 9  # the 9 sample points of a depth-searchable model; the 30 random subnets interpolate
     assert "latency" in stats["centroid"] and "latency interpolation" not in stats
 
 
 def test_a_subnet_is_measured_once_even_when_asked_for_again(space: nn.Module, images: torch.Tensor) -> None:
     """A percentage limit measures the original subnet, which is the profile's max point: timed once, not twice."""
-    calls = []
-
-    def latency(model: nn.Module, dummy: torch.Tensor) -> float:
-        calls.append(am.get_subnet_config(model, configurable=True))
-        return _linear_latency(model, dummy)
-
+    latency = FlopsLatency()
+    calls = latency.calls
     functor = ModelConstraints(space, {"latency": "50%"}, images[:1], latency_func=latency)
     assert len(calls) == 1
     am.profile(space, constraints=functor, verbose=False, use_centroid=True, check_points=0)
     assert len(calls) == 9 and len({tuple(sorted(config.items())) for config in calls}) == 9
     am.sample(space, min)
-    assert functor.evaluate(exact=True)["latency"] == pytest.approx(_linear_latency(space, images[:1]))
+    expected = FlopsLatency()(space, images[:1])  # another instance: its call is not counted
+    assert functor.evaluate(exact=True)["latency"] == pytest.approx(expected)
     assert len(calls) == 9
 
 
