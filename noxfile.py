@@ -32,8 +32,6 @@ nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
 INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7", "mnist1d>=0.0.2"]
-#: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
-UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"]}
 
 
 def _requirement_name(requirement: str) -> str:
@@ -50,6 +48,11 @@ def _local_packages() -> dict[str, dict]:
 
 
 PROJECTS = _local_packages()
+
+#: The optional ONNX packages (ONNX export, ONNX Runtime latency), as autonas-modes declares them.
+ONNX_EXTRA = PROJECTS["autonas-modes"]["optional-dependencies"]["onnx"]
+#: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
+UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"], "autonas-modes": ONNX_EXTRA}
 
 
 def local_closure(name: str) -> list[str]:
@@ -108,7 +111,7 @@ for _package in PROJECTS:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Tests that need several packages together, on the torch CPU wheel."""
-    install_local(session, list(PROJECTS), *TEST_TOOLS, *INTEGRATION_EXTRAS)
+    install_local(session, list(PROJECTS), *TEST_TOOLS, *INTEGRATION_EXTRAS, *ONNX_EXTRA)
     _torch_env(session)
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "-m", "not vision", str(ROOT / "integration_tests"), *session.posargs
@@ -124,6 +127,7 @@ def _install_vision(session: nox.Session) -> None:
         session,
         list(PROJECTS),
         *TEST_TOOLS,
+        *ONNX_EXTRA,
         "torch==2.14.1",
         "torchvision==0.29.1",
         *VISION_EXTRAS,
@@ -190,6 +194,7 @@ def bench(session: nox.Session) -> None:
         session,
         list(PROJECTS),
         *TEST_TOOLS,
+        *ONNX_EXTRA,
         "optuna>=3.5",
         "mnist1d>=0.0.2",
         "torch==2.14.1",

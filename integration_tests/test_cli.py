@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,7 +52,7 @@ def results(demo) -> dict:
 
 def test_demo_writes_its_files(demo) -> None:
     _, output = demo
-    names = {"subnet.pt2", "subnet.pth", "architecture.json", "candidates.png", "results.json"}
+    names = {"subnet.pt2", "subnet.onnx", "subnet.pth", "architecture.json", "candidates.png", "results.json"}
     assert names <= {path.name for path in output.iterdir()}
     assert (output / "candidates.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -68,7 +69,7 @@ def test_demo_numbers_are_sane(results) -> None:
     assert results["options"]["seed"] == SEED and results["options"]["flops_limit"] == FLOPS_LIMIT
     for model in (original, found, finetuned):
         assert 0.0 <= model["test_accuracy"] <= 1.0 and 0.0 <= model["val_accuracy"] <= 1.0
-        assert model["latency_ms"] > 0
+        assert model["latency_ms"] > 0 and model["onnxruntime_latency_ms"] > 0
     assert original["test_accuracy"] > 0.3  # ten classes: chance is 0.1
     assert results["flops_limit"] == pytest.approx(FLOPS_LIMIT / 100 * original["flops"])
     assert found["flops"] <= results["flops_limit"]
@@ -89,7 +90,8 @@ def test_demo_with_the_same_seed_gives_the_same_results(results, tmp_path) -> No
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["subnet_config"] == results["subnet_config"]
     for first, second in zip(results["models"], again["models"], strict=True):
-        first.pop("latency_ms"), second.pop("latency_ms")
+        for timing in ("latency_ms", "onnxruntime_latency_ms"):
+            first.pop(timing), second.pop(timing)
         assert first == second
 
 
@@ -117,6 +119,24 @@ def test_exported_model_runs_with_plain_torch_and_reproduces_the_accuracy(demo, 
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert float(run.stdout) == pytest.approx(results["models"][-1]["test_accuracy"], abs=1.5 / len(test))
+
+
+def test_onnx_model_runs_in_onnxruntime_and_reproduces_the_accuracy(demo, results, tmp_path) -> None:
+    test = load_digit_splits(SEED).test
+    np.save(tmp_path / "images.npy", test.images.numpy())
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import onnxruntime as ort
+        session = ort.InferenceSession({str(demo[1] / "subnet.onnx")!r}, providers=["CPUExecutionProvider"])
+        logits = session.run(None, {{"x": np.load({str(tmp_path / "images.npy")!r})}})[0]  # the whole split: one batch
+        assert not any(name.startswith(("autonas", "torch")) for name in sys.modules), "autonas or torch was imported"
+        print(" ".join(map(str, logits.argmax(1))))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    predictions = torch.tensor([int(label) for label in run.stdout.split()])
+    accuracy = (predictions == test.labels).float().mean().item()
+    assert accuracy == pytest.approx(results["models"][-1]["test_accuracy"], abs=1.5 / len(test))
 
 
 def test_checkpoint_restores_the_subnet_in_autonas(demo, results) -> None:

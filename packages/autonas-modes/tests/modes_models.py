@@ -79,3 +79,22 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 def make_tiny(seed: int = 0) -> TinyNet:
     torch.manual_seed(seed)
     return randomize_batchnorm(TinyNet(), seed).eval()
+
+
+class FlopsLatency:
+    """A stand-in for measured latency: affine in the FLOPs of the active subnet, recording every call.
+
+    Attributes:
+        calls: the configurable subnet config of the model at each call (``{}`` for a plain model).
+    """
+
+    def __init__(self, ms_per_mflop: float = 1.8, offset_ms: float = 0.5) -> None:
+        self.ms_per_mflop, self.offset_ms = ms_per_mflop, offset_ms
+        self.calls: list[dict] = []
+
+    def __call__(self, model: nn.Module, dummy: torch.Tensor) -> float:
+        import autonas_modes as am
+        from autonas_dynamic.cost import count_flops
+
+        self.calls.append(am.get_subnet_config(model, configurable=True) if am.is_dynamic(model) else {})
+        return self.ms_per_mflop * count_flops(model, dummy) / 1e6 + self.offset_ms

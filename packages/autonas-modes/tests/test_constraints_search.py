@@ -9,16 +9,11 @@ import random
 import pytest
 import torch
 import torch.nn as nn
-from modes_models import RULES, make_tiny
+from modes_models import RULES, FlopsLatency, make_tiny
 
 import autonas_modes as am
 from autonas_dynamic.cost import count_flops, count_params
 from autonas_modes.constraints import ModelConstraints
-
-
-@pytest.fixture
-def space() -> nn.Module:
-    return am.convert(make_tiny(), mode=[("autonas", RULES)])
 
 
 def _exported_costs(model: nn.Module, dummy: torch.Tensor) -> tuple[int, int]:
@@ -89,16 +84,14 @@ def test_percentages_refer_to_the_original_model_in_eval_mode_with_patches_off(i
 def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
     space: nn.Module, images: torch.Tensor
 ) -> None:
-    calls = []
-
-    def fake_latency(model: nn.Module, dummy: torch.Tensor) -> float:
-        calls.append(1)
-        return 1.8 * count_flops(model, dummy) / 1e6 + 0.5
-
+    fake_latency = FlopsLatency(ms_per_mflop=1.8, offset_ms=0.5)
+    calls = fake_latency.calls
     functor = ModelConstraints(space, {"latency": 1e9}, images[:1], latency_func=fake_latency)
     assert functor.interpolation_keys == ("flops", "flops_min_depth")  # the block stack has a depth hparam
     stats = am.profile(space, constraints=functor, verbose=False, use_centroid=True)
-    assert len(calls) == 9 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
+    # 9 sample points (the block stack has a depth hparam), then 3 random subnets check the interpolation
+    assert len(calls) == 9 + 3 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
+    assert len(stats["latency interpolation"]["points"]) == 3
     assert stats["min"]["latency"] == pytest.approx(1.8 * stats["min"]["flops"] / 1e6 + 0.5)
     # mixed points are real subnets (the last matching glob wins): min widths at max depth cost more
     assert stats["min"]["flops"] < stats["min_regular_max_depth"]["flops"] < stats["max"]["flops"]

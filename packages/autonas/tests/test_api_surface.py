@@ -23,6 +23,7 @@ CONTRACT: dict[str, str] = {
             "profile",
             "search",
             "export",
+            "export_onnx",
             "save",
             "restore",
             "autonas_state",

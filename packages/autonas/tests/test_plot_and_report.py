@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
@@ -40,6 +41,24 @@ def test_table_shows_every_model_with_costs_relative_to_the_first() -> None:
     assert "97.0%" in original_row and "8.00 (100%)" in original_row and "200.0K (100%)" in original_row
     assert "48.5%" in found_row and "4.00 (50%)" in found_row and "100.0K (50%)" in found_row
     assert "0.200 (50%)" in found_row
+
+
+def test_table_shows_onnxruntime_latency_only_when_every_model_has_it() -> None:
+    out = io.StringIO()
+    reports = [_report("original", 1.0), _report("found", 0.5)]
+    timed = [
+        replace(report, onnxruntime_latency_ms=0.3 * scale) for report, scale in zip(reports, (1.0, 0.25), strict=True)
+    ]
+    print_comparison(timed, Console(file=out, width=200))
+    text = out.getvalue()
+    found_row = next(line for line in text.splitlines() if line.startswith("│ found"))
+    assert "ONNX Runtime (ms)" in text and found_row.rstrip(" │").endswith("0.075 (25%)")
+    out = io.StringIO()
+    print_comparison([reports[0], timed[1]], Console(file=out, width=200))
+    assert "ONNX Runtime" not in out.getvalue()
+    assert (
+        timed[1].to_dict()["onnxruntime_latency_ms"] == 0.075 and reports[0].to_dict()["onnxruntime_latency_ms"] is None
+    )
 
 
 def test_table_needs_a_model() -> None:

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     # the workflow
     "convert": "workflow",
     "export": "workflow",
+    "export_onnx": "onnx_export",
     "search_space_size": "workflow",
     "get_subnet_config": "workflow",
     "sample": "workflow",
@@ -87,6 +88,7 @@ __all__ = [
     "convert_autonas_searchspace",
     "convert_searchspace",
     "export",
+    "export_onnx",
     "get_mode",
     "get_mode_descriptor",
     "get_subnet_config",
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
         restore_searchspace,
         update_autonas_metadata,
     )
+    from .onnx_export import export_onnx
     from .profiling import num2hrb, profile
     from .sampling import centroid
     from .searching import search

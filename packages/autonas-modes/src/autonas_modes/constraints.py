@@ -1,8 +1,9 @@
 """Limits on a model's FLOPs, parameters and latency, evaluated at its active subnet.
 
 FLOPs and parameters come from the closed-form cost model of ``autonas_dynamic`` (built once
-from one recorded forward), so a check costs microseconds. Latency is measured on this machine
-and interpolated over FLOPs (see :class:`autonas_modes.LatencyInterpolator`).
+from one recorded forward), so a check costs microseconds. Latency is measured on this machine,
+in the runtime of the ``deployment`` (see :mod:`autonas_modes.deployment`), at a few subnets and
+interpolated over FLOPs for the others (see :class:`autonas_modes.LatencyInterpolator`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch.nn as nn
 from autonas_search import ConstraintsFunc
 from autonas_search.constraints import TRIVIAL, Bounds
 
-from .latency import LatencyInterpolator, measure_latency
+from .deployment import Deployment
+from .latency import LatencyInterpolator
 from .modelspace import frozen_eval, model_space, original_subnet
 
 __all__ = ["SUPPORTED_CONSTRAINTS", "Limit", "ModelConstraints"]
@@ -42,16 +44,21 @@ class ModelConstraints:
             standalone search; the costs here are never negative, so neither are their bounds.
         dummy_input: Input of the recorded forward (and of latency measurements); see
             :func:`autonas_modes.inputs.split_args` for tuples and keyword arguments.
-        latency_func: ``(model, dummy_input) -> milliseconds`` for the active subnet; default
-            :func:`autonas_modes.measure_latency` (median of timed forwards on this machine).
+        latency_func: ``(model, dummy_input) -> milliseconds`` for the active subnet, replacing
+            the built-in timing (give either this or ``deployment``).
+        deployment: Where latency is measured: ``{"runtime": "torch"}`` (default, eager PyTorch),
+            ``{"runtime": "onnxruntime", "threads": 2, "provider": "CPUExecutionProvider"}`` or
+            ``{"runtime": "torch.compile"}``, plus ``warmup`` / ``repeats`` (see
+            :class:`autonas_modes.deployment.Deployment`). The median of the timed runs counts.
 
     ``flops`` and ``params`` are always tracked; with ``latency``, so are its interpolation
     coordinates (``flops`` and, for models with a searchable depth, ``flops_min_depth``).
 
     Raises:
-        KeyError: A constraint key is not supported (the message lists the supported ones).
-        TypeError: A limit, or one of its bounds, has a type that is not allowed.
-        ValueError: A limit is malformed or negative (the message names the key and the value).
+        KeyError: A constraint or deployment key is not supported (the message lists the supported ones).
+        TypeError: A limit, or one of its bounds, or a deployment value has a type that is not allowed.
+        ValueError: A limit is malformed or negative (the message names the key and the value), a
+            deployment value is not allowed, or both ``latency_func`` and ``deployment`` are given.
     """
 
     def __init__(
@@ -60,23 +67,33 @@ class ModelConstraints:
         constraints: Mapping[str, Any],
         dummy_input: Any,
         latency_func: Callable[[nn.Module, Any], float] | None = None,
+        deployment: Mapping[str, Any] | None = None,
     ) -> None:
         unknown = sorted(set(constraints) - set(SUPPORTED_CONSTRAINTS))
         if unknown:
             raise KeyError(f"Unsupported constraint keys {unknown}; supported keys are {list(SUPPORTED_CONSTRAINTS)}.")
         if dummy_input is None:
             raise ValueError("Constraints need a dummy_input to measure the model.")
+        if latency_func is not None and deployment is not None:
+            raise ValueError("Give either latency_func or deployment, not both: latency_func replaces the timing.")
         from autonas_dynamic import is_dynamic
 
         self.model = model
         self.dummy_input = dummy_input
-        self.latency_func = latency_func or measure_latency
+        #: The validated deployment (``None`` when a ``latency_func`` replaces the built-in timing).
+        self.deployment: Deployment | None = None
+        self.latency_func: Callable[[nn.Module, Any], float]
+        if latency_func is None:
+            self.deployment = Deployment.parse(deployment)
+            self.latency_func = self.deployment.measure
+        else:
+            self.latency_func = latency_func
         self.collect_mode = False
-        self._depth_hparams = (
-            [hp for name, hp in model_space(model).named_hparams(configurable=True) if name.endswith("depth")]
-            if is_dynamic(model)
-            else []
-        )
+        named = list(model_space(model).named_hparams(configurable=True)) if is_dynamic(model) else []
+        self._hparams = [hp for _, hp in named]
+        self._depth_hparams = [hp for name, hp in named if name.endswith("depth")]
+        #: measured latency of each subnet (by its active hparam values): a subnet is timed once
+        self._measured: dict[tuple[Any, ...], float] = {}
         self.interpolation_keys: tuple[str, ...] = ("flops", "flops_min_depth") if self._depth_hparams else ("flops",)
         self._interpolator = LatencyInterpolator(len(self.interpolation_keys))
         self._costs = self._build_cost_model()
@@ -122,7 +139,8 @@ class ModelConstraints:
 
         Args:
             keys: Which keys to evaluate (dependencies such as latency's coordinates come along).
-            exact: Measure latency instead of interpolating (the point is added to the interpolator).
+            exact: Measure latency instead of interpolating (the point is added to the interpolator;
+                a subnet measured before keeps its first measurement).
         """
         wanted = set(self.keys if keys is None else keys)
         if "latency" in wanted:
@@ -155,10 +173,19 @@ class ModelConstraints:
     def _latency(self, coords: tuple[float, ...], exact: bool) -> float:
         latency = math.nan if exact or self.collect_mode else self._interpolator(coords)
         if math.isnan(latency):
+            subnet = tuple(hp.active for hp in self._hparams)
+            if subnet in self._measured:
+                return self._measured[subnet]
             with frozen_eval(self.model):
                 latency = float(self.latency_func(self.model, self.dummy_input))
+            self._measured[subnet] = latency
             self._interpolator.add_point(coords, latency)
         return latency
+
+    def interpolated_latency(self) -> float:
+        """The latency interpolated at the active subnet, measuring nothing (NaN outside the measured range)."""
+        values = self.evaluate(keys=list(self.interpolation_keys))
+        return self._interpolator(tuple(values[key] for key in self.interpolation_keys))
 
     def is_satisfied(self, values: Mapping[str, float]) -> bool:
         """Whether every limited value lies within its ``(lower, upper)`` limit."""

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["model_device", "run_model", "split_args"]
+__all__ = ["model_device", "move_to", "run_model", "split_args", "tensor_leaves"]
 
 
 def split_args(dummy_input: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -32,17 +32,29 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _to(value: Any, device: torch.device) -> Any:
+def move_to(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (nested in tuples, lists and dicts) moved to ``device``."""
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, tuple | list):
-        return type(value)(_to(item, device) for item in value)
+        return type(value)(move_to(item, device) for item in value)
     if isinstance(value, Mapping):
-        return {key: _to(item, device) for key, item in value.items()}
+        return {key: move_to(item, device) for key, item in value.items()}
     return value
+
+
+def tensor_leaves(value: Any) -> list[torch.Tensor]:
+    """Every tensor in ``value`` (nested in tuples, lists and dicts), depth first in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [leaf for item in value for leaf in tensor_leaves(item)]
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in tensor_leaves(item)]
+    return []
 
 
 def run_model(model: nn.Module, dummy_input: Any) -> Any:
     """Call ``model`` on ``dummy_input`` (moved to the model's device) following :func:`split_args`."""
-    args, kwargs = split_args(_to(dummy_input, model_device(model)))
+    args, kwargs = split_args(move_to(dummy_input, model_device(model)))
     return model(*args, **kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from .inputs import model_device, run_model
 
-__all__ = ["LatencyInterpolator", "measure_latency"]
+__all__ = ["LatencyInterpolator", "measure_latency", "median_time_ms"]
 
 
 def measure_latency(model: nn.Module, dummy_input: Any, warmup: int = 3, repeats: int = 10) -> float:
@@ -29,18 +29,32 @@ def measure_latency(model: nn.Module, dummy_input: Any, warmup: int = 3, repeats
     The model runs as it is (its current subnet and train/eval flag) under ``torch.no_grad``;
     on CUDA every timed pass is synchronised.
     """
+    sync = torch.cuda.synchronize if model_device(model).type == "cuda" else None
+    with torch.no_grad():
+        return median_time_ms(lambda: run_model(model, dummy_input), warmup, repeats, sync)
+
+
+def median_time_ms(
+    call: Callable[[], Any], warmup: int = 3, repeats: int = 10, sync: Callable[[], Any] | None = None
+) -> float:
+    """Median wall time of ``call()`` in milliseconds over ``repeats`` timed calls after ``warmup`` untimed ones.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before and after every call, so that
+    asynchronous work is timed in full. The median shrugs off the odd call slowed by other load.
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
-    sync = torch.cuda.synchronize if model_device(model).type == "cuda" else (lambda: None)
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}.")
+    sync = sync or (lambda: None)
     times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            run_model(model, dummy_input)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
+    for i in range(warmup + repeats):
+        sync()
+        start = time.perf_counter()
+        call()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
 

@@ -1,4 +1,9 @@
-"""Profiling a search space: costs of its smallest, typical and largest subnets, and whether limits fit."""
+"""Profiling a search space: costs of its smallest, typical and largest subnets, and whether limits fit.
+
+With latency tracked, the profile also measures a few random subnets beside the sample points and
+reports how far the interpolated latency was from the measured one, so users see how much the
+FLOPs-based interpolation can be trusted for their model and runtime.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,14 @@ from .constraints import ModelConstraints
 from .modelspace import model_space
 from .sampling import centroid
 
-__all__ = ["num2hrb", "profile"]
+__all__ = ["INTERPOLATION_CHECK", "check_interpolation", "num2hrb", "profile"]
 
 _PRINTED_POINTS = ("min", "centroid", "max", "full")
 _RANDOM_CENTROID_SAMPLES = 30
 _RANDOM_CENTROID_SEED = 1024
+_CHECK_POINTS_SEED = 2048
+#: Key of the interpolation check in the stats of :func:`profile`.
+INTERPOLATION_CHECK = "latency interpolation"
 
 
 def num2hrb(num: float, suffix: str = "") -> str:
@@ -60,8 +68,46 @@ def _random_centroid(functor: ModelConstraints) -> dict[str, float]:
     return {key: statistics.median(sample[key] for sample in samples) for key in functor.keys}
 
 
-def _measure(functor: ModelConstraints, use_centroid: bool) -> tuple[dict[str, Any], bool]:
-    """The stats of every sample point; the model's active subnet is restored afterwards."""
+def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHECK_POINTS_SEED) -> dict[str, Any]:
+    """Interpolated against measured latency at ``count`` random subnets of ``functor.model``.
+
+    Every subnet's latency is first interpolated from the points measured so far (as a search
+    would), then all are measured (and become new points). The model is left at the last subnet.
+
+    Returns:
+        ``{"points": [{"flops", "interpolated", "measured", "relative error"}, ...],
+        "median abs error", "max abs error"}``; errors are relative to the measured latency (NaN
+        where a subnet lay outside the measured range).
+    """
+    space = model_space(functor.model)
+    rng = random.Random(seed)
+    drawn = []
+    for _ in range(count):
+        config = space.sample(rng.choice)
+        drawn.append((config, functor.interpolated_latency()))
+    points = []
+    for config, interpolated in drawn:
+        space.select(config)
+        values = functor.evaluate(keys=["flops", "latency"], exact=True)
+        measured = values["latency"]
+        points.append(
+            {
+                "flops": values["flops"],
+                "interpolated": interpolated,
+                "measured": measured,
+                "relative error": (interpolated - measured) / measured if measured else math.nan,
+            }
+        )
+    errors = [abs(point["relative error"]) for point in points if not math.isnan(point["relative error"])]
+    return {
+        "points": points,
+        "median abs error": statistics.median(errors) if errors else math.nan,
+        "max abs error": max(errors) if errors else math.nan,
+    }
+
+
+def _measure(functor: ModelConstraints, use_centroid: bool, check_points: int) -> tuple[dict[str, Any], bool]:
+    """The stats of every sample point (and the interpolation check); the model's active subnet is restored afterwards."""
     from autonas_dynamic import is_dynamic
 
     model = functor.model
@@ -76,6 +122,8 @@ def _measure(functor: ModelConstraints, use_centroid: bool) -> tuple[dict[str, A
         for name, func in _sample_points(has_depth).items():
             space.sample(func)
             stats[name] = functor.evaluate(exact=True)
+        if check_points and "latency" in functor.keys:
+            stats[INTERPOLATION_CHECK] = check_interpolation(functor, check_points)
         if not use_centroid:
             stats["centroid"] = _random_centroid(functor)
     finally:
@@ -104,7 +152,11 @@ def _print_tables(functor: ModelConstraints, stats: Mapping[str, Any], satisfiab
 
     console = Console()
     points = [name for name in _PRINTED_POINTS if name in stats]
-    results = Table(title="Profiling Results")
+    title = "Profiling Results"
+    if "latency" in functor.keys:
+        runtime = functor.deployment.describe() if functor.deployment else "latency_func"
+        title += f" (latency in ms, {runtime})"
+    results = Table(title=title)
     for column in ("Constraint", *points, *(["max/min ratio"] if "max/min ratio" in stats else [])):
         results.add_column(column)
     for key in functor.keys:
@@ -113,6 +165,8 @@ def _print_tables(functor: ModelConstraints, stats: Mapping[str, Any], satisfiab
             row.append(f"{stats['max/min ratio'][key]:.2f}")
         results.add_row(key, *row)
     console.print(results)
+    if INTERPOLATION_CHECK in stats:
+        _print_interpolation_check(console, stats[INTERPOLATION_CHECK])
     if satisfiable:
         evaluation = Table(title="Constraints Evaluation")
         for column in ("Constraint", "Upper Bound", "Satisfiable Upper Bound"):
@@ -125,20 +179,45 @@ def _print_tables(functor: ModelConstraints, stats: Mapping[str, Any], satisfiab
         console.print(f"Total size of the search space: {stats['search space size']:.2e}")
 
 
+def _print_interpolation_check(console: Any, check: Mapping[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Latency interpolation check (random subnets)")
+    for column in ("subnet", "flops", "interpolated (ms)", "measured (ms)", "error"):
+        table.add_column(column)
+    for index, point in enumerate(check["points"]):
+        error = point["relative error"]
+        table.add_row(
+            str(index),
+            num2hrb(point["flops"]),
+            f"{point['interpolated']:.3f}",
+            f"{point['measured']:.3f}",
+            "outside measured range" if math.isnan(error) else f"{100 * error:+.1f}%",
+        )
+    console.print(table)
+    console.print(
+        f"Latency interpolation error: median {100 * check['median abs error']:.1f}%, "
+        f"max {100 * check['max abs error']:.1f}% (relative to the measured latency)"
+    )
+
+
 def profile_constraints(
-    functor: ModelConstraints, strict: bool = False, verbose: bool = True, use_centroid: bool = False
+    functor: ModelConstraints,
+    strict: bool = False,
+    verbose: bool = True,
+    use_centroid: bool = False,
+    check_points: int = 0,
 ) -> tuple[bool, dict[str, Any]]:
     """Profile ``functor.model`` against the limits of ``functor``; see :func:`profile`.
+
+    The sample points are measured exactly; the random subnets of the default centroid are
+    interpolated, as any later candidate is.
 
     Returns:
         ``(all limits satisfiable, stats)``.
     """
-    functor.collect_mode = True
-    try:
-        with torch.no_grad():
-            stats, converted = _measure(functor, use_centroid)
-    finally:
-        functor.collect_mode = False
+    with torch.no_grad():
+        stats, converted = _measure(functor, use_centroid, check_points)
     satisfiable = _satisfiability(functor, stats)
     if verbose:
         _print_tables(functor, stats, satisfiable)
@@ -163,37 +242,58 @@ def profile(
     model: nn.Module,
     dummy_input: Any = None,
     constraints: Mapping[str, Any] | ModelConstraints | None = None,
+    deployment: Mapping[str, Any] | None = None,
     strict: bool = False,
     verbose: bool = True,
     use_centroid: bool = False,
     latency_func: Callable[[nn.Module, Any], float] | None = None,
+    check_points: int = 3,
 ) -> dict[str, Any]:
-    """Measure FLOPs, params (and latency, if constrained) of the min / centroid / max subnets.
+    """Measure FLOPs, params (and latency) of the min / centroid / max subnets.
+
+    Latency is profiled when it is constrained, or when a ``deployment`` or ``latency_func`` says
+    how to measure it: then the sample subnets are timed in that runtime, and ``check_points``
+    random subnets more, each compared with the latency interpolated before it was measured (the
+    "Latency interpolation check" table), so the table shows how far the interpolation that a
+    search relies on can be trusted for this model and runtime.
 
     Args:
         model: A converted model (or a plain one: then only the ``"full"`` model is measured).
         dummy_input: Input for the recorded forward (not needed when ``constraints`` is a
             :class:`ModelConstraints`, which has its own).
         constraints: Limits to check (see :class:`ModelConstraints`), or a built functor.
+        deployment: The runtime in which latency is measured, as in :class:`ModelConstraints`,
+            e.g. ``{"runtime": "onnxruntime", "threads": 2}``.
         strict: Raise ``ValueError`` when a limit cannot be met by any profiled subnet (else warn).
         verbose: Print the "Profiling Results" and "Constraints Evaluation" tables.
         use_centroid: Report the centroid subnet; by default "centroid" is the median of each cost
             over 30 random subnets (seed 1024).
         latency_func: Latency measurement override, as in :class:`ModelConstraints`.
+        check_points: Random subnets (seed 2048) at which to check the latency interpolation.
 
     Returns:
         ``{point: {constraint: value}}`` for each profiled subnet (``min``, ``centroid``, ``max``,
         plus the mixed depth points for depth-searchable models; ``full`` for a plain model), and
         for converted models ``"max/min ratio"``, ``"number of configurable hparams"`` and
-        ``"search space size"``.
+        ``"search space size"``; with latency, ``"latency interpolation"`` (see
+        :func:`check_interpolation`).
     """
     model = unwrap_model(model)
+    if check_points < 0:
+        raise ValueError(f"check_points must be >= 0, got {check_points}.")
     if isinstance(constraints, ModelConstraints):
-        if dummy_input is not None or latency_func is not None:
-            raise ValueError("Pass dummy_input/latency_func when building the ModelConstraints, not to profile().")
+        if dummy_input is not None or latency_func is not None or deployment is not None:
+            raise ValueError(
+                "Pass dummy_input/latency_func/deployment when building the ModelConstraints, not to profile()."
+            )
         if constraints.model is not model:
             raise ValueError("The given ModelConstraints belong to another model.")
         functor = constraints
     else:
-        functor = ModelConstraints(model, constraints or {}, dummy_input, latency_func=latency_func)
-    return profile_constraints(functor, strict=strict, verbose=verbose, use_centroid=use_centroid)[1]
+        constraints = dict(constraints or {})
+        if deployment is not None or latency_func is not None:
+            constraints.setdefault("latency", None)
+        functor = ModelConstraints(model, constraints, dummy_input, latency_func=latency_func, deployment=deployment)
+    return profile_constraints(
+        functor, strict=strict, verbose=verbose, use_centroid=use_centroid, check_points=check_points
+    )[1]

@@ -25,7 +25,15 @@ from .state import get_mode
 __all__ = ["ModelSearchSpace", "search"]
 
 #: Search-config keys consumed here; every other key goes to the searcher.
-_MODEL_KEYS = ("score_func", "data_loader", "forward_loop", "collect_func", "max_iter_data_loader", "latency_func")
+_MODEL_KEYS = (
+    "score_func",
+    "data_loader",
+    "forward_loop",
+    "collect_func",
+    "max_iter_data_loader",
+    "latency_func",
+    "deployment",
+)
 _DEFAULT_MAX_ITER_DATA_LOADER = 50
 
 
@@ -140,7 +148,9 @@ def search(
             better; runs in eval mode), ``data_loader`` or ``forward_loop`` for BatchNorm
             recalibration of each scored candidate (``collect_func(batch)`` picks the model input,
             default the batch's first element; at most ``max_iter_data_loader`` batches, default
-            50), ``latency_func(model, dummy_input) -> ms`` to replace the built-in timing. Every
+            50), ``deployment`` (the runtime that latency is measured in, e.g.
+            ``{"runtime": "onnxruntime", "threads": 2}``; see :class:`ModelConstraints`) or
+            ``latency_func(model, dummy_input) -> ms`` to replace the built-in timing. Every
             other key goes to the searcher (``num_iters``, ``seed``, ``checkpoint``, ``verbose``,
             ``population_size``, ...).
         searcher: ``"evolve"``, ``"random"``, or an ``autonas_search`` searcher class; default
@@ -195,7 +205,13 @@ def search(
         model_config["data_loader"], model_config["forward_loop"], model_config["collect_func"], max_iter
     )
 
-    functor = ModelConstraints(model, constraints, dummy_input, latency_func=model_config["latency_func"])
+    functor = ModelConstraints(
+        model,
+        constraints,
+        dummy_input,
+        latency_func=model_config["latency_func"],
+        deployment=model_config["deployment"],
+    )
     space = ModelSearchSpace(model)
     previous = space.config()
     search_constraints = _bind_constraints(functor, space)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ import torch.nn as nn
 
 from .apply import ModeSpec, apply_mode, unwrap_model
 from .errors import NotConvertedError
-from .modelspace import changes_subnet, mark_subnet_changed, model_space, restore_subnet
+from .modelspace import changes_subnet, frozen_eval, mark_subnet_changed, model_space, restore_subnet
 from .state import StateManager
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = [
     "is_configurable",
     "is_dynamic",
     "named_hparams",
+    "plain_subnet",
     "print_search_space_summary",
     "replace_forward",
     "sample",
@@ -84,6 +86,23 @@ def export(model: nn.Module, strict: bool = True, calib: bool = False) -> nn.Mod
     if StateManager(model).is_closed_by(_EXPORT_MODE):
         return model
     return apply_mode(model, [(_EXPORT_MODE, {"strict": strict, "calib": calib})])
+
+
+@contextmanager
+def plain_subnet(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: the active subnet of ``model`` as plain torch modules in eval mode; ``model`` is unchanged.
+
+    A converted model is exported on a copy (what :func:`export` would give, without touching the
+    model); a plain or already exported model is used as it is, in eval mode, with every
+    submodule's train/eval flag restored on exit. Deployment tools (ONNX export, latency in
+    another runtime) trace this model.
+    """
+    model = unwrap_model(model)
+    if is_dynamic(model):
+        yield export(copy.deepcopy(model)).eval()
+        return
+    with frozen_eval(model):
+        yield model
 
 
 def is_dynamic(model: nn.Module) -> bool:

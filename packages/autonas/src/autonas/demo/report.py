@@ -20,6 +20,7 @@ class ModelReport:
         flops: FLOPs of one forward pass on one image.
         params: number of parameters.
         latency_ms: median latency of one forward pass on one image on this machine, in ms.
+        onnxruntime_latency_ms: the same in ONNX Runtime (``None`` without the ``onnx`` extra).
     """
 
     name: str
@@ -28,14 +29,19 @@ class ModelReport:
     flops: int
     params: int
     latency_ms: float
+    onnxruntime_latency_ms: float | None = None
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, float | int | str | None]:
         """The report as plain JSON-serialisable data."""
         return asdict(self)
 
 
 def _percent_of(value: float, reference: float) -> str:
     return f"{100 * value / reference:.0f}%" if reference else "-"
+
+
+def _latency(value: float, reference: float) -> str:
+    return f"{value:.3f} ({_percent_of(value, reference)})"
 
 
 def comparison_table(reports: Sequence[ModelReport]) -> Table:
@@ -50,14 +56,23 @@ def comparison_table(reports: Sequence[ModelReport]) -> Table:
     table.add_column("MFLOPs", justify="right")
     table.add_column("params", justify="right")
     table.add_column("latency (ms)", justify="right")
+    with_ort = all(report.onnxruntime_latency_ms is not None for report in reports)
+    if with_ort:
+        table.add_column("ONNX Runtime (ms)", justify="right")
     for report in reports:
+        ort = (
+            [_latency(report.onnxruntime_latency_ms or 0.0, reference.onnxruntime_latency_ms or 0.0)]
+            if with_ort
+            else []
+        )
         table.add_row(
             report.name,
             f"{100 * report.test_accuracy:.1f}%",
             f"{100 * report.val_accuracy:.1f}%",
             f"{report.flops / 1e6:.2f} ({_percent_of(report.flops, reference.flops)})",
             f"{report.params / 1e3:.1f}K ({_percent_of(report.params, reference.params)})",
-            f"{report.latency_ms:.3f} ({_percent_of(report.latency_ms, reference.latency_ms)})",
+            _latency(report.latency_ms, reference.latency_ms),
+            *ort,
         )
     return table
 

@@ -5,9 +5,10 @@
 2. calibrate and measure the full model (the original);
 3. search the best subnet under a FLOPs limit (validation accuracy as the score) and export it;
 4. fine-tune the exported subnet briefly;
-5. print original vs found subnet and write the exported model, its architecture state and a
-   plot of the searched candidates to the output folder (each file atomically: a run killed while
-   writing leaves the previous file whole).
+5. print original vs found subnet (latency in eager torch, and in ONNX Runtime when the ``onnx``
+   extra is installed) and write the exported model (also as ONNX then), its architecture state
+   and a plot of the searched candidates to the output folder (each file atomically: a run killed
+   while writing leaves the previous file whole).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ from torch import nn
 
 import autonas as an
 from autonas_modes import measure_latency
+from autonas_modes.latency import median_time_ms
+from autonas_modes.onnx_export import onnx_feeds, onnxruntime_session
+from autonas_modes.optional import ONNX_MODULES, is_installed
 from autonas_patch import prep_for_eval
 from autonas_search.files import atomic_write, writable_folder
 
@@ -43,6 +48,7 @@ from .training import accuracy, train
 
 # file names inside the output folder
 EXPORTED_MODEL = "subnet.pt2"
+ONNX_MODEL = "subnet.onnx"
 CHECKPOINT = "subnet.pth"
 ARCHITECTURE = "architecture.json"
 CANDIDATES_PLOT = "candidates.png"
@@ -106,15 +112,15 @@ def _flops(model: nn.Module) -> float:
 def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) -> list[ModelReport]:
     """Accuracies and costs of plain (exported) models in eval mode.
 
-    Latency is that of one image on one CPU thread, timed in interleaved rounds (every model once per
-    round, median over the rounds) so that load from other processes affects every model alike.
+    Latency is that of one image on one CPU thread in eager torch and, when the ``onnx`` extra is
+    installed, in ONNX Runtime (each model exported to ONNX once).
     """
     dummy = _dummy_input()
-    rounds: list[list[float]] = [[] for _ in models]
     with single_thread():
-        for _ in range(LATENCY_ROUNDS):
-            for times, (_, model) in zip(rounds, models, strict=True):
-                times.append(measure_latency(model, dummy, warmup=LATENCY_WARMUP, repeats=LATENCY_REPEATS))
+        latencies = interleaved_medians(
+            [partial(measure_latency, model, dummy, LATENCY_WARMUP, LATENCY_REPEATS) for _, model in models]
+        )
+    ort_latencies = onnxruntime_latencies(models) if is_installed(*ONNX_MODULES) else [None] * len(models)
     return [
         ModelReport(
             name=name,
@@ -122,10 +128,34 @@ def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) ->
             val_accuracy=accuracy(model, data.val),
             flops=int(_flops(model)),
             params=int(an.param_count(model, dummy)),
-            latency_ms=statistics.median(times),
+            latency_ms=latency,
+            onnxruntime_latency_ms=ort_latency,
         )
-        for (name, model), times in zip(models, rounds, strict=True)
+        for (name, model), latency, ort_latency in zip(models, latencies, ort_latencies, strict=True)
     ]
+
+
+def onnxruntime_latencies(models: Sequence[tuple[str, nn.Module]]) -> list[float]:
+    """Latency of one image in ONNX Runtime on one thread, for each model exported to ONNX."""
+    dummy = _dummy_input()
+    measures = []
+    for _, model in models:
+        session = onnxruntime_session(model, dummy, threads=1)
+        run = partial(session.run, None, onnx_feeds(session, dummy))
+        measures.append(partial(median_time_ms, run, LATENCY_WARMUP, LATENCY_REPEATS))
+    return interleaved_medians(measures)
+
+
+def interleaved_medians(measures: Sequence[Callable[[], float]]) -> list[float]:
+    """The median of each measurement over ``LATENCY_ROUNDS`` rounds that run every one once.
+
+    Interleaving makes load from other processes affect every model alike.
+    """
+    rounds: list[list[float]] = [[] for _ in measures]
+    for _ in range(LATENCY_ROUNDS):
+        for times, measure in zip(rounds, measures, strict=True):
+            times.append(measure())
+    return [statistics.median(times) for times in rounds]
 
 
 def scored_candidates(search_state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,6 +292,8 @@ def write_outputs(model: nn.Module, search_state: dict[str, Any], options: DemoO
     output = options.output
     files = result.files
     files["exported_model"] = export_program(model, output / EXPORTED_MODEL)
+    if is_installed(*ONNX_MODULES):
+        files["onnx_model"] = an.export_onnx(model, output / ONNX_MODEL, _dummy_input())
     files["checkpoint"] = output / CHECKPOINT
     an.save(model, files["checkpoint"])
     files["architecture"] = write_json(output / ARCHITECTURE, an.autonas_state(model))
