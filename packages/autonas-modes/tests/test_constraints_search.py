@@ -322,7 +322,15 @@ def test_unknown_search_config_keys_list_every_accepted_key(space: nn.Module, im
         am.search(space, {"flops": "80%"}, images[:1], config={"score_func": lambda m: 0.0, "dataloader": []})
     message = str(info.value)
     assert message.startswith("unknown search config key(s) ['dataloader'] for searching a model with EvolveSearcher")
-    model_keys = ["score_func", "data_loader", "forward_loop", "collect_func", "max_iter_data_loader", "latency_func"]
+    model_keys = [
+        "score_func",
+        "data_loader",
+        "forward_loop",
+        "collect_func",
+        "max_iter_data_loader",
+        "latency_func",
+        "deployment",
+    ]
     searcher_keys = set(autonas_search.EvolveSearcher().default_search_config) - {"executor"}
     accepted = message.split("accepted keys: ")[1]
     assert accepted == str(sorted({*model_keys, *searcher_keys}))
