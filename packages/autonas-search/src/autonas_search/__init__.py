@@ -19,7 +19,8 @@ Extension points, for searching other things (autonas-modes searches torch model
 - the flow: `before_search` (e.g. calibrate a model), `run_search`, `after_search`;
   per iteration `before_step`, `run_step`, `after_step`, `early_stop`; candidates come from
   `propose(limit)` (a batch decided before evaluation) through `sample()`; scores from
-  `eval_score(config)`.
+  `eval_score(config)`. `EvolveSearcher.predictor()` supplies the model (a `ScorePredictor` by
+  default) that ranks children before they are scored.
 - `checkpoint_rank` names one checkpoint per process when several search together.
 
 An `executor` (any `concurrent.futures.Executor`) evaluates each proposed batch in parallel with
@@ -37,6 +38,7 @@ from .evolve import EvolveSearcher
 from .hashing import config_hash
 from .iterative import IterativeSearcher
 from .pareto import pareto_front
+from .predictor import ScorePredictor
 from .random_search import RandomSearcher
 from .space import ChoiceSpace, SearchSpace
 
@@ -53,6 +55,7 @@ __all__ = [
     "Limit",
     "NoSatisfiedCandidateError",
     "RandomSearcher",
+    "ScorePredictor",
     "SearchSpace",
     "checkpoint_path",
     "config_hash",
