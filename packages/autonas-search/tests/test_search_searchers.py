@@ -259,7 +259,8 @@ def test_bad_search_config_is_named(config: dict[str, Any], match: str) -> None:
             r"'candidate_size' \(11\) must not exceed 'population_size' \(10\)",
         ),
         ({"mutation_prob": 1.5}, r"'mutation_prob' must be a number in \[0, 1\] or None, got 1.5"),
-        ({"rel_lower_bound": -0.1}, r"'rel_lower_bound' must be a number in \[0, 1\], got -0.1"),
+        ({"rel_lower_bound": -0.1}, r"'rel_lower_bound' must be a number in \[0, 1\] or None, got -0.1"),
+        ({"pareto": "yes"}, "'pareto' must be True or False, got 'yes'"),
     ],
 )
 def test_bad_evolve_config_is_named(config: dict[str, Any], match: str) -> None:

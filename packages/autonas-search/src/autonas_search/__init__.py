@@ -4,7 +4,8 @@ A search space is anything with `hparams()`, `config()` and `select(config)` (`S
 `ChoiceSpace` is the ready-made one over a dict of choices. Searchers (`RandomSearcher`,
 `EvolveSearcher`) maximise `score_func(config)` under named constraints
 (`{"cost": (cost_function, limit)}`), keep every evaluated candidate, checkpoint their state as
-JSON and resume exactly, and give the Pareto front of score against constrained costs.
+JSON and resume exactly, and give the Pareto front of score against constrained costs
+(`EvolveSearcher` with `pareto=True` searches for that front).
 
 Extension points, for searching other things (autonas-modes searches torch models this way):
 
@@ -37,7 +38,7 @@ from .errors import CheckpointError, NoSatisfiedCandidateError
 from .evolve import EvolveSearcher
 from .hashing import config_hash
 from .iterative import IterativeSearcher
-from .pareto import pareto_front
+from .pareto import hypervolume, pareto_front, pareto_order
 from .predictor import ScorePredictor
 from .random_search import RandomSearcher
 from .space import ChoiceSpace, SearchSpace
@@ -59,5 +60,7 @@ __all__ = [
     "SearchSpace",
     "checkpoint_path",
     "config_hash",
+    "hypervolume",
     "pareto_front",
+    "pareto_order",
 ]

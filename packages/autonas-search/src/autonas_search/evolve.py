@@ -18,11 +18,13 @@ from typing import Any
 from . import _validate
 from .hashing import frozen
 from .iterative import IterativeSearcher
+from .pareto import dominated_count, objectives, pareto_order
 from .predictor import ScorePredictor
 
 __all__ = ["EvolveSearcher"]
 
 MAX_REDRAWS = 10
+DEFAULT_REL_LOWER_BOUND = 0.85
 REFERENCE_POPULATION = 100
 PARENT_FRACTION = 0.25
 MUTATIONS_PER_CHILD = 1.0
@@ -84,20 +86,25 @@ class EvolveSearcher(IterativeSearcher):
 
     @property
     def default_search_config(self) -> dict[str, Any]:
-        """Adds `population_size`, `candidate_size`, `mutation_prob` (None: adaptive) and `rel_lower_bound` (0.85).
+        """Adds `population_size`, `candidate_size`, `mutation_prob` (None: adaptive), `rel_lower_bound` and `pareto`.
 
         Unset, the settings adapt to the budget and the space: `population_size` =
         sqrt(num_iters) within [8, 100], `candidate_size` = a quarter of it (at least 2),
         `mutation_prob` = 1 / number of configurable hparams. With all three unset the search
         also keeps the previous parents in the running and mutates crossover children. Given
         explicitly, the settings mean what the reference's do (its defaults: 100, 25, 0.1).
+
+        `pareto=True` searches the Pareto front of the metric against the costs (`pareto_costs()`)
+        rather than the best metric: parents are the best trade-offs (`pareto_order`), and
+        `rel_lower_bound` applies only when given (unset: 0.85, or 0 with `pareto`).
         """
         return {
             **super().default_search_config,
             "population_size": None,
             "candidate_size": None,
             "mutation_prob": None,
-            "rel_lower_bound": 0.85,
+            "rel_lower_bound": None,
+            "pareto": False,
         }
 
     @property
@@ -111,7 +118,8 @@ class EvolveSearcher(IterativeSearcher):
         _validate.check_int(config, "population_size", 2, allow_none=True)
         _validate.check_int(config, "candidate_size", 2, allow_none=True)
         _validate.check_fraction(config, "mutation_prob", allow_none=True)
-        _validate.check_fraction(config, "rel_lower_bound")
+        _validate.check_fraction(config, "rel_lower_bound", allow_none=True)
+        _validate.check_bool(config, "pareto")
         population_size, candidate_size = config["population_size"], config["candidate_size"]
         if population_size is not None and candidate_size is not None and candidate_size > population_size:
             raise ValueError(
@@ -122,8 +130,11 @@ class EvolveSearcher(IterativeSearcher):
     def before_search(self) -> None:
         """Also sets the relative lower bounds of the limits and the evolution settings."""
         super().before_search()
-        self.constraints_func.set_rel_lower_bounds(self.config["rel_lower_bound"])
         config = self.config
+        rel_lower_bound = config["rel_lower_bound"]
+        if rel_lower_bound is None:
+            rel_lower_bound = 0.0 if config["pareto"] else DEFAULT_REL_LOWER_BOUND
+        self.constraints_func.set_rel_lower_bounds(rel_lower_bound)
         self.population_size = config["population_size"] or adaptive_population(config["num_iters"])
         self.candidate_size = min(
             self.population_size, config["candidate_size"] or max(2, round(self.population_size * PARENT_FRACTION))
@@ -140,12 +151,15 @@ class EvolveSearcher(IterativeSearcher):
     def before_step(self) -> None:
         """When the population is full, its best `candidate_size` become the parents and it empties.
 
-        With adaptive settings the previous parents compete too, so the best candidate so far
-        stays a parent.
+        Best by metric, or by trade-off with `pareto` (`pareto_order`). With adaptive settings
+        the previous parents compete too, so the best candidate so far stays a parent.
         """
         if len(self.population) >= self.population_size:
             pool = self.population + self.candidates if self.adaptive else self.population
-            ranked = sorted(pool, key=lambda c: c["metric"], reverse=True)
+            if self.config["pareto"]:
+                ranked = pareto_order(pool, self.pareto_costs())
+            else:
+                ranked = sorted(pool, key=lambda c: c["metric"], reverse=True)
             self.candidates = ranked[: self.candidate_size]
             self.population = []
             self.pending = []
@@ -158,14 +172,15 @@ class EvolveSearcher(IterativeSearcher):
     def propose(self, limit: int) -> list[dict[str, Any]]:
         """The children that fill the population: random ones until there are parents.
 
-        With adaptive settings each child is the first of its drawn children, in the order
-        `predictor()` ranks them, that is new and within the limits; more are drawn (up to
-        `MAX_SCREEN_DRAWS`) until one is. If none is, the child is the first new one drawn.
+        With adaptive settings each child is the first of its drawn children, best predicted
+        first, that is new and within the limits; more are drawn (up to `MAX_SCREEN_DRAWS`) until
+        one is. If none is, the child is the first new one drawn. With `pareto`, the children
+        the fewest points of the current front dominate (at their predicted metric) come first.
         """
         population_size = self.population_size
         size = max(1, min(limit, population_size - len(self.population)))
         num_mutations = max(0, population_size // 2 - len(self.population))
-        predictor = self.predictor() if self.candidates and self.screened_per_child > 1 else None
+        rank = self._child_ranking() if self.candidates and self.screened_per_child > 1 else None
         seen: set[Any] = set()
         children = []
         for index in range(size):
@@ -174,7 +189,7 @@ class EvolveSearcher(IterativeSearcher):
             else:
                 make = self.mutate if index < num_mutations else self.crossover
             if self.adaptive:
-                children.append(self._screened_child(make, predictor, seen))
+                children.append(self._screened_child(make, rank, seen))
             else:
                 children.append(self._new_child(make, seen))
         return children
@@ -226,7 +241,11 @@ class EvolveSearcher(IterativeSearcher):
         return child
 
     def within_limits(self, config: dict[str, Any]) -> bool:
-        """Whether `config` satisfies the constraints, evaluated once per config.
+        """Whether `config` satisfies the constraints (see `constraint_values`)."""
+        return self.constraint_values(config)[0]
+
+    def constraint_values(self, config: dict[str, Any]) -> tuple[bool, dict[str, float]]:
+        """`(is_satisfied, constraint values)` of `config`, evaluated once per config.
 
         The space selects `config` first, as for an evaluation; the values are kept for the
         iteration that evaluates the config, so no constraint is computed twice.
@@ -235,7 +254,21 @@ class EvolveSearcher(IterativeSearcher):
         if identity not in self._screened:
             self.space.select(config)
             self._screened[identity] = self.constraints_func(self.space.config())
-        return self._screened[identity][0]
+        return self._screened[identity]
+
+    def _child_ranking(self) -> Any:
+        """The sort key that orders drawn children, most promising first, from this batch's predictor."""
+        predict = self.predictor().predict
+        if not self.config["pareto"]:
+            return lambda child: -predict(child)
+        names = self.pareto_costs()
+        front = [objectives(c, names) for c in self.pareto_front()]
+
+        def dominated(child: dict[str, Any]) -> int:
+            values = self.constraint_values(child)[1]
+            return dominated_count((-predict(child), *(values[name] for name in names)), front)
+
+        return dominated
 
     def evaluate(self, config: dict[str, Any]) -> tuple[bool, dict[str, float], float]:
         """As `IterativeSearcher.evaluate`, reusing the constraint values the screening computed."""
@@ -261,13 +294,11 @@ class EvolveSearcher(IterativeSearcher):
             self._known_identities.update(self._identity(c["config"]) for c in added)
         return self._known_identities
 
-    def _screened_child(
-        self, make: Any, predictor: ScorePredictor | None, seen: set[tuple[Any, ...]]
-    ) -> dict[str, Any]:
+    def _screened_child(self, make: Any, rank: Any, seen: set[tuple[Any, ...]]) -> dict[str, Any]:
         """The most promising new child within the limits; else the first new one, else the last drawn."""
-        drawn = [make() for _ in range(self.screened_per_child if predictor else 1)]
-        if predictor is not None:
-            drawn.sort(key=predictor.predict, reverse=True)
+        drawn = [make() for _ in range(self.screened_per_child if rank else 1)]
+        if rank is not None:
+            drawn.sort(key=rank)
         known = self._known()
         fallback = None
         for draw in range(MAX_SCREEN_DRAWS):

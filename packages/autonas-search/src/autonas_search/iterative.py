@@ -192,8 +192,11 @@ class IterativeSearcher(BaseSearcher):
 
         With no effective limit, the costs are every tracked constraint.
         """
-        names = list(self.constraints_func.effective_limits) or self.constraints_func.names
-        return pareto_front((c for c in self.samples.values() if c["is_satisfied"]), names)
+        return pareto_front((c for c in self.samples.values() if c["is_satisfied"]), self.pareto_costs())
+
+    def pareto_costs(self) -> list[str]:
+        """The costs a Pareto front trades the metric against: the effectively limited ones, else every tracked one."""
+        return list(self.constraints_func.effective_limits) or self.constraints_func.names
 
     def random_config(self) -> dict[str, Any]:
         """A uniformly random value for every configurable hparam, from the searcher's generator."""
