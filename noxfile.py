@@ -29,7 +29,7 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
-INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7"]
+INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7", "distributed>=2024.1"]
 #: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
 UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"]}
 
