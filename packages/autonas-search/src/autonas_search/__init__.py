@@ -23,6 +23,10 @@ Extension points, for searching other things (autonas-modes searches torch model
   `eval_score(config)`. `EvolveSearcher.predictor()` supplies the model (a `ScorePredictor` by
   default) that ranks children before they are scored.
 - `checkpoint_rank` names one checkpoint per process when several search together.
+- `ranks` (a `Ranks`: rank, size, `all_gather`) lets several processes run one search: each
+  batch's candidates are scored across the ranks (`score_on="one_rank"`) or on every rank
+  (`"every_rank"`), and every rank ends with the same state; rank 0 alone reads and writes the
+  checkpoint.
 
 An `executor` (any `concurrent.futures.Executor`) evaluates each proposed batch in parallel with
 results identical to a serial run; it is for spaces whose constraint and score functions depend
@@ -41,6 +45,7 @@ from .iterative import IterativeSearcher
 from .pareto import hypervolume, pareto_front, pareto_order
 from .predictor import ScorePredictor
 from .random_search import RandomSearcher
+from .ranks import Ranks
 from .space import ChoiceSpace, SearchSpace
 
 __version__ = _version("autonas-search")
@@ -56,6 +61,7 @@ __all__ = [
     "Limit",
     "NoSatisfiedCandidateError",
     "RandomSearcher",
+    "Ranks",
     "ScorePredictor",
     "SearchSpace",
     "checkpoint_path",

@@ -247,8 +247,8 @@ class EvolveSearcher(IterativeSearcher):
     def constraint_values(self, config: dict[str, Any]) -> tuple[bool, dict[str, float]]:
         """`(is_satisfied, constraint values)` of `config`, evaluated once per config.
 
-        The space selects `config` first, as for an evaluation; the values are kept for the
-        iteration that evaluates the config, so no constraint is computed twice.
+        The space selects `config` first, as for an evaluation, so a child's values computed
+        while screening it are those of its evaluation: no constraint is computed twice.
         """
         identity = self._identity(config)
         if identity not in self._screened:
@@ -269,14 +269,6 @@ class EvolveSearcher(IterativeSearcher):
             return dominated_count((-predict(child), *(values[name] for name in names)), front)
 
         return dominated
-
-    def evaluate(self, config: dict[str, Any]) -> tuple[bool, dict[str, float], float]:
-        """As `IterativeSearcher.evaluate`, reusing the constraint values the screening computed."""
-        screened = self._screened.pop(self._identity(config), None)
-        if screened is None:
-            return super().evaluate(config)
-        satisfied, values = screened
-        return satisfied, values, self.eval_score(config) if satisfied else -math.inf
 
     def _identity(self, config: dict[str, Any]) -> tuple[Any, ...]:
         """The configurable values of `config` as a hashable tuple: the same config has the same identity."""
