@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "profile": "profiling",
     "num2hrb": "profiling",
     "search": "searching",
+    "TorchRanks": "distributed",
     "ModelConstraints": "constraints",
     "measure_latency": "latency",
     "LatencyInterpolator": "latency",
@@ -71,6 +72,7 @@ __all__ = [
     "ModeRegistry",
     "ModelConstraints",
     "StateManager",
+    "TorchRanks",
     "__version__",
     "apply_mode",
     "autonas_state",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from .apply import apply_mode
     from .constraints import ModelConstraints
     from .costs import inference_flops, param_count
+    from .distributed import TorchRanks
     from .io import restore, save
     from .latency import LatencyInterpolator, measure_latency
     from .mode import NAS_REGISTRY, ApplyModeError, ModeDescriptor, ModeRegistry, get_mode_descriptor
