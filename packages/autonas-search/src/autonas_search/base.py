@@ -223,9 +223,9 @@ class BaseSearcher(ABC):
                 read = (load_checkpoint(path), None)
             except CheckpointError as error:
                 read = (None, str(error))
-        data, error = share_from_first(ranks, read)
-        if error is not None:
-            raise CheckpointError(error)
+        data, message = share_from_first(ranks, read)
+        if message is not None:
+            raise CheckpointError(message)
         return data
 
     def _check_checkpoint(self, path: Any, data: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ def pareto_order(candidates: Iterable[dict[str, Any]], cost_names: Sequence[str]
     """
     candidates = list(candidates)
     points = [objectives(c, cost_names) for c in candidates]
-    ordered = []
+    ordered: list[dict[str, Any]] = []
     for front in _fronts(points, first_only=False):
         distance = _crowding_distance([points[i] for i in front])
         ranked = sorted(range(len(front)), key=lambda k: -distance[k])
