@@ -39,10 +39,10 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_blocks: int = 3) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(3)))
+        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(num_blocks)))
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def subnet(model: nn.Module) -> tuple[tuple[str, int], ...]:
     return tuple(an.get_subnet_config(model, configurable=True).items())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -120,7 +120,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out_dir = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_train_on_rank, args=(_free_port(), str(out_dir)), nprocs=2)
+    mp.spawn(_train_on_rank, args=(free_port(), str(out_dir)), nprocs=2)
     return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
 
 

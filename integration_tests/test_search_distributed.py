@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from test_distributed import Block
+from test_distributed import Net, free_port
 from torch import nn
 
 import autonas as an
@@ -34,17 +33,6 @@ RULES = {
 }
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(5)))
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
-
-
 def _data(seed: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     return [
@@ -53,19 +41,13 @@ def _data(seed: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _search_on_rank(rank: int, world: int, port: int, out_dir: str, options: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        model = an.convert(Net(), mode=[("autonas", RULES)])
+        model = an.convert(Net(num_blocks=5), mode=[("autonas", RULES)])
         validation = _data(1, 2)
         shard = validation[rank::world] if options.get("score_on") == "every_rank" else validation
         calls = []
@@ -102,7 +84,7 @@ def _search_on_rank(rank: int, world: int, port: int, out_dir: str, options: dic
 
 def run_search(world: int, out_dir: Path, **options: Any) -> list[dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_search_on_rank, args=(world, _free_port(), str(out_dir), options), nprocs=world)
+    mp.spawn(_search_on_rank, args=(world, free_port(), str(out_dir), options), nprocs=world)
     return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(world)]
 
 
