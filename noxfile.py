@@ -31,7 +31,13 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
-INTEGRATION_EXTRAS = ["transformers>=4.40", "scikit-learn>=1.3", "matplotlib>=3.7", "mnist1d>=0.0.2"]
+INTEGRATION_EXTRAS = [
+    "transformers>=4.40",
+    "scikit-learn>=1.3",
+    "matplotlib>=3.7",
+    "mnist1d>=0.0.2",
+    "distributed>=2024.1",
+]
 
 
 def _requirement_name(requirement: str) -> str:

@@ -41,10 +41,10 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_blocks: int = 3) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(3)))
+        self.blocks = nn.Sequential(*(Block(16, 32) for _ in range(num_blocks)))
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def subnet(model: nn.Module) -> tuple[tuple[str, int], ...]:
     return tuple(an.get_subnet_config(model, configurable=True).items())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -121,7 +121,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
 
 def _results_of_two_ranks(worker: Callable[[int, int, str], None], out_dir: Path) -> list[dict]:
     """Run ``worker(rank, port, out_dir)`` in two processes and load what each rank saved."""
-    mp.spawn(worker, args=(_free_port(), str(out_dir)), nprocs=2)
+    mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=2)
     return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
 
 

@@ -13,8 +13,8 @@ largest network's FLOPs. The score, an accuracy-like number in [0, 100), saturat
 
 Because FLOPs are integers and both costs and score are sums over neighbouring layers, dynamic
 programming over (layer, width, FLOPs so far) -- keeping for each width only the states that
-no cheaper state beats -- finds the exact optimum; `brute_force_optimum` checks that on small
-instances.
+no cheaper state beats -- finds the exact optimum and the exact Pareto front of (FLOPs, score);
+`brute_force_front` checks that on small instances.
 """
 
 from __future__ import annotations
@@ -106,6 +106,14 @@ class Problem:
 
     def optimum(self) -> float:
         """The best feasible score, by dynamic programming over (width, FLOPs so far)."""
+        return max(score for _, score in self.pareto_front())
+
+    def pareto_front(self) -> list[tuple[int, float]]:
+        """Every feasible (FLOPs, score) that no cheaper-or-equal configuration beats, cheapest first.
+
+        Dynamic programming over (width, FLOPs so far): a prefix that another prefix ending in the
+        same width beats (cheaper or equal, higher raw score) cannot start an optimal configuration.
+        """
         # states: width of the last layer -> list of (flops, raw), pruned to the non-dominated ones
         states: dict[int, list[tuple[int, float]]] = {self.input_width: [(0, 0.0)]}
         for layer in self.layers:
@@ -120,17 +128,19 @@ class Problem:
                             if flops + step_flops <= self.budget:
                                 bucket.append((flops + step_flops, raw + step_raw))
             states = {w: _non_dominated(entries) for w, entries in grown.items() if entries}
-        return self.from_raw(max(raw for entries in states.values() for _, raw in entries))
+        final = _non_dominated([entry for entries in states.values() for entry in entries])
+        return [(flops, self.from_raw(raw)) for flops, raw in final]
 
-    def brute_force_optimum(self) -> float:
-        """The best feasible score by enumerating every configuration (small instances only)."""
+    def brute_force_front(self) -> list[tuple[int, float]]:
+        """`pareto_front()` by enumerating every configuration (small instances only)."""
         names, choices = zip(*self.choices.items(), strict=True)
-        best = -math.inf
+        feasible = []
         for values in itertools.product(*choices):
             config = dict(zip(names, values, strict=True))
-            if self.flops(config) <= self.budget:
-                best = max(best, self.score(config))
-        return best
+            flops = self.flops(config)
+            if flops <= self.budget:
+                feasible.append((flops, self.raw(config)))
+        return [(flops, self.from_raw(raw)) for flops, raw in _non_dominated(feasible)]
 
 
 def _non_dominated(entries: list[tuple[int, float]]) -> list[tuple[int, float]]:

@@ -301,7 +301,8 @@ def test_bad_search_config_is_named(config: dict[str, Any], match: str) -> None:
             r"'candidate_size' \(11\) must not exceed 'population_size' \(10\)",
         ),
         ({"mutation_prob": 1.5}, r"'mutation_prob' must be a number in \[0, 1\] or None, got 1.5"),
-        ({"rel_lower_bound": -0.1}, r"'rel_lower_bound' must be a number in \[0, 1\], got -0.1"),
+        ({"rel_lower_bound": -0.1}, r"'rel_lower_bound' must be a number in \[0, 1\] or None, got -0.1"),
+        ({"pareto": "yes"}, "'pareto' must be True or False, got 'yes'"),
     ],
 )
 def test_bad_evolve_config_is_named(config: dict[str, Any], match: str) -> None:
@@ -365,3 +366,83 @@ def test_other_bad_input_is_named() -> None:
         )
     with pytest.raises(TypeError, match=r"constraint 'flops' must be a \(cost_function, limit\) tuple"):
         RandomSearcher().search(ChoiceSpace(CHOICES), {"flops": LIMIT}, {"score_func": score})  # type: ignore[dict-item]
+
+
+def test_adaptive_evolution_spends_its_iterations_within_the_limits() -> None:
+    """Children are screened against the limits; the reference scheme spends iterations outside them."""
+    adaptive, _ = run(EvolveSearcher, num_iters=300)
+    assert all(c["is_satisfied"] for c in list(adaptive.samples.values())[: adaptive.population_size])
+    reference, _ = run(EvolveSearcher, num_iters=300, population_size=20, candidate_size=5)
+    first = list(reference.samples.values())[:20]
+    assert sum(c["is_satisfied"] for c in first) < 5  # 8 % of the space lies within the band
+    assert adaptive.num_satisfied > 2 * reference.num_satisfied
+
+
+def test_screening_computes_constraints_once_per_config_and_scores_only_evaluated_ones() -> None:
+    searcher = EvolveSearcher()
+    costed: list[str] = []
+    scored: list[str] = []
+
+    def counting_flops(config: dict[str, Any]) -> float:
+        costed.append(searcher.config_key(config))
+        return flops(config)
+
+    def counting_score(config: dict[str, Any]) -> float:
+        scored.append(searcher.config_key(config))
+        return score(config)
+
+    searcher.search(ChoiceSpace(CHOICES), {"flops": (counting_flops, LIMIT)}, {"score_func": counting_score})
+    assert len(costed) == len(set(costed)) > len(searcher.samples)  # screened-out children were costed too
+    assert set(searcher.samples) <= set(costed)
+    assert sorted(scored) == sorted(key for key, c in searcher.samples.items() if c["is_satisfied"])
+
+
+class FixedPredictor(EvolveSearcher):
+    """Ranks children with `score * sign` instead of a fitted predictor, counting the calls."""
+
+    sign = 1.0
+    calls = 0
+
+    def predictor(self) -> Any:
+        type(self).calls += 1
+        sign = self.sign
+
+        class Ranking:
+            def predict(self, config: dict[str, Any]) -> float:
+                return sign * score(config)
+
+        return Ranking()
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_the_predictor_chooses_the_children(sign: float) -> None:
+    FixedPredictor.sign, FixedPredictor.calls = sign, 0
+    regret = {}
+    for searcher_cls in (FixedPredictor, EvolveSearcher):
+        found = [run(searcher_cls, seed=seed, num_iters=60)[1]["metric"] for seed in range(6)]
+        regret[searcher_cls] = best_feasible(0.85 * LIMIT) - sum(found) / len(found)
+    if sign > 0:  # an oracle beats the fitted predictor, which beats an adversary
+        assert regret[FixedPredictor] < regret[EvolveSearcher]
+    else:
+        assert regret[FixedPredictor] > regret[EvolveSearcher]
+    assert FixedPredictor.calls >= 6 * 5  # once per batch from the second generation on (60 // 8 generations)
+
+
+def test_the_reference_scheme_uses_no_predictor() -> None:
+    FixedPredictor.calls = 0
+    searcher, _ = run(FixedPredictor, num_iters=200, mutation_prob=0.1)
+    assert FixedPredictor.calls == 0 and searcher.screened_per_child == 1 and not searcher.adaptive
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.3, 1.0])
+def test_mutation_redraws_each_hparam_with_mutation_prob(prob: float) -> None:
+    searcher, best = run(EvolveSearcher, num_iters=30)
+    searcher.candidates, searcher.mutation_prob = [best], prob
+    children = [searcher.mutate() for _ in range(3000)]
+    for name, choices in searcher.hparam_choices.items():
+        changed = sum(child[name] != best["config"][name] for child in children) / len(children)
+        assert changed == pytest.approx(prob * (1 - 1 / len(choices)), abs=0.03), name
+        if prob == 1.0:  # a re-drawn value is uniform over the choices
+            for value in choices:
+                share = sum(child[name] == value for child in children) / len(children)
+                assert share == pytest.approx(1 / len(choices), abs=0.03), (name, value)

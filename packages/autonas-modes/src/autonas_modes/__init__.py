@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "profile": "profiling",
     "num2hrb": "profiling",
     "search": "searching",
+    "TorchRanks": "distributed",
     "ModelConstraints": "constraints",
     "measure_latency": "latency",
     "LatencyInterpolator": "latency",
@@ -80,6 +81,7 @@ __all__ = [
     "ModesError",
     "NotConvertedError",
     "StateManager",
+    "TorchRanks",
     "__version__",
     "apply_mode",
     "autonas_state",
@@ -120,6 +122,7 @@ if TYPE_CHECKING:
     from .apply import apply_mode
     from .constraints import ModelConstraints
     from .costs import inference_flops, param_count
+    from .distributed import TorchRanks
     from .errors import ApplyModeError, InvalidStateError, ModesError, NotConvertedError
     from .io import restore, save
     from .latency import LatencyInterpolator, measure_latency

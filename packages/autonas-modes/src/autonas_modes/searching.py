@@ -8,6 +8,7 @@ were recalibrated on the user's data.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -16,6 +17,8 @@ import torch.nn as nn
 
 from .apply import unwrap_model
 from .constraints import ModelConstraints
+from .deployment import Deployment
+from .distributed import collectives_refused, distributed_ranks, latency_on_rank_zero
 from .errors import NotConvertedError
 from .inputs import run_model
 from .modelspace import frozen_eval, mark_subnet_changed, model_space
@@ -156,6 +159,14 @@ def search(
         searcher: ``"evolve"``, ``"random"``, or an ``autonas_search`` searcher class; default
             the mode's search algorithm (``EvolveSearcher`` for ``"autonas"``).
 
+    Under torch.distributed (several processes, e.g. ``torchrun``) every rank runs the search on
+    its own copy of the model: the candidates of each proposed batch are scored across the ranks
+    (``score_on="one_rank"``, the default: every rank must calibrate and score on the same data,
+    and ``score_func`` must not call collectives) or on every rank (``score_on="every_rank"``:
+    each rank scores on its shard and ``score_func`` all-reduces). Every rank ends with the same
+    subnet and state, those of a one-process search with the same seed; latency is measured on
+    rank 0; rank 0 writes the checkpoint, which resumes on any number of ranks.
+
     Returns:
         ``(model, search_state)``: the model exported in place at the best subnet (BatchNorm
         recalibrated for it when calibration data is given) and the searcher's state (``best``,
@@ -184,7 +195,7 @@ def search(
     if config.get("executor") is not None:
         raise ValueError(
             "The search config key 'executor' is not supported for model search: candidates share one model, "
-            "so they are evaluated one after the other."
+            "so they are evaluated one after the other (under torch.distributed, spread over the ranks)."
         )
     engine = searcher_cls()
     accepted = sorted({*_MODEL_KEYS, *engine.default_search_config} - {"executor"})
@@ -194,6 +205,9 @@ def search(
             f"unknown search config key(s) {unknown} for searching a model with {searcher_cls.__name__}; "
             f"accepted keys: {accepted}"
         )
+    if "ranks" not in config:
+        config["ranks"] = distributed_ranks()
+    ranks = config["ranks"]
     model_config = {key: config.pop(key, None) for key in _MODEL_KEYS}
     score_func = model_config["score_func"]
     if not callable(score_func):
@@ -205,26 +219,29 @@ def search(
         model_config["data_loader"], model_config["forward_loop"], model_config["collect_func"], max_iter
     )
 
-    functor = ModelConstraints(
-        model,
-        constraints,
-        dummy_input,
-        latency_func=model_config["latency_func"],
-        deployment=model_config["deployment"],
-    )
+    latency_func, deployment = model_config["latency_func"], model_config["deployment"]
+    split_scoring = ranks is not None and ranks.size > 1 and config.get("score_on", "one_rank") == "one_rank"
+    if ranks is not None and ranks.size > 1:
+        # measured on rank 0 alone and shared, so that every rank interpolates the same points
+        if latency_func is None:
+            latency_func, deployment = Deployment.parse(deployment).measure, None
+        latency_func = latency_on_rank_zero(latency_func, ranks)
+    functor = ModelConstraints(model, constraints, dummy_input, latency_func=latency_func, deployment=deployment)
     space = ModelSearchSpace(model)
     previous = space.config()
     search_constraints = _bind_constraints(functor, space)
 
     def score(_: Mapping[str, Any]) -> Any:
         _recalibrate(model, forward_loop)
-        return score_func(model)  # the searcher checks it is a number, naming the candidate
+        with collectives_refused() if split_scoring else contextlib.nullcontext():
+            return score_func(model)  # the searcher checks it is a number, naming the candidate
 
     with frozen_eval(model):
         try:
             space.select({name: max(choices) for name, choices in space.hparams().items()})
             _recalibrate(model, forward_loop)
-            profile_constraints(functor, strict=True, verbose=bool(config.get("verbose")), use_centroid=True)
+            verbose = bool(config.get("verbose")) and (ranks is None or ranks.rank == 0)
+            profile_constraints(functor, strict=True, verbose=verbose, use_centroid=True)
             best = engine.search(space, search_constraints, {**config, "score_func": score})
         except BaseException:
             space.select(previous)

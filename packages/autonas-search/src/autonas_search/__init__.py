@@ -4,7 +4,8 @@ A search space is anything with `hparams()`, `config()` and `select(config)` (`S
 `ChoiceSpace` is the ready-made one over a dict of choices. Searchers (`RandomSearcher`,
 `EvolveSearcher`) maximise `score_func(config)` under named constraints
 (`{"cost": (cost_function, limit)}`), keep every evaluated candidate, checkpoint their state as
-JSON and resume exactly, and give the Pareto front of score against constrained costs.
+JSON and resume exactly, and give the Pareto front of score against constrained costs
+(`EvolveSearcher` with `pareto=True` searches for that front).
 
 Extension points, for searching other things (autonas-modes searches torch models this way):
 
@@ -19,8 +20,13 @@ Extension points, for searching other things (autonas-modes searches torch model
 - the flow: `before_search` (e.g. calibrate a model), `run_search`, `after_search`;
   per iteration `before_step`, `run_step`, `after_step`, `early_stop`; candidates come from
   `propose(limit)` (a batch decided before evaluation) through `sample()`; scores from
-  `eval_score(config)`.
+  `eval_score(config)`. `EvolveSearcher.predictor()` supplies the model (a `ScorePredictor` by
+  default) that ranks children before they are scored.
 - `checkpoint_rank` names one checkpoint per process when several search together.
+- `ranks` (a `Ranks`: rank, size, `all_gather`) lets several processes run one search: each
+  batch's candidates are scored across the ranks (`score_on="one_rank"`) or on every rank
+  (`"every_rank"`), and every rank ends with the same state; rank 0 alone reads and writes the
+  checkpoint.
 
 An `executor` (any `concurrent.futures.Executor`) evaluates each proposed batch in parallel with
 results identical to a serial run; it is for spaces whose constraint and score functions depend
@@ -36,8 +42,10 @@ from .errors import CheckpointError, NoSatisfiedCandidateError, SearchError
 from .evolve import EvolveSearcher
 from .hashing import config_hash
 from .iterative import IterativeSearcher
-from .pareto import pareto_front
+from .pareto import hypervolume, pareto_front, pareto_order
+from .predictor import ScorePredictor
 from .random_search import RandomSearcher
+from .ranks import Ranks
 from .space import ChoiceSpace, SearchSpace
 
 __version__ = _version("autonas-search")
@@ -53,9 +61,13 @@ __all__ = [
     "Limit",
     "NoSatisfiedCandidateError",
     "RandomSearcher",
+    "Ranks",
+    "ScorePredictor",
     "SearchError",
     "SearchSpace",
     "checkpoint_path",
     "config_hash",
+    "hypervolume",
     "pareto_front",
+    "pareto_order",
 ]

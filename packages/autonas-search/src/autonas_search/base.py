@@ -15,6 +15,7 @@ from . import _validate
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .constraints import ConstraintsFunc, CostFunc, Limit
 from .errors import CheckpointError
+from .ranks import check_ranks, share_from_first
 from .space import SearchSpace, check_search_space
 
 __all__ = ["BaseSearcher", "Constraints"]
@@ -54,6 +55,7 @@ class BaseSearcher(ABC):
             "verbose": False,
             "seed": 0,
             "score_func": None,
+            "ranks": None,
         }
 
     @property
@@ -78,6 +80,8 @@ class BaseSearcher(ABC):
         _validate.check_bool(config, "verbose")
         _validate.check_int(config, "seed", 0, allow_none=True)
         _validate.check_callable(config, "score_func", allow_none=True)
+        if config["ranks"] is not None and check_ranks(config["ranks"]).rank != 0:
+            config["verbose"] = False  # progress is shown by rank 0
         return config
 
     def reset_search(self) -> None:
@@ -105,7 +109,9 @@ class BaseSearcher(ABC):
         self.config = self.sanitize_search_config(config)
         self.constraints = constraints
         seed = self.config["seed"]
-        self.rng = random.Random(random.SystemRandom().getrandbits(64) if seed is None else seed)
+        if seed is None:  # a fresh seed, the same on every rank
+            seed = share_from_first(self.config["ranks"], random.SystemRandom().getrandbits(64))
+        self.rng = random.Random(seed)
         self.before_search()
         self.load_search_checkpoint()
         self.run_search()
@@ -164,9 +170,10 @@ class BaseSearcher(ABC):
         return {key: _digest(value) for key, value in parts.items()}
 
     def save_search_checkpoint(self) -> None:
-        """Write the state and the random generator's state to the checkpoint (if configured)."""
+        """Write the state and the random generator's state to the checkpoint (if configured; rank 0 alone)."""
         path = checkpoint_path(self.config["checkpoint"], self.checkpoint_rank())
-        if path is None:
+        ranks = self.config["ranks"]
+        if path is None or (ranks is not None and ranks.rank != 0):
             return
         data = {
             "format": _FORMAT,
@@ -181,12 +188,14 @@ class BaseSearcher(ABC):
 
         A corrupt checkpoint, or one written by a different search, raises `CheckpointError`;
         with `strict_checkpoint=False` it is ignored with a warning and the search starts afresh.
+        With `ranks`, rank 0 reads the file and every rank loads what it read, whatever the number
+        of ranks that wrote it.
         """
         path = checkpoint_path(self.config["checkpoint"], self.checkpoint_rank())
         if path is None:
             return False
         try:
-            data = load_checkpoint(path)
+            data = self._read_checkpoint(path)
             if data is None:
                 return False
             self._check_checkpoint(path, data)
@@ -202,6 +211,22 @@ class BaseSearcher(ABC):
             return False
         self.rng = rng
         return True
+
+    def _read_checkpoint(self, path: Any) -> dict[str, Any] | None:
+        """The checkpoint's data (None if there is none), read by rank 0 alone and shared with every rank."""
+        ranks = self.config["ranks"]
+        if ranks is None or ranks.size == 1:
+            return load_checkpoint(path)
+        read: tuple[dict[str, Any] | None, str | None] = (None, None)
+        if ranks.rank == 0:
+            try:
+                read = (load_checkpoint(path), None)
+            except CheckpointError as error:
+                read = (None, str(error))
+        data, message = share_from_first(ranks, read)
+        if message is not None:
+            raise CheckpointError(message)
+        return data
 
     def _check_checkpoint(self, path: Any, data: dict[str, Any]) -> None:
         if data.get("format") != _FORMAT:

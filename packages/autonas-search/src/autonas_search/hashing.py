@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["config_hash"]
+__all__ = ["config_hash", "frozen"]
 
 _ENCODER = json.JSONEncoder(sort_keys=True)
 
@@ -35,3 +35,15 @@ def _is_json(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def frozen(value: Any) -> Any:
+    """`value` as a hashable object: lists as tuples, dicts as sorted item tuples (nested too).
+
+    Equal for a value and its JSON round trip (tuples read back as lists), like `config_hash`.
+    """
+    if isinstance(value, list | tuple):
+        return tuple(frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
+    return value

@@ -23,6 +23,9 @@ from .space import space_hparams
 __all__ = ["IterativeSearcher", "evaluate_candidate"]
 
 CHECKPOINT_EVERY = 100
+#: With `ranks`: "one_rank" scores each candidate of a batch on one rank and gathers the scores;
+#: "every_rank" scores every candidate on every rank (a score_func that all-reduces over its shard).
+SCORE_ON = ("one_rank", "every_rank")
 
 
 class IterativeSearcher(BaseSearcher):
@@ -49,8 +52,8 @@ class IterativeSearcher(BaseSearcher):
 
     @property
     def default_search_config(self) -> dict[str, Any]:
-        """Adds `num_iters` (5000) and `executor` (None)."""
-        return {**super().default_search_config, "num_iters": 5000, "executor": None}
+        """Adds `num_iters` (5000), `executor` (None) and `score_on` ("one_rank", with `ranks`)."""
+        return {**super().default_search_config, "num_iters": 5000, "executor": None, "score_on": "one_rank"}
 
     @property
     def default_state_dict(self) -> dict[str, Any]:
@@ -78,7 +81,15 @@ class IterativeSearcher(BaseSearcher):
             raise ValueError(
                 f"search config 'executor' must be a concurrent.futures.Executor or None, got {executor!r}"
             )
+        self._check_rank_scoring(config)
         return config
+
+    @staticmethod
+    def _check_rank_scoring(config: dict[str, Any]) -> None:
+        if config["score_on"] not in SCORE_ON:
+            raise ValueError(f"search config 'score_on' must be one of {list(SCORE_ON)}, got {config['score_on']!r}")
+        if config["ranks"] is not None and config["executor"] is not None:
+            raise ValueError("search config: give 'ranks' or 'executor', not both (the ranks evaluate the batches)")
 
     def before_search(self) -> None:
         """Also reads (and checks) the space's hparams; a space with none configurable gets one iteration."""
@@ -176,12 +187,29 @@ class IterativeSearcher(BaseSearcher):
 
     def evaluate(self, config: dict[str, Any]) -> tuple[bool, dict[str, float], float]:
         """`(is_satisfied, constraint values, metric)` of the selected candidate; metric -inf if unsatisfied."""
-        satisfied, values = self.constraints_func(config)
+        satisfied, values = self.constraint_values(config)
         return satisfied, values, self.eval_score(config) if satisfied else -math.inf
 
+    def constraint_values(self, config: dict[str, Any]) -> tuple[bool, dict[str, float]]:
+        """`(is_satisfied, constraint values)` of the selected candidate."""
+        return self.constraints_func(config)
+
     def eval_score(self, config: dict[str, Any]) -> float:
-        """The score of the selected candidate (higher is better)."""
-        return as_metric(self.config["score_func"](config), config)
+        """The score of the selected candidate (higher is better).
+
+        With `ranks` and `score_on="every_rank"` every rank scores it and the scores must agree.
+        """
+        metric = as_metric(self.config["score_func"](config), config)
+        ranks = self.config["ranks"]
+        if ranks is not None and ranks.size > 1 and self.config["score_on"] == "every_rank":
+            scores = ranks.all_gather(metric)
+            if len(set(scores)) > 1:
+                raise ValueError(
+                    f"score_func gave different scores on the ranks ({scores}) with score_on='every_rank': "
+                    "it must all-reduce its result over the ranks, or use score_on='one_rank' (each candidate "
+                    "scored on one rank, on the same data everywhere)"
+                )
+        return metric
 
     def after_search(self) -> None:
         """Select the best candidate; if none was satisfied raise `NoSatisfiedCandidateError`."""
@@ -207,8 +235,11 @@ class IterativeSearcher(BaseSearcher):
 
         With no effective limit, the costs are every tracked constraint.
         """
-        names = list(self.constraints_func.effective_limits) or self.constraints_func.names
-        return pareto_front((c for c in self.samples.values() if c["is_satisfied"]), names)
+        return pareto_front((c for c in self.samples.values() if c["is_satisfied"]), self.pareto_costs())
+
+    def pareto_costs(self) -> list[str]:
+        """The costs a Pareto front trades the metric against: the effectively limited ones, else every tracked one."""
+        return list(self.constraints_func.effective_limits) or self.constraints_func.names
 
     def random_config(self) -> dict[str, Any]:
         """A uniformly random value for every configurable hparam, from the searcher's generator."""
@@ -216,8 +247,10 @@ class IterativeSearcher(BaseSearcher):
         return {name: choices[int(draw() * len(choices))] for name, choices in self.hparam_choices.items()}
 
     def _prefetch(self) -> None:
-        """Evaluate the pending configs not seen yet together, through the executor (if any)."""
-        if self.config["executor"] is None:
+        """Evaluate the pending configs not seen yet together: through the executor, or over the ranks."""
+        ranks = self.config["ranks"]
+        split = ranks is not None and ranks.size > 1 and self.config["score_on"] == "one_rank"
+        if self.config["executor"] is None and not split:
             return
         todo: dict[str, dict[str, Any]] = {}
         for proposed in self.pending:
@@ -227,9 +260,43 @@ class IterativeSearcher(BaseSearcher):
             if key not in self.samples and key not in self._prefetched:
                 todo.setdefault(key, config)
         if todo:
-            evaluate = functools.partial(evaluate_candidate, self.constraints_func, self.config["score_func"])
-            results = self.config["executor"].map(evaluate, todo.values())
+            results = self.evaluate_batch(list(todo.values()))
             self._prefetched.update(zip(todo, results, strict=True))
+
+    def evaluate_batch(self, configs: list[dict[str, Any]]) -> list[tuple[bool, dict[str, float], float]]:
+        """`(is_satisfied, constraint values, metric)` of each config, evaluated together.
+
+        Through the executor (workers evaluate the functions on the config, without `select`), or,
+        with `ranks`, over the ranks: every rank evaluates the constraints of every config (they are
+        cheap, and so every rank sees the same values), the satisfied configs are dealt out to the
+        ranks in turn, each rank selects and scores its share, and the scores are gathered.
+        """
+        if self.config["executor"] is not None:
+            evaluate = functools.partial(evaluate_candidate, self.constraints_func, self.config["score_func"])
+            return list(self.config["executor"].map(evaluate, configs))
+        ranks = self.config["ranks"]
+        checked = []
+        for config in configs:
+            self.space.select(config)
+            checked.append(self.constraint_values(config))
+        satisfied = [i for i, (ok, _) in enumerate(checked) if ok]
+        start = len(self.history["metric"])  # who starts the deal rotates, so that the ranks' totals balance
+        scores: dict[int, float] = {}
+        failure = None
+        for turn, i in enumerate(satisfied):
+            if (start + turn) % ranks.size == ranks.rank:
+                self.space.select(configs[i])
+                try:
+                    scores[i] = self.eval_score(configs[i])
+                except Exception as error:  # the other ranks must hear of it, or they wait forever
+                    failure = error
+                    break
+        gathered = ranks.all_gather((scores, None if failure is None else f"{type(failure).__name__}: {failure}"))
+        for rank, (_, message) in enumerate(gathered):
+            if message is not None:
+                raise RuntimeError(f"scoring failed on rank {rank} of {ranks.size}: {message}") from failure
+        merged = {i: metric for part, _ in gathered for i, metric in part.items()}
+        return [(ok, values, merged[i] if ok else -math.inf) for i, (ok, values) in enumerate(checked)]
 
 
 def evaluate_candidate(
