@@ -392,6 +392,10 @@ def test_screening_computes_constraints_once_per_config_and_scores_only_evaluate
         return score(config)
 
     searcher.search(ChoiceSpace(CHOICES), {"flops": (counting_flops, LIMIT)}, {"score_func": counting_score})
+    extremes, costed = costed[:2], costed[2:]  # the band of the limit first measures the smallest and largest configs
+    assert extremes == [
+        searcher.config_key({name: pick(options) for name, options in CHOICES.items()}) for pick in (min, max)
+    ]
     assert len(costed) == len(set(costed)) > len(searcher.samples)  # screened-out children were costed too
     assert set(searcher.samples) <= set(costed)
     assert sorted(scored) == sorted(key for key, c in searcher.samples.items() if c["is_satisfied"])
