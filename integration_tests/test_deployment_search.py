@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from test_workflow import SmallResNet
@@ -23,7 +25,9 @@ LATENCY_TOLERANCE = 0.25
 def test_search_under_half_the_onnxruntime_latency() -> None:
     reference = SmallResNet().eval()  # the original model; its latency is the 100 % of the limit
     dummy = torch.randn(1, 3, 32, 32)
-    deployment = {"runtime": "onnxruntime", "threads": 1, "repeats": 20}
+    # 50 timed runs per measured subnet (about half a second each), so that a short burst of load from
+    # other processes moves the median little
+    deployment = {"runtime": "onnxruntime", "threads": 1, "repeats": 50}
 
     def largest(model: torch.nn.Module) -> float:  # pushes the search to the limit, where it is hardest to hold
         return float(am.inference_flops(model, dummy, unit=1))
@@ -39,13 +43,13 @@ def test_search_under_half_the_onnxruntime_latency() -> None:
     best = state["best"]["constraints"]
     assert not am.is_dynamic(searched) and best["flops"] < am.inference_flops(reference, dummy, unit=1)
 
-    # measured anew, interleaved with the original so that load from other processes hits both alike;
-    # the fastest of several rounds is each model's latency with the least interference
+    # measured anew in rounds that time the found subnet and the original back to back, so that both
+    # see the same load from other processes; the median of the per-round ratios counts
     runs = []
     for model in (searched, reference):
         session = onnxruntime_session(model, dummy, threads=1)
         feeds = onnx_feeds(session, dummy)
-        runs.append(lambda session=session, feeds=feeds: median_time_ms(lambda: session.run(None, feeds), 3, 20))
+        runs.append(lambda session=session, feeds=feeds: median_time_ms(lambda: session.run(None, feeds), 3, 50))
     rounds = [(runs[0](), runs[1]()) for _ in range(7)]
-    ratio = min(found for found, _ in rounds) / min(original for _, original in rounds)
+    ratio = statistics.median(found / original for found, original in rounds)
     assert ratio <= 0.5 * (1 + LATENCY_TOLERANCE), f"found subnet at {ratio:.0%} of the original latency: {rounds}"

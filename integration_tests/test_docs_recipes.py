@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from autonas_dynamic import DynamicModule, unregister_layer
+from autonas_dynamic.registry import DYNAMIC_REGISTRY
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -22,6 +23,9 @@ def python_blocks(page: str, section: str) -> list[str]:
 
 def test_own_layer_type_recipe_runs_inside_a_model_between_two_convs() -> None:
     (recipe,) = python_blocks("dynamic.md", "Your own layer types")
+    # test_docs.py may have run the same page in this process already: start with no "my.Scale" declared
+    for declared in [cls for cls in list(DYNAMIC_REGISTRY._layers) if DYNAMIC_REGISTRY.get_key(cls) == "my.Scale"]:
+        unregister_layer(declared)
     namespace: dict = {}
     exec(compile(recipe, "docs/dynamic.md", "exec"), namespace)  # the recipe asserts what it claims, too
     try:
