@@ -172,7 +172,9 @@ class SearchSpace:
 
 
 # --------------------------------------------------------------------------------- generation
-def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = None) -> SearchSpace:
+def generate_search_space(
+    model: nn.Module, rules: Mapping[Any, Any] | None = None, example_input: Any = None
+) -> SearchSpace:
     """Convert ``model`` in place into a search space and return a :class:`SearchSpace` over it.
 
     Args:
@@ -182,13 +184,17 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
             glob patterns over module names (the shape of ``AutoNASConfig().model_dump()``; see
             :func:`autonas_config.resolve_rule`). A layer type absent from ``rules`` is frozen.
             ``None`` (the default) converts every layer with its full choices.
+        example_input: An input of ``model`` (the ``dummy_input`` convention of the cost model),
+            whose sizes answer shape-dependent Python in the forward while tracing. By default one
+            is made where autonas knows how (Hugging Face models, from their config); without one,
+            a module whose forward needs sizes is kept as one unit.
 
     Raises:
         ValueError: the model is wrapped (DataParallel ...), already converted, or holds
             parameters in channels_last memory format.
     """
     _check_convertible(model)
-    analysis = analyze(model)
+    analysis = analyze(model, example_input)
     _warn_about(analysis)
     converted = _convert(model, analysis)
     _apply_rules(model, converted, rules)

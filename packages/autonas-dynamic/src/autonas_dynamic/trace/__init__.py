@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch.nn as nn
 
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
+from .examples import example_input_for, register_example_input_maker
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .layers import is_layer, is_sequential
 from .ops import register_shape_preserving
@@ -28,26 +30,33 @@ __all__ = [
     "analyze",
     "is_layer",
     "is_sequential",
+    "register_example_input_maker",
     "register_leaf",
     "register_shape_preserving",
     "unregister_leaf",
 ]
 
 
-def analyze(model: nn.Module) -> Analysis:
+def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
     """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks.
+
+    ``example_input`` (the ``dummy_input`` convention) gives the sizes with which shape-dependent
+    Python in the forward is answered while tracing; by default one is made by a registered maker
+    (see :mod:`.examples`; Hugging Face models get one from their config), else there is none.
 
     The model is traced in its current mode and in the other one (train / eval), and both graphs
     are analysed together, so layers that run only in training (auxiliary heads) or only in eval
     follow the same sizes as their inputs. If the model traces in its current mode but not in the
     other, only the current mode is analysed and ``Analysis.other_mode_error`` says why.
     """
-    trace = trace_recursively(model)
+    if example_input is None:
+        example_input = example_input_for(model)
+    trace = trace_recursively(model, example_input)
     skippable = skippable_blocks(model, trace)
     other_mode_error = None
     if reads_training_flag(model):  # otherwise both modes trace to the same graph
         with training_mode(model, not model.training):
-            other = trace_recursively(model)
+            other = trace_recursively(model, example_input)
         other_mode_error = other.failed.get(model) if model not in trace.failed else None
         if other_mode_error is None:
             skippable = _in_both(skippable, skippable_blocks(model, other))

@@ -10,12 +10,15 @@ result does not depend on the order in which couplings are discovered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .dims import Dims
+from .concrete import Unknown
+from .dims import Dims, rank_of
 from .layers import LayerSymbols, is_layer, make_layer_symbols
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .symbols import Symbol
@@ -54,11 +57,20 @@ class GraphContext:
         self.state = state
         self.root = traced.root
         self.values: dict[fx.Node, Value] = {}
+        self._concrete = traced.values
 
     # --- reading ---------------------------------------------------------------------------
     def value(self, arg: Any) -> Value:
         """The value of a node argument (constants are neutral)."""
         return self.values.get(arg, NEUTRAL) if isinstance(arg, fx.Node) else NEUTRAL
+
+    def concrete(self, arg: Any) -> Any:
+        """The concrete (meta) value of a node argument as traced (an ``Unknown`` when not known)."""
+        if not isinstance(arg, fx.Node):
+            return arg
+        if self._concrete is None:
+            return Unknown("traced without an example input")
+        return self._concrete.of(arg)
 
     def module(self, target: Any) -> nn.Module:
         """The module a ``call_module`` / ``get_attr`` target names."""
@@ -151,7 +163,26 @@ def analyze_graph(state: ModelState, traced: TracedGraph) -> None:
                 break
         else:
             value = boundary.handle(ctx, node)
-        ctx.values[node] = value
+        ctx.values[node] = _with_rank(ctx, node, value)
+
+
+def _with_rank(ctx: GraphContext, node: fx.Node, value: Value) -> Value:
+    """A tensor flow with both notations of its elastic axis, when the traced tensor's rank is known.
+
+    ``{-1}`` (a Linear's features) becomes ``{2, -1}`` on a rank-3 tensor, so reading ``x.shape[0]``
+    is known not to read the features.
+    """
+    if not isinstance(value, Flow) or value.is_shape or value.sym is None or rank_of(value.dims) is not None:
+        return value
+    traced = ctx.concrete(node)
+    if not isinstance(traced, torch.Tensor):
+        return value
+    rank = traced.dim()
+    axes = {d % rank for d in value.dims if -rank <= d < rank}
+    if len(axes) != 1:
+        return value
+    axis = axes.pop()
+    return replace(value, dims=frozenset({axis, axis - rank}))
 
 
 def iter_groups(state: ModelState) -> Iterator[Symbol]:

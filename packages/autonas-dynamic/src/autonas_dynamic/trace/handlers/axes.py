@@ -1,0 +1,119 @@
+"""Moving the elastic axis whole: transposes, permutes, and reshapes that neither split nor merge it.
+
+``x.transpose(1, 2).view(b, c, h, w)`` (a sequence turned into an image, as in Segformer's MLP) or
+``x.flatten(2).transpose(1, 2)`` (an image turned into a sequence) keep the channel axis intact and
+only move it. Where it goes is read from the concrete shapes of the traced values (so only graphs
+traced with an example input qualify). A reshape may not bake the channel count in: its size at
+the elastic axis must be ``-1`` or read from the same tensor group's shape. Anything else (a split
+into heads, a merge with another axis) is left to the boundary handler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+
+from ..analyzer import GraphContext
+from ..ops import OpKind
+from ..values import Flow, Value
+
+_PERMUTES = {"permute"}
+_SWAPS = {"transpose", "swapaxes", "swapdims"}
+_SIZED = {"view", "reshape", "expand"}  # the requested sizes must not bake the channel count in
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """The output carries the input's group on the axis the elastic axis moved to."""
+    kind = ctx.op_kind(node)
+    if kind is None or kind[0] not in (OpKind.MOVE_AXES, OpKind.FLATTEN) or not node.args:
+        return None
+    source = node.args[0]
+    primary = ctx.value(source)
+    if not isinstance(primary, Flow) or primary.sym is None or primary.is_shape:
+        return None
+    before, after = ctx.concrete(source), ctx.concrete(node)
+    if not isinstance(before, torch.Tensor) or not isinstance(after, torch.Tensor):
+        return None
+    axis = elastic_axis(primary, before.dim())
+    if axis is None:
+        return None
+    name = _name(node)
+    if name in _SWAPS or name in _PERMUTES:
+        moved = _permuted_axis(node, axis, before.dim())
+    elif name == "expand":  # new axes in front, sizes of unit axes grown
+        moved = axis + after.dim() - before.dim()
+    else:
+        moved = whole_axis_after_reshape(before.shape, after.shape, axis)
+    if moved is None or after.shape[moved] != before.shape[axis]:
+        return None
+    if name in _SIZED and not _size_follows(ctx, node, primary, moved):
+        return None
+    return Flow(primary.sym, frozenset({moved, moved - after.dim()}))
+
+
+def elastic_axis(flow: Flow, rank: int) -> int | None:
+    """The (non-negative) axis of a rank-``rank`` tensor that ``flow``'s notations name, if exactly one."""
+    axes = {d % rank for d in flow.dims if -rank <= d < rank}
+    return axes.pop() if len(axes) == 1 else None
+
+
+def whole_axis_after_reshape(before: Sequence[int], after: Sequence[int], axis: int) -> int | None:
+    """Where axis ``axis`` of shape ``before`` is, whole, in the reshaped ``after`` (None: split or merged)."""
+    leading = math.prod(before[:axis])
+    for position, size in enumerate(after):
+        if size == before[axis] and math.prod(after[:position]) == leading:
+            return position
+    return None
+
+
+def _name(node: fx.Node) -> str:
+    return str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
+
+
+def _permuted_axis(node: fx.Node, axis: int, rank: int) -> int | None:
+    args = node.args[1:]
+    if _name(node) in _SWAPS:
+        if len(args) != 2 or not all(isinstance(a, int) for a in args):
+            return None
+        first, second = (a % rank for a in args)
+        return second if axis == first else first if axis == second else axis
+    order = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    order = order or node.kwargs.get("dims", ())
+    if not all(isinstance(a, int) for a in order) or len(order) != rank:
+        return None
+    return [a % rank for a in order].index(axis)
+
+
+def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int) -> bool:
+    """Whether the size requested for the elastic axis is ``-1`` or read from the group's own shape.
+
+    Sizes read from the shapes of other searchable tensors bake their sizes in: those are fixed.
+    """
+    sizes = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, fx.Node)):
+        sizes = sizes[0]
+    if isinstance(sizes, fx.Node):  # a whole shape read from a tensor
+        return _reads_shape_of(ctx, sizes, primary)
+    if not isinstance(sizes, (list, tuple)):
+        return False
+    follows = False
+    for position, size in enumerate(sizes):
+        if position == moved:
+            follows = size == -1 or _reads_shape_of(ctx, size, primary)
+        elif isinstance(size, fx.Node):
+            ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
+    return follows
+
+
+def _reads_shape_of(ctx: GraphContext, size: object, primary: Flow) -> bool:
+    value = ctx.value(size) if isinstance(size, fx.Node) else None
+    return (
+        isinstance(value, Flow)
+        and value.is_shape
+        and value.sym is not None
+        and primary.sym is not None
+        and value.sym.find() is primary.sym.find()
+    )
