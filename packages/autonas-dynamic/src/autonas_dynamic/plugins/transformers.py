@@ -26,6 +26,7 @@ import importlib.util
 import types
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -75,11 +76,11 @@ def _register_meta_tracing(module: types.ModuleType) -> None:
 
     @contextlib.contextmanager
     def meta_is_tracing() -> Iterator[None]:
-        module.is_fake_tensor = is_fake_or_meta
+        setattr(module, "is_fake_tensor", is_fake_or_meta)  # noqa: B010 -- read by is_tracing at call time
         try:
             yield
         finally:
-            module.is_fake_tensor = is_fake_tensor
+            setattr(module, "is_fake_tensor", is_fake_tensor)  # noqa: B010
 
     register_meta_context(meta_is_tracing)
 
@@ -103,8 +104,10 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
     ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
     ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``).
     """
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     name = getattr(model, "main_input_name", None)
+    if not isinstance(name, str):
+        return None
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     shape: tuple[int, ...] | None = None
     if name == "input_ids":

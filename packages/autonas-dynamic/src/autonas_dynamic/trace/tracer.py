@@ -180,7 +180,7 @@ class RobustTracer(fx.Tracer):
             raise TraceError(f"iterating over a traced value whose value is unknown: {value.reason}")
         if not hasattr(value, "__len__"):
             return super().iter(obj)
-        return iter([obj[i] for i in range(self.length_of(obj))])
+        return iter([obj[i] for i in range(self.length_of(obj))])  # type: ignore[index]
 
     def keys(self, obj: fx.Proxy) -> Any:
         value = self.value_of(obj)

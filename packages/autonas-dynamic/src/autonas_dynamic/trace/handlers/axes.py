@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -74,15 +75,15 @@ def _name(node: fx.Node) -> str:
 
 
 def _permuted_axis(node: fx.Node, axis: int, rank: int) -> int | None:
-    args = node.args[1:]
+    args: tuple[Any, ...] = tuple(node.args[1:])
     if _name(node) in _SWAPS:
         if len(args) != 2 or not all(isinstance(a, int) for a in args):
             return None
         first, second = (a % rank for a in args)
         return second if axis == first else first if axis == second else axis
-    order = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    order: Any = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
     order = order or node.kwargs.get("dims", ())
-    if not all(isinstance(a, int) for a in order) or len(order) != rank:
+    if not isinstance(order, (list, tuple)) or not all(isinstance(a, int) for a in order) or len(order) != rank:
         return None
     return [a % rank for a in order].index(axis)
 
@@ -92,7 +93,7 @@ def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int) -
 
     Sizes read from the shapes of other searchable tensors bake their sizes in: those are fixed.
     """
-    sizes = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
+    sizes: Any = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, fx.Node)):
         sizes = sizes[0]
     if isinstance(sizes, fx.Node):  # a whole shape read from a tensor
@@ -102,7 +103,7 @@ def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int) -
     follows = False
     for position, size in enumerate(sizes):
         if position == moved:
-            follows = size == -1 or _reads_shape_of(ctx, size, primary)
+            follows = (isinstance(size, int) and size == -1) or _reads_shape_of(ctx, size, primary)
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
     return follows

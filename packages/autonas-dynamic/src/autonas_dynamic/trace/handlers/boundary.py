@@ -31,8 +31,9 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
     if node.op == "call_function" and scalar and not ctx.input_flows(node):
         return NEUTRAL
     if node.target is python_value:
-        how = node.args[1] if len(node.args) > 1 else "value"
-        return ctx.boundary(node, f"its size is read as a Python {how} while tracing ({ctx.describe(node.args[0])})")
+        read, how = node.args[0], node.args[1]
+        source = ctx.describe(read) if isinstance(read, fx.Node) else repr(read)
+        return ctx.boundary(node, f"its size is read as a Python {how} while tracing ({source})")
     if node.op == "call_module":
         module = ctx.module(node.target)
         reason = ctx.state.trace.failed.get(module)
