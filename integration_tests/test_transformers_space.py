@@ -1,7 +1,9 @@
 """Hugging Face transformers built from tiny configs (no downloads) as search spaces.
 
-Attention internals are boundaries (reshapes, matmuls), so the searchable dimensions are the MLP
-hidden widths (and BERT's pooler width, MobileNetV2's expansion widths); GPT-2's MLP is built from
+The searchable dimensions are the MLP hidden widths (and BERT's pooler width, MobileNetV2's
+expansion widths) and, where queries, keys and values are separate projections reshaped into
+heads with ``view(..., -1, head_dim)``, the attention heads (BERT, ViT: the q/k/v widths and the
+output projection's input move together by whole heads); GPT-2's MLP is built from
 ``transformers``' own ``Conv1D`` layers, searchable through autonas_dynamic's transformers
 integration. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they run; they are
 traced with an example input made from their config. Each model keeps its outputs at the maximal
@@ -97,6 +99,7 @@ def _expansions() -> dict[str, list[int]]:
 
 
 MLP_WIDTHS = [64, 96, 128]
+HEADS_OF_16 = [32, 64]  # q/k/v widths of 2 or 4 heads of 16: the attention heads are searchable
 CASES = {
     "bert": (
         _bert,
@@ -104,13 +107,18 @@ CASES = {
         {
             "bert.encoder.layer.0.intermediate.dense.out_features": MLP_WIDTHS,
             "bert.encoder.layer.1.intermediate.dense.out_features": MLP_WIDTHS,
+            **{f"bert.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
             "bert.pooler.dense.out_features": [32, 64],
         },
     ),
     "vit": (
         _vit,
         lambda: {"pixel_values": torch.randn(2, 3, 32, 32)},
-        {"vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS, "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS},
+        {
+            "vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
+            **{f"vit.layers.{i}.attention.q_proj.out_features": HEADS_OF_16 for i in range(2)},
+        },
     ),
     "gpt2": (
         _gpt2,

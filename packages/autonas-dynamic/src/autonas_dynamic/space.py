@@ -306,6 +306,8 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
         return shared
     for hparam in members:
         shared &= hparam
+    if group.step > 1:  # channels split into attention heads: whole heads only
+        shared.choices = [choice for choice in shared.choices if choice % group.step == 0]
     if not group.sortable:
         shared.make_unsortable()
     for slot in group.slots:

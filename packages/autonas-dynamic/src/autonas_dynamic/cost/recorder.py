@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map_only
 
 from ..inputs import standardize_inputs
-from .ops import Term, attention_terms, op_terms
+from .ops import Term, attention_terms, op_label, op_terms
 
 __all__ = ["OpRecord", "record_ops"]
 
@@ -136,7 +136,7 @@ class _Recorder(TorchDispatchMode):
         if not self.muted:
             terms = op_terms(func, args, out, self.stack.current()[1])
             if terms:
-                self.add(str(func), terms)
+                self.add(op_label(func), terms)
         return out
 
 

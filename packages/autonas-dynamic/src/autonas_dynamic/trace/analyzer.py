@@ -125,17 +125,17 @@ class GraphContext:
         for flow in flows[1:]:
             dims = dims & flow.dims
         symbols = [flow.sym for flow in flows if flow.sym is not None]
-        if len(symbols) < len(flows) or not dims:
+        if len(symbols) < len(flows) or not dims or len({flow.block for flow in flows}) > 1:
             self.fix(flows, reason)
             return FIXED
         root = symbols[0]
         for sym in symbols[1:]:
             root = root.union(sym)
-        return Flow(root.find(), dims, all(flow.is_shape for flow in flows))
+        return Flow(root.find(), dims, all(flow.is_shape for flow in flows), block=flows[0].block)
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
         """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
-        if not isinstance(flow, Flow) or flow.is_shape:
+        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1:
             sym.fix(reason)
             return FIXED
         coupled = self.synchronize([flow, Flow(sym, dims)], reason)

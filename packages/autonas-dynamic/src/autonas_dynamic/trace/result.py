@@ -14,6 +14,8 @@ class Group:
     """Layer hparams that must always take the same value.
 
     ``fixed_reason`` says why the group must keep its original size (None: searchable).
+    ``step``: the size changes only in multiples of it (the width of one attention head, when the
+    group's tensors are split into heads).
     ``concat_inputs`` (when not empty): the group's size is the sum of these groups' sizes (a ``torch.cat`` along
     channels); their hparams then follow this group's choice.
     """
@@ -22,6 +24,7 @@ class Group:
     fixed_reason: str | None
     sortable: bool
     concat_inputs: list[Group] = field(default_factory=list)
+    step: int = 1
 
     @property
     def fixed(self) -> bool:

@@ -17,12 +17,15 @@ class Flow:
     the tensor's channel count into whatever consumes it. ``unit_tail`` marks a tensor whose
     elastic axis is axis 1 and whose every later axis is statically 1 (the output of a global
     adaptive pool): flattening it from axis 1 moves the elastic axis to the last axis unchanged.
+    ``block`` is the number of ``sym``'s channels one index along the elastic axis stands for: 1,
+    or the head width after the channels were split into ``(heads, head_dim)``.
     """
 
     sym: Symbol | None
     dims: Dims = frozenset()
     is_shape: bool = False
     unit_tail: bool = False
+    block: int = 1
 
 
 class Neutral:

@@ -5,10 +5,11 @@ try. The order matters: a layer call is recognised before a generic module call,
 handler understands is a boundary (:mod:`.boundary`).
 """
 
-from . import axes, boundary, concat, elementwise, flatten, layer, passthrough, shape
+from . import axes, boundary, concat, elementwise, flatten, layer, matmul, passthrough, shape
 
 HANDLERS = (
-    layer.handle, passthrough.handle, flatten.handle, axes.handle, shape.handle, elementwise.handle, concat.handle,
+    layer.handle, passthrough.handle, flatten.handle, axes.handle, matmul.handle, shape.handle, elementwise.handle,
+    concat.handle,
 )  # fmt: skip
 
 __all__ = ["HANDLERS", "boundary"]

@@ -1,11 +1,14 @@
-"""Moving the elastic axis whole: transposes, permutes, and reshapes that neither split nor merge it.
+"""Moving the elastic axis: transposes, permutes, and reshapes that keep it whole or split it into heads.
 
 ``x.transpose(1, 2).view(b, c, h, w)`` (a sequence turned into an image, as in Segformer's MLP) or
 ``x.flatten(2).transpose(1, 2)`` (an image turned into a sequence) keep the channel axis intact and
-only move it. Where it goes is read from the concrete shapes of the traced values (so only graphs
-traced with an example input qualify). A reshape may not bake the channel count in: its size at
-the elastic axis must be ``-1`` or read from the same tensor group's shape. Anything else (a split
-into heads, a merge with another axis) is left to the boundary handler.
+only move it. ``q.view(b, n, -1, d)`` splits the channels into attention heads: the heads axis is
+then elastic, one index standing for ``d`` channels (the flow's block), and the group changes by
+whole heads only; ``o.reshape(b, n, -1)`` merges heads back into channels. Where the axis goes is
+read from the concrete shapes of the traced values (so only graphs traced with an example input
+qualify). A reshape may not bake the channel count in: its size at the elastic axis must be ``-1``
+or read from the same tensor group's shape. Anything else (a merge with a preceding axis, a split
+whose inner part is elastic) is left to the boundary handler.
 """
 
 from __future__ import annotations
@@ -42,17 +45,20 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if axis is None:
         return None
     name = _name(node)
+    block = primary.block
     if name in _SWAPS or name in _PERMUTES:
         moved = _permuted_axis(node, axis, before.dim())
     elif name == "expand":  # new axes in front, sizes of unit axes grown
         moved = axis + after.dim() - before.dim()
     else:
-        moved = whole_axis_after_reshape(before.shape, after.shape, axis)
-    if moved is None or after.shape[moved] != before.shape[axis]:
+        moved, block = _reshaped_axis(before.shape, after.shape, axis, block)
+    if moved is None or after.shape[moved] * block != before.shape[axis] * primary.block:
         return None
     if name in _SIZED and not _size_follows(ctx, node, primary, moved):
         return None
-    return Flow(primary.sym, frozenset({moved, moved - after.dim()}))
+    if block > primary.block:  # split into heads: the group changes by whole heads only
+        primary.sym.require_step(block)
+    return Flow(primary.sym, frozenset({moved, moved - after.dim()}), block=block)
 
 
 def elastic_axis(flow: Flow, rank: int) -> int | None:
@@ -68,6 +74,29 @@ def whole_axis_after_reshape(before: Sequence[int], after: Sequence[int], axis: 
         if size == before[axis] and math.prod(after[:position]) == leading:
             return position
     return None
+
+
+def _reshaped_axis(before: Sequence[int], after: Sequence[int], axis: int, block: int) -> tuple[int | None, int]:
+    """Where the elastic axis goes in a reshape, and the channels one index of it then stands for.
+
+    Kept whole: the same block. Split into ``(heads, head_dim)`` (the outer part elastic): the block
+    grows by ``head_dim``. Merged with the axes after it (``(heads, head_dim)`` back into channels):
+    the block shrinks by their size, which must divide it. Anything else: ``(None, block)``.
+    """
+    whole = whole_axis_after_reshape(before, after, axis)
+    if whole is not None:
+        return whole, block
+    leading, size = math.prod(before[:axis]), before[axis]
+    for position in range(len(after)):
+        if math.prod(after[:position]) != leading:
+            continue
+        if position + 1 < len(after) and after[position] * after[position + 1] == size and after[position + 1] > 1:
+            return position, block * after[position + 1]
+        for end in range(axis + 2, len(before) + 1):
+            inner = math.prod(before[axis + 1 : end])
+            if size * inner == after[position]:
+                return (position, block // inner) if block % inner == 0 else (None, block)
+    return None, block
 
 
 def _name(node: fx.Node) -> str:

@@ -20,7 +20,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(axis, int):
         return None
     values = [ctx.value(t) for t in tensors]
-    flows = [f for f in values if isinstance(f, Flow) and f.sym is not None and not f.is_shape]
+    flows = [f for f in values if isinstance(f, Flow) and f.sym is not None and not f.is_shape and f.block == 1]
     if len(flows) != len(values):
         return None
     along_elastic = {is_elastic(axis, f.dims) for f in flows}

@@ -50,7 +50,7 @@ def _shape_read(node: fx.Node, source: Flow) -> Value | None:
 
 
 def _shape_of(source: Flow) -> Value:
-    return Flow(source.sym, source.dims, is_shape=True) if source.sym is not None else NEUTRAL
+    return Flow(source.sym, source.dims, is_shape=True, block=source.block) if source.sym is not None else NEUTRAL
 
 
 def _getitem(source: Flow, index: object) -> Value | None:
@@ -110,4 +110,4 @@ def _tensor_item(source: Flow, index: object) -> Value | None:
         if isinstance(entry, int):
             picked.append(axis)
     dims = after_reduction(source.dims, picked, keepdim=False) if picked else source.dims
-    return Flow(source.sym, dims) if dims else None
+    return Flow(source.sym, dims, block=source.block) if dims else None

@@ -1,0 +1,107 @@
+"""Attention heads recognised from the graph: q/k/v split into ``(heads, head_dim)`` move by whole heads.
+
+A hand-written attention block (separate query/key/value projections reshaped with
+``view(b, n, -1, head_dim)``, products per head, merged back with ``reshape(b, n, -1)``) gets one
+group for the q/k/v widths and the output projection's input, in steps of the head width. Checked:
+the exact groups and choices, the largest subnet computes what the block computed, exported
+subnets compute what the dynamic model does, the cost model is exact, and sorting leaves the
+block's outputs alone (heads are not reordered channel by channel).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autonas_dynamic import export_model, sort_parameters
+from autonas_dynamic.cost import CostModel, count_flops, count_params
+from autonas_dynamic.space import generate_search_space
+from autonas_dynamic.trace import analyze
+
+HIDDEN, HEADS, HEAD_DIM = 16, 4, 8
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate projections (``fused=True``: SDPA, else explicit products)."""
+
+    def __init__(self, fused: bool, baked_heads: bool = False) -> None:
+        super().__init__()
+        self.fused, self.baked_heads = fused, baked_heads
+        self.num_heads = HEADS
+        self.query, self.key, self.value = (nn.Linear(HIDDEN, HEADS * HEAD_DIM) for _ in range(3))
+        self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        heads = self.num_heads if self.baked_heads else -1
+        q, k, v = (
+            proj(x).view(batch, length, heads, HEAD_DIM).transpose(1, 2) for proj in (self.query, self.key, self.value)
+        )
+        if self.fused:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            scores = q @ k.transpose(-1, -2) / HEAD_DIM**0.5 + mask
+            attended = torch.matmul(F.softmax(scores, dim=-1), v)
+        return x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
+class Encoder(nn.Module):
+    def __init__(self, fused: bool, baked_heads: bool = False) -> None:
+        super().__init__()
+        self.attention = SelfAttention(fused, baked_heads)
+        self.norm = nn.LayerNorm(HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(x.shape[0], 1, x.shape[1], x.shape[1], device=x.device)  # broadcast over the heads
+        return self.norm(self.attention(x, mask))
+
+
+def _tokens() -> torch.Tensor:
+    return torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["products", "sdpa"])
+def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool) -> None:
+    torch.manual_seed(0)
+    model = Encoder(fused).eval()
+    x = _tokens()
+    with torch.no_grad():
+        reference = model(x)
+    attention = model.attention
+    analysis = analyze(model, x)
+    group = analysis.group(attention.query, "out_features")
+    assert {(s.module, s.name) for s in group.slots} == {
+        (attention.query, "out_features"), (attention.key, "out_features"),
+        (attention.value, "out_features"), (attention.out, "in_features"),
+    }  # fmt: skip
+    assert (group.step, group.fixed_reason, group.sortable) == (HEAD_DIM, None, False)
+
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"attention.query.out_features": [8, 16, 24, 32]}  # 1 to 4 heads of 8
+    costs = CostModel(model, x)
+    assert costs.meta_forwards
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        rng = random.Random(0)
+        for sample in (min, rng.choice, rng.choice, max):
+            space.sample(sample)
+            exported = export_model(copy.deepcopy(model))
+            heads = exported.attention.query.out_features // HEAD_DIM
+            assert exported.attention.out.in_features == heads * HEAD_DIM
+            torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
+            assert costs.flops() == count_flops(exported, x)
+            assert costs.params() == count_params(exported)
+        space.sample(max)
+        sort_parameters(model)
+        torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)
+
+
+def test_a_head_count_written_into_the_reshape_keeps_the_heads_fixed() -> None:
+    model = Encoder(fused=True, baked_heads=True)
+    group = analyze(model, _tokens()).group(model.attention.query, "out_features")
+    assert group.fixed_reason == "reaches call_method view"
