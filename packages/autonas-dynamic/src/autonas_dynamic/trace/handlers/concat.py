@@ -20,13 +20,13 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(axis, int):
         return None
     values = [ctx.value(t) for t in tensors]
-    flows = [f for f in values if isinstance(f, Flow) and f.sym is not None and not f.is_shape and f.block == 1]
+    flows = [f for f in values if isinstance(f, Flow) and f.sym is not None and not f.is_shape]
     if len(flows) != len(values):
         return None
     along_elastic = {is_elastic(axis, f.dims) for f in flows}
-    if along_elastic == {False}:
+    if along_elastic == {False}:  # e.g. the halves of each head's features in rotary embeddings
         return ctx.synchronize(flows, f"inputs of {ctx.describe(node)} along axis {axis}")
-    if along_elastic != {True}:
+    if along_elastic != {True} or any(f.block != 1 for f in flows):
         return None
     dims = flows[0].dims
     for flow in flows[1:]:

@@ -39,14 +39,15 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     out = ctx.concrete(node)
     if not elastic or not isinstance(out, torch.Tensor):
         return None
-    axes = set()
+    axes, sizes = set(), set()
     for arg, flow in elastic:
         value = ctx.concrete(arg)
         axis = elastic_axis(flow, value.dim()) if isinstance(value, torch.Tensor) and not flow.is_shape else None
         if axis is None or axis >= value.dim() - 2:  # not a batch axis of the product
             return None
         axes.add(axis - value.dim())
-    if len(axes) != 1:
+        sizes.add(value.shape[axis])
+    if len(axes) != 1 or len(sizes) != 1:  # fewer key/value heads than query heads (grouped queries)
         return None
     from_end = axes.pop()
     others = [arg for arg, f in zip(operands, flows, strict=True) if not (isinstance(f, Flow) and f.sym is not None)]
