@@ -107,6 +107,7 @@ CASES = {
         {
             "bert.encoder.layer.0.intermediate.dense.out_features": MLP_WIDTHS,
             "bert.encoder.layer.1.intermediate.dense.out_features": MLP_WIDTHS,
+            "bert.encoder.layer.depth": [0, 1, 2],
             **{f"bert.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
             "bert.pooler.dense.out_features": [32, 64],
         },
@@ -117,28 +118,40 @@ CASES = {
         {
             "vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS,
             "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
+            "vit.layers.depth": [0, 1, 2],
             **{f"vit.layers.{i}.attention.q_proj.out_features": HEADS_OF_16 for i in range(2)},
         },
     ),
     "gpt2": (
         _gpt2,
         lambda: {"input_ids": torch.randint(0, 100, (2, 8))},
-        {"transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS, "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS},
+        {
+            "transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS,
+            "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS,
+            "transformer.h.depth": [0, 1, 2],
+        },
     ),
     "t5-encoder": (
         _t5_encoder,
         _tokens,
-        {f"encoder.block.{i}.layer.1.DenseReluDense.wi.out_features": [32, 64] for i in range(2)},
+        {
+            **{f"encoder.block.{i}.layer.1.DenseReluDense.wi.out_features": [32, 64] for i in range(2)},
+            "encoder.block.depth": [1, 2],  # block 0 computes the position bias every block reads
+        },
     ),
     "whisper-encoder": (
         _whisper_encoder,
         lambda: {"input_features": torch.randn(2, 16, 16)},
-        {f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)},
+        {**{f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)}, "layers.depth": [0, 1, 2]},
     ),
     "segformer": (
         _segformer,
         _image,
-        {"stages.0.blocks.0.mlp.fc1.out_features": [32, 64], "stages.1.blocks.0.mlp.fc1.out_features": MLP_WIDTHS},
+        {
+            "stages.0.blocks.0.mlp.fc1.out_features": [32, 64],
+            "stages.1.blocks.0.mlp.fc1.out_features": MLP_WIDTHS,
+            **{f"stages.{i}.blocks.depth": [0, 1] for i in range(2)},
+        },
     ),
     "mobilenet-v2": (_mobilenet_v2, _image, _expansions()),
 }
@@ -159,7 +172,7 @@ def test_transformer_search_space(name: str) -> None:
     inputs = make_inputs()
     reference = _output(model, inputs)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # no module may fail to trace
+        warnings.filterwarnings("error", message=".*could not be traced")  # no module may fail to trace
         space = generate_search_space(model, AutoNASConfig().model_dump())
     assert space.hparams() == expected
     torch.testing.assert_close(_output(model, inputs), reference, rtol=0, atol=0)

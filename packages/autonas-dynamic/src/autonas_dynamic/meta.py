@@ -20,7 +20,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["MetaShortcuts", "MetaStandIns", "meta_like", "meta_run", "register_meta_context"]
+__all__ = ["MetaShortcuts", "MetaStandIns", "meta_like", "meta_run", "model_on_meta", "register_meta_context"]
+
+#: Attribute under which a dynamic module memoises its active tensors (see ``DynamicModule._memoized``).
+_MEMO = "_memo"
 
 
 def meta_like(tensor: torch.Tensor) -> torch.Tensor:
@@ -65,6 +68,26 @@ class MetaStandIns:
         finally:
             for store, name, tensor in swapped:
                 store[name] = tensor
+
+
+@contextmanager
+def model_on_meta(model: nn.Module, stand_ins: MetaStandIns) -> Iterator[None]:
+    """Every parameter and buffer of ``model`` replaced by its meta stand-in, for one or more runs.
+
+    The stored tensors are put back on exit, and so are the active tensors dynamic modules had
+    memoised (the runs memoise meta ones).
+    """
+    modules = list(model.modules())
+    memos = [(module, module.__dict__.get(_MEMO)) for module in modules]
+    try:
+        with stand_ins.swapped(modules):
+            yield
+    finally:
+        for module, memo in memos:
+            if memo is None:
+                module.__dict__.pop(_MEMO, None)
+            else:
+                module.__dict__[_MEMO] = memo
 
 
 def _inference_batch_norm(args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

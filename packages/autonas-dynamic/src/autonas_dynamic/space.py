@@ -19,14 +19,18 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_map_only
 
 from autonas_config import resolve_rule
 
 from .dynamic import DynamicModule, export_model, is_dynamic
 from .hparam import ConcatHparam, DepthHparam, Hparam
+from .inputs import standardize_inputs
+from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
 from .trace import Analysis, Group, analyze
+from .trace.examples import example_input_for
 
 __all__ = ["SearchSpace", "generate_search_space"]
 
@@ -194,6 +198,8 @@ def generate_search_space(
             parameters in channels_last memory format.
     """
     _check_convertible(model)
+    if example_input is None:
+        example_input = example_input_for(model)
     analysis = analyze(model, example_input)
     _warn_about(analysis)
     converted = _convert(model, analysis)
@@ -205,8 +211,64 @@ def generate_search_space(
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
+    lists = [converted[blocks] for blocks in analysis.skippable if isinstance(blocks, nn.ModuleList)]
+    _confirm_shorter_lists(model, lists, example_input)
     _unconvert_unsearchable(converted)
     return SearchSpace(model)
+
+
+def _confirm_shorter_lists(model: nn.Module, lists: Sequence[DynamicModule], example_input: Any) -> None:
+    """Keep the depth of a ModuleList only where the forward runs, without the dropped blocks, at its least depth.
+
+    The loop over a dynamic ModuleList sees its active blocks only, but a forward may also index
+    the list by position (``self.layer[-1]``) or by a fixed layer count (``for i in range(12):
+    self.layers[i]``). A forward on meta tensors with every list at its smallest depth shows it
+    (then one per list, to find the culprits): an error, or a call of a dropped block, fixes that
+    list's depth, with a warning.
+    """
+    depths = [(blocks, blocks.get_hparam("depth")) for blocks in lists]
+    depths = [(blocks, depth) for blocks, depth in depths if depth.is_configurable]
+    if not depths:
+        return
+    names = {module: name for name, module in model.named_modules()}
+    stand_ins = MetaStandIns()
+    if example_input is not None and _run_at_least_depths(model, depths, example_input, stand_ins) is None:
+        return
+    for blocks, depth in depths:
+        reason = (
+            "no example input to run the forward with (give one as example_input)" if example_input is None else None
+        )
+        if reason is None:
+            reason = _run_at_least_depths(model, [(blocks, depth)], example_input, stand_ins)
+        if reason is not None:
+            depth.choices = [depth.original]
+            warnings.warn(f"the depth of {names[blocks]!r} stays {depth.original}: {reason}", stacklevel=3)
+
+
+def _run_at_least_depths(
+    model: nn.Module, depths: Sequence[tuple[DynamicModule, Hparam]], example_input: Any, stand_ins: MetaStandIns
+) -> str | None:
+    """Why the forward cannot run with these lists at their smallest depths (None: it can)."""
+    called: list[nn.Module] = []
+    dropped = [
+        block for blocks, depth in depths for block in list(blocks._modules.values())[depth.min :] if block is not None
+    ]
+    hooks = [block.register_forward_pre_hook(lambda module, args: called.append(module)) for block in dropped]
+    args, kwargs = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
+    actives = [depth.active for _, depth in depths]
+    try:
+        for _, depth in depths:
+            depth.active = depth.min
+        with model_on_meta(model, stand_ins), meta_run():
+            model(*args, **kwargs)
+    except Exception as error:  # the forward needs a block that is not there
+        return f"with fewer blocks the forward fails ({type(error).__name__}: {error})"
+    finally:
+        for (_, depth), active in zip(depths, actives, strict=True):
+            depth.active = active
+        for hook in hooks:
+            hook.remove()
+    return "the forward calls blocks beyond the depth" if called else None
 
 
 def _check_convertible(model: nn.Module) -> None:

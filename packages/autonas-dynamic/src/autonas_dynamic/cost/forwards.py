@@ -20,21 +20,16 @@ check forward catches such differences and also falls back to real forwards.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map_only
 
-from ..meta import MetaStandIns, meta_run
+from ..meta import MetaStandIns, meta_run, model_on_meta
 from .recorder import OpRecord, record_ops
 
 __all__ = ["ProbeForwards"]
-
-#: Attribute under which a dynamic module memoises its active tensors (see ``DynamicModule._memoized``).
-_MEMO = "_memo"
 
 
 class ProbeForwards:
@@ -58,7 +53,7 @@ class ProbeForwards:
         """The costed calls of one forward of the active subnet (``real=True``: a real forward in any case)."""
         if self.on_meta and not real:
             try:
-                with self._on_meta(), meta_run():
+                with model_on_meta(self.model, self._stand_ins), meta_run():
                     meta_input = tree_map_only(torch.Tensor, lambda t: t.to("meta"), self.dummy_input)
                     return record_ops(self.model, meta_input)
             except Exception as error:
@@ -75,18 +70,3 @@ class ProbeForwards:
                 RuntimeWarning,
                 stacklevel=3,
             )
-
-    @contextmanager
-    def _on_meta(self) -> Iterator[None]:
-        """Every parameter and buffer replaced by its meta stand-in; stored tensors and memos restored on exit."""
-        modules = list(self.model.modules())
-        memos = [(module, module.__dict__.get(_MEMO)) for module in modules]
-        try:
-            with self._stand_ins.swapped(modules):
-                yield
-        finally:
-            for module, memo in memos:
-                if memo is None:
-                    module.__dict__.pop(_MEMO, None)
-                else:
-                    module.__dict__[_MEMO] = memo

@@ -90,7 +90,7 @@ def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
             module.training = flag
 
 
-def _in_both(a: dict[nn.Sequential, list[bool]], b: dict[nn.Sequential, list[bool]]) -> dict[nn.Sequential, list[bool]]:
+def _in_both(a: dict[nn.Module, list[bool]], b: dict[nn.Module, list[bool]]) -> dict[nn.Module, list[bool]]:
     """Blocks skippable in both modes."""
     both = {seq: [x and y for x, y in zip(flags, b[seq], strict=True)] for seq, flags in a.items() if seq in b}
     return {seq: flags for seq, flags in both.items() if any(flags)}

@@ -11,6 +11,11 @@ Read from the traced graphs (each node records the module calls it was created i
   the next block.
 
 Only a trailing run of such blocks can be dropped (the depth hparam keeps a prefix of blocks).
+
+The blocks of an ``nn.ModuleList`` that a forward iterates (``for layer in self.layers``) qualify
+the same way, except that a block may also read values from before the loop (attention masks,
+position embeddings); the blocks must run in list order, each once. Whether the forward still runs
+with fewer blocks (it may index per-layer state by a fixed layer count) is checked after conversion.
 """
 
 from __future__ import annotations
@@ -42,16 +47,18 @@ class _Call:
     reached_from_outside: bool = False  # a submodule or parameter is used outside the call
 
 
-def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """For each visited Sequential with trailing skippable blocks: one flag per block."""
+def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, list[bool]]:
+    """For each visited Sequential (or iterated ModuleList) with trailing skippable blocks: one flag per block."""
     calls = _block_calls(trace)
-    found: dict[nn.Sequential, list[bool]] = {}
-    for seq in _sequentials(model, trace):
+    found: dict[nn.Module, list[bool]] = {}
+    containers: list[nn.Sequential | nn.ModuleList] = [*_sequentials(model, trace), *_module_lists(model, calls)]
+    for seq in containers:
         flags = [False] * len(seq)
         following: _Call | None = None
+        context = isinstance(seq, nn.ModuleList)
         for index in reversed(range(len(seq))):
             call = calls.get(seq[index])
-            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1):
+            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1, context=context):
                 break
             flags[index] = True
             following = call
@@ -70,6 +77,28 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential
     for module in model.modules():  # each module once
         if isinstance(module, nn.Sequential) and is_sequential(module) and module in trace.called:
             yield module
+
+
+def _module_lists(model: nn.Module, calls: dict[nn.Module, _Call | None]) -> Iterator[nn.ModuleList]:
+    """ModuleLists whose blocks were each called once, in list order, in one graph."""
+    for module in model.modules():
+        if not isinstance(module, nn.ModuleList) or not len(module):
+            continue
+        blocks = [calls.get(block) for block in module]
+        if any(call is None for call in blocks):
+            continue
+        graphs = {id(call.nodes[0].graph) for call in blocks if call is not None and call.nodes}
+        positions = [_position(call.nodes[0]) for call in blocks if call is not None and call.nodes]
+        if len(graphs) == 1 and len(positions) == len(module) and positions == sorted(positions):
+            yield module
+
+
+def _position(node: fx.Node) -> int:
+    """The index of ``node`` in its graph."""
+    for index, other in enumerate(node.graph.nodes):
+        if other is node:
+            return index
+    raise ValueError(f"{node} is not in its graph")
 
 
 def _block_calls(trace: TraceResult) -> dict[nn.Module, _Call | None]:
@@ -106,20 +135,23 @@ def _block_calls(trace: TraceResult) -> dict[nn.Module, _Call | None]:
     return calls
 
 
-def _is_skippable(call: _Call, following: _Call | None, last: bool) -> bool:
-    """Whether the block of ``call`` is residual and nothing but the next block depends on it."""
+def _is_skippable(call: _Call, following: _Call | None, last: bool, context: bool = False) -> bool:
+    """Whether the block of ``call`` is residual and nothing but the next block depends on it.
+
+    ``context``: the block may read further outside values (a ModuleList block's mask).
+    """
     if not call.nodes or call.reached_from_outside:
         return False
     inside = set(call.nodes)
     inputs = {arg for node in call.nodes for arg in node.all_input_nodes if arg not in inside}
     outputs = [node for node in call.nodes if any(user not in inside for user in node.users)]
-    if len(inputs) != 1 or len(outputs) != 1:
+    if (len(inputs) != 1 and not context) or len(outputs) != 1:
         return False
     if not last:
         readers = set(following.nodes) if following is not None else set()
         if any(user not in inside and user not in readers for user in outputs[0].users):
             return False
-    return _passes_an_addition(call.root, outputs[0], next(iter(inputs)))
+    return any(_passes_an_addition(call.root, outputs[0], block_input) for block_input in inputs)
 
 
 def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) -> bool:

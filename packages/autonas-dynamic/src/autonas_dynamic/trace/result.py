@@ -38,8 +38,8 @@ class Analysis:
     Attributes:
         groups: every group of coupled layer hparams, in first-appearance order.
         group_of: the group of each ``Slot(module, hparam_name)``.
-        skippable: for each Sequential whose depth may shrink, one flag per block (True only on a
-            trailing run of skippable blocks).
+        skippable: for each Sequential (or iterated ModuleList) whose depth may shrink, one flag per
+            block (True only on a trailing run of skippable blocks).
         failed: qualified name -> reason, for every module torch.fx could not trace.
         unvisited: names of layers never called while tracing (their sizes are fixed).
         frozen: layers that must keep every hparam at its original value (weights read directly).
@@ -49,7 +49,7 @@ class Analysis:
 
     groups: list[Group]
     group_of: dict[Slot, Group]
-    skippable: dict[nn.Sequential, list[bool]] = field(default_factory=dict)
+    skippable: dict[nn.Module, list[bool]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
