@@ -102,27 +102,59 @@ def _activations(names: str) -> list[Any]:
 
 _UNARY = "relu hardtanh hardswish hardsigmoid silu gelu sigmoid tanh leaky_relu"
 
+
 #: Operators whose outputs are cheap to state but slow to derive on meta tensors (torch runs Python
 #: meta functions or decompositions, a dozen elementwise steps for batch norm): aten overload ->
 #: outputs from the positional arguments. Activations keep their input's shape and layout; in place
 #: they return the input.
+def _matrix_product(rows: int) -> Callable[[Any], Any]:
+    """``mm``/``bmm`` (``rows=0``) or ``addmm`` (``rows=1``, after the bias): a contiguous product."""
+
+    def shortcut(args: Any) -> Any:
+        a, b = args[rows], args[rows + 1]
+        if a.dtype != b.dtype:
+            return None
+        return a.new_empty((*a.shape[:-1], b.shape[-1]))
+
+    return shortcut
+
+
+def _same_dtype_broadcast(args: Any) -> Any:
+    """A binary elementwise op of two floating tensors of one dtype: the broadcast shape, contiguous."""
+    a, b = args[0], args[1]
+    if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.is_floating_point()):
+        return None
+    return a.new_empty(torch.broadcast_shapes(a.shape, b.shape))
+
+
+_aten = torch.ops.aten
 _SHORTCUTS: dict[Any, Callable[[Any], Any]] = {
-    torch.ops.aten._native_batch_norm_legit_no_training.default: _inference_batch_norm,
+    _aten._native_batch_norm_legit_no_training.default: _inference_batch_norm,
     **dict.fromkeys(_activations(_UNARY), lambda args: torch.empty_like(args[0])),
     **dict.fromkeys(_activations(" ".join(f"{name}_" for name in _UNARY.split())), lambda args: args[0]),
+    _aten.mm.default: _matrix_product(0),
+    _aten.bmm.default: _matrix_product(0),
+    _aten.addmm.default: _matrix_product(1),
+    **dict.fromkeys((_aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor), _same_dtype_broadcast),
 }
 
 
 class MetaShortcuts(TorchDispatchMode):
-    """Answers :data:`_SHORTCUTS` (and inference ``native_batch_norm``) directly on meta tensors."""
+    """Answers :data:`_SHORTCUTS` (and inference ``native_batch_norm``) directly on meta tensors.
+
+    A shortcut may decline (return None) for arguments it does not cover (mixed dtypes, keyword
+    arguments such as ``alpha``); torch's own meta kernel answers those.
+    """
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         shortcut = _SHORTCUTS.get(func)
         if func is torch.ops.aten.native_batch_norm.default and not args[5]:
             shortcut = _inference_batch_norm
-        if shortcut is None or args[0].device.type != "meta":
-            return func(*args, **(kwargs or {}))
-        return shortcut(args)
+        if shortcut is not None and not kwargs and args[0].device.type == "meta":
+            out = shortcut(args)
+            if out is not None:
+                return out
+        return func(*args, **(kwargs or {}))
 
 
 _META_CONTEXTS: list[Callable[[], AbstractContextManager[Any]]] = []

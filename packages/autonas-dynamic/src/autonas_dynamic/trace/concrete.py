@@ -16,7 +16,11 @@ sizes that were baked into the trace; unpacking and iterating a shape stay graph
 
 from __future__ import annotations
 
+import bisect
+import dis
+import inspect
 import operator
+import types
 from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +30,6 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx._symbolic_trace import _maybe_revert_all_patches
 from torch.fx.proxy import Attribute
-from torch.utils._pytree import tree_map_only
 
 from ..meta import MetaStandIns, meta_like, meta_run
 
@@ -125,10 +128,17 @@ class NodeValues:
                 return Unknown(f"{node.op} nodes have no value")
         except Exception as error:  # an op that needs values, or has no meta kernel
             return Unknown(f"{type(error).__name__}: {error}")
-        return tree_map_only(torch.Tensor, meta_like, value)  # tensors a factory function made for real
+        return _on_meta(value)  # tensors a factory function made for real
 
     def run(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Call ``module`` on meta values (its tensors swapped for stand-ins), recording submodule calls."""
+        """Call ``module`` on meta values (its tensors swapped for stand-ins), recording submodule calls.
+
+        A module without submodules or hooks runs its ``forward`` directly; any other runs with fx's
+        patches of ``nn.Module`` undone (they would trace its submodule calls).
+        """
+        if not module._modules and not _has_hooks(module):
+            with self.stand_ins.swapped((module,)):
+                return module.forward(*args, **kwargs)
         with (
             _maybe_revert_all_patches(),
             self.stand_ins.swapped(module.modules()),
@@ -138,6 +148,29 @@ class NodeValues:
 
     def _arg(self, arg: Any) -> Any:
         return self.of(arg) if isinstance(arg, fx.Node) else arg
+
+
+def _unpacked_count(frame: types.FrameType) -> int | None:
+    """How many names the instruction ``frame`` is at unpacks into (``a, b = proxy``), as fx reads it."""
+    instructions = list(dis.get_instructions(frame.f_code))
+    at = bisect.bisect_left(instructions, frame.f_lasti, key=lambda instruction: instruction.offset)
+    if at < len(instructions) and instructions[at].opname == "UNPACK_SEQUENCE":
+        return int(instructions[at].argval)
+    return None
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    global_hooks = (nn.modules.module._global_forward_hooks, nn.modules.module._global_forward_pre_hooks)
+    return bool(module._forward_hooks or module._forward_pre_hooks or any(global_hooks))
+
+
+def _on_meta(value: Any) -> Any:
+    """``value`` with every tensor in it (a tensor, or a plain tuple or list of them) on the meta device."""
+    if isinstance(value, torch.Tensor):
+        return value if value.is_meta else meta_like(value)
+    if type(value) in (tuple, list) and any(isinstance(v, torch.Tensor) for v in value):
+        return type(value)(_on_meta(v) for v in value)
+    return value
 
 
 def _resolve(root: nn.Module, target: str) -> Any:
@@ -181,8 +214,8 @@ class MetaProxy(fx.Proxy):
     """An fx proxy whose concrete value its tracer can compute (see :class:`NodeValues`).
 
     ``len()``, ``int()``, ``float()``, ``operator.index`` and the attributes in
-    :data:`CONCRETE_ATTRIBUTES` answer with the value; ``bool()`` and iteration (other than
-    unpacking, which fx handles) go through the tracer's ``to_bool`` and ``iter``.
+    :data:`CONCRETE_ATTRIBUTES` answer with the value; ``bool()`` and iteration go through the
+    tracer's ``to_bool`` and ``iter`` (without a value, fx's own unpacking still works).
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -194,6 +227,14 @@ class MetaProxy(fx.Proxy):
 
     def __len__(self) -> int:
         return self.tracer.length_of(self)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[Any]:
+        # with a value, the tracer iterates it (unpacking included) without reading the caller's bytecode
+        if not isinstance(self.tracer.value_of(self), Unknown):  # type: ignore[attr-defined]
+            return self.tracer.iter(self)
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        count = _unpacked_count(caller) if caller is not None else None
+        return (self[i] for i in range(count)) if count is not None else self.tracer.iter(self)  # type: ignore[index]
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})

@@ -115,8 +115,24 @@ class RobustTracer(fx.Tracer):
         self.values = values
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        self._tensor_names: dict[int, str] = {}
+        if isinstance(root, nn.Module):
+            for name, tensor in [*root.named_buffers(), *root.named_parameters()]:
+                self._tensor_names[id(tensor)] = name  # parameters win, as in fx
         with _sizes_as_tuples():
             return super().trace(root, concrete_args)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        """A module's parameter or buffer read in a forward is a ``get_attr`` node (found by identity).
+
+        fx's own lookup walks every parameter of the model on each read.
+        """
+        name = self._tensor_names.get(id(attr_val)) if isinstance(attr_val, torch.Tensor) else None
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if m in self.failed or is_layer(m) or is_user_leaf(m):
