@@ -184,8 +184,19 @@ def test_transformer_search_space(name: str) -> None:
         exported = copy.deepcopy(model)
         SearchSpace(exported).export()
         torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
+        _assert_consistent_heads(exported)
         assert costs.flops() == count_flops(exported, (inputs,))
         assert costs.params() == count_params(exported)
+
+
+def _assert_consistent_heads(model: torch.nn.Module) -> None:
+    """Every exported attention module states the head count and width its projections have."""
+    for module in model.modules():
+        heads, width = getattr(module, "num_attention_heads", None), getattr(module, "all_head_size", None)
+        if heads is None or width is None:
+            continue
+        query = next(child for child in module.children() if isinstance(child, torch.nn.Linear))
+        assert heads * module.attention_head_size == width == query.out_features, type(module).__name__
 
 
 def _causal_lm(name: str) -> torch.nn.Module:

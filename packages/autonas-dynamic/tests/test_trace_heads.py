@@ -5,7 +5,8 @@ A hand-written attention block (separate query/key/value projections reshaped wi
 group for the q/k/v widths and the output projection's input, in steps of the head width. Checked:
 the exact groups and choices, the largest subnet computes what the block computed, exported
 subnets compute what the dynamic model does, the cost model is exact, and sorting leaves the
-block's outputs alone (heads are not reordered channel by channel).
+block's outputs alone (heads are not reordered channel by channel). The block's ``num_heads`` and
+``all_head_size`` follow the active heads and are set for good on export.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class SelfAttention(nn.Module):
     def __init__(self, fused: bool, baked_heads: bool = False) -> None:
         super().__init__()
         self.fused, self.baked_heads = fused, baked_heads
-        self.num_heads = HEADS
+        self.num_heads, self.all_head_size = HEADS, HEADS * HEAD_DIM  # attributes that follow the heads
         self.query, self.key, self.value = (nn.Linear(HIDDEN, HEADS * HEAD_DIM) for _ in range(3))
         self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
 
@@ -90,9 +91,13 @@ def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool)
         rng = random.Random(0)
         for sample in (min, rng.choice, rng.choice, max):
             space.sample(sample)
+            heads = attention.query.out_features // HEAD_DIM
+            model(x)
+            assert (attention.num_heads, attention.all_head_size) == (heads, heads * HEAD_DIM)
             exported = export_model(copy.deepcopy(model))
-            heads = exported.attention.query.out_features // HEAD_DIM
-            assert exported.attention.out.in_features == heads * HEAD_DIM
+            assert exported.attention.out.in_features == exported.attention.query.out_features == heads * HEAD_DIM
+            assert (exported.attention.num_heads, exported.attention.all_head_size) == (heads, heads * HEAD_DIM)
+            assert not exported.attention._forward_pre_hooks
             torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
             assert costs.flops() == count_flops(exported, x)
             assert costs.params() == count_params(exported)

@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import resolve_rule
 
+from .attention import follow_heads
 from .dynamic import DynamicModule, export_model, is_dynamic
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .inputs import standardize_inputs
@@ -207,6 +208,10 @@ def generate_search_space(
     for module in analysis.frozen:
         converted[module].freeze()
     _install_groups(analysis)
+    for attention, (group, head_dim) in analysis.heads.items():
+        width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
+        if width.is_configurable:
+            follow_heads(attention, width, head_dim)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):

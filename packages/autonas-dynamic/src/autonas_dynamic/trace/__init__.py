@@ -75,6 +75,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         unvisited=unvisited,
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
+        heads={module: (group_of[sym.find().slots[0]], head_dim) for sym, module, head_dim in state.head_splits},
     )
 
 

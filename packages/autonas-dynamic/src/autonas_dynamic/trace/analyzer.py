@@ -38,6 +38,7 @@ class ModelState:
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
+        self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""

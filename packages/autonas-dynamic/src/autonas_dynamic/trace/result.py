@@ -45,6 +45,8 @@ class Analysis:
         frozen: layers that must keep every hparam at its original value (weights read directly).
         other_mode_error: why the model could not be traced in the mode it is not in (train / eval);
             None when both modes were analysed.
+        heads: each module whose forward splits a group's channels into attention heads: that
+            group and the width of one head.
     """
 
     groups: list[Group]
@@ -54,6 +56,7 @@ class Analysis:
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
+    heads: dict[nn.Module, tuple[Group, int]] = field(default_factory=dict)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

@@ -58,6 +58,10 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     if block > primary.block:  # split into heads: the group changes by whole heads only
         primary.sym.require_step(block)
+        stack = list(node.meta.get("nn_module_stack", ()))
+        if stack and primary.block == 1:
+            module = ctx.module(stack[-1].partition("@")[0])
+            ctx.state.head_splits.append((primary.sym, module, block))
     return Flow(primary.sym, frozenset({moved, moved - after.dim()}), block=block)
 
 

@@ -1,0 +1,71 @@
+"""Attention modules whose heads are searched: the head counts they keep follow the active heads.
+
+When the analysis finds a module's query/key/value split into heads (see
+:mod:`autonas_dynamic.trace.handlers.axes`), their shared width hparam moves by whole heads. The
+module itself is not converted; its attributes that state the head count or the width of all heads
+(``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``; ``all_head_size``, ``inner_dim``,
+where they hold the original values) are set from the active width before each forward, and for
+good on export, so the exported model is the original class with consistent attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .hparam import Hparam
+
+__all__ = ["HEAD_COUNT_ATTRIBUTES", "HEAD_WIDTH_ATTRIBUTES", "HeadAttributes", "follow_heads", "settle_heads"]
+
+#: Attributes that hold a module's number of heads.
+HEAD_COUNT_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_head", "n_heads")
+#: Attributes that hold the width of all heads together (``heads * head_dim``).
+HEAD_WIDTH_ATTRIBUTES = ("all_head_size", "inner_dim")
+
+
+class HeadAttributes:
+    """A forward pre-hook that sets an attention module's head attributes from the heads' width hparam.
+
+    Args:
+        module: The attention module.
+        width: The shared hparam of the query/key/value widths (a multiple of ``head_dim``).
+        head_dim: The width of one head.
+    """
+
+    def __init__(self, module: nn.Module, width: Hparam, head_dim: int) -> None:
+        self.width, self.head_dim = width, head_dim
+        heads = width.original // head_dim
+        self.counts = [name for name in HEAD_COUNT_ATTRIBUTES if _int_attribute(module, name) == heads]
+        self.widths = [name for name in HEAD_WIDTH_ATTRIBUTES if _int_attribute(module, name) == width.original]
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        self.apply(module)
+
+    def apply(self, module: nn.Module) -> None:
+        """Set the attributes from the active width."""
+        for name in self.counts:
+            setattr(module, name, self.width.active // self.head_dim)
+        for name in self.widths:
+            setattr(module, name, self.width.active)
+
+
+def follow_heads(module: nn.Module, width: Hparam, head_dim: int) -> None:
+    """Let ``module``'s head attributes follow ``width`` (nothing to do when it has none)."""
+    hook = HeadAttributes(module, width, head_dim)
+    if hook.counts or hook.widths:
+        module.register_forward_pre_hook(hook)
+
+
+def settle_heads(model: nn.Module) -> None:
+    """Set every followed head attribute of ``model`` to its active value for good and drop the hooks."""
+    for module in model.modules():
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if isinstance(hook, HeadAttributes):
+                hook.apply(module)
+                del module._forward_pre_hooks[key]
+
+
+def _int_attribute(module: nn.Module, name: str) -> int | None:
+    value = module.__dict__.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
