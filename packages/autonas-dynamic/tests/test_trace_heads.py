@@ -30,16 +30,16 @@ HIDDEN, HEADS, HEAD_DIM = 16, 4, 8
 class SelfAttention(nn.Module):
     """Multi-head self-attention with separate projections (``fused=True``: SDPA, else explicit products)."""
 
-    def __init__(self, fused: bool, baked_heads: bool = False) -> None:
+    def __init__(self, fused: bool, heads: str = "-1") -> None:
         super().__init__()
-        self.fused, self.baked_heads = fused, baked_heads
+        self.fused, self.heads = fused, heads
         self.num_heads, self.all_head_size = HEADS, HEADS * HEAD_DIM  # attributes that follow the heads
         self.query, self.key, self.value = (nn.Linear(HIDDEN, HEADS * HEAD_DIM) for _ in range(3))
         self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
-        heads = self.num_heads if self.baked_heads else -1
+        heads = {"-1": -1, "attribute": self.num_heads, "literal": HEADS}[self.heads]
         q, k, v = (
             proj(x).view(batch, length, heads, HEAD_DIM).transpose(1, 2) for proj in (self.query, self.key, self.value)
         )
@@ -52,9 +52,9 @@ class SelfAttention(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, fused: bool, baked_heads: bool = False) -> None:
+    def __init__(self, fused: bool, heads: str = "-1") -> None:
         super().__init__()
-        self.attention = SelfAttention(fused, baked_heads)
+        self.attention = SelfAttention(fused, heads)
         self.norm = nn.LayerNorm(HIDDEN)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,10 +66,11 @@ def _tokens() -> torch.Tensor:
     return torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["products", "sdpa"])
-def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool) -> None:
+@pytest.mark.parametrize(("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute")])
+def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool, heads: str) -> None:
+    """``heads``: the head count the reshape asks for, ``-1`` or ``self.num_heads`` (which follows)."""
     torch.manual_seed(0)
-    model = Encoder(fused).eval()
+    model = Encoder(fused, heads).eval()
     x = _tokens()
     with torch.no_grad():
         reference = model(x)
@@ -106,7 +107,9 @@ def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool)
         torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)
 
 
-def test_a_head_count_written_into_the_reshape_keeps_the_heads_fixed() -> None:
-    model = Encoder(fused=True, baked_heads=True)
-    group = analyze(model, _tokens()).group(model.attention.query, "out_features")
-    assert group.fixed_reason == "reaches call_method view"
+def test_a_head_count_that_does_not_follow_the_heads_keeps_them_fixed() -> None:
+    model = Encoder(fused=True, heads="literal")
+    with pytest.warns(UserWarning, match=r"the heads of 'attention' stays 32: at its smallest the forward fails"):
+        space = generate_search_space(model, example_input=_tokens())
+    assert space.hparams() == {}
+    assert not model.attention._forward_pre_hooks

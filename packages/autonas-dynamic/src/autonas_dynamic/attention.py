@@ -5,7 +5,8 @@ When the analysis finds a module's query/key/value split into heads (see
 module itself is not converted; its attributes that state the head count or the width of all heads
 (``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``; ``all_head_size``, ``inner_dim``,
 where they hold the original values) are set from the active width before each forward, and for
-good on export, so the exported model is the original class with consistent attributes.
+good on export, so the exported model is the original class with consistent attributes. A forward
+that reshapes into ``self.num_heads`` heads therefore reshapes into the active heads.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from typing import Any
 from torch import nn
 
 from .hparam import Hparam
+from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
-__all__ = ["HEAD_COUNT_ATTRIBUTES", "HEAD_WIDTH_ATTRIBUTES", "HeadAttributes", "follow_heads", "settle_heads"]
-
-#: Attributes that hold a module's number of heads.
-HEAD_COUNT_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_head", "n_heads")
-#: Attributes that hold the width of all heads together (``heads * head_dim``).
-HEAD_WIDTH_ATTRIBUTES = ("all_head_size", "inner_dim")
+__all__ = ["HeadAttributes", "follow_heads", "settle_heads"]
 
 
 class HeadAttributes:
@@ -36,8 +33,8 @@ class HeadAttributes:
     def __init__(self, module: nn.Module, width: Hparam, head_dim: int) -> None:
         self.width, self.head_dim = width, head_dim
         heads = width.original // head_dim
-        self.counts = [name for name in HEAD_COUNT_ATTRIBUTES if _int_attribute(module, name) == heads]
-        self.widths = [name for name in HEAD_WIDTH_ATTRIBUTES if _int_attribute(module, name) == width.original]
+        self.counts = [name for name in HEAD_COUNT_ATTRIBUTES if int_attribute(module, name) == heads]
+        self.widths = [name for name in HEAD_WIDTH_ATTRIBUTES if int_attribute(module, name) == width.original]
 
     def __call__(self, module: nn.Module, args: Any) -> None:
         self.apply(module)
@@ -64,8 +61,3 @@ def settle_heads(model: nn.Module) -> None:
             if isinstance(hook, HeadAttributes):
                 hook.apply(module)
                 del module._forward_pre_hooks[key]
-
-
-def _int_attribute(module: nn.Module, name: str) -> int | None:
-    value = module.__dict__.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

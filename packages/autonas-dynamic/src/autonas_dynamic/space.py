@@ -15,7 +15,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import resolve_rule
 
-from .attention import follow_heads
+from .attention import follow_heads, settle_heads
 from .dynamic import DynamicModule, export_model, is_dynamic
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .inputs import standardize_inputs
@@ -208,69 +208,86 @@ def generate_search_space(
     for module in analysis.frozen:
         converted[module].freeze()
     _install_groups(analysis)
+    heads: dict[nn.Module, Hparam] = {}
     for attention, (group, head_dim) in analysis.heads.items():
         width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
         if width.is_configurable:
             follow_heads(attention, width, head_dim)
+            heads[attention] = width
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
-    lists = [converted[blocks] for blocks in analysis.skippable if isinstance(blocks, nn.ModuleList)]
-    _confirm_shorter_lists(model, lists, example_input)
+    names = {module: name for name, module in model.named_modules()}
+    checks = [_list_depth(names[b], converted[b]) for b in analysis.skippable if isinstance(b, nn.ModuleList)]
+    checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads.items()]
+    _confirm_smallest(model, checks, example_input)
+    for attention, width in heads.items():
+        if not width.is_configurable:  # its heads stay: nothing to follow
+            settle_heads(attention)
     _unconvert_unsearchable(converted)
     return SearchSpace(model)
 
 
-def _confirm_shorter_lists(model: nn.Module, lists: Sequence[DynamicModule], example_input: Any) -> None:
-    """Keep the depth of a ModuleList only where the forward runs, without the dropped blocks, at its least depth.
+def _confirm_smallest(model: nn.Module, checks: Sequence[_Smallest], example_input: Any) -> None:
+    """Keep an hparam searchable only where the forward runs with it at its smallest value.
 
-    The loop over a dynamic ModuleList sees its active blocks only, but a forward may also index
-    the list by position (``self.layer[-1]``) or by a fixed layer count (``for i in range(12):
-    self.layers[i]``). A forward on meta tensors with every list at its smallest depth shows it
-    (then one per list, to find the culprits): an error, or a call of a dropped block, fixes that
-    list's depth, with a warning.
+    A ModuleList's loop sees only its active blocks, but a forward may also index the list by
+    position (``self.layer[-1]``) or by a fixed layer count (``for i in range(12): self.layers[i]``);
+    an attention module's heads may be reshaped by a count that does not follow them. A forward on
+    meta tensors with every checked hparam at its smallest value shows it (then one per hparam, to
+    find the culprits): an error, or a call of a dropped block, fixes that hparam, with a warning.
     """
-    depths = [(blocks, blocks.get_hparam("depth")) for blocks in lists]
-    depths = [(blocks, depth) for blocks, depth in depths if depth.is_configurable]
-    if not depths:
+    checks = [check for check in checks if check.hparam.is_configurable]
+    if not checks:
         return
-    names = {module: name for name, module in model.named_modules()}
     stand_ins = MetaStandIns()
-    if example_input is not None and _run_at_least_depths(model, depths, example_input, stand_ins) is None:
+    if example_input is not None and _run_at_smallest(model, checks, example_input, stand_ins) is None:
         return
-    for blocks, depth in depths:
+    for check in checks:
         reason = (
             "no example input to run the forward with (give one as example_input)" if example_input is None else None
         )
         if reason is None:
-            reason = _run_at_least_depths(model, [(blocks, depth)], example_input, stand_ins)
+            reason = _run_at_smallest(model, [check], example_input, stand_ins)
         if reason is not None:
-            depth.choices = [depth.original]
-            warnings.warn(f"the depth of {names[blocks]!r} stays {depth.original}: {reason}", stacklevel=3)
+            check.hparam.choices = [check.hparam.original]
+            warnings.warn(f"{check.what} stays {check.hparam.original}: {reason}", stacklevel=3)
 
 
-def _run_at_least_depths(
-    model: nn.Module, depths: Sequence[tuple[DynamicModule, Hparam]], example_input: Any, stand_ins: MetaStandIns
+class _Smallest(NamedTuple):
+    """An hparam to try at its smallest value: what it sizes, and the blocks it then drops."""
+
+    what: str
+    hparam: Hparam
+    dropped: Sequence[nn.Module] = ()
+
+
+def _list_depth(name: str, blocks: DynamicModule) -> _Smallest:
+    depth = blocks.get_hparam("depth")
+    dropped = [block for block in list(blocks._modules.values())[depth.min :] if block is not None]
+    return _Smallest(f"the depth of {name!r}", depth, dropped)
+
+
+def _run_at_smallest(
+    model: nn.Module, checks: Sequence[_Smallest], example_input: Any, stand_ins: MetaStandIns
 ) -> str | None:
-    """Why the forward cannot run with these lists at their smallest depths (None: it can)."""
+    """Why the forward cannot run with these hparams at their smallest values (None: it can)."""
     called: list[nn.Module] = []
-    dropped = [
-        block for blocks, depth in depths for block in list(blocks._modules.values())[depth.min :] if block is not None
-    ]
+    dropped = [block for check in checks for block in check.dropped]
     hooks = [block.register_forward_pre_hook(lambda module, args: called.append(module)) for block in dropped]
     args, kwargs = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
-    actives = [depth.active for _, depth in depths]
+    actives = [check.hparam.active for check in checks]
     try:
-        for _, depth in depths:
-            depth.active = depth.min
+        for check in checks:
+            check.hparam.active = check.hparam.min
         with model_on_meta(model, stand_ins), meta_run():
             model(*args, **kwargs)
-    except Exception as error:  # the forward needs a block that is not there
-        return f"with fewer blocks the forward fails ({type(error).__name__}: {error})"
+    except Exception as error:  # the forward needs a block that is not there, or more heads
+        return f"at its smallest the forward fails ({type(error).__name__}: {error})"
     finally:
-        for (_, depth), active in zip(depths, actives, strict=True):
-            depth.active = active
+        for check, active in zip(checks, actives, strict=True):
+            check.hparam.active = active
         for hook in hooks:
             hook.remove()
     return "the forward calls blocks beyond the depth" if called else None

@@ -21,6 +21,7 @@ import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
+from ..heads import HEAD_COUNT_ATTRIBUTES, int_attribute
 from ..ops import OpKind
 from ..values import Flow, Value
 
@@ -54,7 +55,8 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         moved, block = _reshaped_axis(before.shape, after.shape, axis, block)
     if moved is None or after.shape[moved] * block != before.shape[axis] * primary.block:
         return None
-    if name in _SIZED and not _size_follows(ctx, node, primary, moved):
+    heads = after.shape[moved] if block > primary.block else None
+    if name in _SIZED and not _size_follows(ctx, node, primary, moved, heads):
         return None
     if block > primary.block:  # split into heads: the group changes by whole heads only
         primary.sym.require_step(block)
@@ -121,10 +123,12 @@ def _permuted_axis(node: fx.Node, axis: int, rank: int) -> int | None:
     return [a % rank for a in order].index(axis)
 
 
-def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int) -> bool:
+def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int, heads: int | None = None) -> bool:
     """Whether the size requested for the elastic axis is ``-1`` or read from the group's own shape.
 
-    Sizes read from the shapes of other searchable tensors bake their sizes in: those are fixed.
+    For a split into ``heads`` heads, the head-count attribute of the module the reshape runs in
+    (``self.num_heads``, which then follows the active heads) counts as following too. Sizes read
+    from the shapes of other searchable tensors bake their sizes in: those are fixed.
     """
     sizes: Any = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, fx.Node)):
@@ -136,10 +140,21 @@ def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int) -
     follows = False
     for position, size in enumerate(sizes):
         if position == moved:
-            follows = (isinstance(size, int) and size == -1) or _reads_shape_of(ctx, size, primary)
+            follows = (
+                isinstance(size, int) and size in (-1, _followed_head_count(ctx, node, heads))
+            ) or _reads_shape_of(ctx, size, primary)
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
     return follows
+
+
+def _followed_head_count(ctx: GraphContext, node: fx.Node, heads: int | None) -> int | None:
+    """``heads`` when the module the reshape runs in keeps it in a head-count attribute, else None."""
+    stack = list(node.meta.get("nn_module_stack", ()))
+    if heads is None or not stack:
+        return None
+    module = ctx.module(stack[-1].partition("@")[0])
+    return heads if any(int_attribute(module, name) == heads for name in HEAD_COUNT_ATTRIBUTES) else None
 
 
 def _reads_shape_of(ctx: GraphContext, size: object, primary: Flow) -> bool:
