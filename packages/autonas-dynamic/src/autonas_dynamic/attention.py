@@ -1,7 +1,7 @@
 """Attention modules whose heads are searched: the head counts they keep follow the active heads.
 
 When the analysis finds a module's query/key/value split into heads (see
-:mod:`autonas_dynamic.trace.handlers.axes`), their shared width hparam moves by whole heads. The
+:mod:`autonas_dynamic.trace.handlers.reshape`), their shared width hparam moves by whole heads. The
 module itself is not converted; its attributes that state the head count or the width of all heads
 (``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``; ``all_head_size``, ``inner_dim``,
 where they hold the original values) are set from the active width before each forward, and for

@@ -5,10 +5,10 @@ try. The order matters: a layer call is recognised before a generic module call,
 handler understands is a boundary (:mod:`.boundary`).
 """
 
-from . import axes, boundary, concat, elementwise, flatten, layer, matmul, passthrough, shape
+from . import boundary, concat, elementwise, flatten, layer, matmul, passthrough, reshape, shape
 
 HANDLERS = (
-    layer.handle, passthrough.handle, flatten.handle, axes.handle, matmul.handle, shape.handle, elementwise.handle,
+    layer.handle, passthrough.handle, flatten.handle, reshape.handle, matmul.handle, shape.handle, elementwise.handle,
     concat.handle,
 )  # fmt: skip
 

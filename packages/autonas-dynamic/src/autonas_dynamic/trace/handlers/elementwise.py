@@ -13,7 +13,7 @@ import torch.fx as fx
 from ..analyzer import GraphContext
 from ..ops import OpKind
 from ..values import NEUTRAL, Flow, Value
-from .axes import elastic_axis
+from .reshape import elastic_axis
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:

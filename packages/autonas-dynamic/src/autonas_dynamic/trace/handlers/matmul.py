@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..analyzer import GraphContext
 from ..values import FIXED, Flow, Value
-from .axes import elastic_axis
+from .reshape import elastic_axis
 
 _MATMULS = {torch.matmul, operator.matmul, "matmul"}
 
