@@ -4,8 +4,8 @@ A hand-written attention block (separate query/key/value projections reshaped wi
 ``view(b, n, -1, head_dim)``, products per head, merged back with ``reshape(b, n, -1)``) gets one
 group for the q/k/v widths and the output projection's input, in steps of the head width. Checked:
 the exact groups and choices, the largest subnet computes what the block computed, exported
-subnets compute what the dynamic model does, the cost model is exact, and sorting leaves the
-block's outputs alone (heads are not reordered channel by channel). The block's ``num_heads`` and
+subnets compute what the dynamic model does, the cost model is exact, and sorting reorders whole
+heads by importance (each head's channels together) and leaves the block's outputs alone. The block's ``num_heads`` and
 ``all_head_size`` follow the active heads and are set for good on export.
 """
 
@@ -81,7 +81,7 @@ def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool,
         (attention.query, "out_features"), (attention.key, "out_features"),
         (attention.value, "out_features"), (attention.out, "in_features"),
     }  # fmt: skip
-    assert (group.step, group.fixed_reason, group.sortable) == (HEAD_DIM, None, False)
+    assert (group.step, group.fixed_reason, group.sortable) == (HEAD_DIM, None, True)
 
     space = generate_search_space(model, example_input=x)
     assert space.hparams() == {"attention.query.out_features": [8, 16, 24, 32]}  # 1 to 4 heads of 8
@@ -103,8 +103,18 @@ def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool,
             assert costs.flops() == count_flops(exported, x)
             assert costs.params() == count_params(exported)
         space.sample(max)
+        before = attention.out.weight.detach().clone()
         sort_parameters(model)
         torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)
+    after = attention.out.weight.detach()
+
+    def heads_of(weight: torch.Tensor) -> list[torch.Tensor]:
+        return [weight[:, h * HEAD_DIM : (h + 1) * HEAD_DIM] for h in range(HEADS)]
+
+    order = [next(g for g, old in enumerate(heads_of(before)) if torch.equal(old, new)) for new in heads_of(after)]
+    assert sorted(order) == list(range(HEADS)) and order != list(range(HEADS))  # whole heads, reordered
+    head_norms = after.norm(dim=0).reshape(HEADS, HEAD_DIM).sum(1)
+    assert torch.all(head_norms[:-1] >= head_norms[1:]), "heads should be in decreasing importance"
 
 
 def test_a_head_count_that_does_not_follow_the_heads_keeps_them_fixed() -> None:

@@ -390,8 +390,9 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
         return shared
     for hparam in members:
         shared &= hparam
-    if group.step > 1:  # channels split into attention heads: whole heads only
+    if group.step > 1:  # channels split into attention heads: whole heads only, sorted as wholes
         shared.choices = [choice for choice in shared.choices if choice % group.step == 0]
+        shared.block = group.step
     if not group.sortable:
         shared.make_unsortable()
     for slot in group.slots:

@@ -14,8 +14,8 @@ class Group:
     """Layer hparams that must always take the same value.
 
     ``fixed_reason`` says why the group must keep its original size (None: searchable).
-    ``step``: the size changes only in multiples of it (the width of one attention head, when the
-    group's tensors are split into heads).
+    ``step``: the size changes only in multiples of it, and sorting moves blocks of it (the width of
+    one attention head, when the group's tensors are split into heads).
     ``concat_inputs`` (when not empty): the group's size is the sum of these groups' sizes (a ``torch.cat`` along
     channels); their hparams then follow this group's choice.
     """

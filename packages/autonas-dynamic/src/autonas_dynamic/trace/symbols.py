@@ -81,11 +81,9 @@ class Symbol:
         self.find().sortable = False
 
     def require_step(self, step: int) -> None:
-        """Let the whole group change only in multiples of ``step`` channels, kept in blocks (not sortable)."""
+        """Let the whole group change only in multiples of ``step`` channels (sorted in blocks of ``step``)."""
         root = self.find()
         root.step = math.lcm(root.step, step)
-        if step > 1:
-            root.sortable = False
 
     def union(self, other: Symbol) -> Symbol:
         """Join two groups; returns the new root (this symbol's root)."""
