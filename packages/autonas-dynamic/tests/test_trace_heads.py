@@ -123,3 +123,52 @@ def test_a_head_count_that_does_not_follow_the_heads_keeps_them_fixed() -> None:
         space = generate_search_space(model, example_input=_tokens())
     assert space.hparams() == {}
     assert not model.attention._forward_pre_hooks
+
+
+class GroupedQueryAttention(nn.Module):
+    """Four query heads sharing two key/value heads (repeated as Llama's ``repeat_kv``, or SDPA's ``enable_gqa``)."""
+
+    def __init__(self, repeat: bool) -> None:
+        super().__init__()
+        self.repeat = repeat
+        self.query = nn.Linear(HIDDEN, HEADS * HEAD_DIM)
+        self.key, self.value = (nn.Linear(HIDDEN, HEADS // 2 * HEAD_DIM) for _ in range(2))
+        self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = (
+            proj(x).view(batch, length, -1, HEAD_DIM).transpose(1, 2) for proj in (self.query, self.key, self.value)
+        )
+        if self.repeat:
+            k, v = (self._repeated(t) for t in (k, v))
+            attended = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        return x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+
+    @staticmethod
+    def _repeated(t: torch.Tensor) -> torch.Tensor:
+        batch, heads, length, width = t.shape
+        return t[:, :, None, :, :].expand(batch, heads, 2, length, width).reshape(batch, heads * 2, length, width)
+
+
+@pytest.mark.parametrize("repeat", [True, False], ids=["repeat_kv", "enable_gqa"])
+def test_grouped_query_heads_shrink_by_whole_groups(repeat: bool) -> None:
+    torch.manual_seed(0)
+    model = GroupedQueryAttention(repeat).eval()
+    x = _tokens()
+    with torch.no_grad():
+        reference = model(x)
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"query.out_features": [16, 32]}  # 2 or 4 query heads: 1 or 2 key/value heads
+    costs = CostModel(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        for width in (16, 32):
+            space.select({"query.out_features": width})
+            assert model.key.out_features == model.value.out_features == width // 2
+            exported = export_model(copy.deepcopy(model))
+            assert (exported.query.out_features, exported.key.out_features) == (width, width // 2)
+            torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
+            assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))

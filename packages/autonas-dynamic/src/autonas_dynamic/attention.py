@@ -18,7 +18,7 @@ from torch import nn
 from .hparam import Hparam
 from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
-__all__ = ["HeadAttributes", "follow_heads", "settle_heads"]
+__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "settle_heads"]
 
 
 class HeadAttributes:
@@ -61,3 +61,37 @@ def settle_heads(model: nn.Module) -> None:
             if isinstance(hook, HeadAttributes):
                 hook.apply(module)
                 del module._forward_pre_hooks[key]
+
+
+class QueryGroupsHparam(Hparam):
+    """The query width of grouped-query attention; the key/value width follows as ``1 / groups`` of it.
+
+    Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
+    query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
+    configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
+
+    Args:
+        queries: The shared hparam of the query projection's width and the output projection's input.
+        key_values: The shared hparam of the key and value projections' widths.
+        groups: Query heads per key/value head.
+        head_dim: The width of one head.
+    """
+
+    def __init__(self, queries: Hparam, key_values: Hparam, groups: int, head_dim: int) -> None:
+        choices = [c for c in queries.choices if c % (groups * head_dim) == 0 and c // groups in key_values.choices]
+        super().__init__(choices, original=queries.original, name=queries.name)
+        self.key_values, self.groups, self.block = key_values, groups, queries.block
+        key_values._set_choices({choice // groups for choice in self.choices})
+        key_values._is_configurable = False
+        self.make_unsortable()
+        key_values.make_unsortable()
+        self.active = queries.active if queries.active in self.choices else self.original
+
+    @property
+    def active(self) -> Any:
+        return self._active
+
+    @active.setter
+    def active(self, value: Any) -> None:
+        self._active = self._checked(value)
+        self.key_values._active = self._active // self.groups

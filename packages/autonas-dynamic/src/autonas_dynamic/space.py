@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import resolve_rule
 
-from .attention import follow_heads, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, settle_heads
 from .dynamic import DynamicModule, export_model, is_dynamic
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .inputs import standardize_inputs
@@ -208,6 +208,7 @@ def generate_search_space(
     for module in analysis.frozen:
         converted[module].freeze()
     _install_groups(analysis)
+    _link_grouped_queries(analysis)
     heads: dict[nn.Module, Hparam] = {}
     for attention, (group, head_dim) in analysis.heads.items():
         width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
@@ -398,6 +399,26 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
     for slot in group.slots:
         _dynamic(slot.module).set_hparam(slot.name, shared)
     return shared
+
+
+def _link_grouped_queries(analysis: Analysis) -> None:
+    """Grouped-query attention: the key/value width follows the query width (whole groups of heads).
+
+    Where that leaves a single choice, or one side is fixed, both keep their sizes.
+    """
+    for queries, key_values, groups in analysis.grouped_heads:
+        query_hp, kv_hp = (_dynamic(g.slots[0].module).get_hparam(g.slots[0].name) for g in (queries, key_values))
+        if query_hp is kv_hp or isinstance(query_hp, QueryGroupsHparam):
+            continue
+        linked = None
+        if query_hp.is_configurable and kv_hp.is_configurable and queries.step == key_values.step:
+            linked = QueryGroupsHparam(query_hp, kv_hp, groups, queries.step)
+        if linked is None or not linked.is_configurable:
+            _pin(query_hp)
+            _pin(kv_hp)
+            continue
+        for slot in queries.slots:
+            _dynamic(slot.module).set_hparam(slot.name, linked)
 
 
 def _dynamic(module: nn.Module) -> DynamicModule:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import types
 import warnings
 from collections.abc import Iterator, Sequence
@@ -102,7 +103,8 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
 
     ``input_ids``: ``(2, 8)`` token ids; ``pixel_values``: ``(2, num_channels, image_size, image_size)``;
     ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
-    ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``).
+    ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``), with
+    ``use_cache=False`` where the forward takes it (a cache only adds state the search does not use).
     """
     config: Any = getattr(model, "config", None)
     name = getattr(model, "main_input_name", None)
@@ -112,7 +114,7 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
     shape: tuple[int, ...] | None = None
     if name == "input_ids":
         length = min(_SEQUENCE, _first_int(config, "max_position_embeddings", "n_positions") or _SEQUENCE)
-        return ({name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")},)
+        return (_without_cache(model, {name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")}),)
     if name == "pixel_values":
         size = getattr(config, "image_size", None) or _IMAGE
         height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
@@ -121,7 +123,15 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
         shape = (_BATCH, config.num_mel_bins, 2 * config.max_source_positions)
     elif name == "input_values":
         shape = (_BATCH, _AUDIO)
-    return None if shape is None else ({name: torch.zeros(shape, dtype=dtype, device="meta")},)
+    if shape is None:
+        return None
+    return (_without_cache(model, {name: torch.zeros(shape, dtype=dtype, device="meta")}),)
+
+
+def _without_cache(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        inputs["use_cache"] = False
+    return inputs
 
 
 def _first_int(config: object, *names: str) -> int | None:

@@ -76,6 +76,9 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
         heads={module: (group_of[sym.find().slots[0]], head_dim) for sym, module, head_dim in state.head_splits},
+        grouped_heads=[
+            (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
+        ],
     )
 
 

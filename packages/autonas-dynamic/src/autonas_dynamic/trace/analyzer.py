@@ -39,6 +39,7 @@ class ModelState:
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
+        self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""
@@ -126,17 +127,19 @@ class GraphContext:
         for flow in flows[1:]:
             dims = dims & flow.dims
         symbols = [flow.sym for flow in flows if flow.sym is not None]
-        if len(symbols) < len(flows) or not dims or len({flow.block for flow in flows}) > 1:
+        layouts = {(flow.block, flow.repeat) for flow in flows}
+        if len(symbols) < len(flows) or not dims or len(layouts) > 1:
             self.fix(flows, reason)
             return FIXED
         root = symbols[0]
         for sym in symbols[1:]:
             root = root.union(sym)
-        return Flow(root.find(), dims, all(flow.is_shape for flow in flows), block=flows[0].block)
+        shape = all(flow.is_shape for flow in flows)
+        return Flow(root.find(), dims, shape, block=flows[0].block, repeat=flows[0].repeat)
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
         """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
-        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1:
+        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1 or flow.repeat != 1:
             sym.fix(reason)
             return FIXED
         coupled = self.synchronize([flow, Flow(sym, dims)], reason)

@@ -47,6 +47,8 @@ class Analysis:
             None when both modes were analysed.
         heads: each module whose forward splits a group's channels into attention heads: that
             group and the width of one head.
+        grouped_heads: grouped-query attention: the query group, the key/value group, and the
+            number of query heads per key/value head (the query width is always that multiple).
     """
 
     groups: list[Group]
@@ -57,6 +59,7 @@ class Analysis:
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
     heads: dict[nn.Module, tuple[Group, int]] = field(default_factory=dict)
+    grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

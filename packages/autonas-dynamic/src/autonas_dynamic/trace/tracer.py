@@ -254,6 +254,7 @@ class _Entry(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
+        self.constants: dict[str, Any] = {}  # keyword arguments the example gives as plain values
 
 
 def _entry_point(module: nn.Module, example: Example | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -261,7 +262,8 @@ def _entry_point(module: nn.Module, example: Example | None) -> tuple[nn.Module,
 
     The inputs are the required parameters of ``module.forward`` and those the example gives a
     tensor for; a forward whose parameters all have defaults (as in Hugging Face models) and that
-    gets no example tensor takes its first parameter.
+    gets no example tensor takes its first parameter. Other values the example gives by keyword
+    (``use_cache=False``) are passed as constants.
     """
     signature = inspect.signature(module.forward)
     parameters = [
@@ -275,11 +277,19 @@ def _entry_point(module: nn.Module, example: Example | None) -> tuple[nn.Module,
         chosen = parameters[:1]
     names = [p.name for p in chosen]
     passed = [p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}={p.name}" for p in chosen]
-    source = f"def forward(self, {', '.join(names)}):\n    return self.module({', '.join(passed)})\n"
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    constants = {
+        p.name: bound[p.name] for p in parameters if p.name in bound and p not in chosen and p.kind in keywords
+    }
+    source = (
+        f"def forward(self, {', '.join(names)}):\n    return self.module({', '.join([*passed, '**self.constants'])})\n"
+    )
     namespace: dict[str, Any] = {}
     exec(source, namespace)  # a real signature fx can read
     entry_cls = type("Entry", (_Entry,), {"forward": namespace["forward"]})
-    return entry_cls(module), {name: bound[name] for name in names if name in bound}
+    entry = entry_cls(module)
+    entry.constants.update(constants)
+    return entry, {name: bound[name] for name in names if name in bound}
 
 
 Example = tuple[tuple[Any, ...], dict[str, Any]]

@@ -18,7 +18,8 @@ class Flow:
     elastic axis is axis 1 and whose every later axis is statically 1 (the output of a global
     adaptive pool): flattening it from axis 1 moves the elastic axis to the last axis unchanged.
     ``block`` is the number of ``sym``'s channels one index along the elastic axis stands for: 1,
-    or the head width after the channels were split into ``(heads, head_dim)``.
+    or the head width after the channels were split into ``(heads, head_dim)``. ``repeat``: each
+    such index appears that many times in a row (key/value heads repeated for grouped queries).
     """
 
     sym: Symbol | None
@@ -26,6 +27,7 @@ class Flow:
     is_shape: bool = False
     unit_tail: bool = False
     block: int = 1
+    repeat: int = 1
 
 
 class Neutral:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -51,6 +52,8 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         moved = _permuted_axis(node, axis, before.dim())
     elif name == "expand":  # new axes in front, sizes of unit axes grown
         moved = axis + after.dim() - before.dim()
+    elif axis + 1 < before.dim() and before.stride(axis + 1) == 0 and before.shape[axis + 1] > 1:
+        return _repeated(ctx, node, primary, before, after, axis)  # merged with an expanded axis
     else:
         moved, block = _reshaped_axis(before.shape, after.shape, axis, block)
     if moved is None or after.shape[moved] * block != before.shape[axis] * primary.block:
@@ -64,7 +67,24 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         if stack and primary.block == 1:
             module = ctx.module(stack[-1].partition("@")[0])
             ctx.state.head_splits.append((primary.sym, module, block))
-    return Flow(primary.sym, frozenset({moved, moved - after.dim()}), block=block)
+    return replace(primary, dims=frozenset({moved, moved - after.dim()}), block=block, unit_tail=False)
+
+
+def _repeated(
+    ctx: GraphContext, node: fx.Node, primary: Flow, before: torch.Tensor, after: torch.Tensor, axis: int
+) -> Value | None:
+    """Heads merged with an expanded axis after them (``repeat_kv``): each head appears that many times."""
+    if primary.block == 1:
+        return None
+    times = before.shape[axis + 1]
+    leading = math.prod(before.shape[:axis])
+    moved = next((p for p in range(after.dim()) if math.prod(after.shape[:p]) == leading), None)
+    if moved is None or after.shape[moved] != before.shape[axis] * times:
+        return None
+    if _name(node) in _SIZED and not _size_follows(ctx, node, primary, moved):
+        return None
+    dims = frozenset({moved, moved - after.dim()})
+    return replace(primary, dims=dims, repeat=primary.repeat * times, unit_tail=False)
 
 
 def elastic_axis(flow: Flow, rank: int) -> int | None:
