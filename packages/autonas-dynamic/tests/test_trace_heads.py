@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -66,14 +67,19 @@ def _tokens() -> torch.Tensor:
     return torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(0))
 
 
+def _evaluated(build: Callable[[], nn.Module]) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A freshly seeded model in eval mode, an input, and the model's output on it."""
+    torch.manual_seed(0)
+    model = build().eval()
+    x = _tokens()
+    with torch.no_grad():
+        return model, x, model(x)
+
+
 @pytest.mark.parametrize(("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute")])
 def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool, heads: str) -> None:
     """``heads``: the head count the reshape asks for, ``-1`` or ``self.num_heads`` (which follows)."""
-    torch.manual_seed(0)
-    model = Encoder(fused, heads).eval()
-    x = _tokens()
-    with torch.no_grad():
-        reference = model(x)
+    model, x, reference = _evaluated(lambda: Encoder(fused, heads))
     attention = model.attention
     analysis = analyze(model, x)
     group = analysis.group(attention.query, "out_features")
@@ -155,11 +161,7 @@ class GroupedQueryAttention(nn.Module):
 
 @pytest.mark.parametrize("repeat", [True, False], ids=["repeat_kv", "enable_gqa"])
 def test_grouped_query_heads_shrink_by_whole_groups(repeat: bool) -> None:
-    torch.manual_seed(0)
-    model = GroupedQueryAttention(repeat).eval()
-    x = _tokens()
-    with torch.no_grad():
-        reference = model(x)
+    model, x, reference = _evaluated(lambda: GroupedQueryAttention(repeat))
     space = generate_search_space(model, example_input=x)
     assert space.hparams() == {"query.out_features": [16, 32]}  # 2 or 4 query heads: 1 or 2 key/value heads
     costs = CostModel(model, x)

@@ -87,11 +87,7 @@ class QueryGroupsHparam(Hparam):
         key_values.make_unsortable()
         self.active = queries.active if queries.active in self.choices else self.original
 
-    @property
-    def active(self) -> Any:
-        return self._active
-
-    @active.setter
+    @Hparam.active.setter  # type: ignore[attr-defined, untyped-decorator]
     def active(self, value: Any) -> None:
-        self._active = self._checked(value)
+        Hparam.active.fset(self, value)  # type: ignore[attr-defined]
         self.key_values._active = self._active // self.groups
