@@ -99,7 +99,8 @@ def test_gpt2_mlp_widths_are_searchable_and_export_exactly() -> None:
     reference = _logits(model, input_ids)
     space = generate_search_space(model, AutoNASConfig().model_dump())
 
-    assert space.hparams() == {f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)}
+    widths = {f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)}
+    assert space.hparams() == {**widths, "transformer.h.depth": [0, 1, 2]}
     for block in model.transformer.h:
         assert block.mlp.c_proj.get_hparam("in_features") is block.mlp.c_fc.get_hparam("out_features")
         # attention projections feed reshapes into heads and the residual stream: they stay plain layers

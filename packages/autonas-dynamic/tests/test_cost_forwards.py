@@ -12,7 +12,7 @@ from torch import nn
 from autonas_config import AutoNASConfig
 from autonas_dynamic import export_model
 from autonas_dynamic.cost import CostModel, count_flops, count_params
-from autonas_dynamic.cost.forwards import _MetaShortcuts
+from autonas_dynamic.meta import MetaShortcuts
 from autonas_dynamic.space import SearchSpace, generate_search_space
 
 RULES = AutoNASConfig(
@@ -165,7 +165,7 @@ def test_meta_shortcuts_give_the_shapes_and_strides_of_the_meta_kernels(layer: n
     layer = layer.to("meta")
     with torch.no_grad():
         expected = layer(x.clone())
-        with _MetaShortcuts():
+        with MetaShortcuts():
             actual = layer(x)
     assert actual.is_meta
     assert (actual is x) == getattr(layer, "inplace", False)

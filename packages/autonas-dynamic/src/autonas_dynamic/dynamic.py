@@ -429,6 +429,9 @@ def export_model(model: nn.Module) -> nn.Module:
     Containers are exported before their children, so blocks a dynamic ``Sequential`` drops are
     never visited.
     """
+    from .attention import settle_heads  # the head attributes read the hparams, before these go
+
+    settle_heads(model)
     seen: set[int] = set()
 
     def visit(module: nn.Module) -> None:

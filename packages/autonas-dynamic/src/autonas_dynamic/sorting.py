@@ -6,6 +6,7 @@ tensor dimension any layer of the group declares through ``hparam_tensor_dims``)
 important channels come first. Active channel sets are prefixes, so after sorting every subnet
 keeps the most important channels, and the maximal subnet computes exactly what it did before.
 
+Channels split into attention heads move as whole heads (ranked by their summed importance).
 Channels feeding a concatenation are permuted within their own segment of the concatenated
 dimension, together with the layer that produced them.
 """
@@ -111,6 +112,14 @@ def _permute(group: _Group, order: torch.Tensor) -> None:
                 segment.copy_(segment.index_select(dim, order.to(stored.device)))
 
 
+def _order(importance: torch.Tensor, block: int) -> torch.Tensor:
+    """Channels by descending importance; with ``block > 1``, whole blocks (heads) by their summed importance."""
+    if block == 1:
+        return torch.argsort(importance, descending=True, stable=True)
+    blocks = torch.argsort(importance.reshape(-1, block).sum(1), descending=True, stable=True)
+    return (blocks[:, None] * block + torch.arange(block)).reshape(-1)
+
+
 def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) -> None:
     """Permute the channels of every sortable hparam of ``model`` by descending importance.
 
@@ -139,7 +148,7 @@ def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) 
                     importance = extra if importance is None else importance + extra
                 if importance is None:
                     continue
-                order = torch.argsort(importance, descending=True, stable=True)
+                order = _order(importance, group.hparam.block)
                 if not torch.equal(order, torch.arange(order.numel())):
                     _permute(group, order)
     finally:

@@ -33,9 +33,9 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if len(flows) != len(values):
         return None
     along_elastic = {is_elastic(axis, f.dims) for f in flows}
-    if along_elastic == {False}:
+    if along_elastic == {False}:  # e.g. the halves of each head's features in rotary embeddings
         return ctx.synchronize(flows, f"inputs of {ctx.describe(node)} along axis {axis}")
-    if along_elastic != {True}:
+    if along_elastic != {True} or any(f.block != 1 for f in flows):
         return None
     dims = flows[0].dims
     for flow in flows[1:]:

@@ -7,6 +7,8 @@ and dropout keep that mark, every other op drops it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch.fx as fx
 import torch.nn.functional as F
 
@@ -38,13 +40,13 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         if _returns_indices(ctx, node) or not _keeps_elastic_axis(node, primary, kept):
             return None
         unit_tail = kept is not None and kept - {0} <= primary.dims and _pools_to_one(ctx, node)
-        return Flow(primary.sym, primary.dims, unit_tail=unit_tail)
+        return replace(primary, unit_tail=unit_tail)
     axes = _reduced_axes(node)
     if axes is None or may_touch(primary.dims, axes):
         return None
     keepdim = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
     dims = after_reduction(primary.dims, axes, keepdim)
-    return Flow(primary.sym, dims) if dims else None
+    return replace(primary, dims=dims, unit_tail=False) if dims else None
 
 
 def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:
