@@ -99,7 +99,7 @@ def _expansions() -> dict[str, list[int]]:
 
 
 MLP_WIDTHS = [64, 96, 128]
-HEADS_OF_16 = [32, 64]  # q/k/v widths of 2 or 4 heads of 16: the attention heads are searchable
+HEADS_OF_16 = [32, 48, 64]  # q/k/v widths of 2, 3 or 4 heads of 16 (the heads section's default ratios)
 CASES = {
     "bert": (
         _bert,
@@ -142,7 +142,11 @@ CASES = {
     "whisper-encoder": (
         _whisper_encoder,
         lambda: {"input_features": torch.randn(2, 16, 16)},
-        {**{f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)}, "layers.depth": [0, 1, 2]},
+        {
+            **{f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)},
+            **{f"layers.{i}.self_attn.k_proj.out_features": [16, 24, 32] for i in range(2)},  # 2 to 4 heads of 8
+            "layers.depth": [0, 1, 2],
+        },
     ),
     "segformer": (
         _segformer,
@@ -150,6 +154,7 @@ CASES = {
         {
             "stages.0.blocks.0.mlp.fc1.out_features": [32, 64],
             "stages.1.blocks.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "stages.1.blocks.0.attention.q_proj.out_features": [16, 32],  # 1 or 2 heads (stage 0 has one)
             **{f"stages.{i}.blocks.depth": [0, 1] for i in range(2)},
         },
     ),

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autonas_config import AutoNASConfig
 from autonas_dynamic import export_model, sort_parameters
 from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import generate_search_space
@@ -174,3 +175,58 @@ def test_grouped_query_heads_shrink_by_whole_groups(repeat: bool) -> None:
             assert (exported.query.out_features, exported.key.out_features) == (width, width // 2)
             torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
             assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+
+
+def _with_heads(section: object) -> dict:
+    return AutoNASConfig(heads=section).model_dump()
+
+
+@pytest.mark.parametrize(
+    ("section", "widths"),
+    [
+        (None, None),  # not searched
+        ({"heads_ratio": (0.5, 0.67, 1.0)}, [16, 24, 32]),  # the default: 2, 3 or 4 heads of 8
+        ({"heads_ratio": (0.25, 1.0)}, [8, 32]),
+        ({"heads_ratio": (0.5, 0.67, 1.0), "heads_divisor": 2}, [16, 32]),
+        ({"heads_ratio": None}, [8, 16, 24, 32]),  # every head count
+        ({"*": {"heads_ratio": (0.5, 1.0)}, "attention": None}, None),  # the module matched by a pattern
+    ],
+)
+def test_the_heads_section_sets_head_counts_whatever_the_linear_rule(section: object, widths: list[int] | None) -> None:
+    """The Linear default (multiples of 32 of 16-wide layers) would leave nothing: the heads section decides."""
+    model, x, reference = _evaluated(lambda: Encoder(fused=True, heads="attribute"))
+    space = generate_search_space(model, _with_heads(section), example_input=x)
+    assert space.hparams() == ({} if widths is None else {"attention.query.out_features": widths})
+    assert (model.attention.num_heads, bool(model.attention._forward_pre_hooks)) == (HEADS, widths is not None)
+    costs = CostModel(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        space.sample(min)
+        exported = export_model(copy.deepcopy(model))
+        torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
+        assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+    assert exported.attention.num_heads == (widths or [HEADS * HEAD_DIM])[0] // HEAD_DIM
+
+
+def test_grouped_query_heads_section_counts_the_key_value_heads() -> None:
+    model, x, _ = _evaluated(lambda: GroupedQueryAttention(repeat=True))
+    space = generate_search_space(model, _with_heads({"heads_ratio": (0.5, 1.0)}), example_input=x)
+    assert space.hparams() == {"query.out_features": [16, 32]}  # 1 or 2 key/value heads, 2 query heads each
+    space.select({"query.out_features": 16})
+    assert (model.key.out_features, model.value.out_features) == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"heads_ratio": (0.0, 1.0)}, r"heads pattern '\*': heads_ratio: .*ratios must lie in \(0, 1\]; got \[0.0\]"),
+        ({"heads_divisor": 0}, r"heads pattern '\*': heads_divisor: .*greater than or equal to 1"),
+        (
+            {"features_ratio": (0.5,)},
+            r"heads pattern 'features_ratio': expected a rule or None; got \(0.5,\)\. A section is a HeadsRule rule",
+        ),
+    ],
+)
+def test_a_bad_heads_section_is_refused_naming_the_key(section: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_search_space(Encoder(fused=True), {"heads": section}, example_input=_tokens())

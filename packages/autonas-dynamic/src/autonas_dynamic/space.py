@@ -3,7 +3,8 @@
 :func:`generate_search_space` traces a model (:mod:`autonas_dynamic.trace`), converts its
 searchable layers in place into dynamic layers, restricts each layer's choices by its rule, merges
 the hparams of coupled layers into one shared object per group (the group's choices are the
-intersection of its members'), pins groups the analysis could not prove searchable, and converts
+intersection of its members'; the widths of attention heads come from the ``heads`` section
+instead), pins groups the analysis could not prove searchable, and converts
 back the layers that ended up with nothing to search. :class:`SearchSpace` is a cheap view over a
 converted model: names, configs, sampling, selection, size, export, sorting and a summary.
 """
@@ -21,9 +22,9 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_map_only
 
-from autonas_config import get_layer_type, is_unmatched, resolve_rule
+from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
-from .attention import QueryGroupsHparam, follow_heads, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
 from .checks import check_convertible
 from .dynamic import DynamicModule, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
@@ -196,7 +197,10 @@ def generate_search_space(
         rules: Per layer type (``"nn.Conv2d"`` or ``nn.Conv2d``) a rule, ``None`` or a dict of
             glob patterns over module names (the shape of ``AutoNASConfig().model_dump()``; see
             :func:`autonas_config.resolve_rule`). A layer type absent from ``rules`` is frozen.
-            ``None`` (the default) converts every layer with its full choices.
+            The ``"heads"`` section's patterns match attention modules: their head counts set the
+            widths of the query/key/value projections (and the output projection's input), in
+            place of those layers' own rules. ``None`` (the default) converts every layer with its
+            full choices (any whole number of heads).
         example_input: An input of ``model`` (the ``dummy_input`` convention of the cost model),
             whose sizes answer shape-dependent Python in the forward while tracing. By default one
             is made where autonas knows how (Hugging Face models, from their config); without one,
@@ -217,25 +221,20 @@ def generate_search_space(
     for module in analysis.frozen:
         converted[module].freeze()
     holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
-    _install_groups(analysis)
+    _install_groups(analysis, _head_widths(model, analysis, rules))
     _link_grouped_queries(analysis)
-    heads: dict[nn.Module, Hparam] = {}
-    for attention, (group, head_dim) in analysis.heads.items():
-        width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
-        if width.is_configurable:
-            follow_heads(attention, width, head_dim)
-            heads[attention] = width
+    heads = _follow_heads(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
     names = {module: name for name, module in model.named_modules()}
     checks = [_list_depth(names[b], converted[b]) for b in analysis.skippable if isinstance(b, nn.ModuleList)]
-    checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads.items()]
+    checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
     _confirm_smallest(model, checks, example_input)
-    for attention, width in heads.items():
-        if not width.is_configurable:  # its heads stay: nothing to follow
-            settle_heads(attention)
+    for attention in dict.fromkeys(attention for attention, _ in heads):
+        fixed = all(len(width.choices) == 1 for other, width in heads if other is attention)
+        settle_heads(attention, keep_following=not fixed)  # the checks above left the smallest heads set
     _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model, untraced=analysis.failed)
 
@@ -409,12 +408,60 @@ def _rule_key(cls_or_module: Any) -> str:
     return key
 
 
-def _install_groups(analysis: Analysis) -> None:
-    """Merge each group's hparams into one shared object; pin fixed groups."""
+def _head_widths(model: nn.Module, analysis: Analysis, rules: Mapping | None) -> dict[int, set[int]]:
+    """The widths the ``heads`` section gives each group split into heads (by the group's id).
+
+    A module's rule counts its heads; in grouped-query attention it counts the key/value heads,
+    and the queries get as many whole groups. Nothing when ``rules`` is None (full choices).
+    """
+    if rules is None:
+        return {}
+    normalized = {_rule_key(key): value for key, value in rules.items()}
+    names = {module: name for name, module in model.named_modules()}
+    queries_of = {id(key_values): (queries, groups) for queries, key_values, groups in analysis.grouped_heads}
+    grouped_queries = {id(queries) for queries, _, _ in analysis.grouped_heads}
+    widths: dict[int, set[int]] = {}
+    for attention, entries in analysis.heads.items():
+        rule = resolve_rule(normalized, HEADS_KEY, names[attention])
+        for group, head_dim in entries:
+            if id(group) in grouped_queries:
+                continue  # follows its key/value heads
+            original = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name).original
+            counts = head_counts(original // head_dim, rule)
+            widths[id(group)] = {count * head_dim for count in counts}
+            if id(group) in queries_of:
+                queries, groups = queries_of[id(group)]
+                widths[id(queries)] = {count * groups * head_dim for count in counts}
+    return widths
+
+
+def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:
+    """Let the head attributes of each attention module follow its head widths; those with choices."""
+    followed = []
+    for attention, entries in analysis.heads.items():
+        for group, head_dim in entries:
+            width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
+            if len(width.choices) > 1:
+                follow_heads(attention, width, head_dim)
+                followed.append((attention, width))
+    return followed
+
+
+def _install_groups(analysis: Analysis, head_widths: Mapping[int, set[int]]) -> None:
+    """Merge each group's hparams into one shared object; pin fixed groups.
+
+    A group split into heads takes its widths from ``head_widths`` (see :func:`_head_widths`)
+    rather than from its layers' rules, unless one of its layers is frozen by the analysis.
+    """
     built: dict[int, Hparam] = {}
     plain = [g for g in analysis.groups if not g.concat_inputs]
     concats = [g for g in analysis.groups if g.concat_inputs]
     for group in plain + concats:
+        widths = head_widths.get(id(group))
+        if widths is not None and not any(slot.module in analysis.frozen for slot in group.slots):
+            for slot in group.slots:
+                hparam = _dynamic(slot.module).get_hparam(slot.name)
+                hparam._set_choices(widths | {hparam.original})
         built[id(group)] = _build_group(group, built)
 
 

@@ -77,11 +77,22 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
         holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
-        heads={module: (group_of[sym.find().slots[0]], head_dim) for sym, module, head_dim in state.head_splits},
+        heads=_head_groups(state, group_of),
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],
     )
+
+
+def _head_groups(state: ModelState, group_of: dict[Slot, Group]) -> dict[nn.Module, list[tuple[Group, int]]]:
+    """Per attention module, each distinct group split into its heads, with the head width."""
+    heads: dict[nn.Module, list[tuple[Group, int]]] = {}
+    for sym, module, head_dim in state.head_splits:
+        entry = (group_of[sym.find().slots[0]], head_dim)
+        entries = heads.setdefault(module, [])
+        if all(group is not entry[0] for group, _ in entries):
+            entries.append(entry)
+    return heads
 
 
 def _refused_classes(model: nn.Module, called: set[nn.Module]) -> dict[str, str]:

@@ -50,8 +50,8 @@ class Analysis:
         holders: modules (not layers) whose forward reads per-channel tensors of their own that
             follow a width: per tensor name, the dim that follows it (its hparam is
             ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
-        heads: each module whose forward splits a group's channels into attention heads: that
-            group and the width of one head.
+        heads: each module whose forward splits groups' channels into attention heads: each such
+            group (queries, keys and values share one, unless grouped) and the width of one head.
         grouped_heads: grouped-query attention: the query group, the key/value group, and the
             number of query heads per key/value head (the query width is always that multiple).
     """
@@ -65,7 +65,7 @@ class Analysis:
     other_mode_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
     holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
-    heads: dict[nn.Module, tuple[Group, int]] = field(default_factory=dict)
+    heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
