@@ -128,6 +128,7 @@ CASES = {
         {
             "transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS,
             "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS,
+            **{f"transformer.h.{i}.attn.c_attn.out_features": [96, 144, 192] for i in range(2)},  # fused q, k, v
             "transformer.h.depth": [0, 1, 2],
         },
     ),

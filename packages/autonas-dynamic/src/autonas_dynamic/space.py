@@ -223,6 +223,7 @@ def generate_search_space(
     holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
     _install_groups(analysis, _head_widths(model, analysis, rules))
     _link_grouped_queries(analysis)
+    _pin_unfollowed_splits(analysis)
     heads = _follow_heads(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
@@ -432,7 +433,22 @@ def _head_widths(model: nn.Module, analysis: Analysis, rules: Mapping | None) ->
             if id(group) in queries_of:
                 queries, groups = queries_of[id(group)]
                 widths[id(queries)] = {count * groups * head_dim for count in counts}
+    for group in analysis.groups:  # the concatenated parts of a fused projection (GPT-2's c_attn)
+        parts = {id(part) for part in group.concat_inputs}
+        if len(parts) == 1 and next(iter(parts)) in widths:
+            widths[id(group)] = {len(group.concat_inputs) * width for width in widths[next(iter(parts))]}
     return widths
+
+
+def _pin_unfollowed_splits(analysis: Analysis) -> None:
+    """A tensor split by a head-width attribute keeps its size unless its parts are split into heads.
+
+    Only then does the attribute follow the parts (see :mod:`autonas_dynamic.attention`).
+    """
+    for module, whole in analysis.attribute_splits:
+        head_groups = {id(group) for group, _ in analysis.heads.get(module, [])}
+        if not any(id(part) in head_groups for part in whole.concat_inputs):
+            _pin(_dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name))
 
 
 def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:

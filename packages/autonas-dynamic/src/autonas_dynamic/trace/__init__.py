@@ -78,6 +78,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         refused=_refused_classes(model, trace.called),
         holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
         heads=_head_groups(state, group_of),
+        attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

@@ -42,6 +42,7 @@ class ModelState:
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
         self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
+        self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""
@@ -79,6 +80,11 @@ class GraphContext:
     def module(self, target: Any) -> nn.Module:
         """The module a ``call_module`` / ``get_attr`` target names."""
         return self.root.get_submodule(str(target))
+
+    def caller(self, node: fx.Node) -> nn.Module | None:
+        """The innermost module whose forward created ``node`` (None at the top of the graph)."""
+        stack = list(node.meta.get("nn_module_stack", ()))
+        return self.module(stack[-1].partition("@")[0]) if stack else None
 
     def is_opaque(self, module: nn.Module) -> bool:
         """Whether a called module must be treated as a boundary (failed, a user leaf, or a layer that cannot convert)."""

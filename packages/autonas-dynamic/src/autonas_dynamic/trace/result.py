@@ -54,6 +54,8 @@ class Analysis:
             group (queries, keys and values share one, unless grouped) and the width of one head.
         grouped_heads: grouped-query attention: the query group, the key/value group, and the
             number of query heads per key/value head (the query width is always that multiple).
+        attribute_splits: tensors split into equal parts by an attention module's head-width
+            attribute (``split(self.split_size)``): that module and the group of the whole.
     """
 
     groups: list[Group]
@@ -67,6 +69,7 @@ class Analysis:
     holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
+    attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

@@ -3,7 +3,10 @@
 ``x.chunk(n, dim)`` along the elastic axis is its inverse: ``x``'s size becomes the concatenation
 of ``n`` equal parts of one new size, and a later ``torch.cat`` of ``n`` tensors of that size (the
 parts, or what layers made of them) is that same concatenation again (EdgeNeXt, Res2Net-style
-blocks). The full size must divide by ``n``.
+blocks). The full size must divide by ``n``. ``x.split(size, dim)`` into equal parts is the same
+chunk when the size follows the parts: it is an attention module's head-width attribute
+(GPT-2's ``c_attn(x).split(self.split_size, dim=2)`` into queries, keys and values), which
+follows the active heads.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch.fx as fx
 
 from ..analyzer import GraphContext
 from ..dims import is_elastic
+from ..heads import HEAD_WIDTH_ATTRIBUTES, holds
 from ..ops import OpKind
 from ..symbols import Symbol
 from ..values import Flow, Value
@@ -52,24 +56,34 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
 
 
 def _is_chunk(node: fx.Node) -> bool:
-    return (node.op == "call_method" and node.target == "chunk") or (
-        node.op == "call_function" and node.target is torch.chunk
+    return (node.op == "call_method" and node.target in ("chunk", "split")) or (
+        node.op == "call_function" and node.target in (torch.chunk, torch.split)
     )
 
 
 def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
     """``n`` equal parts along the elastic axis: the whole is the concatenation of ``n`` parts of one size."""
     args = list(node.args[1:])
-    count = args[0] if args else node.kwargs.get("chunks")
+    split = getattr(node.target, "__name__", node.target) == "split"
+    names = ("split_size_or_sections", "split_size") if split else ("chunks",)
+    count = args[0] if args else next((node.kwargs[name] for name in names if name in node.kwargs), None)
     axis = args[1] if len(args) > 1 else node.kwargs.get("dim", 0)
     source = ctx.value(node.args[0]) if node.args else None
     if not (isinstance(count, int) and isinstance(axis, int) and isinstance(source, Flow)) or count < 1:
         return None
     if source.sym is None or source.is_shape or is_elastic(axis, source.dims) is not True:
         return None
-    full = ctx.full_size(source.sym)
+    traced = ctx.concrete(node.args[0])
+    full = traced.shape[axis] if isinstance(traced, torch.Tensor) else ctx.full_size(source.sym)
+    caller = ctx.caller(node)
+    if split and full is not None and caller is not None and holds(caller, HEAD_WIDTH_ATTRIBUTES, count):
+        full, count = (full, full // count) if full % count == 0 else (None, count)
+    elif split:
+        return None
     if full is None or full % count:
         return None
+    if split:  # the parts must be split into heads, for the attribute to follow them
+        ctx.state.attribute_splits.append((source.sym, caller))
     for parts, concat in ctx.state.chunks:  # the same chunk in the graph of the other mode
         if concat.find() is source.sym.find() and len(concat.concat_inputs) == count:
             return Flow(parts, source.dims, pieces=True)

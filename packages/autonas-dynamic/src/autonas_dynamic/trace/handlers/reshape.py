@@ -24,7 +24,7 @@ import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
-from ..heads import HEAD_COUNT_ATTRIBUTES, int_attribute
+from ..heads import HEAD_COUNT_ATTRIBUTES, holds
 from ..ops import OpKind
 from ..values import Flow, Value
 
@@ -154,11 +154,7 @@ def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int, h
 
 def _followed_head_count(ctx: GraphContext, node: fx.Node, heads: int | None) -> int | None:
     """``heads`` when the module the reshape runs in keeps it in a head-count attribute, else None."""
-    stack = list(node.meta.get("nn_module_stack", ()))
-    if heads is None or not stack:
-        return None
-    module = ctx.module(stack[-1].partition("@")[0])
-    return heads if any(int_attribute(module, name) == heads for name in HEAD_COUNT_ATTRIBUTES) else None
+    return heads if heads is not None and holds(ctx.caller(node), HEAD_COUNT_ATTRIBUTES, heads) else None
 
 
 def _reads_shape_of(ctx: GraphContext, size: object, primary: Flow) -> bool:
