@@ -127,6 +127,30 @@ def _same_dtype_broadcast(args: Any) -> Any:
     return a.new_empty(torch.broadcast_shapes(a.shape, b.shape))
 
 
+def _layer_norm(args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``native_layer_norm`` of a float32/float64 input: its shape, and one mean and rstd per normalized row."""
+    x, normalized = args[0], args[1]
+    if x.dtype not in (torch.float32, torch.float64):  # reduced precision keeps statistics in another dtype
+        return None
+    rows = (*x.shape[: x.dim() - len(normalized)], *([1] * len(normalized)))
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(rows), x.new_empty(rows)
+
+
+def _softmax(args: Any) -> torch.Tensor | None:
+    """``_safe_softmax`` / ``_softmax`` in the input's own dtype: the input's shape, contiguous."""
+    if len(args) > 2 and args[2] not in (None, False):
+        return None
+    return torch.empty_like(args[0], memory_format=torch.contiguous_format)
+
+
+def _scaled(args: Any) -> torch.Tensor | None:
+    """A floating tensor times a Python number keeps its dtype, shape and layout."""
+    x, scale = args[0], args[1]
+    if not (x.is_floating_point() and isinstance(scale, (int, float)) and not isinstance(scale, bool)):
+        return None
+    return torch.empty_like(x)
+
+
 _aten = torch.ops.aten
 _SHORTCUTS: dict[Any, Callable[[Any], Any]] = {
     _aten._native_batch_norm_legit_no_training.default: _inference_batch_norm,
@@ -136,6 +160,10 @@ _SHORTCUTS: dict[Any, Callable[[Any], Any]] = {
     _aten.bmm.default: _matrix_product(0),
     _aten.addmm.default: _matrix_product(1),
     **dict.fromkeys((_aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor), _same_dtype_broadcast),
+    _aten.native_layer_norm.default: _layer_norm,
+    _aten._safe_softmax.default: _softmax,
+    _aten._softmax.default: _softmax,
+    **dict.fromkeys((_aten.mul.Scalar, _aten.div.Scalar), _scaled),
 }
 
 
