@@ -1,7 +1,8 @@
 """Fused query/key/value projections: one Linear whose output is split into queries, keys and values.
 
 GPT-2's pattern, ``q, k, v = self.qkv(x).split(self.split_size, dim=2)`` and each part reshaped into
-heads: the fused width is the concatenation of three parts that shrink together by whole heads
+heads, and timm's, ``self.qkv(x).reshape(B, N, 3, self.num_heads, head_dim)`` permuted and unbound
+into the three parts, merged back with ``reshape(B, N, self.attn_dim)``: the fused width is the concatenation of three parts that shrink together by whole heads
 (the weight keeps the first heads of each of q, k and v), the output projection's input follows,
 and ``split_size`` follows the active heads. Checked: exact groups and choices, the largest subnet
 is the original, exported subnets compute what the dynamic model does, exact costs, whole heads
@@ -45,13 +46,32 @@ class FusedAttention(nn.Module):
         return x + self.out(attended.transpose(1, 2).reshape(*x.shape[:-1], -1))
 
 
+class StackedAttention(nn.Module):
+    """timm's fused attention: the projection reshaped into ``(3, heads, head_dim)`` at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_heads, self.attn_dim = HEADS, HEADS * HEAD_DIM
+        self.qkv = nn.Linear(HIDDEN, 3 * HEADS * HEAD_DIM)
+        self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        return x + self.out(attended.transpose(1, 2).reshape(batch, length, self.attn_dim))
+
+
 def _tokens() -> torch.Tensor:
     return torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(0))
 
 
-def test_fused_projection_shrinks_by_whole_heads_of_each_part() -> None:
+@pytest.mark.parametrize("stacked", [False, True], ids=["split", "reshape-unbind"])
+def test_fused_projection_shrinks_by_whole_heads_of_each_part(stacked: bool) -> None:
     torch.manual_seed(0)
-    model, x = FusedAttention().eval(), _tokens()
+    model, x = (StackedAttention() if stacked else FusedAttention()).eval(), _tokens()
+    width_attribute = "attn_dim" if stacked else "split_size"
     with torch.no_grad():
         reference = model(x)
     space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=x)
@@ -65,11 +85,13 @@ def test_fused_projection_shrinks_by_whole_heads_of_each_part() -> None:
             space.sample(sample)
             width = model.qkv.out_features // 3
             model(x)
-            assert (model.out.in_features, model.split_size, model.num_heads) == (width, width, width // HEAD_DIM)
+            assert (model.out.in_features, getattr(model, width_attribute)) == (width, width)
+            assert model.num_heads == width // HEAD_DIM
             exported = export_model(copy.deepcopy(model))
             parts = [full_weight[i * 32 : i * 32 + width] for i in range(3)]  # the first heads of q, k and v
             torch.testing.assert_close(exported.qkv.weight, torch.cat(parts), rtol=0, atol=0)
-            assert (exported.split_size, exported.num_heads, exported.out.in_features) == (width, width // 8, width)
+            assert (getattr(exported, width_attribute), exported.num_heads) == (width, width // HEAD_DIM)
+            assert exported.out.in_features == width and not exported._forward_pre_hooks
             torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
             assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
         space.sample(max)

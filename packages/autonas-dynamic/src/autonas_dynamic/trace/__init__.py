@@ -89,6 +89,8 @@ def _head_groups(state: ModelState, group_of: dict[Slot, Group]) -> dict[nn.Modu
     """Per attention module, each distinct group split into its heads, with the head width."""
     heads: dict[nn.Module, list[tuple[Group, int]]] = {}
     for sym, module, head_dim in state.head_splits:
+        if not sym.find().slots:  # heads that reach no layer (their size is baked in downstream)
+            continue
         entry = (group_of[sym.find().slots[0]], head_dim)
         entries = heads.setdefault(module, [])
         if all(group is not entry[0] for group, _ in entries):

@@ -147,7 +147,7 @@ class GraphContext:
         for flow in flows[1:]:
             dims = dims & flow.dims
         symbols = [flow.sym for flow in flows if flow.sym is not None]
-        layouts = {(flow.block, flow.repeat) for flow in flows}
+        layouts = {(flow.block, flow.repeat, bool(flow.parts_axis)) for flow in flows}
         if len(symbols) < len(flows) or not dims or len(layouts) > 1:
             self.fix(flows, reason)
             return FIXED
@@ -162,7 +162,7 @@ class GraphContext:
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
         """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
-        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1 or flow.repeat != 1:
+        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1 or flow.repeat != 1 or flow.parts_axis:
             sym.fix(reason)
             return FIXED
         coupled = self.synchronize([flow, Flow(sym, dims)], reason)

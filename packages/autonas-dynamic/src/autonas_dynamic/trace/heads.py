@@ -9,7 +9,7 @@ __all__ = ["HEAD_COUNT_ATTRIBUTES", "HEAD_WIDTH_ATTRIBUTES", "holds", "int_attri
 #: Attributes that hold a module's number of heads.
 HEAD_COUNT_ATTRIBUTES = ("num_heads", "num_attention_heads", "n_head", "n_heads")
 #: Attributes that hold the width of all heads together (``heads * head_dim``).
-HEAD_WIDTH_ATTRIBUTES = ("all_head_size", "inner_dim", "split_size")
+HEAD_WIDTH_ATTRIBUTES = ("all_head_size", "inner_dim", "split_size", "attn_dim")
 
 
 def int_attribute(module: nn.Module, name: str) -> int | None:

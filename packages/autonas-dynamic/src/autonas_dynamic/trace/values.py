@@ -22,6 +22,9 @@ class Flow:
     ``block`` is the number of ``sym``'s channels one index along the elastic axis stands for: 1,
     or the head width after the channels were split into ``(heads, head_dim)``. ``repeat``: each
     such index appears that many times in a row (key/value heads repeated for grouped queries).
+    ``parts_axis``: the notations of an axis along which equal parts of ``sym``'s size are stacked
+    (a fused ``qkv`` projection reshaped to ``(..., 3, heads, head_dim)``); ``sym`` then sizes one
+    part. Empty: none.
     """
 
     sym: Symbol | None
@@ -31,6 +34,7 @@ class Flow:
     pieces: bool = False
     block: int = 1
     repeat: int = 1
+    parts_axis: Dims = frozenset()
 
 
 class Neutral:

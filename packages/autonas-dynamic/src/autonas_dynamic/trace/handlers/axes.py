@@ -8,7 +8,8 @@ into attention heads, a merge of heads, a sequence turned into an image) from co
   a tensor whose rank is known (``x.permute(0, 2, 3, 1)`` turns an ``NCHW`` tensor's channels into
   its last axis, as ConvNeXt and EdgeNeXt do around their channels-last MLPs).
   A flow split into heads (see :class:`~autonas_dynamic.trace.values.Flow`) keeps its head
-  layout when its heads axis moves.
+  layout when its heads axis moves, and the axis its stacked parts lie on (a fused ``qkv``)
+  moves with the same op.
 * ``x.reshape(B, C, H * W)`` with ``C`` read from ``x``'s own shape keeps the width as one axis
   (for a flow whose axis is still whole channels).
 * A parameter with one entry per channel that a traced-through module reads in its own forward
@@ -67,7 +68,18 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if moved is None:
         return None
     position, new_rank = moved
-    return replace(source, dims=frozenset({position, position - new_rank}), unit_tail=False)
+    parts_axis = source.parts_axis
+    if parts_axis:  # stacked parts (a fused qkv) move with the same op
+        parts = (
+            _moved_axis(name, next(d for d in parts_axis if d >= 0), rank, args, node.kwargs)
+            if name in _MOVES
+            else None
+        )
+        if parts is None:
+            return None
+        parts_axis = frozenset({parts[0], parts[0] - new_rank})
+    dims = frozenset({position, position - new_rank})
+    return replace(source, dims=dims, unit_tail=False, parts_axis=parts_axis)
 
 
 def _moved_axis(name: str, axis: int, rank: int, args: list, kwargs: dict) -> tuple[int, int] | None:

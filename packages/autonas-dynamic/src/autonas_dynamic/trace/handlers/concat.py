@@ -3,13 +3,17 @@
 ``x.chunk(n, dim)`` along the elastic axis is its inverse: ``x``'s size becomes the concatenation
 of ``n`` equal parts of one new size, and a later ``torch.cat`` of ``n`` tensors of that size (the
 parts, or what layers made of them) is that same concatenation again (EdgeNeXt, Res2Net-style
-blocks). The full size must divide by ``n``. ``x.split(size, dim)`` into equal parts is the same
+blocks). The full size must divide by ``n``. A fused projection reshaped into stacked parts
+(``qkv(x).reshape(b, n, 3, heads, head_dim)``, see :mod:`.reshape`) is the same chunk, and
+``unbind`` along the stacked axis hands out its parts. ``x.split(size, dim)`` into equal parts is the same
 chunk when the size follows the parts: it is an attention module's head-width attribute
 (GPT-2's ``c_attn(x).split(self.split_size, dim=2)`` into queries, keys and values), which
 follows the active heads.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
@@ -26,6 +30,8 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """A cat along the elastic axis is a concat source: the consumer's size is the sum of the inputs'."""
     if _is_chunk(node):
         return _chunk(ctx, node)
+    if getattr(node.target, "__name__", node.target) == "unbind" and node.op in ("call_method", "call_function"):
+        return _unbind(ctx, node)
     if (ctx.op_kind(node) or (None,))[0] is not OpKind.CONCAT:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -84,12 +90,32 @@ def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     if split:  # the parts must be split into heads, for the attribute to follow them
         ctx.state.attribute_splits.append((source.sym, caller))
+    return Flow(chunk_parts(ctx, source.sym, count), source.dims, pieces=True)
+
+
+def chunk_parts(ctx: GraphContext, whole: Symbol, count: int) -> Symbol:
+    """The symbol of each of ``count`` equal parts of ``whole`` (which becomes their concatenation)."""
     for parts, concat in ctx.state.chunks:  # the same chunk in the graph of the other mode
-        if concat.find() is source.sym.find() and len(concat.concat_inputs) == count:
-            return Flow(parts, source.dims, pieces=True)
+        if concat.find() is whole.find() and len(concat.concat_inputs) == count:
+            return parts
     parts = Symbol()
     concat = Symbol.concat_of([parts] * count)
     ctx.state.concats[(id(concat),)] = concat
     ctx.state.chunks.append((parts, concat))
-    source.sym.union(concat)
-    return Flow(parts, source.dims, pieces=True)
+    whole.union(concat)
+    return parts
+
+
+def _unbind(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """``x.unbind(dim)`` along the axis stacked parts lie on (a fused ``qkv``): the tuple of the parts."""
+    source = ctx.value(node.args[0]) if node.args else None
+    traced = ctx.concrete(node.args[0]) if node.args else None
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not (isinstance(source, Flow) and source.parts_axis and isinstance(traced, torch.Tensor)):
+        return None
+    rank = traced.dim()
+    if not isinstance(dim, int) or dim % rank not in {d % rank for d in source.parts_axis}:
+        return None
+    axis = next(d for d in source.dims if d >= 0)
+    axis -= axis > dim % rank
+    return replace(source, dims=frozenset({axis, axis - rank + 1}), parts_axis=frozenset(), pieces=True)

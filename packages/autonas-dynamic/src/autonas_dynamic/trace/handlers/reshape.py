@@ -24,9 +24,10 @@ import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
-from ..heads import HEAD_COUNT_ATTRIBUTES, holds
+from ..heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, holds
 from ..ops import OpKind
 from ..values import Flow, Value
+from .concat import chunk_parts
 
 _SIZED = {"view", "reshape", "expand"}  # the requested sizes must not bake the channel count in
 
@@ -38,7 +39,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     source = node.args[0]
     primary = ctx.value(source)
-    if not isinstance(primary, Flow) or primary.sym is None or primary.is_shape:
+    if not isinstance(primary, Flow) or primary.sym is None or primary.is_shape or primary.parts_axis:
         return None
     before, after = ctx.concrete(source), ctx.concrete(node)
     if not isinstance(before, torch.Tensor) or not isinstance(after, torch.Tensor):
@@ -53,11 +54,15 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     elif axis + 1 < before.dim() and before.stride(axis + 1) == 0 and before.shape[axis + 1] > 1:
         return _repeated(ctx, node, primary, before, after, axis)  # merged with an expanded axis
     else:
+        stacked = _stacked_heads(ctx, node, primary, before.shape, after.shape, axis)
+        if stacked is not None:
+            return stacked
         moved, block = _reshaped_axis(before.shape, after.shape, axis, block)
     if moved is None or after.shape[moved] * block != before.shape[axis] * primary.block:
         return None
     heads = after.shape[moved] if block > primary.block else None
-    if name in _SIZED and not _size_follows(ctx, node, primary, moved, heads):
+    merged = block == 1 < primary.block  # heads back into channels
+    if name in _SIZED and not _size_follows(ctx, node, primary, moved, heads, merged):
         return None
     if block > primary.block:  # split into heads: the group changes by whole heads only
         primary.sym.require_step(block)
@@ -66,6 +71,45 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
             module = ctx.module(stack[-1].partition("@")[0])
             ctx.state.head_splits.append((primary.sym, module, block))
     return replace(primary, dims=frozenset({moved, moved - after.dim()}), block=block, unit_tail=False)
+
+
+def _stacked_heads(
+    ctx: GraphContext, node: fx.Node, primary: Flow, before: Sequence[int], after: Sequence[int], axis: int
+) -> Value | None:
+    """A fused projection split into ``(parts, heads, head_dim)`` at once (timm's ``qkv``).
+
+    The whole becomes the concatenation of ``parts`` equal parts (as :func:`.concat.chunk_parts`),
+    each split into heads; the flow carries one part's heads on the heads axis and the parts on
+    ``parts_axis``, until ``unbind`` hands them out. The head count must follow (a head-count
+    attribute of the module, or ``-1``).
+    """
+    if primary.block != 1 or _name(node) not in _SIZED:
+        return None
+    leading, size = math.prod(before[:axis]), before[axis]
+    position = next((p for p in range(len(after) - 2) if math.prod(after[:p]) == leading), None)
+    if position is None:
+        return None
+    parts, heads, head_dim = after[position : position + 3]
+    if parts < 2 or heads < 1 or head_dim < 2 or parts * heads * head_dim != size:
+        return None
+    if math.prod(after[position + 3 :]) != math.prod(before[axis + 1 :]):
+        return None
+    if not _size_follows(ctx, node, primary, position + 1, heads):
+        return None
+    part = chunk_parts(ctx, primary.sym, parts)  # type: ignore[arg-type]
+    part.require_step(head_dim)
+    caller = ctx.caller(node)
+    if caller is not None:
+        ctx.state.head_splits.append((part, caller, head_dim))
+    rank = len(after)
+    return replace(
+        primary,
+        sym=part,
+        dims=frozenset({position + 1, position + 1 - rank}),
+        block=head_dim,
+        unit_tail=False,
+        parts_axis=frozenset({position, position - rank}),
+    )
 
 
 def _repeated(
@@ -127,11 +171,14 @@ def _name(node: fx.Node) -> str:
     return str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
 
 
-def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int, heads: int | None = None) -> bool:
+def _size_follows(
+    ctx: GraphContext, node: fx.Node, primary: Flow, moved: int, heads: int | None = None, merged: bool = False
+) -> bool:
     """Whether the size requested for the elastic axis is ``-1`` or read from the group's own shape.
 
     For a split into ``heads`` heads, the head-count attribute of the module the reshape runs in
-    (``self.num_heads``, which then follows the active heads) counts as following too. Sizes read
+    (``self.num_heads``, which then follows the active heads) counts as following too, and for
+    heads ``merged`` back into channels its head-width attribute (``self.attn_dim``). Sizes read
     from the shapes of other searchable tensors bake their sizes in: those are fixed.
     """
     sizes: Any = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
@@ -144,9 +191,12 @@ def _size_follows(ctx: GraphContext, node: fx.Node, primary: Flow, moved: int, h
     follows = False
     for position, size in enumerate(sizes):
         if position == moved:
+            width = merged and isinstance(size, int) and holds(ctx.caller(node), HEAD_WIDTH_ATTRIBUTES, size)
             follows = (
-                isinstance(size, int) and size in (-1, _followed_head_count(ctx, node, heads))
-            ) or _reads_shape_of(ctx, size, primary)
+                width
+                or (isinstance(size, int) and size in (-1, _followed_head_count(ctx, node, heads)))
+                or _reads_shape_of(ctx, size, primary)
+            )
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
     return follows

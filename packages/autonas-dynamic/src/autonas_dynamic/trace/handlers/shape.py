@@ -59,7 +59,7 @@ def _getitem(ctx: GraphContext, source: Flow, index: object) -> Value | None:
     if source.sym is None:
         return None
     if source.pieces:  # one part of a chunk
-        return Flow(source.sym, source.dims) if isinstance(index, int) else None
+        return replace(source, pieces=False) if isinstance(index, int) else None
     if source.is_shape:
         return _shape_item(source, index)
     return _tensor_item(source, index, ctx.full_size(source.sym))
