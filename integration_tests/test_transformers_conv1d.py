@@ -102,7 +102,8 @@ def test_gpt2_mlp_widths_are_searchable_and_export_exactly() -> None:
 
     widths = {f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)}
     heads = {f"transformer.h.{i}.attn.c_attn.out_features": [96, 144, 192] for i in range(2)}  # q, k, v of 2-4 heads
-    assert space.hparams() == {**widths, **heads, "transformer.h.depth": [0, 1, 2]}
+    hidden = {"transformer.wte.embedding_dim": [32, 64]}  # the residual stream, lm_head tied to wte
+    assert space.hparams() == {**widths, **heads, **hidden, "transformer.h.depth": [0, 1, 2]}
     for block in model.transformer.h:
         assert block.mlp.c_proj.get_hparam("in_features") is block.mlp.c_fc.get_hparam("out_features")
         # the fused c_attn is three parts of whole heads; the output projection reads one part

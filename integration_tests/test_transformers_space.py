@@ -110,6 +110,7 @@ CASES = {
             "bert.encoder.layer.depth": [0, 1, 2],
             **{f"bert.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
             "bert.pooler.dense.out_features": [32, 64],
+            "bert.embeddings.word_embeddings.embedding_dim": [32, 64],  # the hidden width of the residual stream
         },
     ),
     "vit": (
@@ -129,6 +130,7 @@ CASES = {
             "transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS,
             "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS,
             **{f"transformer.h.{i}.attn.c_attn.out_features": [96, 144, 192] for i in range(2)},  # fused q, k, v
+            "transformer.wte.embedding_dim": [32, 64],  # the hidden width; lm_head's weight stays tied to wte's
             "transformer.h.depth": [0, 1, 2],
         },
     ),

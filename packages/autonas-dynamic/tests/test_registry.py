@@ -34,7 +34,7 @@ ALIASES = [
     "nn.GroupNorm",
     "nn.Sequential",
 ]
-EXTRA_KEYS = ["nn.ModuleList"]  # the depth of a ModuleList takes the nn.Sequential rule
+EXTRA_KEYS = ["nn.ModuleList", "nn.Embedding"]  # with the rules of nn.Sequential and nn.Linear
 
 
 class Linear(nn.Linear):
@@ -59,7 +59,7 @@ class StoredTensorLinear(nn.Linear):
         return nn.functional.linear(x, self._parameters["weight"], self.bias)
 
 
-def test_keys_are_the_seventeen_config_aliases_and_the_module_list():
+def test_keys_are_the_seventeen_config_aliases_the_module_list_and_the_embedding():
     built_in = [key for key in DYNAMIC_REGISTRY.keys if key.startswith("nn.")]  # plugins may add theirs
     assert sorted(built_in) == sorted(ALIASES + EXTRA_KEYS)
     for alias in ALIASES + EXTRA_KEYS:

@@ -97,15 +97,15 @@ def _without_conflicts(groups: list[_Group]) -> list[_Group]:
 
 def _permute(group: _Group, order: torch.Tensor) -> None:
     size = order.numel()
-    seen: set[tuple[int, str, int, int]] = set()
+    seen: set[tuple[int, int, int]] = set()  # each stored tensor once, even where modules share it (tied)
     for module, name, dim, offset in group.dims:
-        key = (id(module), name, dim, offset)
-        if key in seen:
-            continue
-        seen.add(key)
         tensor = module._parameters[name] if name in module._parameters else module._buffers[name]
         if tensor is None:
             raise ValueError(f"{type(module).__name__}.hparam_tensor_dims() lists {name!r}, which it does not hold")
+        key = (id(tensor), dim % tensor.dim(), offset)
+        if key in seen:
+            continue
+        seen.add(key)
         for stored in (tensor, tensor.grad):
             if stored is not None:
                 segment = stored.narrow(dim, offset, size)

@@ -118,9 +118,11 @@ class RobustTracer(fx.Tracer):
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
         self._tensor_names: dict[int, str] = {}
+        self._installed: set[int] = set()
         if isinstance(root, nn.Module):
             for name, tensor in [*root.named_buffers(), *root.named_parameters()]:
                 self._tensor_names[id(tensor)] = name  # parameters win, as in fx
+            self._installed = {id(module) for module in root.modules()}
         with _sizes_as_tuples():
             return super().trace(root, concrete_args)
 
@@ -142,6 +144,8 @@ class RobustTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        if self._installed and id(m) not in self._installed:  # a module held outside the tree (a shared activation)
+            return forward(*args, **kwargs)  # has no name to call it by: its code is traced inline
         self.called.add(m)
         try:
             return super().call_module(m, forward, args, kwargs)
