@@ -450,7 +450,8 @@ def export_model(model: nn.Module) -> nn.Module:
     for (first, first_name), *others in tied:
         exported = first._parameters[first_name]
         for module, name in others:
-            if module._parameters[name].shape != exported.shape:
+            held = module._parameters[name]
+            if exported is None or held is None or held.shape != exported.shape:
                 raise RuntimeError(f"a tied parameter was exported at two shapes ({name!r} of {type(module).__name__})")
             module._parameters[name] = exported
     return model

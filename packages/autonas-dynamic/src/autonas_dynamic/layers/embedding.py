@@ -43,6 +43,11 @@ class _DynamicEmbedding(DynamicModule):
     num_embeddings = HparamAttribute()
     embedding_dim = HparamAttribute()
     _dynamic_tensors = ("weight",)
+    padding_idx: int | None
+    max_norm: float | None
+    norm_type: float
+    scale_grad_by_freq: bool
+    sparse: bool
 
     def _setup(self) -> None:
         for name in ("num_embeddings", "embedding_dim"):

@@ -79,8 +79,10 @@ def skippable_blocks(model: nn.Module, trace: TraceResult, example_input: Any = 
     """
     found = trailing_residual_blocks(model, trace)
     sequentials = {seq: flags for seq, flags in found.items() if isinstance(seq, nn.Sequential)}
-    lists = {blocks: flags for blocks, flags in found.items() if not isinstance(blocks, nn.Sequential)}
-    return {**_confirmed_by_tracing(model, trace, sequentials, example_input), **lists}
+    skippable: dict[nn.Module, list[bool]] = {}
+    skippable.update(_confirmed_by_tracing(model, trace, sequentials, example_input).items())
+    skippable.update((blocks, flags) for blocks, flags in found.items() if not isinstance(blocks, nn.Sequential))
+    return skippable
 
 
 def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, list[bool]]:
@@ -89,7 +91,7 @@ def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Mo
     without such blocks are left out)."""
     calls = _collect_calls(trace)
     found: dict[nn.Module, list[bool]] = {}
-    containers = [
+    containers: list[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]] = [
         *((seq, _block_calls(seq, calls)) for seq in _sequentials(model, trace)),
         *_module_lists(model, trace, calls),
     ]

@@ -88,7 +88,7 @@ def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     if full is None or full % count:
         return None
-    if split:  # the parts must be split into heads, for the attribute to follow them
+    if split and caller is not None:  # the parts must be split into heads, for the attribute to follow them
         ctx.state.attribute_splits.append((source.sym, caller))
     return Flow(chunk_parts(ctx, source.sym, count), source.dims, pieces=True)
 

@@ -49,6 +49,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     name = _name(node)
     block = primary.block
+    moved: int | None
     if name == "expand":  # new axes in front, sizes of unit axes grown
         moved = axis + after.dim() - before.dim()
     elif axis + 1 < before.dim() and before.stride(axis + 1) == 0 and before.shape[axis + 1] > 1:
