@@ -7,7 +7,10 @@ output projection's input move together by whole heads); GPT-2's MLP is built fr
 ``transformers``' own ``Conv1D`` layers, searchable through autonas_dynamic's transformers
 integration. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they run; they are
 traced with an example input made from their config. Each model keeps its outputs at the maximal
-subnet, exports exactly at random subnets, and has exact closed-form costs.
+subnet, exports exactly at random subnets, and has exact closed-form costs. Text models with a
+residual stream wide enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2) also search
+their hidden width (embeddings, norms and every projection on the stream), so all four axes:
+hidden width, heads, MLP width and depth.
 """
 
 from __future__ import annotations
@@ -277,3 +280,70 @@ def test_wav2vec2_with_its_weight_normed_positional_conv_converts() -> None:
         exported = copy.deepcopy(model)
         SearchSpace(exported).export()
         torch.testing.assert_close(exported(**inputs).logits, dynamic, rtol=1e-5, atol=1e-6)
+
+
+def _text_model(name: str) -> torch.nn.Module:
+    wide = {"vocab_size": 100, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}
+    ids = {"bos_token_id": 0, "eos_token_id": 0}
+    configs = {
+        "llama": lambda: transformers.LlamaForCausalLM(
+            transformers.LlamaConfig(**wide, num_hidden_layers=1, num_key_value_heads=2, max_position_embeddings=32, **ids)
+        ),
+        "roberta": lambda: transformers.RobertaForSequenceClassification(
+            transformers.RobertaConfig(**wide, num_hidden_layers=1, num_labels=2)
+        ),
+        "distilbert": lambda: transformers.DistilBertForSequenceClassification(
+            transformers.DistilBertConfig(vocab_size=100, dim=64, n_layers=1, n_heads=4, hidden_dim=128)
+        ),
+    }  # fmt: skip
+    return configs[name]()
+
+
+#: The four axes of each text model: its hidden width, the heads of its first layer, its MLP and depth.
+TEXT_AXES = {
+    "llama": {
+        "model.embed_tokens.embedding_dim": [32, 64],  # RMSNorm code on the stream follows
+        "model.layers.0.self_attn.q_proj.out_features": [32, 64],  # 1 or 2 key/value heads, 2 queries each
+        "model.layers.0.mlp.gate_proj.out_features": [64, 96, 128],
+        "model.layers.depth": [0, 1],
+    },
+    "roberta": {
+        "roberta.embeddings.word_embeddings.embedding_dim": [32, 64],
+        "roberta.encoder.layer.0.attention.self.query.out_features": [32, 48, 64],
+        "roberta.encoder.layer.0.intermediate.dense.out_features": [64, 96, 128],
+        "roberta.encoder.layer.depth": [0, 1],
+    },
+    "distilbert": {
+        "distilbert.embeddings.word_embeddings.embedding_dim": [32, 64],
+        "distilbert.transformer.layer.0.attention.q_lin.out_features": [32, 48, 64],
+        "distilbert.transformer.layer.0.ffn.lin1.out_features": [64, 96, 128],
+        "distilbert.transformer.layer.depth": [0, 1],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(TEXT_AXES))
+def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
+    torch.manual_seed(0)
+    model = _text_model(name).eval()
+    inputs = {"input_ids": torch.randint(3, 100, (2, 8))}
+    reference = _output(model, inputs)
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    hparams = space.hparams()
+    assert {key: hparams.get(key) for key in TEXT_AXES[name]} == TEXT_AXES[name]
+    torch.testing.assert_close(_output(model, inputs), reference, rtol=0, atol=0)
+    costs = CostModel(model, (inputs,))
+    rng = random.Random(0)
+    for sample in (min, lambda choices: choices[len(choices) // 2], rng.choice, rng.choice, rng.choice):
+        space.sample(sample)
+        dynamic = _output(model, inputs)
+        exported = SearchSpace(copy.deepcopy(model)).export()
+        assert not any(type(m).__module__.startswith("autonas") for m in exported.modules())  # plain classes
+        torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
+        assert (costs.flops(), costs.params()) == (count_flops(exported, (inputs,)), count_params(exported))
+    space.sample(min)
+    dynamic = model(**inputs).logits
+    with torch.no_grad():  # the smallest subnet runs with its own library's forward, caching off
+        exported = SearchSpace(copy.deepcopy(model)).export()
+        extra = {"use_cache": False} if name == "llama" else {}
+        torch.testing.assert_close(exported(**inputs, **extra).logits, dynamic, rtol=1e-5, atol=1e-6)
