@@ -20,7 +20,6 @@ from ..dynamic import DynamicModule, HparamAttribute
 from ..hparam import Hparam
 from ..layout import LayerLayout
 from ..registry import register_layer
-from ..slicing import slice_tensor
 from .rules import restrict_by_ratio
 
 __all__ = ["EMBEDDING_LAYOUT", "RULE_KEY"]
@@ -38,11 +37,12 @@ EMBEDDING_LAYOUT = LayerLayout(
 
 
 class _DynamicEmbedding(DynamicModule):
-    """Dynamic embedding; the weight is sliced to ``(num_embeddings, embedding_dim)``."""
+    """Dynamic embedding; the weight is sliced to ``(num_embeddings, embedding_dim)`` as the layout says."""
 
     num_embeddings = HparamAttribute()
     embedding_dim = HparamAttribute()
-    _dynamic_tensors = ("weight",)
+    _dynamic_tensors = ()  # the layout's weight property is added at registration
+    weight: torch.Tensor
     padding_idx: int | None
     max_norm: float | None
     norm_type: float
@@ -53,13 +53,6 @@ class _DynamicEmbedding(DynamicModule):
         for name in ("num_embeddings", "embedding_dim"):
             size = self.__dict__[name]
             self._register_hparam(name, Hparam(range(1, size + 1), original=size), importance=False)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        hparams = self._hparams
-        return slice_tensor(
-            self._tensor("weight"), (hparams["num_embeddings"].active_slice, hparams["embedding_dim"].active_slice)
-        )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         (weight,) = self._memoized(self._active_arguments)
