@@ -80,3 +80,31 @@ def test_importing_autonas_dynamic_does_not_import_timm() -> None:
     code = "import sys, autonas_dynamic, autonas_config; print('timm' in sys.modules, 'timm.LayerScale' in autonas_config.registered_layer_types())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224"])
+def test_timm_vit_heads_are_searched_with_the_example_input_made_for_timm_models(name: str) -> None:
+    """timm's fused ``qkv`` reshaped into ``(3, heads, head_dim)``: three parts of 2 or 3 heads of 64."""
+    from autonas_dynamic.plugins.timm import example_input
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, img_size=32, patch_size=8, depth=2).eval()
+    (made,) = example_input(model)
+    assert (made.shape, made.device.type) == ((2, 3, 32, 32), "meta")  # the patch embedding's size, not 224
+    assert example_input(nn.Linear(2, 2)) is None
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+    space = generate_search_space(model, AutoNASConfig().model_dump())  # no example input given
+    assert {k: v for k, v in space.hparams().items() if ".attn." in k} == {
+        f"blocks.{i}.attn.qkv.out_features": [384, 576] for i in range(2)
+    }
+    costs = CostModel(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        space.select({**{k: max(v) for k, v in space.hparams().items()}, "blocks.0.attn.qkv.out_features": 384})
+        exported = export_model(copy.deepcopy(model))
+        attention = exported.blocks[0].attn
+        assert (attention.num_heads, attention.attn_dim, attention.proj.in_features) == (2, 128, 128)
+        torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-6)
+        assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))

@@ -3,7 +3,8 @@
 ``transformers.pytorch_utils.Conv1D`` is a linear layer with a transposed weight. Checked here: the
 dynamic layer computes what a plain ``Conv1D`` of the active size computes and exports to one; a GPT-2
 built from a tiny config gets its MLP hidden widths (``c_fc.out_features``, coupled with
-``c_proj.in_features``) as searchable hparams under the default ``AutoNASConfig``, keeps its logits
+``c_proj.in_features``) and its attention heads (the fused ``c_attn`` split into queries, keys and
+values of whole heads) as searchable hparams under the default ``AutoNASConfig``, keeps its logits
 at the maximal subnet, exports exactly at other subnets, has exact closed-form costs and sorts its
 hidden units by importance; importing ``autonas_dynamic`` does not import transformers.
 """
@@ -99,11 +100,15 @@ def test_gpt2_mlp_widths_are_searchable_and_export_exactly() -> None:
     reference = _logits(model, input_ids)
     space = generate_search_space(model, AutoNASConfig().model_dump())
 
-    assert space.hparams() == {f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)}
+    widths = {f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)}
+    heads = {f"transformer.h.{i}.attn.c_attn.out_features": [96, 144, 192] for i in range(2)}  # q, k, v of 2-4 heads
+    hidden = {"transformer.wte.embedding_dim": [32, 64]}  # the residual stream, lm_head tied to wte
+    assert space.hparams() == {**widths, **heads, **hidden, "transformer.h.depth": [0, 1, 2]}
     for block in model.transformer.h:
         assert block.mlp.c_proj.get_hparam("in_features") is block.mlp.c_fc.get_hparam("out_features")
-        # attention projections feed reshapes into heads and the residual stream: they stay plain layers
-        assert type(block.attn.c_attn) is Conv1D and type(block.attn.c_proj) is Conv1D
+        # the fused c_attn is three parts of whole heads; the output projection reads one part
+        assert [hp.original for hp in block.attn.c_attn.get_hparam("out_features").inputs] == [64, 64, 64]
+        assert block.attn.c_attn.get_hparam("out_features").inputs[0] is block.attn.c_proj.get_hparam("in_features")
     torch.testing.assert_close(_logits(model, input_ids), reference, rtol=0, atol=0)
 
     rng = random.Random(0)

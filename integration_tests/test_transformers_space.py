@@ -1,15 +1,23 @@
 """Hugging Face transformers built from tiny configs (no downloads) as search spaces.
 
-Attention internals are boundaries (reshapes, matmuls), so the searchable dimensions are the MLP
-hidden widths (and BERT's pooler width); GPT-2's MLP is built from ``transformers``' own ``Conv1D``
-layers, searchable through autonas_dynamic's transformers integration. Each model keeps its outputs
-at the maximal subnet and exports exactly at random subnets.
+The searchable dimensions are the MLP hidden widths (and BERT's pooler width, MobileNetV2's
+expansion widths) and, where queries, keys and values are separate projections reshaped into
+heads with ``view(..., -1, head_dim)``, the attention heads (BERT, ViT: the q/k/v widths and the
+output projection's input move together by whole heads); GPT-2's MLP is built from
+``transformers``' own ``Conv1D`` layers, searchable through autonas_dynamic's transformers
+integration. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they run; they are
+traced with an example input made from their config. Each model keeps its outputs at the maximal
+subnet, exports exactly at random subnets, and has exact closed-form costs. Text models with a
+residual stream wide enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2) also search
+their hidden width (embeddings, norms and every projection on the stream), so all four axes:
+hidden width, heads, MLP width and depth.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +26,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from autonas_config import AutoNASConfig  # noqa: E402
+from autonas_dynamic.cost import CostModel, count_flops, count_params  # noqa: E402
 from autonas_dynamic.space import SearchSpace, generate_search_space  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -45,7 +54,55 @@ def _gpt2() -> torch.nn.Module:
     return transformers.GPT2LMHeadModel(config)
 
 
+def _t5_encoder() -> torch.nn.Module:
+    config = transformers.T5Config(
+        vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0
+    )
+    return transformers.T5EncoderModel(config)
+
+
+def _whisper_encoder() -> torch.nn.Module:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = transformers.WhisperConfig(
+        d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, num_mel_bins=16,
+        max_source_positions=8,
+    )  # fmt: skip
+    return WhisperEncoder(config)
+
+
+def _segformer() -> torch.nn.Module:
+    config = transformers.SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3],
+        strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[4, 4],
+    )  # fmt: skip
+    return transformers.SegformerModel(config)
+
+
+def _mobilenet_v2() -> torch.nn.Module:
+    return transformers.MobileNetV2Model(transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.35))
+
+
+def _tokens() -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.randint(0, 100, (2, 8))}
+
+
+def _image() -> dict[str, torch.Tensor]:
+    return {"pixel_values": torch.randn(2, 3, 32, 32)}
+
+
+def _expansions() -> dict[str, list[int]]:
+    """MobileNetV2 (depth multiplier 0.35): every expansion conv, and two projections the residuals allow."""
+    widths = {range(0, 3): [32, 48], range(3, 6): [64, 96], range(6, 10): [96, 144], range(10, 13): [96, 128, 192]}
+    widths[range(13, 16)] = [160, 224, 336]
+    found = {f"layer.{i}.expand_1x1.convolution.out_channels": w for block, w in widths.items() for i in block}
+    found["layer.12.reduce_1x1.convolution.out_channels"] = [32, 56]
+    found["layer.15.reduce_1x1.convolution.out_channels"] = [64, 96, 112]
+    return dict(sorted(found.items(), key=lambda item: int(item[0].split(".")[1])))
+
+
 MLP_WIDTHS = [64, 96, 128]
+HEADS_OF_16 = [32, 48, 64]  # q/k/v widths of 2, 3 or 4 heads of 16 (the heads section's default ratios)
 CASES = {
     "bert": (
         _bert,
@@ -53,20 +110,68 @@ CASES = {
         {
             "bert.encoder.layer.0.intermediate.dense.out_features": MLP_WIDTHS,
             "bert.encoder.layer.1.intermediate.dense.out_features": MLP_WIDTHS,
+            "bert.encoder.layer.depth": [0, 1, 2],
+            **{f"bert.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
             "bert.pooler.dense.out_features": [32, 64],
+            "bert.embeddings.word_embeddings.embedding_dim": [32, 64],  # the hidden width of the residual stream
         },
     ),
     "vit": (
         _vit,
         lambda: {"pixel_values": torch.randn(2, 3, 32, 32)},
-        {"vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS, "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS},
+        {
+            "vit.layers.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
+            "vit.layers.depth": [0, 1, 2],
+            **{f"vit.layers.{i}.attention.q_proj.out_features": HEADS_OF_16 for i in range(2)},
+        },
     ),
     "gpt2": (
         _gpt2,
         lambda: {"input_ids": torch.randint(0, 100, (2, 8))},
-        {"transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS, "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS},
+        {
+            "transformer.h.0.mlp.c_fc.out_features": MLP_WIDTHS,
+            "transformer.h.1.mlp.c_fc.out_features": MLP_WIDTHS,
+            **{f"transformer.h.{i}.attn.c_attn.out_features": [96, 144, 192] for i in range(2)},  # fused q, k, v
+            "transformer.wte.embedding_dim": [32, 64],  # the hidden width; lm_head's weight stays tied to wte's
+            "transformer.h.depth": [0, 1, 2],
+        },
     ),
+    "t5-encoder": (
+        _t5_encoder,
+        _tokens,
+        {
+            **{f"encoder.block.{i}.layer.1.DenseReluDense.wi.out_features": [32, 64] for i in range(2)},
+            "encoder.block.depth": [1, 2],  # block 0 computes the position bias every block reads
+        },
+    ),
+    "whisper-encoder": (
+        _whisper_encoder,
+        lambda: {"input_features": torch.randn(2, 16, 16)},
+        {
+            **{f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)},
+            **{f"layers.{i}.self_attn.k_proj.out_features": [16, 24, 32] for i in range(2)},  # 2 to 4 heads of 8
+            "layers.depth": [0, 1, 2],
+        },
+    ),
+    "segformer": (
+        _segformer,
+        _image,
+        {
+            "stages.0.blocks.0.mlp.fc1.out_features": [32, 64],
+            "stages.1.blocks.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "stages.1.blocks.0.attention.q_proj.out_features": [16, 32],  # 1 or 2 heads (stage 0 has one)
+            **{f"stages.{i}.blocks.depth": [0, 1] for i in range(2)},
+        },
+    ),
+    "mobilenet-v2": (_mobilenet_v2, _image, _expansions()),
 }
+
+
+def _output(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        output = model(**inputs)
+    return output.logits if hasattr(output, "logits") else output.last_hidden_state
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -76,19 +181,79 @@ def test_transformer_search_space(name: str) -> None:
     torch.manual_seed(0)
     model = factory().eval()
     inputs = make_inputs()
-    with torch.no_grad():
-        reference = model(**inputs).logits
-    space = generate_search_space(model, AutoNASConfig().model_dump())
+    reference = _output(model, inputs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*could not be traced")  # no module may fail to trace
+        space = generate_search_space(model, AutoNASConfig().model_dump())
     assert space.hparams() == expected
+    torch.testing.assert_close(_output(model, inputs), reference, rtol=0, atol=0)
+    costs = CostModel(model, (inputs,))
     rng = random.Random(0)
-    with torch.no_grad():
-        torch.testing.assert_close(model(**inputs).logits, reference, rtol=0, atol=0)
-        for sample in (min, rng.choice, rng.choice, rng.choice):
-            space.sample(sample)
-            dynamic = model(**inputs).logits
-            exported = copy.deepcopy(model)
-            SearchSpace(exported).export()
-            torch.testing.assert_close(exported(**inputs).logits, dynamic, rtol=1e-5, atol=1e-6)
+    for sample in (min, rng.choice, rng.choice, rng.choice):
+        space.sample(sample)
+        dynamic = _output(model, inputs)
+        exported = copy.deepcopy(model)
+        SearchSpace(exported).export()
+        torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
+        _assert_consistent_heads(exported)
+        assert costs.flops() == count_flops(exported, (inputs,))
+        assert costs.params() == count_params(exported)
+
+
+def _assert_consistent_heads(model: torch.nn.Module) -> None:
+    """Every exported attention module states the head count and width its projections have."""
+    for module in model.modules():
+        heads, width = getattr(module, "num_attention_heads", None), getattr(module, "all_head_size", None)
+        if heads is None or width is None:
+            continue
+        query = next(child for child in module.children() if isinstance(child, torch.nn.Linear))
+        assert heads * module.attention_head_size == width == query.out_features, type(module).__name__
+
+
+def _causal_lm(name: str) -> torch.nn.Module:
+    small = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4}
+    llama_like = {**small, "num_hidden_layers": 1, "num_key_value_heads": 2, "max_position_embeddings": 32}
+    ids = {"bos_token_id": 0, "eos_token_id": 0}
+    configs = {
+        "gpt2": lambda: transformers.GPT2LMHeadModel(
+            transformers.GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=1, n_head=4, n_inner=64, **ids)
+        ),
+        "gpt-neo": lambda: transformers.GPTNeoForCausalLM(
+            transformers.GPTNeoConfig(
+                **small, num_layers=1, num_heads=4, attention_types=[[["global"], 1]], max_position_embeddings=32, **ids
+            )
+        ),
+        "llama": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(**llama_like, **ids)),
+        "mistral": lambda: transformers.MistralForCausalLM(transformers.MistralConfig(**llama_like, **ids)),
+        "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**llama_like, **ids)),
+        "bart": lambda: transformers.BartForConditionalGeneration(
+            transformers.BartConfig(
+                vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32,
+            )
+        ),
+    }  # fmt: skip
+    return configs[name]()
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt-neo", "llama", "mistral", "qwen2", "bart"])
+def test_probe_forwards_of_models_with_attention_masks_run_on_meta_tensors(name: str) -> None:
+    """Masking code reads mask values unless it sees tracing: on meta tensors it builds the mask."""
+    torch.manual_seed(0)
+    model = _causal_lm(name).eval()
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    assert space.size() > 1
+    input_ids = torch.randint(3, 100, (2, 8))
+    dummy = ({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)},)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fall-back to real forwards
+        costs = CostModel(model, dummy)
+    assert costs.meta_forwards
+    rng = random.Random(0)
+    for sample in (min, rng.choice):
+        space.sample(sample)
+        exported = SearchSpace(copy.deepcopy(model)).export()
+        assert (costs.flops(), costs.params()) == (count_flops(exported, dummy), count_params(exported))
 
 
 def test_wav2vec2_with_its_weight_normed_positional_conv_converts() -> None:
@@ -115,3 +280,70 @@ def test_wav2vec2_with_its_weight_normed_positional_conv_converts() -> None:
         exported = copy.deepcopy(model)
         SearchSpace(exported).export()
         torch.testing.assert_close(exported(**inputs).logits, dynamic, rtol=1e-5, atol=1e-6)
+
+
+def _text_model(name: str) -> torch.nn.Module:
+    wide = {"vocab_size": 100, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}
+    ids = {"bos_token_id": 0, "eos_token_id": 0}
+    configs = {
+        "llama": lambda: transformers.LlamaForCausalLM(
+            transformers.LlamaConfig(**wide, num_hidden_layers=1, num_key_value_heads=2, max_position_embeddings=32, **ids)
+        ),
+        "roberta": lambda: transformers.RobertaForSequenceClassification(
+            transformers.RobertaConfig(**wide, num_hidden_layers=1, num_labels=2)
+        ),
+        "distilbert": lambda: transformers.DistilBertForSequenceClassification(
+            transformers.DistilBertConfig(vocab_size=100, dim=64, n_layers=1, n_heads=4, hidden_dim=128)
+        ),
+    }  # fmt: skip
+    return configs[name]()
+
+
+#: The four axes of each text model: its hidden width, the heads of its first layer, its MLP and depth.
+TEXT_AXES = {
+    "llama": {
+        "model.embed_tokens.embedding_dim": [32, 64],  # RMSNorm code on the stream follows
+        "model.layers.0.self_attn.q_proj.out_features": [32, 64],  # 1 or 2 key/value heads, 2 queries each
+        "model.layers.0.mlp.gate_proj.out_features": [64, 96, 128],
+        "model.layers.depth": [0, 1],
+    },
+    "roberta": {
+        "roberta.embeddings.word_embeddings.embedding_dim": [32, 64],
+        "roberta.encoder.layer.0.attention.self.query.out_features": [32, 48, 64],
+        "roberta.encoder.layer.0.intermediate.dense.out_features": [64, 96, 128],
+        "roberta.encoder.layer.depth": [0, 1],
+    },
+    "distilbert": {
+        "distilbert.embeddings.word_embeddings.embedding_dim": [32, 64],
+        "distilbert.transformer.layer.0.attention.q_lin.out_features": [32, 48, 64],
+        "distilbert.transformer.layer.0.ffn.lin1.out_features": [64, 96, 128],
+        "distilbert.transformer.layer.depth": [0, 1],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(TEXT_AXES))
+def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
+    torch.manual_seed(0)
+    model = _text_model(name).eval()
+    inputs = {"input_ids": torch.randint(3, 100, (2, 8))}
+    reference = _output(model, inputs)
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    hparams = space.hparams()
+    assert {key: hparams.get(key) for key in TEXT_AXES[name]} == TEXT_AXES[name]
+    torch.testing.assert_close(_output(model, inputs), reference, rtol=0, atol=0)
+    costs = CostModel(model, (inputs,))
+    rng = random.Random(0)
+    for sample in (min, lambda choices: choices[len(choices) // 2], rng.choice, rng.choice, rng.choice):
+        space.sample(sample)
+        dynamic = _output(model, inputs)
+        exported = SearchSpace(copy.deepcopy(model)).export()
+        assert not any(type(m).__module__.startswith("autonas") for m in exported.modules())  # plain classes
+        torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
+        assert (costs.flops(), costs.params()) == (count_flops(exported, (inputs,)), count_params(exported))
+    space.sample(min)
+    dynamic = model(**inputs).logits
+    with torch.no_grad():  # the smallest subnet runs with its own library's forward, caching off
+        exported = SearchSpace(copy.deepcopy(model)).export()
+        extra = {"use_cache": False} if name == "llama" else {}
+        torch.testing.assert_close(exported(**inputs, **extra).logits, dynamic, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""AutoNASConfig: the seventeen layer-type keys, their defaults, accepted forms, dumps and schema."""
+"""AutoNASConfig: the seventeen layer-type keys and the heads section, their defaults, accepted forms, dumps and schema."""
 
 from __future__ import annotations
 
@@ -36,14 +36,15 @@ EXPECTED = [
     ("nn.LayerNorm", "nn_layernorm", ac.DynamicLayerNormConfig, FEATURES),
     ("nn.GroupNorm", "nn_groupnorm", ac.DynamicGroupNormConfig, {"channels_ratio": RATIOS, "channel_divisor": 32}),
     ("nn.Sequential", "nn_sequential", ac.DynamicSequentialConfig, {"min_depth": 0}),
+    ("heads", "heads", ac.HeadsRule, {"heads_ratio": RATIOS, "heads_divisor": 1}),
 ]
 
 
-def test_seventeen_fields_in_spec_order_with_their_aliases() -> None:
+def test_seventeen_layer_fields_and_heads_in_spec_order_with_their_aliases() -> None:
     fields = AutoNASConfig.model_fields
     assert [(field.alias, name) for name, field in fields.items()] == [(alias, name) for alias, name, _, _ in EXPECTED]
     assert list(AutoNASConfig()) == [alias for alias, *_ in EXPECTED]
-    assert len(AutoNASConfig()) == 17
+    assert len(AutoNASConfig()) == 18
 
 
 def test_default_dump_is_the_rules_dict_the_space_generator_consumes() -> None:
@@ -134,7 +135,7 @@ def test_unknown_keys_are_refused_everywhere_naming_them() -> None:
     with pytest.raises(ValidationError) as caught:
         AutoNASConfig(**{"nn.Conv4d": {}})
     assert "unknown layer type 'nn.Conv4d' for AutoNASConfig; accepted keys: ['nn.Conv1d'" in str(caught.value)
-    assert "'nn.Sequential']" in str(caught.value)
+    assert "'nn.Sequential', 'heads']" in str(caught.value)
     with pytest.raises(
         KeyError, match=re.escape("'nn.Conv4d' is not a key of AutoNASConfig; allowed keys: ['nn.Conv1d'")
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from autonas_config import AutoNASConfig
 from autonas_dynamic import export_model
 from autonas_dynamic.cost import CostModel, count_flops, count_params
-from autonas_dynamic.cost.forwards import _MetaShortcuts
+from autonas_dynamic.meta import MetaShortcuts
 from autonas_dynamic.space import SearchSpace, generate_search_space
 
 RULES = AutoNASConfig(
@@ -165,8 +166,30 @@ def test_meta_shortcuts_give_the_shapes_and_strides_of_the_meta_kernels(layer: n
     layer = layer.to("meta")
     with torch.no_grad():
         expected = layer(x.clone())
-        with _MetaShortcuts():
+        with MetaShortcuts():
             actual = layer(x)
     assert actual.is_meta
     assert (actual is x) == getattr(layer, "inplace", False)
+    assert (actual.shape, actual.stride(), actual.dtype) == (expected.shape, expected.stride(), expected.dtype)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:]),
+        lambda x: torch.nn.functional.layer_norm(x, x.shape[-2:], torch.ones(x.shape[-2:], device="meta")),
+        lambda x: torch.softmax(x, -1),
+        lambda x: torch._safe_softmax(x, -1),
+        lambda x: x * 0.5,
+        lambda x: x / 3,
+    ],
+    ids=["layer_norm", "layer_norm_2d", "softmax", "safe_softmax", "mul_scalar", "div_scalar"],
+)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided"])
+def test_transformer_op_shortcuts_give_the_outputs_of_the_meta_kernels(op: Callable, layout: str) -> None:
+    x = torch.empty(2, 6, 8, device="meta")
+    x = {"contiguous": x, "transposed": x.transpose(0, 1), "strided": x[:, ::2]}[layout]
+    expected = op(x)
+    with MetaShortcuts():
+        actual = op(x)
     assert (actual.shape, actual.stride(), actual.dtype) == (expected.shape, expected.stride(), expected.dtype)

@@ -31,12 +31,14 @@ LAYERS: dict[str, Callable[[], nn.Module]] = {
     "nn.LayerNorm": lambda: nn.LayerNorm([3, 8]),
     "nn.GroupNorm": lambda: nn.GroupNorm(4, 8),
     "nn.Sequential": lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)),
+    "nn.ModuleList": lambda: nn.ModuleList([nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)]),
+    "nn.Embedding": lambda: nn.Embedding(10, 8),
 }
 
 
 def test_every_built_in_layer_type_is_covered() -> None:
     assert set(LAYERS) == {key for key in DYNAMIC_REGISTRY.keys if key.startswith("nn.")}
-    assert len(LAYERS) == 17
+    assert len(LAYERS) == 19
 
 
 def _static_text(module: nn.Module) -> str:

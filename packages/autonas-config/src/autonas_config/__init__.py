@@ -10,7 +10,7 @@
 from importlib.metadata import version as _version
 
 from .base import BaseConfig
-from .mode_configs import DEFAULT_RATIOS, AutoNASConfig, ExportConfig
+from .mode_configs import DEFAULT_RATIOS, HEADS_KEY, AutoNASConfig, ExportConfig
 from .registry import LayerType, get_layer_type, register_layer_type, registered_layer_types, unregister_layer_type
 from .resolve import is_unmatched, resolve_rule
 from .rounding import make_divisible
@@ -36,6 +36,7 @@ from .rules import (
     DynamicSequentialConfig,
     DynamicSyncBatchNormConfig,
     FeatureRule,
+    HeadsRule,
 )
 from .sections import Rule, Section
 
@@ -43,6 +44,7 @@ __version__ = _version("autonas-config")
 
 __all__ = [
     "DEFAULT_RATIOS",
+    "HEADS_KEY",
     "AutoNASConfig",
     "BaseConfig",
     "BaseRule",
@@ -67,6 +69,7 @@ __all__ = [
     "DynamicSyncBatchNormConfig",
     "ExportConfig",
     "FeatureRule",
+    "HeadsRule",
     "LayerSection",
     "LayerType",
     "Rule",

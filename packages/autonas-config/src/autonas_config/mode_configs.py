@@ -11,7 +11,7 @@ from .base import BaseConfig
 from .registry import register_builtin_layer_type
 from .rule_config import BaseRuleConfig, LayerSection, layer_field
 
-__all__ = ["DEFAULT_RATIOS", "AutoNASConfig", "ExportConfig"]
+__all__ = ["DEFAULT_RATIOS", "HEADS_KEY", "AutoNASConfig", "ExportConfig"]
 
 DEFAULT_RATIOS = (0.5, 0.67, 1.0)
 """The width ratios AutoNAS searches by default, for every channel and feature dimension."""
@@ -19,6 +19,9 @@ DEFAULT_RATIOS = (0.5, 0.67, 1.0)
 _CONV = {"channels_ratio": DEFAULT_RATIOS, "channel_divisor": 32, "kernel_size": ()}
 _FEATURES = {"features_ratio": DEFAULT_RATIOS, "feature_divisor": 32}
 _GROUP_NORM = {"channels_ratio": DEFAULT_RATIOS, "channel_divisor": 32}
+
+HEADS_KEY = "heads"
+"""The section of attention head counts; its glob patterns match attention modules, not layers."""
 
 _BUILTIN_LAYER_TYPES: list[tuple[str, type[rules.BaseRule], dict[str, Any]]] = [
     ("nn.Conv1d", rules.DynamicConv1dConfig, _CONV),
@@ -38,6 +41,7 @@ _BUILTIN_LAYER_TYPES: list[tuple[str, type[rules.BaseRule], dict[str, Any]]] = [
     ("nn.LayerNorm", rules.DynamicLayerNormConfig, _FEATURES),
     ("nn.GroupNorm", rules.DynamicGroupNormConfig, _GROUP_NORM),
     ("nn.Sequential", rules.DynamicSequentialConfig, {"min_depth": 0}),
+    (HEADS_KEY, rules.HeadsRule, {"heads_ratio": DEFAULT_RATIOS, "heads_divisor": 1}),
 ]
 for _key, _rule_class, _default in _BUILTIN_LAYER_TYPES:
     register_builtin_layer_type(_key, _rule_class, _default)
@@ -45,6 +49,10 @@ for _key, _rule_class, _default in _BUILTIN_LAYER_TYPES:
 
 class AutoNASConfig(BaseRuleConfig):
     """What AutoNAS searches: for each layer type, which layers and which choices.
+
+    The ``heads`` section is the one that is not a layer type: its patterns match attention modules
+    (those whose query/key/value projections are split into heads) and its rules set their head
+    counts, which decide the widths of those projections.
 
     Every key holds a section: a rule (``{"channels_ratio": (0.5, 1.0)}``), ``None`` (layers of
     that type are not searched), or a dict of glob patterns over qualified module names to rules
@@ -76,6 +84,7 @@ class AutoNASConfig(BaseRuleConfig):
     nn_layernorm: LayerSection = layer_field("nn.LayerNorm")
     nn_groupnorm: LayerSection = layer_field("nn.GroupNorm")
     nn_sequential: LayerSection = layer_field("nn.Sequential")
+    heads: LayerSection = layer_field(HEADS_KEY)
 
 
 class ExportConfig(BaseConfig):

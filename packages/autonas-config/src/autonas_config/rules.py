@@ -35,6 +35,7 @@ __all__ = [
     "DynamicSequentialConfig",
     "DynamicSyncBatchNormConfig",
     "FeatureRule",
+    "HeadsRule",
 ]
 
 
@@ -199,3 +200,17 @@ class DynamicSequentialConfig(BaseRule):
     """Rule for ``nn.Sequential``: the fewest blocks a subnet may keep."""
 
     min_depth: StrictInt = Field(default=0, ge=0, description="Depth choices below this are dropped.")
+
+
+class HeadsRule(BaseRule):
+    """Rule of the ``heads`` section: the head counts to search in each attention module.
+
+    The head width stays; a count ``h`` makes the query/key/value projections ``h * head_dim``
+    wide. In grouped-query attention the rule counts the key/value heads (the query heads follow as
+    whole groups of them).
+    """
+
+    heads_ratio: Ratios = Field(
+        default=None, description="Ratios of the original head count to search, each in (0, 1]."
+    )
+    heads_divisor: Divisor = Field(default=1, description="Head counts are rounded to multiples of this.")

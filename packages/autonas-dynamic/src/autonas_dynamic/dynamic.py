@@ -427,8 +427,14 @@ def export_model(model: nn.Module) -> nn.Module:
     """Export every dynamic module of ``model`` in place (each shared module once); returns ``model``.
 
     Containers are exported before their children, so blocks a dynamic ``Sequential`` drops are
-    never visited.
+    never visited. A parameter shared by several modules (tied input and output embeddings) stays
+    shared: the modules that held it get the first one's exported parameter, which the shared
+    hparams sliced alike.
     """
+    from .attention import settle_heads  # the head attributes read the hparams, before these go
+
+    settle_heads(model)
+    tied = _tied_parameters(model)
     seen: set[int] = set()
 
     def visit(module: nn.Module) -> None:
@@ -441,4 +447,25 @@ def export_model(model: nn.Module) -> nn.Module:
             visit(child)
 
     visit(model)
+    for (first, first_name), *others in tied:
+        exported = first._parameters[first_name]
+        for module, name in others:
+            held = module._parameters[name]
+            if exported is None or held is None or held.shape != exported.shape:
+                raise RuntimeError(f"a tied parameter was exported at two shapes ({name!r} of {type(module).__name__})")
+            module._parameters[name] = exported
     return model
+
+
+def _tied_parameters(model: nn.Module) -> list[list[tuple[nn.Module, str]]]:
+    """The holders of each parameter that several modules hold, when one of them is dynamic."""
+    holders: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in model.modules():
+        for name, parameter in module._parameters.items():
+            if parameter is not None:
+                holders.setdefault(id(parameter), []).append((module, name))
+    return [
+        found
+        for found in holders.values()
+        if len(found) > 1 and any(isinstance(module, DynamicModule) for module, _ in found)
+    ]

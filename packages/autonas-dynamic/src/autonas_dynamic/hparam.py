@@ -44,6 +44,9 @@ class Hparam:
         slice(0, 32, None)
     """
 
+    #: Channels that sorting keeps together, in order (the width of one attention head; 1: none).
+    block: int = 1
+
     def __init__(self, choices: Iterable[Any], original: Any = None, name: str | None = None) -> None:
         values = set(choices)
         if original is None:

@@ -55,6 +55,9 @@ from .layout import LayerLayout
 
 __all__ = ["DYNAMIC_REGISTRY", "DMRegistry", "LayerMatch", "SearchableLayer", "register_layer", "unregister_layer"]
 
+#: Containers declared without a layout: traced through, only their depth is searched.
+_CONTAINERS = (nn.Sequential, nn.ModuleList)
+
 
 @dataclass(frozen=True)
 class SearchableLayer:
@@ -64,7 +67,7 @@ class SearchableLayer:
         cls: The torch class (its subclasses convert as it).
         key: The rule key (``"nn.Conv2d"``) of its section in rule-based configs.
         layout: Its sizes and tensor dims; ``None`` for a container that is traced through
-            (``nn.Sequential``).
+            (``nn.Sequential``, ``nn.ModuleList``).
         dynamic: The dynamic implementation (a :class:`DynamicModule` subclass).
         own_forward: Whether ``dynamic`` implements ``cls.forward``; otherwise ``cls.forward`` runs
             on the dynamic attributes and is verified on probe inputs.
@@ -375,7 +378,7 @@ def register_layer(
         raise ValueError(f"{cls.__qualname__} needs a key (a dotted name such as 'mylib.{cls.__name__}')")
     if dynamic is not None and not (isinstance(dynamic, type) and issubclass(dynamic, DynamicModule)):
         raise TypeError(f"the dynamic implementation of {key!r} must subclass DynamicModule, got {dynamic!r}")
-    if layout is None and not (dynamic is not None and issubclass(cls, nn.Sequential)):
+    if layout is None and not (dynamic is not None and issubclass(cls, _CONTAINERS)):
         raise ValueError(
             f"{cls.__qualname__} needs a LayerLayout (which widths it has and which tensor dims follow them)"
         )

@@ -6,6 +6,7 @@ tensor dimension any layer of the group declares through ``hparam_tensor_dims``)
 important channels come first. Active channel sets are prefixes, so after sorting every subnet
 keeps the most important channels, and the maximal subnet computes exactly what it did before.
 
+Channels split into attention heads move as whole heads (ranked by their summed importance).
 Channels feeding a concatenation are permuted within their own segment of the concatenated
 dimension, together with the layer that produced them.
 """
@@ -96,19 +97,27 @@ def _without_conflicts(groups: list[_Group]) -> list[_Group]:
 
 def _permute(group: _Group, order: torch.Tensor) -> None:
     size = order.numel()
-    seen: set[tuple[int, str, int, int]] = set()
+    seen: set[tuple[int, int, int]] = set()  # each stored tensor once, even where modules share it (tied)
     for module, name, dim, offset in group.dims:
-        key = (id(module), name, dim, offset)
-        if key in seen:
-            continue
-        seen.add(key)
         tensor = module._parameters[name] if name in module._parameters else module._buffers[name]
         if tensor is None:
             raise ValueError(f"{type(module).__name__}.hparam_tensor_dims() lists {name!r}, which it does not hold")
+        key = (id(tensor), dim % tensor.dim(), offset)
+        if key in seen:
+            continue
+        seen.add(key)
         for stored in (tensor, tensor.grad):
             if stored is not None:
                 segment = stored.narrow(dim, offset, size)
                 segment.copy_(segment.index_select(dim, order.to(stored.device)))
+
+
+def _order(importance: torch.Tensor, block: int) -> torch.Tensor:
+    """Channels by descending importance; with ``block > 1``, whole blocks (heads) by their summed importance."""
+    if block == 1:
+        return torch.argsort(importance, descending=True, stable=True)
+    blocks = torch.argsort(importance.reshape(-1, block).sum(1), descending=True, stable=True)
+    return (blocks[:, None] * block + torch.arange(block)).reshape(-1)
 
 
 def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) -> None:
@@ -139,7 +148,7 @@ def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) 
                     importance = extra if importance is None else importance + extra
                 if importance is None:
                     continue
-                order = torch.argsort(importance, descending=True, stable=True)
+                order = _order(importance, group.hparam.block)
                 if not torch.equal(order, torch.arange(order.numel())):
                     _permute(group, order)
     finally:

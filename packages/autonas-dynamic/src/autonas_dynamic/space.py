@@ -3,7 +3,8 @@
 :func:`generate_search_space` traces a model (:mod:`autonas_dynamic.trace`), converts its
 searchable layers in place into dynamic layers, restricts each layer's choices by its rule, merges
 the hparams of coupled layers into one shared object per group (the group's choices are the
-intersection of its members'), pins groups the analysis could not prove searchable, and converts
+intersection of its members'; the widths of attention heads come from the ``heads`` section
+instead), pins groups the analysis could not prove searchable, and converts
 back the layers that ended up with nothing to search. :class:`SearchSpace` is a cheap view over a
 converted model: names, configs, sampling, selection, size, export, sorting and a summary.
 """
@@ -15,19 +16,24 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_map_only
 
-from autonas_config import get_layer_type, is_unmatched, resolve_rule
+from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
+from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
 from .checks import check_convertible
 from .dynamic import DynamicModule, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
+from .inputs import standardize_inputs
+from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
 from .trace import Analysis, Group, analyze
+from .trace.examples import example_input_for
 
 __all__ = ["SearchSpace", "generate_search_space"]
 
@@ -180,7 +186,9 @@ class SearchSpace:
 
 
 # --------------------------------------------------------------------------------- generation
-def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = None) -> SearchSpace:
+def generate_search_space(
+    model: nn.Module, rules: Mapping[Any, Any] | None = None, example_input: Any = None
+) -> SearchSpace:
     """Convert ``model`` in place into a search space and return a :class:`SearchSpace` over it.
 
     Args:
@@ -189,7 +197,14 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
         rules: Per layer type (``"nn.Conv2d"`` or ``nn.Conv2d``) a rule, ``None`` or a dict of
             glob patterns over module names (the shape of ``AutoNASConfig().model_dump()``; see
             :func:`autonas_config.resolve_rule`). A layer type absent from ``rules`` is frozen.
-            ``None`` (the default) converts every layer with its full choices.
+            The ``"heads"`` section's patterns match attention modules: their head counts set the
+            widths of the query/key/value projections (and the output projection's input), in
+            place of those layers' own rules. ``None`` (the default) converts every layer with its
+            full choices (any whole number of heads).
+        example_input: An input of ``model`` (the ``dummy_input`` convention of the cost model),
+            whose sizes answer shape-dependent Python in the forward while tracing. By default one
+            is made where autonas knows how (Hugging Face models, from their config); without one,
+            a module whose forward needs sizes is kept as one unit.
 
     Raises:
         UnsupportedModelError: the model is a TorchScript module, a DataParallel / DDP wrapper, or
@@ -197,20 +212,96 @@ def generate_search_space(model: nn.Module, rules: Mapping[Any, Any] | None = No
         AlreadyConvertedError: the model is already a search space (a ``ValueError``).
     """
     check_convertible(model)
-    analysis = analyze(model)
+    if example_input is None:
+        example_input = example_input_for(model)
+    analysis = analyze(model, example_input)
     _warn_about(analysis)
     converted = _convert(model, analysis)
     _apply_rules(model, converted, rules)
     for module in analysis.frozen:
         converted[module].freeze()
     holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
-    _install_groups(analysis)
+    _install_groups(analysis, _head_widths(model, analysis, rules))
+    _link_grouped_queries(analysis)
+    _pin_unfollowed_splits(analysis)
+    heads = _follow_heads(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
+    names = {module: name for name, module in model.named_modules()}
+    checks = [_list_depth(names[b], converted[b]) for b in analysis.skippable if isinstance(b, nn.ModuleList)]
+    checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
+    _confirm_smallest(model, checks, example_input)
+    for attention in dict.fromkeys(attention for attention, _ in heads):
+        fixed = all(len(width.choices) == 1 for other, width in heads if other is attention)
+        settle_heads(attention, keep_following=not fixed)  # the checks above left the smallest heads set
     _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model, untraced=analysis.failed)
+
+
+def _confirm_smallest(model: nn.Module, checks: Sequence[_Smallest], example_input: Any) -> None:
+    """Keep an hparam searchable only where the forward runs with it at its smallest value.
+
+    A ModuleList's loop sees only its active blocks, but a forward may also index the list by
+    position (``self.layer[-1]``) or by a fixed layer count (``for i in range(12): self.layers[i]``);
+    an attention module's heads may be reshaped by a count that does not follow them. A forward on
+    meta tensors with every checked hparam at its smallest value shows it (then one per hparam, to
+    find the culprits): an error, or a call of a dropped block, fixes that hparam, with a warning.
+    """
+    checks = [check for check in checks if check.hparam.is_configurable]
+    if not checks:
+        return
+    stand_ins = MetaStandIns()
+    if example_input is not None and _run_at_smallest(model, checks, example_input, stand_ins) is None:
+        return
+    for check in checks:
+        reason = (
+            "no example input to run the forward with (give one as example_input)" if example_input is None else None
+        )
+        if reason is None:
+            reason = _run_at_smallest(model, [check], example_input, stand_ins)
+        if reason is not None:
+            check.hparam.choices = [check.hparam.original]
+            warnings.warn(f"{check.what} stays {check.hparam.original}: {reason}", stacklevel=3)
+
+
+class _Smallest(NamedTuple):
+    """An hparam to try at its smallest value: what it sizes, and the blocks it then drops."""
+
+    what: str
+    hparam: Hparam
+    dropped: Sequence[nn.Module] = ()
+
+
+def _list_depth(name: str, blocks: DynamicModule) -> _Smallest:
+    depth = blocks.get_hparam("depth")
+    dropped = [block for block in list(blocks._modules.values())[depth.min :] if block is not None]
+    return _Smallest(f"the depth of {name!r}", depth, dropped)
+
+
+def _run_at_smallest(
+    model: nn.Module, checks: Sequence[_Smallest], example_input: Any, stand_ins: MetaStandIns
+) -> str | None:
+    """Why the forward cannot run with these hparams at their smallest values (None: it can)."""
+    called: list[nn.Module] = []
+    dropped = [block for check in checks for block in check.dropped]
+    hooks = [block.register_forward_pre_hook(lambda module, args: called.append(module)) for block in dropped]
+    args, kwargs = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
+    actives = [check.hparam.active for check in checks]
+    try:
+        for check in checks:
+            check.hparam.active = check.hparam.min
+        with model_on_meta(model, stand_ins), meta_run():
+            model(*args, **kwargs)
+    except Exception as error:  # the forward needs a block that is not there, or more heads
+        return f"at its smallest the forward fails ({type(error).__name__}: {error})"
+    finally:
+        for check, active in zip(checks, actives, strict=True):
+            check.hparam.active = active
+        for hook in hooks:
+            hook.remove()
+    return "the forward calls blocks beyond the depth" if called else None
 
 
 def _warn_about(analysis: Analysis) -> None:
@@ -318,12 +409,75 @@ def _rule_key(cls_or_module: Any) -> str:
     return key
 
 
-def _install_groups(analysis: Analysis) -> None:
-    """Merge each group's hparams into one shared object; pin fixed groups."""
+def _head_widths(model: nn.Module, analysis: Analysis, rules: Mapping | None) -> dict[int, set[int]]:
+    """The widths the ``heads`` section gives each group split into heads (by the group's id).
+
+    A module's rule counts its heads; in grouped-query attention it counts the key/value heads,
+    and the queries get as many whole groups. Nothing when ``rules`` is None (full choices).
+    """
+    if rules is None:
+        return {}
+    normalized = {_rule_key(key): value for key, value in rules.items()}
+    names = {module: name for name, module in model.named_modules()}
+    queries_of = {id(key_values): (queries, groups) for queries, key_values, groups in analysis.grouped_heads}
+    grouped_queries = {id(queries) for queries, _, _ in analysis.grouped_heads}
+    widths: dict[int, set[int]] = {}
+    for attention, entries in analysis.heads.items():
+        rule = resolve_rule(normalized, HEADS_KEY, names[attention])
+        for group, head_dim in entries:
+            if id(group) in grouped_queries:
+                continue  # follows its key/value heads
+            original = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name).original
+            counts = head_counts(original // head_dim, rule)
+            widths[id(group)] = {count * head_dim for count in counts}
+            if id(group) in queries_of:
+                queries, groups = queries_of[id(group)]
+                widths[id(queries)] = {count * groups * head_dim for count in counts}
+    for group in analysis.groups:  # the concatenated parts of a fused projection (GPT-2's c_attn)
+        parts = {id(part) for part in group.concat_inputs}
+        if len(parts) == 1 and next(iter(parts)) in widths:
+            widths[id(group)] = {len(group.concat_inputs) * width for width in widths[next(iter(parts))]}
+    return widths
+
+
+def _pin_unfollowed_splits(analysis: Analysis) -> None:
+    """A tensor split by a head-width attribute keeps its size unless its parts are split into heads.
+
+    Only then does the attribute follow the parts (see :mod:`autonas_dynamic.attention`).
+    """
+    for module, whole in analysis.attribute_splits:
+        head_groups = {id(group) for group, _ in analysis.heads.get(module, [])}
+        if not any(id(part) in head_groups for part in whole.concat_inputs):
+            _pin(_dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name))
+
+
+def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:
+    """Let the head attributes of each attention module follow its head widths; those with choices."""
+    followed = []
+    for attention, entries in analysis.heads.items():
+        for group, head_dim in entries:
+            width = _dynamic(group.slots[0].module).get_hparam(group.slots[0].name)
+            if len(width.choices) > 1:
+                follow_heads(attention, width, head_dim)
+                followed.append((attention, width))
+    return followed
+
+
+def _install_groups(analysis: Analysis, head_widths: Mapping[int, set[int]]) -> None:
+    """Merge each group's hparams into one shared object; pin fixed groups.
+
+    A group split into heads takes its widths from ``head_widths`` (see :func:`_head_widths`)
+    rather than from its layers' rules, unless one of its layers is frozen by the analysis.
+    """
     built: dict[int, Hparam] = {}
     plain = [g for g in analysis.groups if not g.concat_inputs]
     concats = [g for g in analysis.groups if g.concat_inputs]
     for group in plain + concats:
+        widths = head_widths.get(id(group))
+        if widths is not None and not any(slot.module in analysis.frozen for slot in group.slots):
+            for slot in group.slots:
+                hparam = _dynamic(slot.module).get_hparam(slot.name)
+                hparam._set_choices(widths | {hparam.original})
         built[id(group)] = _build_group(group, built)
 
 
@@ -346,11 +500,34 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
         return shared
     for hparam in members:
         shared &= hparam
+    if group.step > 1:  # channels split into attention heads: whole heads only, sorted as wholes
+        shared.choices = [choice for choice in shared.choices if choice % group.step == 0]
+        shared.block = group.step
     if not group.sortable:
         shared.make_unsortable()
     for slot in group.slots:
         _dynamic(slot.module).set_hparam(slot.name, shared)
     return shared
+
+
+def _link_grouped_queries(analysis: Analysis) -> None:
+    """Grouped-query attention: the key/value width follows the query width (whole groups of heads).
+
+    Where that leaves a single choice, or one side is fixed, both keep their sizes.
+    """
+    for queries, key_values, groups in analysis.grouped_heads:
+        query_hp, kv_hp = (_dynamic(g.slots[0].module).get_hparam(g.slots[0].name) for g in (queries, key_values))
+        if query_hp is kv_hp or isinstance(query_hp, QueryGroupsHparam):
+            continue
+        linked = None
+        if query_hp.is_configurable and kv_hp.is_configurable and queries.step == key_values.step:
+            linked = QueryGroupsHparam(query_hp, kv_hp, groups, queries.step)
+        if linked is None or not linked.is_configurable:
+            _pin(query_hp)
+            _pin(kv_hp)
+            continue
+        for slot in queries.slots:
+            _dynamic(slot.module).set_hparam(slot.name, linked)
 
 
 def _dynamic(module: nn.Module) -> DynamicModule:

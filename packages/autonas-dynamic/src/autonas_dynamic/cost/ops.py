@@ -26,6 +26,7 @@ max pooling, concatenation, softmax, views and copies.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,7 +66,9 @@ def _matmul(first: int) -> _Handler:
 
     def handler(args: Sequence[Any], out: Any, module: nn.Module | None) -> list[Term]:
         a, b = _shape(args[first]), _shape(args[first + 1])
-        return [(2, (*a, b[-1]) if len(b) >= 2 else a)]
+        if len(b) < 2:
+            return [(2, a)]
+        return [(2, (math.prod(a[:-1]), a[-1], b[-1]))]  # batch folded into rows: mm and bmm agree
 
     return handler
 
@@ -178,3 +181,16 @@ def op_terms(func: Any, args: Sequence[Any], out: Any, module: nn.Module | None)
     if handler is None:
         return None
     return handler(args, out, module)
+
+
+_PRODUCTS = {"mm", "bmm", "addmm", "baddbmm"}
+
+
+def op_label(func: Any) -> str:
+    """How a costed call is named in records: matrix products by one name, whichever kernel ran.
+
+    A linear layer runs as ``addmm``, ``mm`` or ``bmm`` depending on its input's layout, which may
+    change with the active widths (and differs between meta and real tensors); they cost alike.
+    """
+    name = func.overloadpacket.__name__
+    return "aten.mm (matrix product)" if name in _PRODUCTS else str(func)

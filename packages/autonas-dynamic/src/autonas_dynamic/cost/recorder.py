@@ -23,9 +23,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map_only
 
-from .ops import Term, attention_terms, op_terms
+from ..inputs import standardize_inputs
+from .ops import Term, attention_terms, op_label, op_terms
 
-__all__ = ["OpRecord", "record_ops", "standardize_inputs"]
+__all__ = ["OpRecord", "record_ops"]
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,6 @@ class OpRecord:
                 product *= size
             total += product
         return total
-
-
-def standardize_inputs(dummy_input: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Split ``dummy_input`` into positional and keyword arguments of ``forward``.
-
-    A single non-tuple value is the only positional argument; a tuple holds the positional
-    arguments, and a dict as its last element holds the keyword arguments (append an empty dict
-    to pass a dict positionally).
-    """
-    if not isinstance(dummy_input, tuple):
-        return (dummy_input,), {}
-    if dummy_input and isinstance(dummy_input[-1], dict):
-        return dummy_input[:-1], dict(dummy_input[-1])
-    return dummy_input, {}
 
 
 def _model_device(model: nn.Module) -> torch.device | None:
@@ -149,7 +136,7 @@ class _Recorder(TorchDispatchMode):
         if not self.muted:
             terms = op_terms(func, args, out, self.stack.current()[1])
             if terms:
-                self.add(str(func), terms)
+                self.add(op_label(func), terms)
         return out
 
 
@@ -180,7 +167,7 @@ def record_ops(model: nn.Module, dummy_input: Any) -> list[OpRecord]:
 
     Args:
         model: Any module (dynamic modules run at their active subnet).
-        dummy_input: The forward's input (see :func:`standardize_inputs`); tensors are moved to the
+        dummy_input: The forward's input (see :func:`~autonas_dynamic.inputs.standardize_inputs`); tensors are moved to the
             model's device.
     """
     args, kwargs = standardize_inputs(dummy_input)

@@ -38,8 +38,8 @@ class Gate:
 
 
 def depth_hparam(module: nn.Module) -> Hparam | None:
-    """The depth hparam of a dynamic ``nn.Sequential``, else ``None``."""
-    if isinstance(module, DynamicModule) and isinstance(module, nn.Sequential):
+    """The depth hparam of a dynamic ``nn.Sequential`` or ``nn.ModuleList``, else ``None``."""
+    if isinstance(module, DynamicModule) and isinstance(module, (nn.Sequential, nn.ModuleList)):
         return dict(module.named_hparams()).get("depth")
     return None
 

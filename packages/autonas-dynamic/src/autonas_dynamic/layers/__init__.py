@@ -1,8 +1,9 @@
 """The built-in dynamic layers; importing this package registers them with ``DYNAMIC_REGISTRY``.
 
-One module per layer family: :mod:`.conv`, :mod:`.linear`, :mod:`.norm`, :mod:`.container`.
+One module per layer family: :mod:`.conv`, :mod:`.linear`, :mod:`.norm`, :mod:`.container`,
+:mod:`.module_list`, :mod:`.embedding`.
 """
 
-from . import container, conv, linear, norm
+from . import container, conv, embedding, linear, module_list, norm
 
-__all__ = ["container", "conv", "linear", "norm"]
+__all__ = ["container", "conv", "embedding", "linear", "module_list", "norm"]

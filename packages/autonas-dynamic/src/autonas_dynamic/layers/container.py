@@ -1,4 +1,4 @@
-"""Dynamic Sequential: a searchable depth that drops trailing blocks."""
+"""Dynamic Sequential: a searchable depth that drops trailing blocks (the shared :class:`DepthContainer`)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ from ..hparam import DepthHparam
 from ..registry import register_layer
 from .rules import restrict_to
 
-__all__: list[str] = []
+__all__ = ["DepthContainer"]
 
 
-class _DynamicSequential(DynamicModule):
-    """Dynamic Sequential: only the first ``depth`` blocks run.
+class DepthContainer(DynamicModule):
+    """A container of blocks with a ``depth`` hparam: only the first ``depth`` blocks are active.
 
-    ``state_dict``, ``len``, indexing and ``named_modules`` always see every block; only
-    ``forward``, printing and export see the first ``depth``. Which trailing blocks may be dropped
-    is decided by the search-space analysis (:meth:`DepthHparam.restrict_to_trailing`).
+    Printing and export see the active blocks only. Which trailing blocks may be dropped is decided
+    by the search-space analysis (:meth:`DepthHparam.restrict_to_trailing`).
     """
 
     depth = HparamAttribute()
@@ -31,12 +30,6 @@ class _DynamicSequential(DynamicModule):
 
     def _active_blocks(self) -> dict[str, nn.Module | None]:
         return dict(itertools.islice(self._modules.items(), self._hparams["depth"].active))
-
-    def forward(self, input: Any) -> Any:
-        blocks: Iterable[nn.Module] = self._modules.values()  # type: ignore[assignment]
-        for module in itertools.islice(blocks, self._hparams["depth"].active):
-            input = module(input)
-        return input
 
     def __repr__(self) -> str:
         modules = self._modules
@@ -60,6 +53,20 @@ class _DynamicSequential(DynamicModule):
         """Export in place, keeping only the first ``depth`` blocks."""
         self.__dict__["_modules"] = self._active_blocks()
         return super().export()
+
+
+class _DynamicSequential(DepthContainer):
+    """Dynamic Sequential: only the first ``depth`` blocks run.
+
+    ``state_dict``, ``len``, indexing and ``named_modules`` always see every block; only
+    ``forward``, printing and export see the first ``depth``.
+    """
+
+    def forward(self, input: Any) -> Any:
+        blocks: Iterable[nn.Module] = self._modules.values()  # type: ignore[assignment]
+        for module in itertools.islice(blocks, self._hparams["depth"].active):
+            input = module(input)
+        return input
 
 
 register_layer(nn.Sequential, key="nn.Sequential", dynamic=_DynamicSequential)

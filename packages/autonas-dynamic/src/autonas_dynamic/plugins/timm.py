@@ -24,8 +24,9 @@ MetaFormer ``Scale``, FastViT             ``"timm.LayerScale"``
 ========================================  ===================================================
 
 :func:`install` registers the rule keys at once when timm is installed (so configs built before
-the model carry them) and the layers when ``timm.layers`` is first imported; it never imports
-timm itself.
+the model carry them), the layers when ``timm.layers`` is first imported, and an example input
+for tracing timm models (:func:`example_input`) when ``timm.models`` is; it never imports timm
+itself.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from autonas_config import ChannelRule, get_layer_type, register_layer_type, registered_layer_types
@@ -46,10 +48,11 @@ from ..layers.conv import CONV_LAYOUT, RuntimePaddingConv
 from ..layers.norm import GROUP_NORM_LAYOUT, _DynamicGroupNorm
 from ..layout import LayerLayout
 from ..registry import DYNAMIC_REGISTRY, register_layer
+from ..trace import register_example_input_maker
 from .imports import when_imported
 from .timm_mixed_conv import MIXED_CONV_LAYOUT, DynamicMixedConv2d
 
-__all__ = ["BLUR_POOL_KEY", "LAYER_SCALE_KEY", "MIXED_CONV_KEY", "install"]
+__all__ = ["BLUR_POOL_KEY", "LAYER_SCALE_KEY", "MIXED_CONV_KEY", "example_input", "install"]
 
 #: Rule keys of the timm layer types that are not subclasses of torch layers.
 BLUR_POOL_KEY = "timm.BlurPool2d"
@@ -139,8 +142,31 @@ def _declare_metaformer(metaformer: types.ModuleType) -> None:
     _declare(metaformer, "Scale", DynamicMetaFormerScale._layout, key=LAYER_SCALE_KEY, dynamic=DynamicMetaFormerScale)
 
 
-#: The timm modules whose layers are declared, each when it is imported.
+#: What runs when each timm module is first imported: layer declarations, the example-input maker.
+def example_input(model: nn.Module) -> tuple[torch.Tensor] | None:
+    """A meta image batch for a timm model: ``(2, channels, height, width)``; None for other models.
+
+    The size is the patch embedding's ``img_size`` where the model has one (a ViT built for another
+    size expects exactly that), else the model's configured ``input_size``. It answers the shape
+    reads of timm's forwards (``B, N, C = x.shape``) while tracing.
+    """
+    config = getattr(model, "pretrained_cfg", None)
+    if not (isinstance(config, dict) and type(model).__module__.startswith("timm.")):
+        return None
+    channels, *size = config.get("input_size", (3, 224, 224))
+    patch_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if isinstance(patch_size, (tuple, list)) and len(patch_size) == 2:
+        size = list(patch_size)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return (torch.zeros(2, channels, *size, dtype=dtype, device="meta"),)
+
+
+def _register_example_inputs(models: types.ModuleType) -> None:
+    register_example_input_maker(example_input)
+
+
 _DECLARATIONS: dict[str, Callable[[types.ModuleType], None]] = {
+    "timm.models": _register_example_inputs,
     "timm.layers": _declare_layers,
     "timm.models.fastvit": _declare_fastvit,
     "timm.models.metaformer": _declare_metaformer,

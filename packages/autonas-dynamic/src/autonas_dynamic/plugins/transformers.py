@@ -1,4 +1,6 @@
-"""Hugging Face ``transformers.pytorch_utils.Conv1D`` (GPT-2's MLP and attention projections) as a searchable layer.
+"""Hugging Face transformers: ``Conv1D`` as a searchable layer, and example inputs for tracing.
+
+``transformers.pytorch_utils.Conv1D`` (GPT-2's MLP and attention projections) becomes searchable.
 
 ``Conv1D(nf, nx)`` is a linear layer whose weight is stored transposed, ``(nx, nf)``, with a bias of
 ``nf``: ``forward(x) = addmm(bias, x.view(-1, nx), weight).view(..., nf)``. Its dynamic version
@@ -9,14 +11,23 @@ a plain ``Conv1D`` at the active sizes.
 :func:`install` registers the rule key at once when transformers is installed (so configs built
 before the model already carry it) and the layer itself when ``transformers.pytorch_utils`` is
 imported, which never happens before a model that holds a ``Conv1D`` exists.
+
+Hugging Face models read their input sizes in Python (``batch_size, seq_length = input_ids.shape``,
+``if input_features.shape[-1] != expected: raise``); :func:`example_input` gives the tracer an input
+of the right kind for a ``PreTrainedModel`` from its ``main_input_name`` and config, so those reads
+are answered (see :mod:`autonas_dynamic.trace.examples`). It is registered once
+``transformers.modeling_utils`` is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import inspect
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -26,11 +37,13 @@ from ..dynamic import DynamicModule, HparamAttribute, sliced_tensor_property
 from ..hparam import Hparam
 from ..layers.rules import restrict_by_ratio
 from ..layout import LayerLayout
+from ..meta import register_meta_context
 from ..registry import DYNAMIC_REGISTRY, register_layer
 from ..slicing import slice_tensor
+from ..trace import register_example_input_maker
 from .imports import when_imported
 
-__all__ = ["CONV1D_LAYOUT", "RULE_KEY", "DynamicConv1DBase", "install"]
+__all__ = ["CONV1D_LAYOUT", "RULE_KEY", "DynamicConv1DBase", "example_input", "install"]
 
 #: The rule key of ``transformers.pytorch_utils.Conv1D`` in rule-based configs.
 RULE_KEY = "transformers.Conv1D"
@@ -53,6 +66,85 @@ def install() -> None:
         linear = get_layer_type("nn.Linear")
         register_layer_type(RULE_KEY, linear.rule_class, linear.default)
     when_imported(_LAYER_MODULE, _register_layer)
+    when_imported("transformers.modeling_utils", _register_example_inputs)
+    when_imported("transformers.utils.import_utils", _register_meta_tracing)
+
+
+def _register_meta_tracing(module: types.ModuleType) -> None:
+    """Runs on meta tensors count as tracing for transformers' ``is_tracing(tensor)``.
+
+    Masking code asks it before reading tensor values (``if not is_tracing(mask) and mask.all()``):
+    a meta tensor has no values, so the traced path (always build the mask) is the one to take.
+    """
+    is_fake_tensor = getattr(module, "is_fake_tensor", None)
+    if is_fake_tensor is None:
+        return
+
+    def is_fake_or_meta(x: object) -> bool:
+        return is_fake_tensor(x) or (isinstance(x, torch.Tensor) and x.is_meta)
+
+    @contextlib.contextmanager
+    def meta_is_tracing() -> Iterator[None]:
+        setattr(module, "is_fake_tensor", is_fake_or_meta)  # noqa: B010 -- read by is_tracing at call time
+        try:
+            yield
+        finally:
+            setattr(module, "is_fake_tensor", is_fake_tensor)  # noqa: B010
+
+    register_meta_context(meta_is_tracing)
+
+
+_BATCH, _SEQUENCE, _IMAGE, _AUDIO = 2, 8, 224, 16000
+
+
+def _register_example_inputs(module: types.ModuleType) -> None:
+    pretrained = module.PreTrainedModel
+
+    def maker(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | None:
+        return example_input(model) if isinstance(model, pretrained) else None
+
+    register_example_input_maker(maker)
+
+
+def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | None:
+    """A meta-tensor input for a Hugging Face model's main input, sized from its config; None if unknown.
+
+    ``input_ids``: ``(2, 8)`` token ids; ``pixel_values``: ``(2, num_channels, image_size, image_size)``;
+    ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
+    ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``), with
+    ``use_cache=False`` where the forward takes it (a cache only adds state the search does not use).
+    """
+    config: Any = getattr(model, "config", None)
+    name = getattr(model, "main_input_name", None)
+    if not isinstance(name, str):
+        return None
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    shape: tuple[int, ...] | None = None
+    if name == "input_ids":
+        length = min(_SEQUENCE, _first_int(config, "max_position_embeddings", "n_positions") or _SEQUENCE)
+        return (_without_cache(model, {name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")}),)
+    if name == "pixel_values":
+        size = getattr(config, "image_size", None) or _IMAGE
+        height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
+        shape = (_BATCH, getattr(config, "num_channels", 3), height, width)
+    elif name == "input_features" and _first_int(config, "num_mel_bins") and _first_int(config, "max_source_positions"):
+        shape = (_BATCH, config.num_mel_bins, 2 * config.max_source_positions)
+    elif name == "input_values":
+        shape = (_BATCH, _AUDIO)
+    if shape is None:
+        return None
+    return (_without_cache(model, {name: torch.zeros(shape, dtype=dtype, device="meta")}),)
+
+
+def _without_cache(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        inputs["use_cache"] = False
+    return inputs
+
+
+def _first_int(config: object, *names: str) -> int | None:
+    """The first of the attributes ``names`` that ``config`` sets to an int, else None."""
+    return next((v for name in names if isinstance(v := getattr(config, name, None), int)), None)
 
 
 def _register_layer(module: types.ModuleType) -> None:

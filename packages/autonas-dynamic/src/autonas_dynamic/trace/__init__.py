@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch.nn as nn
 
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
+from .examples import example_input_for, register_example_input_maker
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .layers import is_layer, is_sequential, refusal
 from .ops import register_shape_preserving
@@ -28,29 +30,36 @@ __all__ = [
     "analyze",
     "is_layer",
     "is_sequential",
+    "register_example_input_maker",
     "register_leaf",
     "register_shape_preserving",
     "unregister_leaf",
 ]
 
 
-def analyze(model: nn.Module) -> Analysis:
+def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
     """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks.
+
+    ``example_input`` (the ``dummy_input`` convention) gives the sizes with which shape-dependent
+    Python in the forward is answered while tracing; by default one is made by a registered maker
+    (see :mod:`.examples`; Hugging Face models get one from their config), else there is none.
 
     The model is traced in its current mode and in the other one (train / eval), and both graphs
     are analysed together, so layers that run only in training (auxiliary heads) or only in eval
     follow the same sizes as their inputs. If the model traces in its current mode but not in the
     other, only the current mode is analysed and ``Analysis.other_mode_error`` says why.
     """
-    trace = trace_recursively(model)
-    skippable = skippable_blocks(model, trace)
+    if example_input is None:
+        example_input = example_input_for(model)
+    trace = trace_recursively(model, example_input)
+    skippable = skippable_blocks(model, trace, example_input)
     other_mode_error = None
     if reads_training_flag(model):  # otherwise both modes trace to the same graph
         with training_mode(model, not model.training):
-            other = trace_recursively(model)
+            other = trace_recursively(model, example_input)
         other_mode_error = other.failed.get(model) if model not in trace.failed else None
         if other_mode_error is None:
-            skippable = _in_both(skippable, skippable_blocks(model, other))
+            skippable = _in_both(skippable, skippable_blocks(model, other, example_input))
             trace = trace.merged_with(other)
     state = ModelState(model, trace)
     for traced in trace.graphs:
@@ -68,7 +77,25 @@ def analyze(model: nn.Module) -> Analysis:
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
         holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
+        heads=_head_groups(state, group_of),
+        attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
+        grouped_heads=[
+            (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
+        ],
     )
+
+
+def _head_groups(state: ModelState, group_of: dict[Slot, Group]) -> dict[nn.Module, list[tuple[Group, int]]]:
+    """Per attention module, each distinct group split into its heads, with the head width."""
+    heads: dict[nn.Module, list[tuple[Group, int]]] = {}
+    for sym, module, head_dim in state.head_splits:
+        if not sym.find().slots:  # heads that reach no layer (their size is baked in downstream)
+            continue
+        entry = (group_of[sym.find().slots[0]], head_dim)
+        entries = heads.setdefault(module, [])
+        if all(group is not entry[0] for group, _ in entries):
+            entries.append(entry)
+    return heads
 
 
 def _refused_classes(model: nn.Module, called: set[nn.Module]) -> dict[str, str]:
@@ -93,7 +120,7 @@ def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
             module.training = flag
 
 
-def _in_both(a: dict[nn.Sequential, list[bool]], b: dict[nn.Sequential, list[bool]]) -> dict[nn.Sequential, list[bool]]:
+def _in_both(a: dict[nn.Module, list[bool]], b: dict[nn.Module, list[bool]]) -> dict[nn.Module, list[bool]]:
     """Blocks skippable in both modes."""
     both = {seq: [x and y for x, y in zip(flags, b[seq], strict=True)] for seq, flags in a.items() if seq in b}
     return {seq: flags for seq, flags in both.items() if any(flags)}

@@ -10,11 +10,14 @@ result does not depend on the order in which couplings are discovered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .concrete import Unknown
 from .dims import Dims, rank_of
 from .layers import LayerSymbols, is_layer, make_layer_symbols, refusal
 from .ops import OpKind, function_kind, method_kind, module_kind
@@ -37,6 +40,9 @@ class ModelState:
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
         self.chunks: list[tuple[Symbol, Symbol]] = []  # (the symbol of each part, the concatenation of the parts)
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
+        self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
+        self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
+        self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""
@@ -56,15 +62,29 @@ class GraphContext:
         self.state = state
         self.root = traced.root
         self.values: dict[fx.Node, Value] = {}
+        self._concrete = traced.values
 
     # --- reading ---------------------------------------------------------------------------
     def value(self, arg: Any) -> Value:
         """The value of a node argument (constants are neutral)."""
         return self.values.get(arg, NEUTRAL) if isinstance(arg, fx.Node) else NEUTRAL
 
+    def concrete(self, arg: Any) -> Any:
+        """The concrete (meta) value of a node argument as traced (an ``Unknown`` when not known)."""
+        if not isinstance(arg, fx.Node):
+            return arg
+        if self._concrete is None:
+            return Unknown("traced without an example input")
+        return self._concrete.of(arg)
+
     def module(self, target: Any) -> nn.Module:
         """The module a ``call_module`` / ``get_attr`` target names."""
         return self.root.get_submodule(str(target))
+
+    def caller(self, node: fx.Node) -> nn.Module | None:
+        """The innermost module whose forward created ``node`` (None at the top of the graph)."""
+        stack = list(node.meta.get("nn_module_stack", ()))
+        return self.module(stack[-1].partition("@")[0]) if stack else None
 
     def is_opaque(self, module: nn.Module) -> bool:
         """Whether a called module must be treated as a boundary (failed, a user leaf, or a layer that cannot convert)."""
@@ -127,7 +147,8 @@ class GraphContext:
         for flow in flows[1:]:
             dims = dims & flow.dims
         symbols = [flow.sym for flow in flows if flow.sym is not None]
-        if len(symbols) < len(flows) or not dims:
+        layouts = {(flow.block, flow.repeat, bool(flow.parts_axis)) for flow in flows}
+        if len(symbols) < len(flows) or not dims or len(layouts) > 1:
             self.fix(flows, reason)
             return FIXED
         root = symbols[0]
@@ -136,11 +157,12 @@ class GraphContext:
         if all(rank_of(flow.dims) is not None for flow in flows):  # broadcasting keeps the highest rank
             widest = max(flows, key=lambda flow: rank_of(flow.dims) or 0)
             dims = widest.dims if dims <= widest.dims else dims
-        return Flow(root.find(), dims, all(flow.is_shape for flow in flows))
+        shape = all(flow.is_shape for flow in flows)
+        return Flow(root.find(), dims, shape, block=flows[0].block, repeat=flows[0].repeat)
 
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
         """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
-        if not isinstance(flow, Flow) or flow.is_shape:
+        if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1 or flow.repeat != 1 or flow.parts_axis:
             sym.fix(reason)
             return FIXED
         coupled = self.synchronize([flow, Flow(sym, dims)], reason)
@@ -168,7 +190,26 @@ def analyze_graph(state: ModelState, traced: TracedGraph) -> None:
                 break
         else:
             value = boundary.handle(ctx, node)
-        ctx.values[node] = value
+        ctx.values[node] = _with_rank(ctx, node, value)
+
+
+def _with_rank(ctx: GraphContext, node: fx.Node, value: Value) -> Value:
+    """A tensor flow with both notations of its elastic axis, when the traced tensor's rank is known.
+
+    ``{-1}`` (a Linear's features) becomes ``{2, -1}`` on a rank-3 tensor, so reading ``x.shape[0]``
+    is known not to read the features.
+    """
+    if not isinstance(value, Flow) or value.is_shape or value.sym is None or rank_of(value.dims) is not None:
+        return value
+    traced = ctx.concrete(node)
+    if not isinstance(traced, torch.Tensor):
+        return value
+    rank = traced.dim()
+    axes = {d % rank for d in value.dims if -rank <= d < rank}
+    if len(axes) != 1:
+        return value
+    axis = axes.pop()
+    return replace(value, dims=frozenset({axis, axis - rank}))
 
 
 def iter_groups(state: ModelState) -> Iterator[Symbol]:

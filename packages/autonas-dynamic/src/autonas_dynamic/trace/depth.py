@@ -19,6 +19,11 @@ trace must fail nowhere it did not fail before (a lookup of a skipped block's ou
 must not use a value of an earlier trace (a stale cache).
 
 Only a trailing run of such blocks can be dropped (the depth hparam keeps a prefix of blocks).
+
+The blocks of an ``nn.ModuleList`` that a forward iterates (``for layer in self.layers``) qualify
+the same way, except that a block may also read values from before the loop (attention masks,
+position embeddings); the blocks must run in list order, each once. Whether the forward still runs
+with fewer blocks (it may index per-layer state by a fixed layer count) is checked after conversion.
 """
 
 from __future__ import annotations
@@ -66,27 +71,37 @@ class _Calls:
         return [call for (g, _), call in self.by_key.items() if g == graph and call.parent == name]
 
 
-def skippable_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """For each visited Sequential with trailing skippable blocks: one flag per block.
+def skippable_blocks(model: nn.Module, trace: TraceResult, example_input: Any = None) -> dict[nn.Module, list[bool]]:
+    """For each visited Sequential (or iterated ModuleList) with trailing skippable blocks: one flag per block.
 
-    The flags of :func:`trailing_residual_blocks`, each depth confirmed by tracing the model again
-    with the Sequential shortened.
+    The flags of :func:`trailing_residual_blocks`; each depth of a Sequential is confirmed by
+    tracing the model again (with ``example_input``) with the Sequential shortened.
     """
-    return _confirmed_by_tracing(model, trace, trailing_residual_blocks(model, trace))
+    found = trailing_residual_blocks(model, trace)
+    sequentials = {seq: flags for seq, flags in found.items() if isinstance(seq, nn.Sequential)}
+    skippable: dict[nn.Module, list[bool]] = {}
+    skippable.update(_confirmed_by_tracing(model, trace, sequentials, example_input).items())
+    skippable.update((blocks, flags) for blocks, flags in found.items() if not isinstance(blocks, nn.Sequential))
+    return skippable
 
 
-def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Sequential, list[bool]]:
-    """What the graphs of ``trace`` allow to skip: per Sequential, a flag on each block of its trailing run
-    of residual blocks that nothing but the next block depends on (Sequentials without such blocks are left out)."""
+def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Module, list[bool]]:
+    """What the graphs of ``trace`` allow to skip: per Sequential (or iterated ModuleList), a flag on each
+    block of its trailing run of residual blocks that nothing but the next block depends on (containers
+    without such blocks are left out)."""
     calls = _collect_calls(trace)
-    found: dict[nn.Sequential, list[bool]] = {}
-    for seq in _sequentials(model, trace):
-        blocks = _block_calls(seq, calls)
+    found: dict[nn.Module, list[bool]] = {}
+    containers: list[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]] = [
+        *((seq, _block_calls(seq, calls)) for seq in _sequentials(model, trace)),
+        *_module_lists(model, trace, calls),
+    ]
+    for seq, blocks in containers:
         flags = [False] * len(seq)
         following: _Call | None = None
+        context = isinstance(seq, nn.ModuleList)
         for index in reversed(range(len(seq))):
             call = blocks[index]
-            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1):
+            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1, context=context):
                 break
             flags[index] = True
             following = call
@@ -113,6 +128,33 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential
             and module not in inside_failed
         ):
             yield module
+
+
+def _module_lists(
+    model: nn.Module, trace: TraceResult, calls: _Calls
+) -> Iterator[tuple[nn.ModuleList, list[_Call | None]]]:
+    """ModuleLists whose blocks were each called once, in list order, by one call of one graph; with those calls."""
+    inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}
+    for module in model.modules():
+        if not isinstance(module, nn.ModuleList) or not len(module) or module in inside_failed:
+            continue
+        keys = [calls.of_module.get(block, []) for block in module]
+        if any(len(block_keys) != 1 for block_keys in keys):
+            continue
+        blocks = [calls.by_key[block_keys[0]] for block_keys in keys]
+        graphs = {key[0][0] for key in keys}
+        parents = {call.parent for call in blocks}
+        positions = [_position(call.nodes[0]) for call in blocks if call.nodes]
+        if len(graphs) == 1 and len(parents) == 1 and len(positions) == len(module) and positions == sorted(positions):
+            yield module, list(blocks)
+
+
+def _position(node: fx.Node) -> int:
+    """The index of ``node`` in its graph."""
+    for index, other in enumerate(node.graph.nodes):
+        if other is node:
+            return index
+    raise ValueError(f"{node} is not in its graph")
 
 
 def _collect_calls(trace: TraceResult) -> _Calls:
@@ -166,20 +208,23 @@ def _block_calls(seq: nn.Sequential, calls: _Calls) -> list[_Call | None]:
     ]
 
 
-def _is_skippable(call: _Call, following: _Call | None, last: bool) -> bool:
-    """Whether the block of ``call`` is residual and nothing but the next block depends on it."""
+def _is_skippable(call: _Call, following: _Call | None, last: bool, context: bool = False) -> bool:
+    """Whether the block of ``call`` is residual and nothing but the next block depends on it.
+
+    ``context``: the block may read further outside values (a ModuleList block's mask).
+    """
     if not call.nodes or call.reached_from_outside:
         return False
     inside = set(call.nodes)
     inputs = {arg for node in call.nodes for arg in node.all_input_nodes if arg not in inside}
     outputs = [node for node in call.nodes if any(user not in inside for user in node.users)]
-    if len(inputs) != 1 or len(outputs) != 1:
+    if (len(inputs) != 1 and not context) or len(outputs) != 1:
         return False
     if not last:
         readers = set(following.nodes) if following is not None else set()
         if any(user not in inside and user not in readers for user in outputs[0].users):
             return False
-    return _passes_an_addition(call.root, outputs[0], next(iter(inputs)))
+    return any(_passes_an_addition(call.root, outputs[0], block_input) for block_input in inputs)
 
 
 def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) -> bool:
@@ -224,7 +269,7 @@ def _is_shape_preserving(root: nn.Module, node: fx.Node) -> bool:
 
 
 def _confirmed_by_tracing(
-    model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]]
+    model: nn.Module, trace: TraceResult, found: dict[nn.Sequential, list[bool]], example_input: Any
 ) -> dict[nn.Sequential, list[bool]]:
     """The flags of ``found`` whose depths trace like the full model (see the module docstring).
 
@@ -234,28 +279,30 @@ def _confirmed_by_tracing(
     if not found:
         return found
     smallest = {seq: flags.index(True) for seq, flags in found.items()}
-    if _traces_alike(model, trace, smallest):
+    if _traces_alike(model, trace, smallest, example_input):
         return found
     confirmed: dict[nn.Sequential, list[bool]] = {}
     for seq, lowest in smallest.items():
         depth = len(seq)
-        while depth > lowest and _traces_alike(model, trace, {seq: depth - 1}):
+        while depth > lowest and _traces_alike(model, trace, {seq: depth - 1}, example_input):
             depth -= 1
         if depth < len(seq):
             confirmed[seq] = [index >= depth for index in range(len(seq))]
-    if confirmed and not _traces_alike(model, trace, {seq: flags.index(True) for seq, flags in confirmed.items()}):
+    if confirmed and not _traces_alike(
+        model, trace, {seq: flags.index(True) for seq, flags in confirmed.items()}, example_input
+    ):
         return {}
     return confirmed
 
 
-def _traces_alike(model: nn.Module, full: TraceResult, depths: Mapping[nn.Sequential, int]) -> bool:
+def _traces_alike(model: nn.Module, full: TraceResult, depths: Mapping[nn.Sequential, int], example_input: Any) -> bool:
     """Whether ``model`` with each Sequential running only its first ``depths[seq]`` blocks traces as ``full``.
 
     The same modules must fail, for the same reasons (except those that no longer run), and every
     graph must hold only its own nodes.
     """
     with _shortened(depths):
-        short = trace_recursively(model)
+        short = trace_recursively(model, example_input)
     kept = {m for seq, depth in depths.items() for block in list(seq)[:depth] for m in block.modules()}
     dropped = {m for seq, depth in depths.items() for block in list(seq)[depth:] for m in block.modules()} - kept
     expected = {module: reason for module, reason in full.failed.items() if module not in dropped}

@@ -93,7 +93,7 @@ def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:
 def export_groups(state: ModelState) -> tuple[list[Group], dict[Slot, Group]]:
     by_root: dict[int, Group] = {}
     for root in iter_groups(state):
-        by_root[id(root)] = Group(list(root.slots), root.fixed_reason, root.sortable)
+        by_root[id(root)] = Group(list(root.slots), root.fixed_reason, root.sortable, step=root.step)
     for concat in state.live_concats:
         root = concat.find()
         group = by_root.get(id(root))

@@ -31,6 +31,7 @@ class OpKind(Enum):
     GETITEM = "getitem"
     SCALAR_ARITHMETIC = "scalar-arithmetic"  # operator.* on Python numbers and shapes
     FLATTEN = "flatten"  # flatten / view / reshape: a channel carry only after a global pool
+    MOVE_AXES = "move-axes"  # transpose / permute / unsqueeze ...: the elastic axis moves, whole
 
 
 _POINTWISE = [
@@ -257,6 +258,7 @@ _REDUCTIONS = ["mean", "sum", "amax", "amin", "std", "var", "nansum", "nanmean",
 _CONCATS = ["cat", "concat", "concatenate"]
 
 _FLATTEN_FUNCTIONS = ["flatten", "reshape"]
+_MOVE_AXES = ["transpose", "swapaxes", "swapdims", "permute", "unsqueeze", "squeeze", "unflatten"]
 _FLATTEN_METHODS = ["flatten", "view", "reshape"]
 _ADAPTIVE_POOL_FUNCTIONS = [f"adaptive_{kind}_pool{n}d" for kind in ("avg", "max") for n in (1, 2, 3)]
 ADAPTIVE_POOL_MODULES: tuple[type[nn.Module], ...] = (
@@ -349,6 +351,9 @@ def _build_tables() -> None:
         METHODS[name] = (OpKind.GETITEM, None)
     for name in _FLATTEN_METHODS:
         METHODS[name] = (OpKind.FLATTEN, None)
+    _register_functions(_lookup(_MOVE_AXES, torch), OpKind.MOVE_AXES)
+    for name in [*_MOVE_AXES, "expand"]:
+        METHODS[name] = (OpKind.MOVE_AXES, None)
     MODULES.update(dict.fromkeys(_MODULES_POINTWISE, (OpKind.SHAPE_PRESERVING, None)))
     for ndim, classes in _MODULE_POOLS_AND_PADS.items():
         MODULES.update(dict.fromkeys(classes, (OpKind.PARTIAL, _kept_axes(ndim))))

@@ -14,6 +14,8 @@ class Group:
     """Layer hparams that must always take the same value.
 
     ``fixed_reason`` says why the group must keep its original size (None: searchable).
+    ``step``: the size changes only in multiples of it, and sorting moves blocks of it (the width of
+    one attention head, when the group's tensors are split into heads).
     ``concat_inputs`` (when not empty): the group's size is the sum of these groups' sizes (a ``torch.cat`` along
     channels); their hparams then follow this group's choice.
     """
@@ -22,6 +24,7 @@ class Group:
     fixed_reason: str | None
     sortable: bool
     concat_inputs: list[Group] = field(default_factory=list)
+    step: int = 1
 
     @property
     def fixed(self) -> bool:
@@ -35,8 +38,8 @@ class Analysis:
     Attributes:
         groups: every group of coupled layer hparams, in first-appearance order.
         group_of: the group of each ``Slot(module, hparam_name)``.
-        skippable: for each Sequential whose depth may shrink, one flag per block (True only on a
-            trailing run of skippable blocks).
+        skippable: for each Sequential (or iterated ModuleList) whose depth may shrink, one flag per
+            block (True only on a trailing run of skippable blocks).
         failed: qualified name -> reason, for every module torch.fx could not trace.
         unvisited: names of layers never called while tracing (their sizes are fixed).
         frozen: layers that must keep every hparam at its original value (weights read directly).
@@ -47,17 +50,26 @@ class Analysis:
         holders: modules (not layers) whose forward reads per-channel tensors of their own that
             follow a width: per tensor name, the dim that follows it (its hparam is
             ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
+        heads: each module whose forward splits groups' channels into attention heads: each such
+            group (queries, keys and values share one, unless grouped) and the width of one head.
+        grouped_heads: grouped-query attention: the query group, the key/value group, and the
+            number of query heads per key/value head (the query width is always that multiple).
+        attribute_splits: tensors split into equal parts by an attention module's head-width
+            attribute (``split(self.split_size)``): that module and the group of the whole.
     """
 
     groups: list[Group]
     group_of: dict[Slot, Group]
-    skippable: dict[nn.Sequential, list[bool]] = field(default_factory=dict)
+    skippable: dict[nn.Module, list[bool]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
     holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
+    heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
+    grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
+    attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

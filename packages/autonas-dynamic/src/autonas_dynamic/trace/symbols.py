@@ -9,6 +9,7 @@ produce it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -35,7 +36,7 @@ class Symbol:
     size is the sum of the sizes of its ``concat_inputs`` (other symbols).
     """
 
-    __slots__ = ("_parent", "concat_inputs", "concats", "fixed_reason", "slots", "sortable")
+    __slots__ = ("_parent", "concat_inputs", "concats", "fixed_reason", "slots", "sortable", "step")
 
     def __init__(self, slot: Slot | None = None, *, sortable: bool = True) -> None:
         self._parent: Symbol | None = None
@@ -44,6 +45,7 @@ class Symbol:
         self.sortable = sortable
         self.concats: list[Symbol] = []
         self.concat_inputs: list[Symbol] = []  # non-empty for a concat source
+        self.step = 1  # the group's size changes in multiples of this (whole attention heads)
 
     @classmethod
     def concat_of(cls, inputs: list[Symbol]) -> Symbol:
@@ -78,6 +80,11 @@ class Symbol:
         """Forbid reordering the channels of the whole group."""
         self.find().sortable = False
 
+    def require_step(self, step: int) -> None:
+        """Let the whole group change only in multiples of ``step`` channels (sorted in blocks of ``step``)."""
+        root = self.find()
+        root.step = math.lcm(root.step, step)
+
     def union(self, other: Symbol) -> Symbol:
         """Join two groups; returns the new root (this symbol's root)."""
         a, b = self.find(), other.find()
@@ -87,6 +94,7 @@ class Symbol:
         a.slots.extend(b.slots)
         a.concats.extend(b.concats)
         a.sortable = a.sortable and b.sortable
+        a.step = math.lcm(a.step, b.step)
         if a.fixed_reason is None:
             a.fixed_reason = b.fixed_reason
         b.slots, b.concats = [], []

@@ -1,25 +1,37 @@
-"""A torch.fx tracer that survives modules it cannot trace.
+"""A torch.fx tracer that survives modules it cannot trace, and answers shape questions.
 
 Searchable layers, fx's own leaves (``torch.nn`` modules other than ``Sequential``) and classes
-registered with :func:`register_leaf` are leaves. When tracing into any other module raises, that
+registered with :func:`register_leaf` are leaves. Python that needs a traced value (``int(x.size(-1))``,
+``if x.shape[1] != n``, ``len(x)``, ``(*x.shape[:-1], h, d)``) gets the value computed on meta
+tensors from an example input (see :mod:`.concrete`). When tracing into a module still raises, that
 module becomes a leaf too (it is *failed*, with the reason) and the root is traced again, until the
 trace succeeds. :func:`trace_recursively` then traces the children of every failed module as roots
-of their own, so the layers inside them are still analysed.
+of their own (with the inputs they received when the failed module ran on meta tensors), so the
+layers inside them are still analysed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dis
+import functools
 import inspect
 import itertools
+import operator
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx.proxy import TraceError
+from torch.utils._pytree import tree_any, tree_map_only
 
+from ..inputs import standardize_inputs
+from ..meta import MetaStandIns, meta_like
+from .concrete import Calls, MetaProxy, NodeValues, Unknown, python_value
 from .layers import is_layer, refusal
 
 _USER_LEAVES: set[type[nn.Module]] = set()
@@ -60,12 +72,14 @@ class TracedGraph:
     """One traced root: its graph (None when the root itself is a leaf or failed).
 
     ``root`` is the module whose ``get_submodule`` resolves the graph's targets (a thin entry
-    module around the traced module when there is a graph).
+    module around the traced module when there is a graph); ``values`` computes the concrete value
+    of each node (see :mod:`.concrete`).
     """
 
     root: nn.Module
     name: str
     graph: fx.Graph | None
+    values: NodeValues | None = None
 
 
 @dataclass
@@ -86,14 +100,43 @@ class TraceResult:
 
 
 class RobustTracer(fx.Tracer):
-    """fx tracer that marks a module failed (and restarts) when tracing into it raises."""
+    """fx tracer that marks a module failed (and restarts) when tracing into it raises.
 
-    def __init__(self, failed: dict[nn.Module, str], called: set[nn.Module]) -> None:
-        # no autowrapping of math.*: patching it costs a fifth of every trace, and math on a traced
-        # tensor makes the module calling it a leaf anyway
+    Its proxies are :class:`~.concrete.MetaProxy` objects whose values ``values`` computes. Buffers
+    read in a forward are graph nodes too (``self.ids.expand(n, -1)`` with a traced ``n`` needs one).
+    """
+
+    proxy_buffer_attributes = True
+
+    def __init__(self, failed: dict[nn.Module, str], called: set[nn.Module], values: NodeValues) -> None:
+        # no autowrapping of math.*: patching it costs a fifth of every trace; math on a traced size
+        # reads the size as a Python number (see :meth:`concrete`)
         super().__init__(autowrap_modules=(), autowrap_functions=())  # type: ignore[arg-type]
         self.failed = failed
         self.called = called
+        self.values = values
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        self._tensor_names: dict[int, str] = {}
+        self._installed: set[int] = set()
+        if isinstance(root, nn.Module):
+            for name, tensor in [*root.named_buffers(), *root.named_parameters()]:
+                self._tensor_names[id(tensor)] = name  # parameters win, as in fx
+            self._installed = {id(module) for module in root.modules()}
+        with _sizes_as_tuples():
+            return super().trace(root, concrete_args)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        """A module's parameter or buffer read in a forward is a ``get_attr`` node (found by identity).
+
+        fx's own lookup walks every parameter of the model on each read.
+        """
+        name = self._tensor_names.get(id(attr_val)) if isinstance(attr_val, torch.Tensor) else None
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if m in self.failed or is_layer(m) or is_user_leaf(m) or refusal(m) is not None:
@@ -101,6 +144,8 @@ class RobustTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        if self._installed and id(m) not in self._installed:  # a module held outside the tree (a shared activation)
+            return forward(*args, **kwargs)  # has no name to call it by: its code is traced inline
         self.called.add(m)
         try:
             return super().call_module(m, forward, args, kwargs)
@@ -111,6 +156,98 @@ class RobustTracer(fx.Tracer):
                 raise
             self.failed[m] = f"{type(error).__name__}: {error}"
             raise _Retrace from error
+
+    # --- concrete values --------------------------------------------------------------------
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return MetaProxy(node, self)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> fx.Proxy:
+        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **options)
+        self.values.created(proxy.node)
+        return proxy
+
+    def create_arg(self, a: Any) -> Any:
+        try:
+            return super().create_arg(a)
+        except NotImplementedError:  # an object fx has no node argument for (a cache): kept as a constant
+            return a
+
+    def value_of(self, proxy: fx.Proxy) -> Any:
+        """The value ``proxy`` stands for (an :class:`~.concrete.Unknown` when it cannot be computed)."""
+        return self.values.of(proxy.node)
+
+    def concrete(self, proxy: fx.Proxy, convert: Callable[[Any], Any]) -> Any:
+        """``convert(value)`` of ``proxy``, marked in the graph as read by Python (see :func:`python_value`)."""
+        how = getattr(convert, "__name__", str(convert))
+        value = self.value_of(proxy)
+        if isinstance(value, Unknown):
+            raise TraceError(f"{how}() of a traced value whose value is unknown: {value.reason}")
+        try:
+            result = convert(value)
+        except Exception as error:  # a meta tensor has no data
+            raise TraceError(
+                f"{how}() of a traced value needs tensor data ({type(error).__name__}: {error})"
+            ) from error
+        self.create_proxy("call_function", python_value, (proxy, how), {})
+        return result
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        return bool(self.concrete(obj, bool))
+
+    def iter(self, obj: fx.Proxy) -> Iterator:
+        value = self.value_of(obj)
+        if isinstance(value, Mapping):
+            return iter(list(value))
+        if isinstance(value, Unknown):
+            raise TraceError(f"iterating over a traced value whose value is unknown: {value.reason}")
+        if not hasattr(value, "__len__"):
+            return super().iter(obj)
+        return iter([obj[i] for i in range(self.length_of(obj))])  # type: ignore[index]
+
+    def keys(self, obj: fx.Proxy) -> Any:
+        value = self.value_of(obj)
+        return list(value) if isinstance(value, Mapping) else super().keys(obj)
+
+    def length_of(self, obj: fx.Proxy) -> int:
+        """``len()`` of a traced value: a shape's rank, or the size of a tensor's first axis."""
+        value = self.value_of(obj)
+        if isinstance(value, torch.Tensor):
+            return self.concrete(obj.size(0), operator.index)
+        if isinstance(value, Unknown) or not hasattr(value, "__len__"):
+            reason = value.reason if isinstance(value, Unknown) else f"a {type(value).__name__} has no length"
+            raise TraceError(f"len() of a traced value whose length is unknown: {reason}")
+        return len(value)
+
+
+#: Functions taking sizes as varargs, which torch cannot dispatch to a proxy among the sizes
+#: (``torch.ones(b, n)`` raises a TypeError); the same sizes as one tuple dispatch fine.
+_SIZE_VARARGS = [(torch, name) for name in ("ones", "zeros", "empty", "rand", "randn")] + [
+    (torch.Tensor, name) for name in ("expand", "view", "reshape", "repeat", "permute")
+]
+
+
+@contextlib.contextmanager
+def _sizes_as_tuples() -> Iterator[None]:
+    """While tracing: the functions of :data:`_SIZE_VARARGS` take traced sizes as varargs too."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in _SIZE_VARARGS]
+    try:
+        for owner, name, function in originals:
+            setattr(owner, name, _tupled_sizes(function, method=owner is torch.Tensor))
+        yield
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+
+
+def _tupled_sizes(function: Callable[..., Any], *, method: bool) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        head, sizes = (args[:1], args[1:]) if method else ((), args)
+        if len(sizes) > 1 and any(isinstance(s, fx.Proxy) for s in sizes):
+            return function(*head, tuple(sizes), **kwargs)
+        return function(*args, **kwargs)
+
+    return call
 
 
 class _Entry(nn.Module):
@@ -123,47 +260,103 @@ class _Entry(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
+        self.constants: dict[str, Any] = {}  # keyword arguments the example gives as plain values
 
 
-def _entry_point(module: nn.Module) -> nn.Module:
-    """A :class:`_Entry` subclass instance whose forward takes ``module``'s required inputs.
+def _entry_point(module: nn.Module, example: Example | None) -> tuple[nn.Module, dict[str, Any]]:
+    """A :class:`_Entry` subclass instance whose forward takes ``module``'s inputs, and their example values.
 
-    A forward whose parameters all have defaults (as in Hugging Face models) gets its first
-    parameter as the input.
+    The inputs are the required parameters of ``module.forward`` and those the example gives a
+    tensor for; a forward whose parameters all have defaults (as in Hugging Face models) and that
+    gets no example tensor takes its first parameter. Other values the example gives by keyword
+    (``use_cache=False``) are passed as constants.
     """
+    signature = inspect.signature(module.forward)
     parameters = [
         p
-        for p in inspect.signature(module.forward).parameters.values()
+        for p in signature.parameters.values()
         if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]
-    required = [p for p in parameters if p.default is p.empty]
-    if not required and parameters:
-        required = parameters[:1]
-    names = [p.name for p in required]
-    passed = [p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}={p.name}" for p in required]
-    source = f"def forward(self, {', '.join(names)}):\n    return self.module({', '.join(passed)})\n"
+    bound = _bind(signature, example)
+    chosen = [p for p in parameters if p.default is p.empty or _holds_tensor(bound.get(p.name))]
+    if not chosen and parameters:
+        chosen = parameters[:1]
+    names = [p.name for p in chosen]
+    passed = [p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}={p.name}" for p in chosen]
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    constants = {
+        p.name: bound[p.name] for p in parameters if p.name in bound and p not in chosen and p.kind in keywords
+    }
+    source = (
+        f"def forward(self, {', '.join(names)}):\n    return self.module({', '.join([*passed, '**self.constants'])})\n"
+    )
     namespace: dict[str, Any] = {}
     exec(source, namespace)  # a real signature fx can read
     entry_cls = type("Entry", (_Entry,), {"forward": namespace["forward"]})
-    return entry_cls(module)
+    entry = entry_cls(module)
+    entry.constants.update(constants)
+    return entry, {name: bound[name] for name in names if name in bound}
 
 
-def trace_root(root: nn.Module, name: str, failed: dict[nn.Module, str], called: set[nn.Module]) -> TracedGraph:
-    """Trace ``root`` (failing submodules become leaves); a root that cannot be traced has no graph."""
+Example = tuple[tuple[Any, ...], dict[str, Any]]
+"""Example arguments of a module's forward (positional, keyword), as meta values."""
+
+
+def _bind(signature: inspect.Signature, example: Example | None) -> dict[str, Any]:
+    if example is None:
+        return {}
+    try:
+        return dict(signature.bind(*example[0], **example[1]).arguments)
+    except TypeError:  # the example does not fit the signature: trace without it
+        return {}
+
+
+def _holds_tensor(value: Any) -> bool:
+    return tree_any(lambda v: isinstance(v, torch.Tensor), value)
+
+
+def trace_root(
+    root: nn.Module,
+    name: str,
+    failed: dict[nn.Module, str],
+    called: set[nn.Module],
+    example: Example | None = None,
+    stand_ins: MetaStandIns | None = None,
+    calls: Calls | None = None,
+) -> TracedGraph:
+    """Trace ``root`` (failing submodules become leaves); a root that cannot be traced has no graph.
+
+    Args:
+        root, name: The module to trace and its qualified name in the model.
+        failed, called: Modules that failed (with reasons) and modules called, updated in place.
+        example: Example arguments (meta values) that answer shape questions; None: unknown.
+        stand_ins: Meta stand-ins of the model's tensors, shared by the traces of one model.
+        calls: Where the arguments of the submodules of failed modules are recorded (they run on
+            meta tensors after the trace, so that their children can be traced with inputs).
+    """
     if is_layer(root) or is_user_leaf(root) or refusal(root) is not None:
         called.add(root)
         return TracedGraph(root, name, None)
-    entry = _entry_point(root)
+    stand_ins = stand_ins or MetaStandIns()
+    calls = {} if calls is None else calls
+    entry, inputs = _entry_point(root, example)
     while True:
-        tracer = RobustTracer(failed, called)
+        values = NodeValues(entry, inputs, stand_ins, failed, calls)
+        tracer = RobustTracer(failed, called, values)
         try:
             graph = tracer.trace(entry)
         except _Retrace:
             continue
         except Exception as error:
             failed[root] = f"{type(error).__name__}: {error}"
+            if example is not None:
+                with contextlib.suppress(Exception):  # data-dependent code: its children get no inputs
+                    values.run(root, *example)  # records the inputs of its children
             return TracedGraph(root, name, None)
-        return TracedGraph(entry, name, graph)
+        for node in graph.nodes:
+            if node.op == "call_module" and entry.get_submodule(str(node.target)) in failed:
+                values.of(node)  # runs the failed module on meta tensors, recording its children's inputs
+        return TracedGraph(entry, name, graph, values)
 
 
 def reads_training_flag(model: nn.Module) -> bool:
@@ -199,9 +392,12 @@ def _code_reads_training(code: types.CodeType) -> bool:
     return any(_code_reads_training(const) for const in code.co_consts if isinstance(const, types.CodeType))
 
 
-def trace_recursively(model: nn.Module) -> TraceResult:
+def trace_recursively(model: nn.Module, example_input: Any = None) -> TraceResult:
     """Trace ``model``, then (breadth first) every child of every failed module as its own root.
 
+    ``example_input`` (the ``dummy_input`` convention, see
+    :func:`~autonas_dynamic.inputs.standardize_inputs`) answers shape questions while tracing; the
+    children of failed modules get the inputs they received when their parent ran on meta tensors.
     Layers are checked first (some run probe forwards, see :mod:`autonas_dynamic.probe`), outside
     the trace, which would intercept their calls.
     """
@@ -209,6 +405,10 @@ def trace_recursively(model: nn.Module) -> TraceResult:
         is_layer(module)
     result = TraceResult()
     names = {module: name for name, module in model.named_modules(remove_duplicate=True)}
+    stand_ins = MetaStandIns()
+    calls: Calls = {}
+    if example_input is not None:
+        calls[model] = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
     pending: list[nn.Module] = [model]
     traced: set[nn.Module] = set()
     while pending:
@@ -219,7 +419,8 @@ def trace_recursively(model: nn.Module) -> TraceResult:
         if type(root).forward is nn.Module.forward:  # a ModuleList / ModuleDict: only its children run
             pending.extend(child for child in root.children() if child not in traced)
             continue
-        traced_graph = trace_root(root, names.get(root, ""), result.failed, result.called)
+        name = names.get(root, "")
+        traced_graph = trace_root(root, name, result.failed, result.called, calls.get(root), stand_ins, calls)
         result.graphs.append(traced_graph)
         pending.extend(_children_of_failed(root, result.failed, traced))
     return result

@@ -19,6 +19,12 @@ class Flow:
     adaptive pool): flattening it from axis 1 moves the elastic axis to the last axis unchanged.
     ``pieces`` marks the tuple of equal parts ``x.chunk(n, dim)`` returns along the elastic axis:
     ``sym`` then sizes each part.
+    ``block`` is the number of ``sym``'s channels one index along the elastic axis stands for: 1,
+    or the head width after the channels were split into ``(heads, head_dim)``. ``repeat``: each
+    such index appears that many times in a row (key/value heads repeated for grouped queries).
+    ``parts_axis``: the notations of an axis along which equal parts of ``sym``'s size are stacked
+    (a fused ``qkv`` projection reshaped to ``(..., 3, heads, head_dim)``); ``sym`` then sizes one
+    part. Empty: none.
     """
 
     sym: Symbol | None
@@ -26,6 +32,9 @@ class Flow:
     is_shape: bool = False
     unit_tail: bool = False
     pieces: bool = False
+    block: int = 1
+    repeat: int = 1
+    parts_axis: Dims = frozenset()
 
 
 class Neutral:

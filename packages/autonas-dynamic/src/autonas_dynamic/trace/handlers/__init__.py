@@ -5,13 +5,15 @@ try. The order matters: a layer call is recognised before a generic module call,
 handler understands is a boundary (:mod:`.boundary`).
 """
 
-from . import axes, boundary, concat, elementwise, flatten, layer, passthrough, shape
+from . import axes, boundary, concat, elementwise, flatten, layer, matmul, passthrough, reshape, shape
 
 HANDLERS = (
     layer.handle,
     axes.handle,
     passthrough.handle,
     flatten.handle,
+    reshape.handle,
+    matmul.handle,
     shape.handle,
     elementwise.handle,
     concat.handle,

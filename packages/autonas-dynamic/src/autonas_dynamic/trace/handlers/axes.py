@@ -1,8 +1,17 @@
 """Ops that move the elastic axis, and per-channel tensors that modules other than layers hold.
 
+Everything here is decided from the op's arguments and the known rank of its input, without the
+traced values; it runs before :mod:`.reshape`, which decides the reshapes this leaves (a split
+into attention heads, a merge of heads, a sequence turned into an image) from concrete shapes.
+
 * ``permute``, ``transpose`` / ``swapaxes``, ``movedim`` and ``unsqueeze`` move the elastic axis of
   a tensor whose rank is known (``x.permute(0, 2, 3, 1)`` turns an ``NCHW`` tensor's channels into
   its last axis, as ConvNeXt and EdgeNeXt do around their channels-last MLPs).
+  A flow split into heads (see :class:`~autonas_dynamic.trace.values.Flow`) keeps its head
+  layout when its heads axis moves, and the axis its stacked parts lie on (a fused ``qkv``)
+  moves with the same op.
+* ``x.reshape(B, C, H * W)`` with ``C`` read from ``x``'s own shape keeps the width as one axis
+  (for a flow whose axis is still whole channels).
 * A parameter with one entry per channel that a traced-through module reads in its own forward
   (ConvNeXt's ``gamma``, ``x * self.gamma.reshape(1, -1, 1, 1)``) gets a width of its own, coupled
   by the elementwise op it meets; the module then becomes a tensor holder
@@ -14,6 +23,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
@@ -51,14 +61,25 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     args = [a for a in node.args[1:]]
     if name in _MOVES:
         moved = _moved_axis(name, axis, rank, args, node.kwargs)
-    elif name in _RESHAPES and node.op == "call_method":
+    elif name in _RESHAPES and node.op == "call_method" and source.block == source.repeat == 1:
         moved = _vector_reshape(args) if rank == 1 else _reshape_keeping_width(ctx, source, args)
     else:
         return None
     if moved is None:
         return None
     position, new_rank = moved
-    return Flow(source.sym, frozenset({position, position - new_rank}))
+    parts_axis = source.parts_axis
+    if parts_axis:  # stacked parts (a fused qkv) move with the same op
+        parts = (
+            _moved_axis(name, next(d for d in parts_axis if d >= 0), rank, args, node.kwargs)
+            if name in _MOVES
+            else None
+        )
+        if parts is None:
+            return None
+        parts_axis = frozenset({parts[0], parts[0] - new_rank})
+    dims = frozenset({position, position - new_rank})
+    return replace(source, dims=dims, unit_tail=False, parts_axis=parts_axis)
 
 
 def _moved_axis(name: str, axis: int, rank: int, args: list, kwargs: dict) -> tuple[int, int] | None:
@@ -105,7 +126,7 @@ def _new_axes(source: object, index: object) -> Value | None:
     positions += list(range(len(kept), rank))
     axis = next(d for d in source.dims if d >= 0)
     new = positions.index(axis)
-    return Flow(source.sym, frozenset({new, new - len(positions)}))
+    return replace(source, dims=frozenset({new, new - len(positions)}), unit_tail=False)
 
 
 def _reshape_keeping_width(ctx: GraphContext, source: Flow, args: list) -> tuple[int, int] | None:

@@ -1,7 +1,9 @@
 """Everything the analysis cannot see through: the sizes flowing in and out stay fixed.
 
 Model inputs and outputs, reshapes and flattens (except of a globally pooled tensor), matmuls, attention, parameters read as tensors,
-calls of modules that could not be traced, and any op not in :mod:`autonas_dynamic.trace.ops`.
+calls of modules that could not be traced, sizes Python read as numbers (``int(x.size(-1))``,
+``if x.shape[-1] != n``: the trace is specialised to them), and any op not in
+:mod:`autonas_dynamic.trace.ops`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
+from ..concrete import python_value
 from ..layers import is_layer
 from ..values import FIXED, NEUTRAL, Value
 
@@ -21,11 +24,16 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
     if node.op == "placeholder":
         return FIXED
     if node.op == "get_attr":
-        _record_direct_read(ctx, str(node.target))
+        if node.users:  # a parameter whose dtype alone was read (``w.dtype``) is not used
+            _record_direct_read(ctx, str(node.target))
         return FIXED
     scalar = getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert
     if node.op == "call_function" and scalar and not ctx.input_flows(node):
         return NEUTRAL
+    if node.target is python_value:
+        read, how = node.args[0], node.args[1]
+        source = ctx.describe(read) if isinstance(read, fx.Node) else repr(read)
+        return ctx.boundary(node, f"its size is read as a Python {how} while tracing ({source})")
     if node.op == "call_module":
         module = ctx.module(node.target)
         reason = ctx.state.trace.failed.get(module)

@@ -3,16 +3,24 @@
 ``x.chunk(n, dim)`` along the elastic axis is its inverse: ``x``'s size becomes the concatenation
 of ``n`` equal parts of one new size, and a later ``torch.cat`` of ``n`` tensors of that size (the
 parts, or what layers made of them) is that same concatenation again (EdgeNeXt, Res2Net-style
-blocks). The full size must divide by ``n``.
+blocks). The full size must divide by ``n``. A fused projection reshaped into stacked parts
+(``qkv(x).reshape(b, n, 3, heads, head_dim)``, see :mod:`.reshape`) is the same chunk, and
+``unbind`` along the stacked axis hands out its parts. ``x.split(size, dim)`` into equal parts is the same
+chunk when the size follows the parts: it is an attention module's head-width attribute
+(GPT-2's ``c_attn(x).split(self.split_size, dim=2)`` into queries, keys and values), which
+follows the active heads.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
 
 from ..analyzer import GraphContext
 from ..dims import is_elastic
+from ..heads import HEAD_WIDTH_ATTRIBUTES, holds
 from ..ops import OpKind
 from ..symbols import Symbol
 from ..values import Flow, Value
@@ -22,6 +30,8 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     """A cat along the elastic axis is a concat source: the consumer's size is the sum of the inputs'."""
     if _is_chunk(node):
         return _chunk(ctx, node)
+    if getattr(node.target, "__name__", node.target) == "unbind" and node.op in ("call_method", "call_function"):
+        return _unbind(ctx, node)
     if (ctx.op_kind(node) or (None,))[0] is not OpKind.CONCAT:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -33,9 +43,9 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if len(flows) != len(values):
         return None
     along_elastic = {is_elastic(axis, f.dims) for f in flows}
-    if along_elastic == {False}:
+    if along_elastic == {False}:  # e.g. the halves of each head's features in rotary embeddings
         return ctx.synchronize(flows, f"inputs of {ctx.describe(node)} along axis {axis}")
-    if along_elastic != {True}:
+    if along_elastic != {True} or any(f.block != 1 for f in flows):
         return None
     dims = flows[0].dims
     for flow in flows[1:]:
@@ -52,30 +62,60 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
 
 
 def _is_chunk(node: fx.Node) -> bool:
-    return (node.op == "call_method" and node.target == "chunk") or (
-        node.op == "call_function" and node.target is torch.chunk
+    return (node.op == "call_method" and node.target in ("chunk", "split")) or (
+        node.op == "call_function" and node.target in (torch.chunk, torch.split)
     )
 
 
 def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
     """``n`` equal parts along the elastic axis: the whole is the concatenation of ``n`` parts of one size."""
     args = list(node.args[1:])
-    count = args[0] if args else node.kwargs.get("chunks")
+    split = getattr(node.target, "__name__", node.target) == "split"
+    names = ("split_size_or_sections", "split_size") if split else ("chunks",)
+    count = args[0] if args else next((node.kwargs[name] for name in names if name in node.kwargs), None)
     axis = args[1] if len(args) > 1 else node.kwargs.get("dim", 0)
     source = ctx.value(node.args[0]) if node.args else None
     if not (isinstance(count, int) and isinstance(axis, int) and isinstance(source, Flow)) or count < 1:
         return None
     if source.sym is None or source.is_shape or is_elastic(axis, source.dims) is not True:
         return None
-    full = ctx.full_size(source.sym)
+    traced = ctx.concrete(node.args[0])
+    full = traced.shape[axis] if isinstance(traced, torch.Tensor) else ctx.full_size(source.sym)
+    caller = ctx.caller(node)
+    if split and full is not None and caller is not None and holds(caller, HEAD_WIDTH_ATTRIBUTES, count):
+        full, count = (full, full // count) if full % count == 0 else (None, count)
+    elif split:
+        return None
     if full is None or full % count:
         return None
+    if split and caller is not None:  # the parts must be split into heads, for the attribute to follow them
+        ctx.state.attribute_splits.append((source.sym, caller))
+    return Flow(chunk_parts(ctx, source.sym, count), source.dims, pieces=True)
+
+
+def chunk_parts(ctx: GraphContext, whole: Symbol, count: int) -> Symbol:
+    """The symbol of each of ``count`` equal parts of ``whole`` (which becomes their concatenation)."""
     for parts, concat in ctx.state.chunks:  # the same chunk in the graph of the other mode
-        if concat.find() is source.sym.find() and len(concat.concat_inputs) == count:
-            return Flow(parts, source.dims, pieces=True)
+        if concat.find() is whole.find() and len(concat.concat_inputs) == count:
+            return parts
     parts = Symbol()
     concat = Symbol.concat_of([parts] * count)
     ctx.state.concats[(id(concat),)] = concat
     ctx.state.chunks.append((parts, concat))
-    source.sym.union(concat)
-    return Flow(parts, source.dims, pieces=True)
+    whole.union(concat)
+    return parts
+
+
+def _unbind(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """``x.unbind(dim)`` along the axis stacked parts lie on (a fused ``qkv``): the tuple of the parts."""
+    source = ctx.value(node.args[0]) if node.args else None
+    traced = ctx.concrete(node.args[0]) if node.args else None
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not (isinstance(source, Flow) and source.parts_axis and isinstance(traced, torch.Tensor)):
+        return None
+    rank = traced.dim()
+    if not isinstance(dim, int) or dim % rank not in {d % rank for d in source.parts_axis}:
+        return None
+    axis = next(d for d in source.dims if d >= 0)
+    axis -= axis > dim % rank
+    return replace(source, dims=frozenset({axis, axis - rank + 1}), parts_axis=frozenset(), pieces=True)

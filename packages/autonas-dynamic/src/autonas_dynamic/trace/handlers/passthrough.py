@@ -1,5 +1,8 @@
 """Operations that keep the elastic axis: activations, dropout, pools, pads, spatial reductions.
 
+A mean or variance over the elastic axis itself (the statistic of a norm written as module code)
+has no width left: its result is neutral.
+
 A global adaptive pool (output size 1 on every spatial axis) of a channel-first tensor also marks
 its output as having a unit tail (see :class:`~autonas_dynamic.trace.values.Flow`); activations
 and dropout keep that mark, every other op drops it.
@@ -7,15 +10,18 @@ and dropout keep that mark, every other op drops it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch.fx as fx
 import torch.nn.functional as F
 
 from ..analyzer import GraphContext
-from ..dims import after_reduction, may_touch
+from ..dims import after_reduction, is_elastic, may_touch
 from ..ops import ADAPTIVE_POOL_FUNCTIONS, ADAPTIVE_POOL_MODULES, OpKind
-from ..values import Flow, Value
+from ..values import NEUTRAL, Flow, Value
 
 _DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only gives a dtype/device
+_STATISTICS = {"mean", "var", "std", "nanmean"}  # normalised by the width they reduce
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
@@ -38,13 +44,27 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         if _returns_indices(ctx, node) or not _keeps_elastic_axis(node, primary, kept):
             return None
         unit_tail = kept is not None and kept - {0} <= primary.dims and _pools_to_one(ctx, node)
-        return Flow(primary.sym, primary.dims, unit_tail=unit_tail)
+        return replace(primary, unit_tail=unit_tail)
     axes = _reduced_axes(node)
+    if axes is not None and _statistic_over_width(node, primary, axes):
+        return NEUTRAL  # RMSNorm's mean of squares: computed over the active channels alike
     if axes is None or may_touch(primary.dims, axes):
         return None
     keepdim = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
     dims = after_reduction(primary.dims, axes, keepdim)
-    return Flow(primary.sym, dims) if dims else None
+    return replace(primary, dims=dims, unit_tail=False) if dims else None
+
+
+def _statistic_over_width(node: fx.Node, primary: Flow, axes: list[int]) -> bool:
+    """A mean or variance over exactly the elastic axis (of whole channels): its result has no width.
+
+    A subnet computes it over its active channels, as the exported smaller layer does (the norms of
+    the residual stream written as module code: ``LlamaRMSNorm``, ``T5LayerNorm``).
+    """
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", None)
+    if name not in _STATISTICS or primary.block != 1 or primary.parts_axis or len(axes) != 1:
+        return False
+    return is_elastic(axes[0], primary.dims) is True
 
 
 def _returns_indices(ctx: GraphContext, node: fx.Node) -> bool:

@@ -7,6 +7,8 @@ indexing is a pass-through when it only slices or picks along other axes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch.fx as fx
 
 from ..analyzer import GraphContext
@@ -50,14 +52,14 @@ def _shape_read(node: fx.Node, source: Flow) -> Value | None:
 
 
 def _shape_of(source: Flow) -> Value:
-    return Flow(source.sym, source.dims, is_shape=True) if source.sym is not None else NEUTRAL
+    return Flow(source.sym, source.dims, is_shape=True, block=source.block) if source.sym is not None else NEUTRAL
 
 
 def _getitem(ctx: GraphContext, source: Flow, index: object) -> Value | None:
     if source.sym is None:
         return None
     if source.pieces:  # one part of a chunk
-        return Flow(source.sym, source.dims) if isinstance(index, int) else None
+        return replace(source, pieces=False) if isinstance(index, int) else None
     if source.is_shape:
         return _shape_item(source, index)
     return _tensor_item(source, index, ctx.full_size(source.sym))
@@ -111,8 +113,10 @@ def _tensor_item(source: Flow, index: object, full_size: int | None) -> Value | 
     (GhostNet's ``cat([x1, x2])[:, :out_chs]``): it keeps every channel at every subnet.
     """
     entries = index if isinstance(index, tuple) else (index,)
+    if None in entries and Ellipsis not in entries:
+        return _with_new_axes(source, entries)
     if any(e is None or isinstance(e, (fx.Node, list)) for e in entries):
-        return None  # new axes, tensor or list indices: unknown layout
+        return None  # new axes beside an ellipsis, tensor or list indices: unknown layout
     if entries.count(Ellipsis) > 1:
         return None
     split = entries.index(Ellipsis) if Ellipsis in entries else len(entries)
@@ -128,4 +132,27 @@ def _tensor_item(source: Flow, index: object, full_size: int | None) -> Value | 
         if isinstance(entry, int):
             picked.append(axis)
     dims = after_reduction(source.dims, picked, keepdim=False) if picked else source.dims
-    return Flow(source.sym, dims) if dims else None
+    return replace(source, dims=dims, unit_tail=False) if dims else None
+
+
+def _with_new_axes(source: Flow, entries: tuple) -> Value | None:
+    """``x[:, :, None]``: new axes and full slices of a tensor of known rank move the elastic axis."""
+    rank = rank_of(source.dims)
+    if rank is None or sum(e is not None for e in entries) > rank:
+        return None
+    elastic = next(d for d in source.dims if d >= 0)
+    position, axis = 0, 0  # output and input axis of the entry
+    moved = None
+    for entry in entries:
+        if entry is None:
+            position += 1
+            continue
+        if entry != _FULL:
+            return None
+        if axis == elastic:
+            moved = position
+        position, axis = position + 1, axis + 1
+    if moved is None:
+        moved = position + elastic - axis
+    new_rank = position + rank - axis
+    return replace(source, dims=frozenset({moved, moved - new_rank}), unit_tail=False)

@@ -1,0 +1,115 @@
+"""Attention modules whose heads are searched: the head counts they keep follow the active heads.
+
+When the analysis finds a module's query/key/value split into heads (see
+:mod:`autonas_dynamic.trace.handlers.reshape`), their shared width hparam moves by whole heads. The
+module itself is not converted; its attributes that state the head count or the width of all heads
+(``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``; ``all_head_size``, ``inner_dim``,
+where they hold the original values) are set from the active width before each forward, and for
+good on export, so the exported model is the original class with consistent attributes. A forward
+that reshapes into ``self.num_heads`` heads therefore reshapes into the active heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from autonas_config import make_divisible
+
+from .hparam import Hparam
+from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
+
+__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "head_counts", "settle_heads"]
+
+
+def head_counts(heads: int, rule: Mapping[str, Any] | None) -> set[int]:
+    """The head counts a ``heads`` rule allows a module of ``heads`` heads (the original always stays).
+
+    ``make_divisible(ratio * heads, heads_divisor)`` for each of ``heads_ratio``, or every count
+    rounded so when the ratios are ``None``; counts above ``heads`` drop out. ``rule=None``: only
+    ``heads``.
+    """
+    if rule is None:
+        return {heads}
+    ratios, divisor = rule["heads_ratio"], rule["heads_divisor"]
+    candidates = range(1, heads + 1) if ratios is None else [ratio * heads for ratio in ratios]
+    return {count for count in (int(make_divisible(c, divisor)) for c in candidates) if count <= heads} | {heads}
+
+
+class HeadAttributes:
+    """A forward pre-hook that sets an attention module's head attributes from the heads' width hparam.
+
+    Args:
+        module: The attention module.
+        width: The shared hparam of the query/key/value widths (a multiple of ``head_dim``).
+        head_dim: The width of one head.
+    """
+
+    def __init__(self, module: nn.Module, width: Hparam, head_dim: int) -> None:
+        self.width, self.head_dim = width, head_dim
+        heads = width.original // head_dim
+        self.counts = [name for name in HEAD_COUNT_ATTRIBUTES if int_attribute(module, name) == heads]
+        self.widths = [name for name in HEAD_WIDTH_ATTRIBUTES if int_attribute(module, name) == width.original]
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        self.apply(module)
+
+    def apply(self, module: nn.Module) -> None:
+        """Set the attributes from the active width."""
+        for name in self.counts:
+            setattr(module, name, self.width.active // self.head_dim)
+        for name in self.widths:
+            setattr(module, name, self.width.active)
+
+
+def follow_heads(module: nn.Module, width: Hparam, head_dim: int) -> None:
+    """Let ``module``'s head attributes follow ``width`` (nothing to do when it has none)."""
+    hook = HeadAttributes(module, width, head_dim)
+    if hook.counts or hook.widths:
+        module.register_forward_pre_hook(hook)
+
+
+def settle_heads(model: nn.Module, keep_following: bool = False) -> None:
+    """Set every followed head attribute of ``model`` to its active value, for good unless ``keep_following``.
+
+    For good, the hooks go (export); ``keep_following`` only brings the attributes up to date
+    before the next forward sets them.
+    """
+    for module in model.modules():
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if isinstance(hook, HeadAttributes):
+                hook.apply(module)
+                if not keep_following:
+                    del module._forward_pre_hooks[key]
+
+
+class QueryGroupsHparam(Hparam):
+    """The query width of grouped-query attention; the key/value width follows as ``1 / groups`` of it.
+
+    Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
+    query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
+    configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
+
+    Args:
+        queries: The shared hparam of the query projection's width and the output projection's input.
+        key_values: The shared hparam of the key and value projections' widths.
+        groups: Query heads per key/value head.
+        head_dim: The width of one head.
+    """
+
+    def __init__(self, queries: Hparam, key_values: Hparam, groups: int, head_dim: int) -> None:
+        choices = [c for c in queries.choices if c % (groups * head_dim) == 0 and c // groups in key_values.choices]
+        super().__init__(choices, original=queries.original, name=queries.name)
+        self.key_values, self.groups, self.block = key_values, groups, queries.block
+        key_values._set_choices({choice // groups for choice in self.choices})
+        key_values._is_configurable = False
+        self.make_unsortable()
+        key_values.make_unsortable()
+        self.active = queries.active if queries.active in self.choices else self.original
+
+    @Hparam.active.setter  # type: ignore[attr-defined, untyped-decorator]
+    def active(self, value: Any) -> None:
+        Hparam.active.fset(self, value)  # type: ignore[attr-defined]
+        self.key_values._active = self._active // self.groups

@@ -1,0 +1,93 @@
+"""Matrix products and attention over an elastic batch axis (the heads of multi-head attention).
+
+``q @ k.transpose(-1, -2)``, ``weights @ v`` and ``F.scaled_dot_product_attention(q, k, v)`` on
+tensors of shape ``(batch, heads, length, head_dim)`` multiply one matrix per head: the heads axis
+is a batch axis of the product, so the operands' heads must agree and the result keeps them. An
+operand of fixed size that broadcasts along that axis (a mask of shape ``(batch, 1, n, n)``) does
+not constrain it. Sizes of the two matrix axes stay fixed: an elastic axis there is a boundary. With grouped queries
+(``enable_gqa``: fewer key/value heads than query heads) keys and values share their heads, and the
+queries are recorded as whole groups of them (:attr:`ModelState.grouped_heads`).
+Needs the traced shapes (an example input).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+
+from ..analyzer import GraphContext
+from ..values import FIXED, Flow, Value
+from .reshape import elastic_axis
+
+_MATMULS = {torch.matmul, operator.matmul, "matmul"}
+
+
+def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """The product carries the operands' group on the same batch axis (counted from the end)."""
+    if node.target is F.scaled_dot_product_attention:
+        names = ("query", "key", "value")
+        operands = [node.args[i] if i < len(node.args) else node.kwargs.get(name) for i, name in enumerate(names)]
+        mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
+        broadcast = [mask]
+    elif node.target in _MATMULS and node.op in ("call_function", "call_method"):
+        operands, broadcast = list(node.args[:2]), []
+    else:
+        return None
+    flows = [ctx.value(arg) for arg in operands]
+    elastic = [(arg, f) for arg, f in zip(operands, flows, strict=True) if isinstance(f, Flow) and f.sym is not None]
+    out = ctx.concrete(node)
+    if not elastic or not isinstance(out, torch.Tensor):
+        return None
+    axes, sizes = set(), []
+    for arg, flow in elastic:
+        value = ctx.concrete(arg)
+        axis = elastic_axis(flow, value.dim()) if isinstance(value, torch.Tensor) and not flow.is_shape else None
+        if axis is None or axis >= value.dim() - 2:  # not a batch axis of the product
+            return None
+        axes.add(axis - value.dim())
+        sizes.append(value.shape[axis])
+    if len(axes) != 1:
+        return None
+    from_end = axes.pop()
+    groups = _query_groups(node, [flow for _, flow in elastic], sizes)
+    if len(set(sizes)) != 1 and groups is None:
+        return None
+    others = [arg for arg, f in zip(operands, flows, strict=True) if not (isinstance(f, Flow) and f.sym is not None)]
+    for arg in [*others, *broadcast]:
+        value = ctx.concrete(arg)
+        if isinstance(value, torch.Tensor) and value.dim() >= -from_end and value.shape[from_end] != 1:
+            return None  # a fixed-size operand along the elastic axis: the boundary fixes everything
+    ctx.fix([ctx.value(mask) for mask in broadcast], f"mask of {ctx.describe(node)}")
+    reason = f"operands of {ctx.describe(node)} cannot share their heads"
+    if groups is not None:  # grouped queries: keys and values share their heads, queries are groups of them
+        (_, query), key_values = elastic[0], [flow for _, flow in elastic[1:]]
+        shared = ctx.synchronize(key_values, reason)
+        if shared.sym is None or query.sym is None or query.block != shared.block or query.repeat != 1:
+            ctx.fix([query, shared], reason)
+            return FIXED
+        ctx.state.grouped_heads.append((query.sym, shared.sym, groups))
+        coupled = query
+    else:
+        coupled = ctx.synchronize([f for _, f in elastic], reason)
+    if coupled.sym is None:
+        return FIXED
+    return Flow(coupled.sym, frozenset({from_end, out.dim() + from_end}), block=coupled.block)
+
+
+def _query_groups(node: fx.Node, flows: list[Flow], sizes: list[int]) -> int | None:
+    """Queries per key/value head of a grouped-query attention, else None.
+
+    Either SDPA's ``enable_gqa`` with fewer key/value heads, or keys and values whose heads were
+    repeated (``repeat_kv``) to the queries' count.
+    """
+    if node.target is not F.scaled_dot_product_attention or len(flows) != 3:
+        return None
+    (query, key, value), (_, key_flow, value_flow) = sizes, flows
+    if key_flow.repeat > 1 and key_flow.repeat == value_flow.repeat and query == key == value:
+        return key_flow.repeat
+    if not node.kwargs.get("enable_gqa") or key != value or query % key or query == key:
+        return None
+    return query // key
