@@ -41,7 +41,8 @@ class SearchSpace:
     an hparam shared by coupled layers is reported, where names must be unique, under the first
     module (in ``named_modules`` order) that holds it.
 
-    It satisfies the ``autonas_search.SearchSpace`` protocol (``hparams``, ``config``, ``select``).
+    Searchers do not drive this view: ``autonas_modes`` adapts a converted model to the
+    ``autonas_search.SearchSpace`` protocol (configurable hparams only, plus ``original()``).
 
     Attributes:
         model: The converted model.
@@ -77,7 +78,7 @@ class SearchSpace:
                 yield (f"{module_name}.{local}" if module_name else local), hparam
 
     def hparams(self) -> dict[str, list[Any]]:
-        """The choices of every configurable hparam (the search-space protocol)."""
+        """The choices of every configurable hparam, each under its first name."""
         return {name: hparam.choices for name, hparam in self.named_hparams(configurable=True)}
 
     def config(self, configurable: bool | None = None) -> dict[str, Any]:

@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "search": "searching",
     "TorchRanks": "distributed",
     "ModelConstraints": "constraints",
+    "ModelCosts": "constraints",
     "measure_latency": "latency",
     "LatencyInterpolator": "latency",
 }
@@ -78,6 +79,7 @@ __all__ = [
     "ModeDescriptor",
     "ModeRegistry",
     "ModelConstraints",
+    "ModelCosts",
     "ModesError",
     "NotConvertedError",
     "StateManager",
@@ -120,7 +122,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .apply import apply_mode
-    from .constraints import ModelConstraints
+    from .constraints import ModelConstraints, ModelCosts
     from .costs import inference_flops, param_count
     from .distributed import TorchRanks
     from .errors import ApplyModeError, InvalidStateError, ModesError, NotConvertedError
