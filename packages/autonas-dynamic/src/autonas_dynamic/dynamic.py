@@ -249,9 +249,7 @@ class DynamicModule(nn.Module):
         """Pin every hparam to its original value (its only choice from now on)."""
         for _, hparam in self.named_hparams():
             if len(hparam.choices) > 1:
-                with hparam._force_configurable():
-                    hparam.active = hparam.original
-                    hparam.choices = [hparam.original]
+                hparam.pin()
 
     def modify(self) -> None:
         """Restrict the choices by a rule; dynamic layers override this with their rule fields."""

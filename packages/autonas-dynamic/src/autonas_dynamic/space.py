@@ -338,12 +338,12 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
         if fixed or originals != {sum(hp.original for hp in inputs)}:
             fixed = True
             for hparam in inputs:
-                _pin(hparam)
+                hparam.pin()
         else:
             shared = ConcatHparam(inputs, name=members[0].name)
     if fixed:
         for hparam in members:
-            _pin(hparam)
+            hparam.pin()
         return shared
     for hparam in members:
         shared &= hparam
@@ -358,12 +358,6 @@ def _dynamic(module: nn.Module) -> DynamicModule:
     if not isinstance(module, DynamicModule):
         raise TypeError(f"{type(module).__name__} was not converted")
     return module
-
-
-def _pin(hparam: Hparam) -> None:
-    with hparam._force_configurable():
-        hparam.active = hparam.original
-        hparam.choices = [hparam.original]
 
 
 def _unconvert_unsearchable(converted: Mapping[nn.Module, DynamicModule]) -> None:
