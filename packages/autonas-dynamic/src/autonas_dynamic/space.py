@@ -23,7 +23,7 @@ import torch.nn as nn
 from autonas_config import get_layer_type, is_unmatched, resolve_rule
 
 from .checks import check_convertible
-from .dynamic import DynamicModule, export_model
+from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -64,18 +64,15 @@ class SearchSpace:
                 module holding it); ``True``: each configurable hparam once, under its first name;
                 ``False``: the hparams that are not configurable, under every name.
         """
-        seen: set[int] = set()
+        if configurable:
+            yield from distinct_hparams(self.model, configurable=True)
+            return
         for module_name, module in self.model.named_modules():
             if not isinstance(module, DynamicModule):
                 continue
             for local, hparam in module.named_hparams():
-                if configurable is not None and hparam.is_configurable != configurable:
-                    continue
-                if configurable:
-                    if id(hparam) in seen:
-                        continue
-                    seen.add(id(hparam))
-                yield (f"{module_name}.{local}" if module_name else local), hparam
+                if configurable is None or not hparam.is_configurable:
+                    yield (f"{module_name}.{local}" if module_name else local), hparam
 
     def hparams(self) -> dict[str, list[Any]]:
         """The choices of every configurable hparam, each under its first name."""

@@ -39,7 +39,7 @@ class ModelCosts:
             are always tracked; with ``latency``, so are its interpolation coordinates (``flops``
             and, for models with a searchable depth, ``flops_min_depth``).
         dummy_input: Input of the recorded forward (and of latency measurements); see
-            :func:`autonas_modes.inputs.split_args` for tuples and keyword arguments.
+            :func:`autonas_dynamic.calling.split_args` for tuples and keyword arguments.
         latency_func: ``(model, dummy_input) -> milliseconds`` for the active subnet, replacing
             the built-in timing (give either this or ``deployment``).
         deployment: Where latency is measured: ``{"runtime": "torch"}`` (default, eager PyTorch),

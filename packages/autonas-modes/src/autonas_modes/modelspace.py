@@ -168,13 +168,8 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
 
     Every submodule's own train/eval flag is restored on exit.
     """
+    from autonas_dynamic.calling import training_mode
     from autonas_patch import no_patches
 
-    flags = [(module, module.training) for module in model.modules()]
-    with no_patches():
-        try:
-            model.eval()
-            yield model
-        finally:
-            for module, flag in flags:
-                module.training = flag
+    with no_patches(), training_mode(model, False):
+        yield model

@@ -16,12 +16,13 @@ from typing import Any
 
 import torch.nn as nn
 
+from autonas_dynamic.calling import run_model
+
 from .apply import unwrap_model
 from .constraints import ModelConstraints
 from .deployment import Deployment
 from .distributed import collectives_refused, distributed_ranks, latency_on_rank_zero
 from .errors import NotConvertedError
-from .inputs import run_model
 from .modelspace import ModelSearchSpace, frozen_eval, mark_subnet_changed
 from .profiling import profile_constraints
 from .state import get_mode
