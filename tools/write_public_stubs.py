@@ -29,7 +29,11 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def render_stub(module: ModuleType) -> str:
-    """The stub of ``module``: one explicit re-export per name of its ``_HOMES`` table, and ``__all__``."""
+    """The stub of ``module``: one explicit re-export (``import X as X``) per name of its ``_HOMES`` table.
+
+    Explicit re-exports are what ``from module import *`` binds for a type checker, so the stub
+    needs no ``__all__`` of its own.
+    """
     lines = [
         f'"""Types of the public names of ``{module.__name__}``.',
         "",
@@ -39,9 +43,7 @@ def render_stub(module: ModuleType) -> str:
     ]
     for home, names in sorted(module._HOMES.items()):
         lines += [f"from {home} import {name} as {name}" for name in sorted(names, key=_isort_key)]
-    lines += ["", "__version__: str", "__all__: list[str] = ["]
-    lines += [f'    "{name}",' for name in sorted(module.__all__, key=_isort_key)]
-    lines += ["]", ""]
+    lines += ["", "__version__: str", ""]
     return "\n".join(lines)
 
 

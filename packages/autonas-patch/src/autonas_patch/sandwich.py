@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .autonas import AutoNASPatchManager
+from .autonas_manager import AutoNASPatchManager
 from .calibration import _map_tensors
 from .distill import soft_cross_entropy
 from .manager import PatchManager
