@@ -13,6 +13,7 @@ alone: :class:`ModelConstraints` is that functor over the cost functions of a :c
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from .latency import LatencyInterpolator
 from .modelspace import ModelSearchSpace, frozen_eval, model_space
 
 __all__ = ["SUPPORTED_CONSTRAINTS", "ModelConstraints", "ModelCosts"]
+
+_ACTIVE = operator.attrgetter("active")
 
 #: Constraint keys in evaluation order (later ones may use earlier values).
 SUPPORTED_CONSTRAINTS = ("params", "flops", "flops_min_depth", "latency")
@@ -134,8 +137,12 @@ class ModelCosts:
             raise KeyError(f"{key!r} is not tracked; tracked keys are {self.keys}")
         return lambda _config: self._cached_values()[key]
 
+    def _subnet(self) -> tuple[Any, ...]:
+        """The active value of every configurable hparam: identifies the active subnet."""
+        return tuple(map(_ACTIVE, self._hparams))
+
     def _cached_values(self) -> dict[str, float]:
-        subnet = tuple(hp.active for hp in self._hparams)
+        subnet = self._subnet()
         if self._cached[0] != subnet:
             self._cached = (subnet, self.evaluate())
         return self._cached[1]
@@ -162,7 +169,7 @@ class ModelCosts:
     def _latency(self, coords: tuple[float, ...], measure: bool) -> float:
         latency = math.nan if measure else self._interpolator(coords)
         if math.isnan(latency):
-            subnet = tuple(hp.active for hp in self._hparams)
+            subnet = self._subnet()
             if subnet in self._measured:
                 return self._measured[subnet]
             with frozen_eval(self.model):

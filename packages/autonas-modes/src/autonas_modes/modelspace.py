@@ -18,6 +18,7 @@ __all__ = [
     "ModelSearchSpace",
     "changes_subnet",
     "coerce_config",
+    "from_json",
     "frozen_eval",
     "mark_subnet_changed",
     "model_space",
@@ -64,19 +65,19 @@ def model_space(model: nn.Module) -> SearchSpace:
     return SearchSpace(model)
 
 
-def coerce_config(hparams: Mapping[str, Hparam], config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with JSON lists read back as tuples where the hparam's choices are tuples (e.g. kernel sizes).
+def from_json(hparam: Hparam, value: Any) -> Any:
+    """``value`` as ``hparam`` takes it: a JSON list read back as a tuple where the choices are tuples (kernel sizes).
 
-    The one rule for configs that went through JSON (checkpoints, saved states); names that are no
-    key of ``hparams`` pass through unchanged.
+    The one rule for configs that went through JSON (checkpoints, saved states).
     """
-    coerced = {}
-    for name, value in config.items():
-        hp = hparams.get(name)
-        if isinstance(value, list) and hp is not None and any(isinstance(c, tuple) for c in hp.choices):
-            value = tuple(value)
-        coerced[name] = value
-    return coerced
+    if isinstance(value, list) and any(isinstance(choice, tuple) for choice in hparam.choices):
+        return tuple(value)
+    return value
+
+
+def coerce_config(hparams: Mapping[str, Hparam], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` read through :func:`from_json`; names that are no key of ``hparams`` pass through unchanged."""
+    return {name: from_json(hparams[name], value) if name in hparams else value for name, value in config.items()}
 
 
 class ModelSearchSpace:
@@ -104,12 +105,12 @@ class ModelSearchSpace:
         return {name: hp.original for name, hp in self._hparams.items()}
 
     def select(self, config: Mapping[str, Any]) -> None:
-        """Activate ``config`` (read through :func:`coerce_config`, so JSON round-tripped configs work)."""
-        for name, value in coerce_config(self._hparams, config).items():
+        """Activate ``config`` (read through :func:`from_json`, so JSON round-tripped configs work)."""
+        for name, value in config.items():
             hp = self._hparams.get(name)
             if hp is None:
                 raise KeyError(f"{name!r} is not a configurable hparam of this model; known: {sorted(self._hparams)}")
-            hp.active = value
+            hp.active = from_json(hp, value) if isinstance(value, list) else value
 
 
 def changes_subnet(model: nn.Module, config: Mapping[str, Any]) -> bool:
