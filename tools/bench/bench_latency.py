@@ -82,7 +82,7 @@ def bench_space(name: str, deployment: dict[str, Any], checks: int) -> None:
         lambda: profile_constraints(functor, verbose=False, use_centroid=True)
     )
     setup_wall = build_wall + profile_wall
-    print(f"{label}: {am.search_space_size(model):.3g} subnets, interpolation over {functor.interpolation_keys}")
+    print(f"{label}: {am.search_space_size(model):.3g} subnets, interpolation over {functor.costs.interpolation_keys}")
     print(
         f"  setup (constraints with the original's latency + profile): {setup_wall:.1f} s wall "
         f"({profile_cpu:.1f} s CPU in the profile), {len(calls) + 1} subnets measured, "
@@ -105,7 +105,7 @@ def bench_space(name: str, deployment: dict[str, Any], checks: int) -> None:
         space.sample(rng.choice)
         before = len(calls)
         start = time.perf_counter_ns()
-        functor.evaluate()
+        functor.costs.evaluate()
         elapsed_us = (time.perf_counter_ns() - start) / 1e3
         if len(calls) == before:
             interpolated.append(elapsed_us)

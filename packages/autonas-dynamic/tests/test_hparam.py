@@ -47,20 +47,57 @@ def test_choices_only_shrink_and_keep_original_and_active():
 
 
 def test_configurable_flag_and_pinned_hparam():
-    hp = Hparam([1, 2, 3])
+    hp, other = Hparam([1, 2, 3]), Hparam([1, 2])
     assert hp.is_configurable
-    hp._is_configurable = False
+    ConcatHparam([hp, other])  # a concat input follows its concat
     assert not hp.is_configurable
     hp.active = 3  # same value: allowed
     with pytest.raises(ValueError, match="not configurable"):
         hp.active = 1
     with pytest.raises(ValueError, match="not configurable"):
         hp.choices = [3]
-    with pytest.raises(RuntimeError), hp._force_configurable():
-        hp.active = 1
-        raise RuntimeError("the flag comes back anyway")
-    assert hp.active == 1 and not hp._is_configurable
+    with pytest.raises(RuntimeError), hp.held_at(1):
+        assert hp.active == 1
+        raise RuntimeError("the active value comes back anyway")
+    assert hp.active == 3 and not hp.is_configurable
+    with pytest.raises(ValueError, match="not configurable"):
+        hp.active = 1  # still pinned after the context
     assert not Hparam([5]).is_configurable
+
+
+def test_pin_keeps_the_original_as_the_only_choice():
+    hp = Hparam([8, 16, 32], name="out_channels")
+    hp.active = 8
+    hp.pin()
+    assert (hp.choices, hp.active, hp.is_configurable) == ([32], 32, False)
+    with pytest.raises(ValueError, match="hparam 'out_channels': value 16 is not allowed"):
+        hp.active = 16
+
+
+def test_restrict_to_keeps_the_original_and_resets_a_dropped_active_value():
+    hp = Hparam([8, 16, 24, 32])
+    hp.active = 8
+    hp.restrict_to({16, 24, 64})
+    assert (hp.choices, hp.active) == ([16, 24, 32], 32)
+    hp.active = 16
+    hp.restrict_to({16})
+    assert (hp.choices, hp.active) == ([16, 32], 16)
+    follower, partner = Hparam([2, 4]), Hparam([2, 4])
+    ConcatHparam([follower, partner])
+    follower.restrict_to({4})  # a concat input's choices are its concat's to decide
+    assert follower.choices == [2, 4]
+
+
+def test_held_at_on_a_concat_input_moves_the_concat_and_restores_it():
+    a, b = Hparam([2, 4]), Hparam([2, 4])
+    concat = ConcatHparam([a, b])
+    concat.active = 4
+    with a.held_at(4):
+        assert (a.active, concat.active) == (4, 6)
+    assert (a.active, b.active, concat.active) == (2, 2, 4)
+    with pytest.raises(ValueError, match="not allowed"), a.held_at(3):
+        pass
+    assert a.active == 2
 
 
 def test_tuple_values_have_no_slice():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 
@@ -180,10 +179,21 @@ def test_torchscript_modules_are_refused_before_tracing(compile_module: str) -> 
 
 
 def test_protocol_of_autonas_search() -> None:
-    space = _space(ResBlock(8))
-    assert callable(space.hparams) and callable(space.config) and callable(space.select)
-    snapshot = copy.deepcopy(space.config(configurable=True))
-    space.select(snapshot)
+    model = ResBlock(8).eval()
+    x = torch.randn(2, 8, 6, 6)
+    expected = model(x)
+    space = _space(model)
+    hparams = space.hparams()
+    assert hparams["conv_a.out_channels"] == sorted(hparams["conv_a.out_channels"]) and len(hparams) >= 1
+    smallest = {name: choices[0] for name, choices in hparams.items()}
+    space.select(smallest)
+    assert space.config(configurable=True) == smallest
+    assert model.conv_a(x).shape[1] == smallest["conv_a.out_channels"] < 16  # the layer itself shrank
+    assert model(x).shape == expected.shape
+    space.select({name: choices[-1] for name, choices in hparams.items()})
+    torch.testing.assert_close(model(x), expected)  # the largest config is the original model
+    with pytest.raises(ValueError, match="missing keys"):
+        space.select({})
 
 
 def test_layers_running_only_in_training_follow_their_inputs() -> None:

@@ -25,7 +25,7 @@ from example_models import (
 from autonas_config import FeatureRule
 from autonas_dynamic import LayerLayout, register_layer, unregister_layer
 from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
-from autonas_dynamic.trace.depth import is_residual_block, trailing_residual_blocks
+from autonas_dynamic.trace.depth import trailing_residual_blocks
 from autonas_dynamic.trace.dims import after_reduction, is_elastic
 from autonas_dynamic.trace.layers import is_layer, make_layer_symbols, spatial_ndim
 from autonas_dynamic.trace.tracer import reads_training_flag, trace_recursively
@@ -188,6 +188,12 @@ def test_flattening_a_global_pool_couples_only_from_axis_1_keeping_the_batch(hea
     assert (group is analysis.group(model.fc, "in_features")) is couples
     assert group.fixed is not couples
     assert analysis.group(model.fc, "in_features").fixed is not couples
+
+
+def is_residual_block(block: nn.Module) -> bool:
+    """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
+    seq = nn.Sequential(block)
+    return trailing_residual_blocks(seq, trace_recursively(seq)).get(seq, [False])[0]
 
 
 def test_residual_blocks_are_recognised() -> None:

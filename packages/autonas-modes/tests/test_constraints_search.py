@@ -59,10 +59,10 @@ def test_values_equal_the_counts_of_the_exported_subnet(space: nn.Module, images
     for func in (min, max, rng.choice, rng.choice, rng.choice):
         am.sample(space, func)
         flops, params = _exported_costs(space, images[:1])
-        assert functor.evaluate() == {"params": params, "flops": flops}
-        assert functor() == (True, {"params": params, "flops": flops})
+        assert functor.costs.evaluate() == {"params": params, "flops": flops}
+        assert functor(am.get_subnet_config(space)) == (True, {"params": params, "flops": flops})
     bounded = ModelConstraints(space, {"flops": (0, flops - 1)}, images[:1])
-    assert bounded() == (False, {"params": params, "flops": flops})
+    assert bounded(am.get_subnet_config(space)) == (False, {"params": params, "flops": flops})
 
 
 def test_percentages_refer_to_the_original_model_in_eval_mode_with_patches_off(images: torch.Tensor) -> None:
@@ -87,7 +87,7 @@ def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
     fake_latency = FlopsLatency(ms_per_mflop=1.8, offset_ms=0.5)
     calls = fake_latency.calls
     functor = ModelConstraints(space, {"latency": 1e9}, images[:1], latency_func=fake_latency)
-    assert functor.interpolation_keys == ("flops", "flops_min_depth")  # the block stack has a depth hparam
+    assert functor.costs.interpolation_keys == ("flops", "flops_min_depth")  # the block stack has a depth hparam
     stats = am.profile(space, constraints=functor, verbose=False, use_centroid=True)
     # 9 sample points (the block stack has a depth hparam), then 3 random subnets check the interpolation
     assert len(calls) == 9 + 3 and {"min", "centroid", "max", "min_regular_max_depth"} <= set(stats)
@@ -100,7 +100,7 @@ def test_fake_latency_is_measured_at_profile_points_and_interpolated_after(
         am.sample(space, rng.choice)
         before = len(calls)
         truth = 1.8 * count_flops(space, images[:1]) / 1e6 + 0.5
-        value = functor.evaluate()["latency"]
+        value = functor.costs.evaluate()["latency"]
         assert len(calls) - before <= 1  # interpolated, or measured once when outside the measured range
         assert value == pytest.approx(truth, rel=0.1)
 
@@ -370,3 +370,39 @@ def test_a_one_element_tensor_score_is_a_number(space: nn.Module, images: torch.
         config={"score_func": lambda m: m(images).mean().detach(), "num_iters": 10, "seed": 0},
     )
     assert isinstance(state["best"]["metric"], float) and math.isfinite(state["best"]["metric"])
+
+
+def test_model_constraints_are_the_functor_the_searcher_uses(space: nn.Module, images: torch.Tensor) -> None:
+    from autonas_modes.modelspace import ModelSearchSpace
+    from autonas_search import ConstraintsFunc, RandomSearcher
+
+    functor = ModelConstraints(space, {"flops": "50%"}, images[:1])
+    assert isinstance(functor, ConstraintsFunc) and functor.names == ["params", "flops"]
+    searcher = RandomSearcher()
+    searcher.search(ModelSearchSpace(space), functor, {"score_func": lambda config: 0.0, "num_iters": 12, "seed": 0})
+    assert searcher.constraints_func.limits == functor.limits  # no second parse of the limits
+    samples = list(searcher.samples.values())
+    assert len(samples) >= 3 and any(not sample["is_satisfied"] for sample in samples)
+    for sample in samples:
+        am.select(space, sample["config"])
+        flops, params = _exported_costs(space, images[:1])
+        assert sample["constraints"] == {"params": params, "flops": flops}
+        assert sample["is_satisfied"] == (flops <= functor.limits["flops"][1])
+
+
+def test_the_search_space_reads_json_lists_back_as_kernel_size_tuples() -> None:
+    import json
+
+    from autonas_modes.modelspace import ModelSearchSpace
+
+    model = am.convert(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)),
+        mode=[("autonas", {"nn.Conv2d": {"*": {"kernel_size": (1, 3)}}})],
+    )
+    space = ModelSearchSpace(model)
+    kernels = [name for name in space.hparams() if name.endswith("kernel_size")]
+    assert kernels and all(isinstance(choice, tuple) for name in kernels for choice in space.hparams()[name])
+    smallest = {name: choices[0] for name, choices in space.hparams().items()}
+    space.select(json.loads(json.dumps(smallest)))  # tuples come back from JSON as lists
+    assert space.config() == smallest
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 4, 8, 8)

@@ -182,7 +182,7 @@ def test_a_subnet_is_measured_once_even_when_asked_for_again(space: nn.Module, i
     assert len(calls) == 9 and len({tuple(sorted(config.items())) for config in calls}) == 9
     am.sample(space, min)
     expected = FlopsLatency()(space, images[:1])  # another instance: its call is not counted
-    assert functor.evaluate(exact=True)["latency"] == pytest.approx(expected)
+    assert functor.costs.evaluate(measure_latency=True)["latency"] == pytest.approx(expected)
     assert len(calls) == 9
 
 
@@ -204,7 +204,9 @@ def test_profile_reports_the_interpolation_error_at_random_subnets(
         am.sample(space, rng.choice)
         truth = curved(space, images[:1])
         assert point["measured"] == pytest.approx(truth)
-        assert point["interpolated"] == pytest.approx(reference.interpolated_latency())  # from the 9 sample points
+        assert point["interpolated"] == pytest.approx(
+            reference.costs.interpolated_latency()
+        )  # from the 9 sample points
         assert point["relative error"] == pytest.approx((point["interpolated"] - truth) / truth)
     errors = [abs(p["relative error"]) for p in check["points"]]
     assert check["max abs error"] == pytest.approx(max(errors)) and 0 < check["max abs error"] < 0.5

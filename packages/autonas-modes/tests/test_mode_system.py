@@ -244,3 +244,28 @@ def test_state_from_another_major_minor_version_warns() -> None:
     state = {**autonas_state(model), "autonas_version": "9.9.0"}
     with pytest.warns(UserWarning, match="written by autonas 9.9.0"):
         restore_from_autonas_state(Net(), state)
+
+
+def test_autonas_is_followed_by_the_modes_that_exist_and_a_registered_mode_extends_them() -> None:
+    from autonas_modes.nas import AutoNASModeDescriptor
+
+    class AfterAutoNAS(_Base):
+        mode_name = "after_autonas"
+
+        @property
+        def may_follow(self) -> frozenset[str]:
+            return frozenset({"autonas"})
+
+    autonas = get_mode_descriptor("autonas")
+    assert isinstance(autonas, AutoNASModeDescriptor) and autonas.next_modes == {"export_nas"}
+    with pytest.raises(
+        ApplyModeError, match=r"Cannot add autonas after autonas! Next modes of autonas are \['export_nas'\]"
+    ):
+        get_mode_descriptor("autonas").check_can_follow(autonas)
+    TEST_REGISTRY.register_mode(AfterAutoNAS)
+    try:
+        assert autonas.next_modes == {"export_nas", "after_autonas"}
+        get_mode_descriptor("after_autonas").check_can_follow(autonas)
+    finally:
+        TEST_REGISTRY.remove_mode("after_autonas")
+    assert autonas.next_modes == {"export_nas"}

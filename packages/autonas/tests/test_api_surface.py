@@ -6,6 +6,7 @@ import importlib
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,9 @@ def test_import_is_lazy_and_does_not_load_torch() -> None:
     code = "import sys, autonas; print(sorted(m for m in ('torch', 'autonas_modes', 'importlib.metadata') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_type_stubs_are_generated_from_the_name_tables() -> None:
+    tool = Path(__file__).resolve().parents[3] / "tools" / "write_public_stubs.py"
+    result = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}run: python tools/write_public_stubs.py"

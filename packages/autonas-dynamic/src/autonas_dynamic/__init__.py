@@ -11,7 +11,7 @@ the active sizes; :func:`sort_parameters` orders channels by importance. Its err
 
 from importlib.metadata import version as _version
 
-from . import layers, plugins  # register the built-in layers and those of installed libraries (transformers)
+from . import layers, plugins  # importing layers registers the built-in layer types
 from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .errors import AlreadyConvertedError, DynamicError, UnsupportedModelError
@@ -24,6 +24,8 @@ from .space import SearchSpace, generate_search_space
 from .trace import register_leaf, register_shape_preserving, unregister_leaf
 
 __version__ = _version("autonas-dynamic")
+
+plugins.install()  # the layer types of installed libraries (transformers, timm)
 
 __all__ = [
     "DYNAMIC_REGISTRY",

@@ -36,6 +36,7 @@ __all__ = [
     "DynamicModule",
     "HparamAttribute",
     "LayerImportance",
+    "distinct_hparams",
     "export_model",
     "is_dynamic",
     "layout_tensor_property",
@@ -249,9 +250,7 @@ class DynamicModule(nn.Module):
         """Pin every hparam to its original value (its only choice from now on)."""
         for _, hparam in self.named_hparams():
             if len(hparam.choices) > 1:
-                with hparam._force_configurable():
-                    hparam.active = hparam.original
-                    hparam.choices = [hparam.original]
+                hparam.pin()
 
     def modify(self) -> None:
         """Restrict the choices by a rule; dynamic layers override this with their rule fields."""
@@ -421,6 +420,27 @@ def _store_exported_tensor(module: nn.Module, name: str, active: torch.Tensor | 
 def is_dynamic(module: nn.Module) -> bool:
     """Whether ``module`` or any of its submodules is a dynamic module."""
     return any(isinstance(m, DynamicModule) for m in module.modules())
+
+
+def distinct_hparams(model: nn.Module, configurable: bool | None = None) -> Iterator[tuple[str, Hparam]]:
+    """Yield each distinct hparam object of the model's dynamic modules once, under its first full name.
+
+    Full names are ``"<module name>.<hparam name>"``; "first" is in ``named_modules`` order, so an
+    hparam shared by coupled layers is named after the first module holding it.
+
+    Args:
+        configurable: ``None``: every hparam; ``True`` / ``False``: only those that are / are not
+            configurable.
+    """
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        if not isinstance(module, DynamicModule):
+            continue
+        for local, hparam in module.named_hparams():
+            if id(hparam) in seen or (configurable is not None and hparam.is_configurable != configurable):
+                continue
+            seen.add(id(hparam))
+            yield (f"{module_name}.{local}" if module_name else local), hparam
 
 
 def export_model(model: nn.Module) -> nn.Module:

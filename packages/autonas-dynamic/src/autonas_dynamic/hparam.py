@@ -77,19 +77,17 @@ class Hparam:
     def choices(self, values: Iterable[Any]) -> None:
         new = set(values)
         if self._original not in new:
-            raise ValueError(f"{self._label()}: new choices {sorted(new)} must contain the original {self._original!r}")
+            raise ValueError(f"{self.label}: new choices {sorted(new)} must contain the original {self._original!r}")
         if self._active not in new:
-            raise ValueError(
-                f"{self._label()}: new choices {sorted(new)} must contain the active value {self._active!r}"
-            )
+            raise ValueError(f"{self.label}: new choices {sorted(new)} must contain the active value {self._active!r}")
         if self._is_configurable:
             extra = new - self._choice_set
             if extra:
                 raise ValueError(
-                    f"{self._label()}: choices can only shrink; {sorted(extra)} are not in the current {self._choices}"
+                    f"{self.label}: choices can only shrink; {sorted(extra)} are not in the current {self._choices}"
                 )
         elif new != self._choice_set:
-            raise ValueError(f"{self._label()} is not configurable; its choices {self._choices} cannot change")
+            raise ValueError(f"{self.label} is not configurable; its choices {self._choices} cannot change")
         self._set_choices(new)
 
     def _set_choices(self, values: Iterable[Any]) -> None:
@@ -111,11 +109,9 @@ class Hparam:
         if value is None:
             value = self._original
         if value not in self._choice_set:
-            raise ValueError(f"{self._label()}: value {value!r} is not allowed; choices are {self._choices}")
+            raise ValueError(f"{self.label}: value {value!r} is not allowed; choices are {self._choices}")
         if not self._is_configurable and value != self._active:
-            raise ValueError(
-                f"{self._label()} is not configurable: it stays at {self._active!r}, cannot become {value!r}"
-            )
+            raise ValueError(f"{self.label} is not configurable: it stays at {self._active!r}, cannot become {value!r}")
         return value
 
     @property
@@ -142,8 +138,43 @@ class Hparam:
     def active_slice(self) -> slice | torch.Tensor:
         """The active channels: ``slice(0, active)`` (channels are always a prefix)."""
         if not isinstance(self._active, int):
-            raise TypeError(f"{self._label()} has {type(self._active).__name__} values and no channel slice")
+            raise TypeError(f"{self.label} has {type(self._active).__name__} values and no channel slice")
         return slice(0, self._active)
+
+    # ----------------------------------------------------------------------------- operations
+    def pin(self) -> None:
+        """Fix this hparam at its original value, its only choice from now on (what a frozen layer keeps)."""
+        with self._force_configurable():
+            self.active = self._original
+            self.choices = [self._original]
+
+    def restrict_to(self, allowed: Iterable[Any]) -> None:
+        """Keep only the choices that are in ``allowed``; the original always stays.
+
+        The active value falls back to the original when it is dropped. An hparam that follows
+        another (a concat input) keeps its choices: they are its follower's to decide.
+        """
+        if not self._is_configurable:
+            return
+        new = (self._choice_set & set(allowed)) | {self._original}
+        if self._active not in new:
+            self.active = self._original
+        self.choices = new
+
+    @contextmanager
+    def held_at(self, value: Any) -> Iterator[Hparam]:
+        """Context manager: ``value`` (one of the choices) is active, even on a pinned hparam.
+
+        For reading the layers at a given size (e.g. full-size tensors while sorting channels or
+        converting a layer); the previous active value returns on exit, even on errors.
+        """
+        previous = self._active
+        with self._force_configurable():
+            self.active = value
+        try:
+            yield self
+        finally:
+            self._active = previous
 
     @contextmanager
     def _force_configurable(self) -> Iterator[None]:
@@ -159,7 +190,7 @@ class Hparam:
     def register_importance(self, estimator: ImportanceEstimator) -> None:
         """Add a zero-argument callable returning one importance score per channel (or ``None``)."""
         if self._importance_estimators is None:
-            raise RuntimeError(f"{self._label()} is not sortable; it accepts no importance estimator")
+            raise RuntimeError(f"{self.label} is not sortable; it accepts no importance estimator")
         if estimator not in self._importance_estimators:
             self._importance_estimators.append(estimator)
 
@@ -180,7 +211,7 @@ class Hparam:
                     continue
                 if scores.dim() != 1 or scores.numel() != self.max:
                     raise ValueError(
-                        f"{self._label()}: an importance estimator returned shape {tuple(scores.shape)}, "
+                        f"{self.label}: an importance estimator returned shape {tuple(scores.shape)}, "
                         f"expected ({self.max},)"
                     )
                 scores = scores.detach().float().cpu()
@@ -195,8 +226,8 @@ class Hparam:
             return self
         if other.original != self._original:
             raise ValueError(
-                f"cannot merge {other._label()} (original {other.original!r}) into "
-                f"{self._label()} (original {self._original!r}): coupled sizes must be equal"
+                f"cannot merge {other.label} (original {other.original!r}) into "
+                f"{self.label} (original {self._original!r}): coupled sizes must be equal"
             )
         common = self._choice_set & other._choice_set
         if self._active not in common:
@@ -219,7 +250,9 @@ class Hparam:
         label = f"{self.name!r}, " if self.name else ""
         return f"{type(self).__name__}({label}choices={self._choices}, active={self._active!r}, original={self._original!r})"
 
-    def _label(self) -> str:
+    @property
+    def label(self) -> str:
+        """How error messages name this hparam: ``"hparam 'out_channels'"``, or its class without a name."""
         return f"hparam {self.name!r}" if self.name else type(self).__name__
 
 
@@ -241,7 +274,7 @@ class DepthHparam(Hparam):
                 skippable (the full depth always is).
         """
         if len(skippable) != self._original:
-            raise ValueError(f"{self._label()}: got {len(skippable)} skippable flags for {self._original} blocks")
+            raise ValueError(f"{self.label}: got {len(skippable)} skippable flags for {self._original} blocks")
         allowed = {self._original}
         for index in range(self._original - 1, -1, -1):
             if not skippable[index]:
@@ -343,7 +376,7 @@ class ConcatHparam(Hparam):
         options = [hp.choices[::-1] for hp in self._distinct]
         if math.prod(len(values) for values in options) > MAX_CONCAT_COMBINATIONS:
             warnings.warn(
-                f"{self._label()}: too many input combinations; only combinations near balanced ones are used",
+                f"{self.label}: too many input combinations; only combinations near balanced ones are used",
                 stacklevel=3,
             )
             combos = self._neighbourhood_combinations(options, counts)

@@ -13,6 +13,7 @@ dimension, together with the layer that produced them.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -136,21 +137,16 @@ def sort_parameters(model: nn.Module, hps_to_sort: Iterable[str] | None = None) 
     names = set(hps_to_sort or ())
     groups = _collect_groups(model)
     plain = [group.hparam for group in groups.values() if not isinstance(group.hparam, ConcatHparam)]
-    saved = [(hparam, hparam._active) for hparam in plain]
-    try:
+    with contextlib.ExitStack() as full_size, torch.no_grad():
         for hparam in plain:  # estimators may read the active tensors: make them whole
-            hparam._active = hparam.max
-        with torch.no_grad():
-            _collect_concat_importance(groups)
-            for group in _without_conflicts([group for group in groups.values() if _wants_sorting(group, names)]):
-                importance = group.hparam.importance
-                for extra in group.concat_importance:
-                    importance = extra if importance is None else importance + extra
-                if importance is None:
-                    continue
-                order = _order(importance, group.hparam.block)
-                if not torch.equal(order, torch.arange(order.numel())):
-                    _permute(group, order)
-    finally:
-        for hparam, active in saved:
-            hparam._active = active
+            full_size.enter_context(hparam.held_at(hparam.max))
+        _collect_concat_importance(groups)
+        for group in _without_conflicts([group for group in groups.values() if _wants_sorting(group, names)]):
+            importance = group.hparam.importance
+            for extra in group.concat_importance:
+                importance = extra if importance is None else importance + extra
+            if importance is None:
+                continue
+            order = _order(importance, group.hparam.block)
+            if not torch.equal(order, torch.arange(order.numel())):
+                _permute(group, order)

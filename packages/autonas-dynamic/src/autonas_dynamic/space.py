@@ -25,10 +25,10 @@ from torch.utils._pytree import tree_map_only
 from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
 from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
+from .calling import split_args
 from .checks import check_convertible
-from .dynamic import DynamicModule, export_model
+from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
-from .inputs import standardize_inputs
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -47,7 +47,8 @@ class SearchSpace:
     an hparam shared by coupled layers is reported, where names must be unique, under the first
     module (in ``named_modules`` order) that holds it.
 
-    It satisfies the ``autonas_search.SearchSpace`` protocol (``hparams``, ``config``, ``select``).
+    Searchers do not drive this view: ``autonas_modes`` adapts a converted model to the
+    ``autonas_search.SearchSpace`` protocol (configurable hparams only, plus ``original()``).
 
     Attributes:
         model: The converted model.
@@ -69,21 +70,18 @@ class SearchSpace:
                 module holding it); ``True``: each configurable hparam once, under its first name;
                 ``False``: the hparams that are not configurable, under every name.
         """
-        seen: set[int] = set()
+        if configurable:
+            yield from distinct_hparams(self.model, configurable=True)
+            return
         for module_name, module in self.model.named_modules():
             if not isinstance(module, DynamicModule):
                 continue
             for local, hparam in module.named_hparams():
-                if configurable is not None and hparam.is_configurable != configurable:
-                    continue
-                if configurable:
-                    if id(hparam) in seen:
-                        continue
-                    seen.add(id(hparam))
-                yield (f"{module_name}.{local}" if module_name else local), hparam
+                if configurable is None or not hparam.is_configurable:
+                    yield (f"{module_name}.{local}" if module_name else local), hparam
 
     def hparams(self) -> dict[str, list[Any]]:
-        """The choices of every configurable hparam (the search-space protocol)."""
+        """The choices of every configurable hparam, each under its first name."""
         return {name: hparam.choices for name, hparam in self.named_hparams(configurable=True)}
 
     def config(self, configurable: bool | None = None) -> dict[str, Any]:
@@ -287,7 +285,7 @@ def _run_at_smallest(
     called: list[nn.Module] = []
     dropped = [block for check in checks for block in check.dropped]
     hooks = [block.register_forward_pre_hook(lambda module, args: called.append(module)) for block in dropped]
-    args, kwargs = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
+    args, kwargs = tree_map_only(torch.Tensor, meta_like, split_args(example_input))
     actives = [check.hparam.active for check in checks]
     try:
         for check in checks:
@@ -448,7 +446,7 @@ def _pin_unfollowed_splits(analysis: Analysis) -> None:
     for module, whole in analysis.attribute_splits:
         head_groups = {id(group) for group, _ in analysis.heads.get(module, [])}
         if not any(id(part) in head_groups for part in whole.concat_inputs):
-            _pin(_dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name))
+            _dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name).pin()
 
 
 def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:
@@ -491,12 +489,12 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
         if fixed or originals != {sum(hp.original for hp in inputs)}:
             fixed = True
             for hparam in inputs:
-                _pin(hparam)
+                hparam.pin()
         else:
             shared = ConcatHparam(inputs, name=members[0].name)
     if fixed:
         for hparam in members:
-            _pin(hparam)
+            hparam.pin()
         return shared
     for hparam in members:
         shared &= hparam
@@ -523,8 +521,8 @@ def _link_grouped_queries(analysis: Analysis) -> None:
         if query_hp.is_configurable and kv_hp.is_configurable and queries.step == key_values.step:
             linked = QueryGroupsHparam(query_hp, kv_hp, groups, queries.step)
         if linked is None or not linked.is_configurable:
-            _pin(query_hp)
-            _pin(kv_hp)
+            query_hp.pin()
+            kv_hp.pin()
             continue
         for slot in queries.slots:
             _dynamic(slot.module).set_hparam(slot.name, linked)
@@ -534,12 +532,6 @@ def _dynamic(module: nn.Module) -> DynamicModule:
     if not isinstance(module, DynamicModule):
         raise TypeError(f"{type(module).__name__} was not converted")
     return module
-
-
-def _pin(hparam: Hparam) -> None:
-    with hparam._force_configurable():
-        hparam.active = hparam.original
-        hparam.choices = [hparam.original]
 
 
 def _unconvert_unsearchable(converted: Mapping[nn.Module, DynamicModule]) -> None:

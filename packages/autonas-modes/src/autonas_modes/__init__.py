@@ -10,159 +10,93 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import version as _version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = _version("autonas-modes")
 
-# public name -> submodule that defines it
-_EXPORTS: dict[str, str] = {
-    # errors
-    "ModesError": "errors",
-    "ApplyModeError": "errors",
-    "NotConvertedError": "errors",
-    "InvalidStateError": "errors",
-    # modes, registries, state
-    "ModeDescriptor": "mode",
-    "ModeRegistry": "mode",
-    "NAS_REGISTRY": "mode",
-    "get_mode_descriptor": "mode",
-    "StateManager": "state",
-    "get_mode": "state",
-    "autonas_state": "state",
-    "restore_from_autonas_state": "state",
-    "apply_mode": "apply",
-    # AutoNAS and export modes
-    "AutoNASModeDescriptor": "nas",
-    "ExportModeDescriptor": "nas",
-    "convert_searchspace": "nas",
-    "restore_searchspace": "nas",
-    "convert_autonas_searchspace": "nas",
-    "restore_autonas_searchspace": "nas",
-    "update_autonas_metadata": "nas",
-    # the workflow
-    "convert": "workflow",
-    "export": "workflow",
-    "export_onnx": "onnx_export",
-    "search_space_size": "workflow",
-    "get_subnet_config": "workflow",
-    "sample": "workflow",
-    "select": "workflow",
-    "sort_parameters": "workflow",
-    "print_search_space_summary": "workflow",
-    "sample_and_reset": "workflow",
-    "replace_forward": "workflow",
-    "is_dynamic": "workflow",
-    "is_configurable": "workflow",
-    "named_hparams": "workflow",
-    "centroid": "sampling",
-    "save": "io",
-    "restore": "io",
-    "inference_flops": "costs",
-    "param_count": "costs",
-    "profile": "profiling",
-    "num2hrb": "profiling",
-    "search": "searching",
-    "TorchRanks": "distributed",
-    "ModelConstraints": "constraints",
-    "measure_latency": "latency",
-    "LatencyInterpolator": "latency",
+# The one table of public names: submodule -> the names it defines.
+_HOMES: dict[str, tuple[str, ...]] = {
+    ".errors": (
+        "ModesError",
+        "ApplyModeError",
+        "NotConvertedError",
+        "InvalidStateError",
+    ),
+    ".mode": (
+        "ModeDescriptor",
+        "ModeRegistry",
+        "NAS_REGISTRY",
+        "get_mode_descriptor",
+    ),
+    ".state": (
+        "StateManager",
+        "get_mode",
+        "autonas_state",
+        "restore_from_autonas_state",
+    ),
+    ".apply": ("apply_mode",),
+    ".nas": (
+        "AutoNASModeDescriptor",
+        "ExportModeDescriptor",
+        "convert_searchspace",
+        "restore_searchspace",
+        "convert_autonas_searchspace",
+        "restore_autonas_searchspace",
+        "update_autonas_metadata",
+    ),
+    ".workflow": (
+        "convert",
+        "export",
+        "search_space_size",
+        "get_subnet_config",
+        "sample",
+        "select",
+        "sort_parameters",
+        "print_search_space_summary",
+        "sample_and_reset",
+        "replace_forward",
+        "is_dynamic",
+        "is_configurable",
+        "named_hparams",
+    ),
+    ".onnx_export": ("export_onnx",),
+    ".sampling": ("centroid",),
+    ".io": (
+        "save",
+        "restore",
+    ),
+    ".costs": (
+        "inference_flops",
+        "param_count",
+    ),
+    ".profiling": (
+        "profile",
+        "num2hrb",
+    ),
+    ".searching": ("search",),
+    ".distributed": ("TorchRanks",),
+    ".constraints": (
+        "ModelConstraints",
+        "ModelCosts",
+    ),
+    ".latency": (
+        "measure_latency",
+        "LatencyInterpolator",
+    ),
 }
 
-__all__ = [
-    "NAS_REGISTRY",
-    "ApplyModeError",
-    "AutoNASModeDescriptor",
-    "ExportModeDescriptor",
-    "InvalidStateError",
-    "LatencyInterpolator",
-    "ModeDescriptor",
-    "ModeRegistry",
-    "ModelConstraints",
-    "ModesError",
-    "NotConvertedError",
-    "StateManager",
-    "TorchRanks",
-    "__version__",
-    "apply_mode",
-    "autonas_state",
-    "centroid",
-    "convert",
-    "convert_autonas_searchspace",
-    "convert_searchspace",
-    "export",
-    "export_onnx",
-    "get_mode",
-    "get_mode_descriptor",
-    "get_subnet_config",
-    "inference_flops",
-    "is_configurable",
-    "is_dynamic",
-    "measure_latency",
-    "named_hparams",
-    "num2hrb",
-    "param_count",
-    "print_search_space_summary",
-    "profile",
-    "replace_forward",
-    "restore",
-    "restore_autonas_searchspace",
-    "restore_from_autonas_state",
-    "restore_searchspace",
-    "sample",
-    "sample_and_reset",
-    "save",
-    "search",
-    "search_space_size",
-    "select",
-    "sort_parameters",
-    "update_autonas_metadata",
-]
+_HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
 
-if TYPE_CHECKING:
-    from .apply import apply_mode
-    from .constraints import ModelConstraints
-    from .costs import inference_flops, param_count
-    from .distributed import TorchRanks
-    from .errors import ApplyModeError, InvalidStateError, ModesError, NotConvertedError
-    from .io import restore, save
-    from .latency import LatencyInterpolator, measure_latency
-    from .mode import NAS_REGISTRY, ModeDescriptor, ModeRegistry, get_mode_descriptor
-    from .nas import (
-        AutoNASModeDescriptor,
-        ExportModeDescriptor,
-        convert_autonas_searchspace,
-        convert_searchspace,
-        restore_autonas_searchspace,
-        restore_searchspace,
-        update_autonas_metadata,
-    )
-    from .onnx_export import export_onnx
-    from .profiling import num2hrb, profile
-    from .sampling import centroid
-    from .searching import search
-    from .state import StateManager, autonas_state, get_mode, restore_from_autonas_state
-    from .workflow import (
-        convert,
-        export,
-        get_subnet_config,
-        is_configurable,
-        is_dynamic,
-        named_hparams,
-        print_search_space_summary,
-        replace_forward,
-        sample,
-        sample_and_reset,
-        search_space_size,
-        select,
-        sort_parameters,
-    )
+#: Every public name, derived from the table (the types are declared by ``__init__.pyi``, which
+#: ``tools/write_public_stubs.py`` generates from the same table).
+__all__ = sorted([*_HOME_OF, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    home = _HOME_OF.get(name)
+    if home is None:
         raise AttributeError(f"module 'autonas_modes' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(home, __name__), name)
     globals()[name] = value
     return value
 

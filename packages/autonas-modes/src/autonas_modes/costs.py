@@ -7,8 +7,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from autonas_dynamic.calling import model_device
+
 from .apply import unwrap_model
-from .inputs import model_device
 from .modelspace import frozen_eval
 from .profiling import num2hrb
 
@@ -27,7 +28,7 @@ def inference_flops(
     Args:
         model: Any model, converted or plain; it is run in eval mode with patches off and its
             train/eval flags are restored.
-        dummy_input: The input (see :func:`autonas_modes.inputs.split_args`), or
+        dummy_input: The input (see :func:`autonas_dynamic.calling.split_args`), or
         data_shape: the shape of a zero input on the model's device (exactly one of the two).
         unit: Divide the count by this (default: MFLOPs).
         return_str: Return a human-readable string such as ``"153.76M"`` (``unit`` ignored).

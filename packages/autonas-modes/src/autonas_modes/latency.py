@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .inputs import model_device, run_model
+from autonas_dynamic.calling import model_device, run_model
 
 __all__ = ["LatencyInterpolator", "measure_latency", "median_time_ms"]
 

@@ -51,6 +51,11 @@ class ModeDescriptor(abc.ABC):
         return None
 
     @property
+    def may_follow(self) -> frozenset[str]:
+        """Modes whose registered successors this one extends (e.g. ``{"autonas"}``): it may come right after them."""
+        return frozenset()
+
+    @property
     def next_prohibited_modes(self) -> set[str] | None:
         """Modes that may never follow this one."""
         return None
@@ -202,6 +207,11 @@ class ModeRegistry:
         if any(hit is not hits[0] for hit in hits):
             raise RuntimeError(f"Mode {mode!r} is registered with different descriptors in different registries.")
         return hits[0]
+
+    @classmethod
+    def followers_of(cls, name: str) -> set[str]:
+        """The registered modes that declare they may follow mode ``name`` (see :attr:`ModeDescriptor.may_follow`)."""
+        return {mode for registry in cls._all.values() for mode, d in registry._modes.items() if name in d.may_follow}
 
     def belongs(self, mode_name: str) -> bool:
         """Whether a stored mode name belongs to this registry."""

@@ -15,12 +15,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HparamSampler",
+    "ModelSearchSpace",
     "changes_subnet",
     "coerce_config",
+    "from_json",
     "frozen_eval",
     "mark_subnet_changed",
     "model_space",
-    "original_subnet",
     "patch_model",
     "restore_subnet",
     "unpatch_model",
@@ -64,16 +65,52 @@ def model_space(model: nn.Module) -> SearchSpace:
     return SearchSpace(model)
 
 
-def coerce_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with JSON lists turned back into tuples where the hparam's choices are tuples."""
-    hparams = dict(space.named_hparams())
-    coerced = {}
-    for name, value in config.items():
-        hp = hparams.get(name)
-        if isinstance(value, list) and hp is not None and any(isinstance(c, tuple) for c in hp.choices):
-            value = tuple(value)
-        coerced[name] = value
-    return coerced
+def from_json(hparam: Hparam, value: Any) -> Any:
+    """``value`` as ``hparam`` takes it: a JSON list read back as a tuple where the choices are tuples (kernel sizes).
+
+    The one rule for configs that went through JSON (checkpoints, saved states).
+    """
+    if isinstance(value, list) and any(isinstance(choice, tuple) for choice in hparam.choices):
+        return tuple(value)
+    return value
+
+
+def coerce_config(hparams: Mapping[str, Hparam], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` read through :func:`from_json`; names that are no key of ``hparams`` pass through unchanged."""
+    return {name: from_json(hparams[name], value) if name in hparams else value for name, value in config.items()}
+
+
+class ModelSearchSpace:
+    """A converted model seen through the ``autonas_search.SearchSpace`` protocol: the one adapter.
+
+    ``hparams()``, ``config()`` and ``select()`` work on the configurable hparams only (each
+    shared hparam once, under its first full name); the fixed ones never change. ``original()``
+    is the unmodified architecture, which ``"N%"`` limits refer to.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._hparams = dict(model_space(model).named_hparams(configurable=True))
+
+    def hparams(self) -> dict[str, list[Any]]:
+        """The choices of every configurable hparam."""
+        return {name: hp.choices for name, hp in self._hparams.items()}
+
+    def config(self) -> dict[str, Any]:
+        """The active value of every configurable hparam."""
+        return {name: hp.active for name, hp in self._hparams.items()}
+
+    def original(self) -> dict[str, Any]:
+        """The configuration of the original model."""
+        return {name: hp.original for name, hp in self._hparams.items()}
+
+    def select(self, config: Mapping[str, Any]) -> None:
+        """Activate ``config`` (read through :func:`from_json`, so JSON round-tripped configs work)."""
+        for name, value in config.items():
+            hp = self._hparams.get(name)
+            if hp is None:
+                raise KeyError(f"{name!r} is not a configurable hparam of this model; known: {sorted(self._hparams)}")
+            hp.active = from_json(hp, value) if isinstance(value, list) else value
 
 
 def changes_subnet(model: nn.Module, config: Mapping[str, Any]) -> bool:
@@ -83,7 +120,8 @@ def changes_subnet(model: nn.Module, config: Mapping[str, Any]) -> bool:
     """
     space = model_space(model)
     active = space.config()
-    return any(name not in active or active[name] != value for name, value in coerce_config(space, config).items())
+    coerced = coerce_config(dict(space.named_hparams()), config)
+    return any(name not in active or active[name] != value for name, value in coerced.items())
 
 
 def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
@@ -94,7 +132,7 @@ def restore_subnet(model: nn.Module, config: Mapping[str, Any], strict: bool = T
         a restored state can keep exactly what was saved.
     """
     space = model_space(model)
-    coerced = coerce_config(space, config)
+    coerced = coerce_config(dict(space.named_hparams()), config)
     space.select(coerced, strict=strict)
     return coerced
 
@@ -131,27 +169,8 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
 
     Every submodule's own train/eval flag is restored on exit.
     """
+    from autonas_dynamic.calling import training_mode
     from autonas_patch import no_patches
 
-    flags = [(module, module.training) for module in model.modules()]
-    with no_patches():
-        try:
-            model.eval()
-            yield model
-        finally:
-            for module, flag in flags:
-                module.training = flag
-
-
-@contextmanager
-def original_subnet(model: nn.Module) -> Iterator[nn.Module]:
-    """Context manager: the original subnet of a converted model is active; the previous one returns on exit."""
-    hparams = [hp for _, hp in model_space(model).named_hparams(configurable=True)]
-    previous = [hp.active for hp in hparams]
-    try:
-        for hp in hparams:
-            hp.active = hp.original
+    with no_patches(), training_mode(model, False):
         yield model
-    finally:
-        for hp, value in zip(hparams, previous, strict=True):
-            hp.active = value

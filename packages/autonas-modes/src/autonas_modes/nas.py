@@ -8,7 +8,7 @@ import torch.nn as nn
 from pydantic import BaseModel
 
 from .errors import ApplyModeError
-from .mode import NAS_REGISTRY, ConvertReturn, Metadata, ModeDescriptor
+from .mode import NAS_REGISTRY, ConvertReturn, Metadata, ModeDescriptor, ModeRegistry
 from .modelspace import model_space, patch_model, restore_subnet, unpatch_model
 from .state import as_plain_data
 
@@ -199,16 +199,16 @@ class AutoNASModeDescriptor(ModeDescriptor):
 
     @property
     def config_class(self) -> type[BaseModel]:
-        # Importing autonas_dynamic first registers the layer types of its plugins (for example
-        # transformers' Conv1D), so a stored config that names them validates in a fresh process.
-        import autonas_dynamic  # noqa: F401
         from autonas_config import AutoNASConfig
+        from autonas_dynamic.plugins import install
 
+        install()  # the layer types of installed libraries (e.g. transformers' Conv1D) are config keys
         return AutoNASConfig
 
     @property
     def next_modes(self) -> set[str] | None:
-        return {"export_nas", "kd_loss", "quantize", "sparse_magnitude", "sparse_gpt"}
+        """``"export_nas"``, and every registered mode that declares it may follow ``"autonas"``."""
+        return {"export_nas", *ModeRegistry.followers_of(self.name)}
 
     @property
     def export_mode(self) -> str | None:

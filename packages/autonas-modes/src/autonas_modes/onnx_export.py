@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 import torch.nn as nn
 
-from .inputs import model_device, move_to, split_args, tensor_leaves
+from autonas_dynamic.calling import model_device, move_to, split_args, tensor_leaves
+
 from .optional import import_optional
 from .workflow import plain_subnet
 
@@ -54,7 +55,7 @@ def export_onnx(
         model: A converted, exported or plain model.
         path: The ``.onnx`` file to write (parent folders are created). Weights beyond 2 GB go to
             an external data file beside it.
-        dummy_input: An example input (see :func:`autonas_modes.inputs.split_args` for tuples and
+        dummy_input: An example input (see :func:`autonas_dynamic.calling.split_args` for tuples and
             keyword arguments). The ONNX inputs are the tensors in it, named after the forward's
             arguments; non-tensor arguments are fixed to their example values.
         dynamic_batch: The first dimension of every tensor input (and so of the outputs) is the

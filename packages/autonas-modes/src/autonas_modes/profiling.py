@@ -64,8 +64,8 @@ def _random_centroid(functor: ModelConstraints) -> dict[str, float]:
     samples = []
     for _ in range(_RANDOM_CENTROID_SAMPLES):
         space.sample(rng.choice)
-        samples.append(functor.evaluate())
-    return {key: statistics.median(sample[key] for sample in samples) for key in functor.keys}
+        samples.append(functor.costs.evaluate())
+    return {key: statistics.median(sample[key] for sample in samples) for key in functor.names}
 
 
 def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHECK_POINTS_SEED) -> dict[str, Any]:
@@ -84,11 +84,11 @@ def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHEC
     drawn = []
     for _ in range(count):
         config = space.sample(rng.choice)
-        drawn.append((config, functor.interpolated_latency()))
+        drawn.append((config, functor.costs.interpolated_latency()))
     points = []
     for config, interpolated in drawn:
         space.select(config)
-        values = functor.evaluate(keys=["flops", "latency"], exact=True)
+        values = functor.costs.evaluate(keys=["flops", "latency"], measure_latency=True)
         measured = values["latency"]
         points.append(
             {
@@ -108,21 +108,21 @@ def check_interpolation(functor: ModelConstraints, count: int, seed: int = _CHEC
 
 def _measure(functor: ModelConstraints, use_centroid: bool, check_points: int) -> tuple[dict[str, Any], bool]:
     """The stats of every sample point (and the interpolation check); the model's active subnet is restored afterwards."""
-    from autonas_dynamic import is_dynamic
+    from autonas_dynamic import DepthHparam, is_dynamic
 
     model = functor.model
     if not (is_dynamic(model) and model_space(model).is_configurable()):
-        return {"full": functor.evaluate(exact=True)}, False
+        return {"full": functor.costs.evaluate(measure_latency=True)}, False
     space = model_space(model)
     hparams = [hp for _, hp in space.named_hparams(configurable=True)]
     previous = [hp.active for hp in hparams]
-    has_depth = any(name.endswith("depth") for name, _ in space.named_hparams(configurable=True))
+    has_depth = any(isinstance(hp, DepthHparam) for hp in hparams)
     stats: dict[str, Any] = {}
     try:
         for name, func in _sample_points(has_depth).items():
             space.sample(func)
-            stats[name] = functor.evaluate(exact=True)
-        if check_points and "latency" in functor.keys:
+            stats[name] = functor.costs.evaluate(measure_latency=True)
+        if check_points and "latency" in functor.names:
             stats[INTERPOLATION_CHECK] = check_interpolation(functor, check_points)
         if not use_centroid:
             stats["centroid"] = _random_centroid(functor)
@@ -130,7 +130,7 @@ def _measure(functor: ModelConstraints, use_centroid: bool, check_points: int) -
         for hp, value in zip(hparams, previous, strict=True):
             hp.active = value
     stats["max/min ratio"] = {
-        key: stats["max"][key] / stats["min"][key] if stats["min"][key] else math.inf for key in functor.keys
+        key: stats["max"][key] / stats["min"][key] if stats["min"][key] else math.inf for key in functor.names
     }
     stats["number of configurable hparams"] = len(hparams)
     stats["search space size"] = space.size()
@@ -153,13 +153,13 @@ def _print_tables(functor: ModelConstraints, stats: Mapping[str, Any], satisfiab
     console = Console()
     points = [name for name in _PRINTED_POINTS if name in stats]
     title = "Profiling Results"
-    if "latency" in functor.keys:
-        runtime = functor.deployment.describe() if functor.deployment else "latency_func"
+    if "latency" in functor.names:
+        runtime = functor.costs.deployment.describe() if functor.costs.deployment else "latency_func"
         title += f" (latency in ms, {runtime})"
     results = Table(title=title)
     for column in ("Constraint", *points, *(["max/min ratio"] if "max/min ratio" in stats else [])):
         results.add_column(column)
-    for key in functor.keys:
+    for key in functor.names:
         row = [num2hrb(stats[point][key]) for point in points]
         if "max/min ratio" in stats:
             row.append(f"{stats['max/min ratio'][key]:.2f}")

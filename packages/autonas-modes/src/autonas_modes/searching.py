@@ -1,9 +1,10 @@
 """Searching the best subnet of a converted model under FLOPs / params / latency limits.
 
-The model is handed to the searchers of ``autonas_search`` through :class:`ModelSearchSpace`;
-constraints come from :class:`ModelConstraints` (closed-form FLOPs and params, so a check costs
-microseconds); a candidate is scored only if it satisfies them, after its BatchNorm statistics
-were recalibrated on the user's data.
+The model is handed to the searchers of ``autonas_search`` through
+:class:`~autonas_modes.modelspace.ModelSearchSpace`; constraints are a
+:class:`~autonas_modes.constraints.ModelConstraints` (closed-form FLOPs and params, so a check
+costs microseconds); a candidate is scored only if it satisfies them, after its BatchNorm
+statistics were recalibrated on the user's data.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from typing import Any
 
 import torch.nn as nn
 
+from autonas_dynamic.calling import run_model
+
 from .apply import unwrap_model
 from .constraints import ModelConstraints
 from .deployment import Deployment
 from .distributed import collectives_refused, distributed_ranks, latency_on_rank_zero
 from .errors import NotConvertedError
-from .inputs import run_model
-from .modelspace import frozen_eval, mark_subnet_changed, model_space
+from .modelspace import ModelSearchSpace, frozen_eval, mark_subnet_changed
 from .profiling import profile_constraints
 from .state import get_mode
 
-__all__ = ["ModelSearchSpace", "search"]
+__all__ = ["search"]
 
 #: Search-config keys consumed here; every other key goes to the searcher.
 _MODEL_KEYS = (
@@ -38,41 +40,6 @@ _MODEL_KEYS = (
     "deployment",
 )
 _DEFAULT_MAX_ITER_DATA_LOADER = 50
-
-
-class ModelSearchSpace:
-    """A converted model seen through the ``autonas_search.SearchSpace`` protocol.
-
-    ``hparams()``, ``config()`` and ``select()`` work on the configurable hparams only (each
-    shared hparam once, under its first full name); the fixed ones never change.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self._hparams = dict(model_space(model).named_hparams(configurable=True))
-        #: Counts ``select`` calls, so costs of the active subnet can be cached until the next one.
-        self.selections = 0
-
-    def hparams(self) -> dict[str, list[Any]]:
-        """The choices of every configurable hparam."""
-        return {name: hp.choices for name, hp in self._hparams.items()}
-
-    def config(self) -> dict[str, Any]:
-        """The active value of every configurable hparam."""
-        return {name: hp.active for name, hp in self._hparams.items()}
-
-    def original(self) -> dict[str, Any]:
-        """The configuration of the original model."""
-        return {name: hp.original for name, hp in self._hparams.items()}
-
-    def select(self, config: Mapping[str, Any]) -> None:
-        """Activate ``config`` (JSON lists are read back as tuples, e.g. kernel sizes)."""
-        for name, value in config.items():
-            hp = self._hparams.get(name)
-            if hp is None:
-                raise KeyError(f"{name!r} is not a configurable hparam of this model; known: {sorted(self._hparams)}")
-            hp.active = tuple(value) if isinstance(value, list) else value
-        self.selections += 1
 
 
 def _resolve_searcher(searcher: Any, default: Callable[[], type]) -> type:
@@ -186,90 +153,115 @@ def search(
     """
     from .workflow import export
 
+    model, mode = _converted(model)
+    engine = _resolve_searcher(searcher, lambda: mode.search_algorithm)()
+    search_config, model_config = _split_config(config, engine)
+    ranks = search_config["ranks"]
+    forward_loop = _build_forward_loop(
+        model_config["data_loader"],
+        model_config["forward_loop"],
+        model_config["collect_func"],
+        model_config["max_iter_data_loader"] or _DEFAULT_MAX_ITER_DATA_LOADER,
+    )
+    functor = _model_constraints(model, constraints, dummy_input, model_config, ranks)
+    split_scoring = ranks is not None and ranks.size > 1 and search_config.get("score_on", "one_rank") == "one_rank"
+    score = _score_function(model, model_config["score_func"], forward_loop, split_scoring)
+    verbose = bool(search_config.get("verbose")) and (ranks is None or ranks.rank == 0)
+    _run_with_rollback(model, engine, functor, {**search_config, "score_func": score}, forward_loop, verbose)
+    export(model)
+    return model, engine.state_dict()
+
+
+def _converted(model: nn.Module) -> tuple[nn.Module, Any]:
+    """The unwrapped model and its mode; a ``NotConvertedError`` unless it was converted."""
     model = unwrap_model(model, caller="search")
     mode = get_mode(model)
     if mode is None:
         raise NotConvertedError("Model is not converted to a search space. Please convert first (autonas.convert).")
-    searcher_cls = _resolve_searcher(searcher, lambda: mode.search_algorithm)
+    return model, mode
+
+
+def _split_config(config: Mapping[str, Any] | None, engine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(searcher config, model config)`` from the user's search config, every key checked.
+
+    The searcher config gets ``ranks`` (the torch.distributed ranks, unless given); the model
+    config has every key of ``_MODEL_KEYS`` (``None`` when not given).
+    """
     config = dict(config or {})
     if config.get("executor") is not None:
         raise ValueError(
             "The search config key 'executor' is not supported for model search: candidates share one model, "
             "so they are evaluated one after the other (under torch.distributed, spread over the ranks)."
         )
-    engine = searcher_cls()
     accepted = sorted({*_MODEL_KEYS, *engine.default_search_config} - {"executor"})
     unknown = sorted(set(config) - set(accepted))
     if unknown:
         raise ValueError(
-            f"unknown search config key(s) {unknown} for searching a model with {searcher_cls.__name__}; "
+            f"unknown search config key(s) {unknown} for searching a model with {type(engine).__name__}; "
             f"accepted keys: {accepted}"
         )
     if "ranks" not in config:
         config["ranks"] = distributed_ranks()
-    ranks = config["ranks"]
     model_config = {key: config.pop(key, None) for key in _MODEL_KEYS}
-    score_func = model_config["score_func"]
-    if not callable(score_func):
+    if not callable(model_config["score_func"]):
         raise ValueError(
             "Please provide `score_func` in the search config: score_func(model) -> float, higher is better."
         )
-    max_iter = model_config["max_iter_data_loader"] or _DEFAULT_MAX_ITER_DATA_LOADER
-    forward_loop = _build_forward_loop(
-        model_config["data_loader"], model_config["forward_loop"], model_config["collect_func"], max_iter
-    )
+    return config, model_config
 
+
+def _model_constraints(
+    model: nn.Module, constraints: Mapping[str, Any], dummy_input: Any, model_config: Mapping[str, Any], ranks: Any
+) -> ModelConstraints:
+    """The constraints functor; under torch.distributed, latency is measured on rank 0 and shared."""
     latency_func, deployment = model_config["latency_func"], model_config["deployment"]
-    split_scoring = ranks is not None and ranks.size > 1 and config.get("score_on", "one_rank") == "one_rank"
     if ranks is not None and ranks.size > 1:
         # measured on rank 0 alone and shared, so that every rank interpolates the same points
         if latency_func is None:
             latency_func, deployment = Deployment.parse(deployment).measure, None
         latency_func = latency_on_rank_zero(latency_func, ranks)
-    functor = ModelConstraints(model, constraints, dummy_input, latency_func=latency_func, deployment=deployment)
-    space = ModelSearchSpace(model)
-    previous = space.config()
-    search_constraints = _bind_constraints(functor, space)
+    return ModelConstraints(model, constraints, dummy_input, latency_func=latency_func, deployment=deployment)
+
+
+def _score_function(
+    model: nn.Module,
+    score_func: Callable[[nn.Module], Any],
+    forward_loop: Callable[[nn.Module], Any] | None,
+    split_scoring: bool,
+) -> Callable[[Mapping[str, Any]], Any]:
+    """The searcher's score of the selected candidate: recalibrate its BatchNorm, then ``score_func(model)``."""
 
     def score(_: Mapping[str, Any]) -> Any:
         _recalibrate(model, forward_loop)
         with collectives_refused() if split_scoring else contextlib.nullcontext():
             return score_func(model)  # the searcher checks it is a number, naming the candidate
 
+    return score
+
+
+def _run_with_rollback(
+    model: nn.Module,
+    engine: Any,
+    functor: ModelConstraints,
+    config: Mapping[str, Any],
+    forward_loop: Callable[[nn.Module], Any] | None,
+    verbose: bool,
+) -> None:
+    """Profile the space, run the search and leave the best subnet active (recalibrated).
+
+    On any error the previous subnet returns, and the patch manager counts its BN statistics as stale.
+    """
+    space = ModelSearchSpace(model)
+    previous = space.config()
     with frozen_eval(model):
         try:
             space.select({name: max(choices) for name, choices in space.hparams().items()})
             _recalibrate(model, forward_loop)
-            verbose = bool(config.get("verbose")) and (ranks is None or ranks.rank == 0)
             profile_constraints(functor, strict=True, verbose=verbose, use_centroid=True)
-            best = engine.search(space, search_constraints, {**config, "score_func": score})
+            best = engine.search(space, functor, config)
         except BaseException:
             space.select(previous)
             mark_subnet_changed(model)  # BN statistics were recalibrated for other subnets
             raise
         space.select(best["config"])
         _recalibrate(model, forward_loop)
-    export(model)
-    return model, engine.state_dict()
-
-
-class _ValueCache:
-    """Evaluates every tracked cost once per candidate; the searcher asks for them one name at a time."""
-
-    def __init__(self, functor: ModelConstraints, space: ModelSearchSpace) -> None:
-        self._functor = functor
-        self._space = space
-        self._selection = -1
-        self._values: dict[str, float] = {}
-
-    def value(self, key: str) -> float:
-        if self._space.selections != self._selection:
-            self._values = self._functor.evaluate()
-            self._selection = self._space.selections
-        return self._values[key]
-
-
-def _bind_constraints(functor: ModelConstraints, space: ModelSearchSpace) -> dict[str, tuple[Callable, Any]]:
-    """``{key: (cost_function, (lower, upper))}`` for the searcher, reading the active subnet."""
-    cache = _ValueCache(functor, space)
-    return {key: (lambda _config, key=key: cache.value(key), functor.limits[key]) for key in functor.keys}

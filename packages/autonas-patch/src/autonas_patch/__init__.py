@@ -57,7 +57,7 @@ Training-time behaviour (AutoNAS, SPEC section 6):
 
 from importlib.metadata import version as _version
 
-from .autonas import BN_CALIB_ITERS, QUEUE_MAXLEN, AutoNASPatchManager
+from .autonas_manager import BN_CALIB_ITERS, QUEUE_MAXLEN, AutoNASPatchManager
 from .calibration import recalibrate_batchnorm
 from .distill import soft_cross_entropy
 from .generator import SyncedRandom

@@ -37,6 +37,9 @@ def capture_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, 
     return (*_map_tensors(args, _detached_cpu_copy), _map_tensors(kwargs, _detached_cpu_copy))
 
 
+# By design this package imports nothing of autonas-dynamic, so it keeps its own small copies of
+# "the model's device" and "set every module's training flag, then restore each" (the shared ones
+# live in autonas-dynamic's calling module).
 def _model_device(model: nn.Module) -> torch.device | None:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .autonas import AutoNASPatchManager
+from .autonas_manager import AutoNASPatchManager
 from .calibration import _map_tensors
 from .distill import soft_cross_entropy
 from .manager import PatchManager
@@ -173,6 +174,10 @@ def sandwich(
     return _steps(model, manager, num_random, micro_batches, teacher)
 
 
+def _sample_seeded(manager: AutoNASPatchManager, seed: int) -> None:
+    manager.sample(random.Random(seed))
+
+
 def _steps(
     model: nn.Module, manager: AutoNASPatchManager, num_random: int, micro_batches: int, teacher: _Teacher
 ) -> Iterator[SandwichSubnet]:
@@ -180,7 +185,7 @@ def _steps(
     if manager.sampler.is_configurable():
         seeds = [manager.generator.rng.getrandbits(64) for _ in range(num_random)]
         order: list[tuple[SubnetKind, Callable[[], None]]] = [("max", manager.sample_max), ("min", manager.sample_min)]
-        order += [("random", lambda seed=seed: manager.sample(random.Random(seed))) for seed in seeds]
+        order += [("random", functools.partial(_sample_seeded, manager, seed)) for seed in seeds]
     else:
         order = [("max", manager.sample_max)]
     no_sync = getattr(model, "no_sync", None)

@@ -11,9 +11,9 @@ are imported on first access, so ``import autonas`` does not import torch.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-# home package -> the public names it provides to `autonas`
+# The one table of public names: home package -> the names it provides to `autonas`.
 _HOMES: dict[str, tuple[str, ...]] = {
     "autonas_modes": (
         # the model workflow
@@ -78,118 +78,9 @@ _HOMES: dict[str, tuple[str, ...]] = {
 
 _HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
 
-__all__ = [
-    "AlreadyConvertedError",
-    "ApplyModeError",
-    "AutoNASConfig",
-    "AutoNASModeDescriptor",
-    "AutoNASPatchManager",
-    "CheckpointError",
-    "ChoiceSpace",
-    "CostModelError",
-    "DynamicError",
-    "EvolveSearcher",
-    "InvalidStateError",
-    "IterativeSearcher",
-    "ModesError",
-    "NoSatisfiedCandidateError",
-    "NotConvertedError",
-    "RandomSearcher",
-    "SearchError",
-    "UnsupportedModelError",
-    "__version__",
-    "autonas_state",
-    "centroid",
-    "convert",
-    "convert_autonas_searchspace",
-    "convert_searchspace",
-    "enable_patches",
-    "export",
-    "export_onnx",
-    "get_subnet_config",
-    "inference_flops",
-    "is_configurable",
-    "is_dynamic",
-    "is_patches_enabled",
-    "named_hparams",
-    "no_patches",
-    "param_count",
-    "print_search_space_summary",
-    "profile",
-    "replace_forward",
-    "restore",
-    "restore_autonas_searchspace",
-    "restore_from_autonas_state",
-    "restore_searchspace",
-    "sample",
-    "sample_and_reset",
-    "sandwich",
-    "save",
-    "search",
-    "search_space_size",
-    "select",
-    "set_patches_enabled",
-    "soft_cross_entropy",
-    "sort_parameters",
-    "update_autonas_metadata",
-]
-
-if TYPE_CHECKING:
-    from autonas_config import AutoNASConfig
-    from autonas_dynamic import AlreadyConvertedError, CostModelError, DynamicError, UnsupportedModelError
-    from autonas_modes import (
-        ApplyModeError,
-        AutoNASModeDescriptor,
-        InvalidStateError,
-        ModesError,
-        NotConvertedError,
-        autonas_state,
-        centroid,
-        convert,
-        convert_autonas_searchspace,
-        convert_searchspace,
-        export,
-        export_onnx,
-        get_subnet_config,
-        inference_flops,
-        is_configurable,
-        is_dynamic,
-        named_hparams,
-        param_count,
-        print_search_space_summary,
-        profile,
-        replace_forward,
-        restore,
-        restore_autonas_searchspace,
-        restore_from_autonas_state,
-        restore_searchspace,
-        sample,
-        sample_and_reset,
-        save,
-        search,
-        search_space_size,
-        select,
-        sort_parameters,
-        update_autonas_metadata,
-    )
-    from autonas_patch import (
-        AutoNASPatchManager,
-        enable_patches,
-        is_patches_enabled,
-        no_patches,
-        sandwich,
-        set_patches_enabled,
-        soft_cross_entropy,
-    )
-    from autonas_search import (
-        CheckpointError,
-        ChoiceSpace,
-        EvolveSearcher,
-        IterativeSearcher,
-        NoSatisfiedCandidateError,
-        RandomSearcher,
-        SearchError,
-    )
+#: Every public name, derived from the table (the types are declared by ``__init__.pyi``, which
+#: ``tools/write_public_stubs.py`` generates from the same table).
+__all__ = sorted([*_HOME_OF, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

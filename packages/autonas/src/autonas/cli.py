@@ -186,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"autonas {autonas.__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+    _add_demo_command(commands)
+    _add_profile_command(commands)
+    return parser
 
+
+def _add_demo_command(commands: Any) -> None:
+    """The ``demo`` subcommand and its options."""
     demo = commands.add_parser(
         "demo",
         help="train, search, export and fine-tune a CNN on handwritten digits",
@@ -235,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.set_defaults(handler=run_demo_command)
 
+
+def _add_profile_command(commands: Any) -> None:
+    """The ``profile`` subcommand and its options."""
     profile = commands.add_parser(
         "profile",
         help="print FLOPs and parameters of a model's search space",
@@ -255,7 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--no-convert", action="store_true", help="profile the model as it is, without converting")
     profile.set_defaults(handler=run_profile)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

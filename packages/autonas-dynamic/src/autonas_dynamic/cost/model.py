@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from ..dynamic import distinct_hparams
 from ..errors import CostModelError
 from ..hparam import DepthHparam
 from .fit import DimensionFitter, Monomial, NeedIsolation, UnexplainedDimension, multiply
@@ -28,7 +29,7 @@ from .forwards import ProbeForwards
 from .polynomial import GatedTerm, Polynomials
 from .probing import Variables, applied, coded_subnets, isolated_subnets, plan_probes, random_subnets
 from .recorder import OpRecord
-from .structure import Gate, depth_hparam, named_hparams, repeated_blocks, walk_modules
+from .structure import Gate, depth_hparam, repeated_blocks, walk_modules
 
 __all__ = ["CostModel", "CostModelError"]
 
@@ -83,7 +84,7 @@ class _Layout:
     def __init__(self, model: nn.Module, dummy_input: Any, *, meta_forwards: bool) -> None:
         self.model = model
         self.forwards = ProbeForwards(model, dummy_input, meta=meta_forwards)
-        self.hparams = named_hparams(model)
+        self.hparams = list(distinct_hparams(model))
         modules = list(walk_modules(model))
         depth_ids = {id(hp) for _, module, _ in modules if (hp := depth_hparam(module)) is not None}
         depth_ids |= {id(hp) for _, hp in self.hparams if isinstance(hp, DepthHparam)}

@@ -21,9 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map_only
 
-from ..inputs import standardize_inputs
+from ..calling import model_device, move_to, split_args, training_mode
 from .ops import Term, attention_terms, op_label, op_terms
 
 __all__ = ["OpRecord", "record_ops"]
@@ -61,12 +60,6 @@ class OpRecord:
         return total
 
 
-def _model_device(model: nn.Module) -> torch.device | None:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return None
-
-
 @contextmanager
 def _counting_context(model: nn.Module) -> Iterator[None]:
     """Every submodule in eval mode, no autograd, no fused attention fast path; all restored after.
@@ -75,18 +68,13 @@ def _counting_context(model: nn.Module) -> Iterator[None]:
     and the fast path of ``nn.MultiheadAttention``/``nn.TransformerEncoderLayer`` is off so that
     attention runs as its separate products.
     """
-    flags = [(module, module.training) for module in model.modules()]
     fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
-        for module, _ in flags:
-            module.training = False
         torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad():
+        with training_mode(model, False), torch.no_grad():
             yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        for module, training in flags:
-            module.training = training
 
 
 class _ModuleStack:
@@ -167,13 +155,10 @@ def record_ops(model: nn.Module, dummy_input: Any) -> list[OpRecord]:
 
     Args:
         model: Any module (dynamic modules run at their active subnet).
-        dummy_input: The forward's input (see :func:`~autonas_dynamic.inputs.standardize_inputs`); tensors are moved to the
+        dummy_input: The forward's input (see :func:`autonas_dynamic.calling.split_args`); tensors are moved to the
             model's device.
     """
-    args, kwargs = standardize_inputs(dummy_input)
-    device = _model_device(model)
-    if device is not None:
-        args, kwargs = tree_map_only(torch.Tensor, lambda t: t.to(device), (args, kwargs))
+    args, kwargs = split_args(move_to(dummy_input, model_device(model)))
     stack = _ModuleStack()
     recorder = _Recorder(stack)
     with ExitStack() as context:

@@ -17,7 +17,7 @@ from torch import nn
 from ..dynamic import DynamicModule
 from ..hparam import Hparam
 
-__all__ = ["Gate", "Repeat", "depth_hparam", "named_hparams", "repeated_blocks", "walk_modules"]
+__all__ = ["Gate", "Repeat", "depth_hparam", "repeated_blocks", "walk_modules"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,13 +100,3 @@ def repeated_blocks(model: nn.Module) -> dict[int, Repeat]:
                     raise ValueError(f"{type(module).__name__} is inside two blocks that each fill several positions")
                 found[id(module)] = repeat
     return found
-
-
-def named_hparams(model: nn.Module) -> list[tuple[str, Hparam]]:
-    """Every distinct hparam object of the model's dynamic modules, with its first full name."""
-    found: dict[int, tuple[str, Hparam]] = {}
-    for module_name, module, _ in walk_modules(model):
-        if isinstance(module, DynamicModule):
-            for local, hparam in module.named_hparams():
-                found.setdefault(id(hparam), (f"{module_name}.{local}" if module_name else local, hparam))
-    return list(found.values())

@@ -11,7 +11,6 @@ from torch import nn
 from ..dynamic import DynamicModule, HparamAttribute
 from ..hparam import DepthHparam
 from ..registry import register_layer
-from .rules import restrict_to
 
 __all__ = ["DepthContainer"]
 
@@ -44,7 +43,7 @@ class DepthContainer(DynamicModule):
         if isinstance(min_depth, bool) or not isinstance(min_depth, int) or min_depth < 0:
             raise ValueError(f"min_depth must be a non-negative int, got {min_depth!r}")
         hparam = self._hparams["depth"]
-        restrict_to(hparam, {depth for depth in hparam.choices if depth >= min_depth})
+        hparam.restrict_to({depth for depth in hparam.choices if depth >= min_depth})
 
     def _export_attributes(self) -> dict[str, Any]:
         return {}

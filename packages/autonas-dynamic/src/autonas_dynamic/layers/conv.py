@@ -16,7 +16,7 @@ from ..hparam import Hparam
 from ..layout import LayerLayout
 from ..registry import register_layer
 from ..slicing import crop_kernel, slice_tensor
-from .rules import restrict_by_ratio, restrict_to
+from .rules import restrict_by_ratio
 
 __all__ = ["CONV_LAYOUT", "CONV_TRANSPOSE_LAYOUT", "RuntimePaddingConv", "channel_choices", "kernel_choices"]
 
@@ -208,7 +208,7 @@ class _DynamicConvNd(DynamicModule):
         """
         for name in ("in_channels", "out_channels"):
             restrict_by_ratio(self._hparams[name], channels_ratio, channel_divisor)
-        restrict_to(self._hparams["kernel_size"], self._kernel_rule(kernel_size))
+        self._hparams["kernel_size"].restrict_to(self._kernel_rule(kernel_size))
 
     def _kernel_rule(self, sizes: Sequence[int | Sequence[int]]) -> set[tuple[int, ...]]:
         hparam = self._hparams["kernel_size"]

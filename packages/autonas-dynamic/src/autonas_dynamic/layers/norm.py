@@ -102,13 +102,8 @@ def _convert_sync_batchnorm(cls: type[nn.SyncBatchNorm], module: nn.Module, proc
     if not (isinstance(module, DynamicModule) and isinstance(module, nn.modules.batchnorm._BatchNorm)):
         return _torch_convert_sync_batchnorm(cls, module, process_group)
     hparam = module.get_hparam("num_features")
-    active = hparam.active
-    with hparam._force_configurable():
-        hparam.active = hparam.original
-        try:
-            sync = _torch_convert_sync_batchnorm(cls, module, process_group)
-        finally:
-            hparam.active = active
+    with hparam.held_at(hparam.original):
+        sync = _torch_convert_sync_batchnorm(cls, module, process_group)
     dynamic = DYNAMIC_REGISTRY.convert(sync)
     dynamic.set_hparam("num_features", hparam)
     return dynamic

@@ -59,7 +59,7 @@ class SegmentHparam(Hparam):
     @_active.setter
     def _active(self, value: int) -> None:
         if value != self._active:
-            raise ValueError(f"{self._label()} follows its layer's width; it cannot be set to {value!r}")
+            raise ValueError(f"{self.label} follows its layer's width; it cannot be set to {value!r}")
 
     @property
     def _choice_set(self) -> frozenset[int]:  # type: ignore[override]

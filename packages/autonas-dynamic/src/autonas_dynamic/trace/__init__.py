@@ -7,12 +7,11 @@ children are traced on their own), walks every graph node with one handler per k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch.nn as nn
 
+from ..calling import training_mode
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
@@ -106,18 +105,6 @@ def _refused_classes(model: nn.Module, called: set[nn.Module]) -> dict[str, str]
         if reason is not None:
             refused.setdefault(type(module).__qualname__, reason)
     return refused
-
-
-@contextmanager
-def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Put every module of ``model`` in train (or eval) mode; restore each module's own flag after."""
-    flags = {module: module.training for module in model.modules()}
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, flag in flags.items():
-            module.training = flag
 
 
 def _in_both(a: dict[nn.Module, list[bool]], b: dict[nn.Module, list[bool]]) -> dict[nn.Module, list[bool]]:

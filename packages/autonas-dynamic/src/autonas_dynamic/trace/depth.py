@@ -110,13 +110,6 @@ def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Mo
     return found
 
 
-def is_residual_block(block: nn.Module) -> bool:
-    """Whether ``block`` alone is a shape-preserving residual block (traced on its own)."""
-    seq = nn.Sequential(block)
-    call = _block_calls(seq, _collect_calls(trace_recursively(seq)))[0]
-    return call is not None and _is_skippable(call, None, last=True)
-
-
 def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential]:
     """The Sequentials that were called and whose callers all traced (each module once)."""
     inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}

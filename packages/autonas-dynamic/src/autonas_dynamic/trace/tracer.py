@@ -29,7 +29,7 @@ import torch.nn as nn
 from torch.fx.proxy import TraceError
 from torch.utils._pytree import tree_any, tree_map_only
 
-from ..inputs import standardize_inputs
+from ..calling import split_args
 from ..meta import MetaStandIns, meta_like
 from .concrete import Calls, MetaProxy, NodeValues, Unknown, python_value
 from .layers import is_layer, refusal
@@ -396,7 +396,7 @@ def trace_recursively(model: nn.Module, example_input: Any = None) -> TraceResul
     """Trace ``model``, then (breadth first) every child of every failed module as its own root.
 
     ``example_input`` (the ``dummy_input`` convention, see
-    :func:`~autonas_dynamic.inputs.standardize_inputs`) answers shape questions while tracing; the
+    :func:`~autonas_dynamic.calling.split_args`) answers shape questions while tracing; the
     children of failed modules get the inputs they received when their parent ran on meta tensors.
     Layers are checked first (some run probe forwards, see :mod:`autonas_dynamic.probe`), outside
     the trace, which would intercept their calls.
@@ -408,7 +408,7 @@ def trace_recursively(model: nn.Module, example_input: Any = None) -> TraceResul
     stand_ins = MetaStandIns()
     calls: Calls = {}
     if example_input is not None:
-        calls[model] = tree_map_only(torch.Tensor, meta_like, standardize_inputs(example_input))
+        calls[model] = tree_map_only(torch.Tensor, meta_like, split_args(example_input))
     pending: list[nn.Module] = [model]
     traced: set[nn.Module] = set()
     while pending:
