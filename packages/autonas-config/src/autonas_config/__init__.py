@@ -9,35 +9,14 @@
 
 from importlib.metadata import version as _version
 
+from . import rules
 from .base import BaseConfig
 from .mode_configs import DEFAULT_RATIOS, HEADS_KEY, AutoNASConfig, ExportConfig
 from .registry import LayerType, get_layer_type, register_layer_type, registered_layer_types, unregister_layer_type
 from .resolve import is_unmatched, resolve_rule
 from .rounding import make_divisible
 from .rule_config import BaseRuleConfig, LayerSection, layer_field
-from .rules import (
-    BaseRule,
-    ChannelRule,
-    DynamicBatchNorm1dConfig,
-    DynamicBatchNorm2dConfig,
-    DynamicBatchNorm3dConfig,
-    DynamicConv1dConfig,
-    DynamicConv2dConfig,
-    DynamicConv3dConfig,
-    DynamicConvTranspose1dConfig,
-    DynamicConvTranspose2dConfig,
-    DynamicConvTranspose3dConfig,
-    DynamicGroupNormConfig,
-    DynamicInstanceNorm1dConfig,
-    DynamicInstanceNorm2dConfig,
-    DynamicInstanceNorm3dConfig,
-    DynamicLayerNormConfig,
-    DynamicLinearConfig,
-    DynamicSequentialConfig,
-    DynamicSyncBatchNormConfig,
-    FeatureRule,
-    HeadsRule,
-)
+from .rules import *  # noqa: F403 (the rule classes, listed once in rules.__all__)
 from .sections import Rule, Section
 
 __version__ = _version("autonas-config")
@@ -47,29 +26,8 @@ __all__ = [
     "HEADS_KEY",
     "AutoNASConfig",
     "BaseConfig",
-    "BaseRule",
     "BaseRuleConfig",
-    "ChannelRule",
-    "DynamicBatchNorm1dConfig",
-    "DynamicBatchNorm2dConfig",
-    "DynamicBatchNorm3dConfig",
-    "DynamicConv1dConfig",
-    "DynamicConv2dConfig",
-    "DynamicConv3dConfig",
-    "DynamicConvTranspose1dConfig",
-    "DynamicConvTranspose2dConfig",
-    "DynamicConvTranspose3dConfig",
-    "DynamicGroupNormConfig",
-    "DynamicInstanceNorm1dConfig",
-    "DynamicInstanceNorm2dConfig",
-    "DynamicInstanceNorm3dConfig",
-    "DynamicLayerNormConfig",
-    "DynamicLinearConfig",
-    "DynamicSequentialConfig",
-    "DynamicSyncBatchNormConfig",
     "ExportConfig",
-    "FeatureRule",
-    "HeadsRule",
     "LayerSection",
     "LayerType",
     "Rule",
@@ -83,3 +41,4 @@ __all__ = [
     "resolve_rule",
     "unregister_layer_type",
 ]
+__all__ += rules.__all__
