@@ -115,6 +115,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
             },
             Path(out_dir) / f"rank{rank}.pt",
         )
+        dist.barrier()  # leave together: tearing gloo down while the peer still sends aborts the process
     finally:
         dist.destroy_process_group()
 
@@ -211,6 +212,7 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
                 "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # leave together (see _train_on_rank)
     finally:
         dist.destroy_process_group()
 
