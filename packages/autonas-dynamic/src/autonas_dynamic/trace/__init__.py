@@ -16,6 +16,7 @@ from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
+from .kept_state import module_state_kept
 from .layers import is_layer, is_sequential, refusal
 from .ops import register_shape_preserving
 from .result import Analysis, Group
@@ -50,16 +51,17 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
     """
     if example_input is None:
         example_input = example_input_for(model)
-    trace = trace_recursively(model, example_input)
-    skippable = skippable_blocks(model, trace, example_input)
-    other_mode_error = None
-    if reads_training_flag(model):  # otherwise both modes trace to the same graph
-        with training_mode(model, not model.training):
-            other = trace_recursively(model, example_input)
-        other_mode_error = other.failed.get(model) if model not in trace.failed else None
-        if other_mode_error is None:
-            skippable = _in_both(skippable, skippable_blocks(model, other, example_input))
-            trace = trace.merged_with(other)
+    with module_state_kept(model):  # caches a forward fills while traced hold proxies
+        trace = trace_recursively(model, example_input)
+        skippable = skippable_blocks(model, trace, example_input)
+        other_mode_error = None
+        if reads_training_flag(model):  # otherwise both modes trace to the same graph
+            with training_mode(model, not model.training):
+                other = trace_recursively(model, example_input)
+            other_mode_error = other.failed.get(model) if model not in trace.failed else None
+            if other_mode_error is None:
+                skippable = _in_both(skippable, skippable_blocks(model, other, example_input))
+                trace = trace.merged_with(other)
     state = ModelState(model, trace)
     for traced in trace.graphs:
         analyze_graph(state, traced)
