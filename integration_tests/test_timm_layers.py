@@ -108,3 +108,21 @@ def test_timm_vit_heads_are_searched_with_the_example_input_made_for_timm_models
         assert (attention.num_heads, attention.attn_dim, attention.proj.in_features) == (2, 128, 128)
         torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-6)
         assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+
+
+@pytest.mark.parametrize("name", ["levit_128s", "efficientvit_m0"])
+def test_attention_bias_caches_filled_while_traced_do_not_reach_the_next_trace(name: str) -> None:
+    # LeViT and EfficientViT attention cache their biases per device key in eval mode; a proxy
+    # cached by one trace must neither reach the depth check's trace nor stay in the model
+    model = timm.create_model(name, pretrained=False, num_classes=10, img_size=64).eval()
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    depths = {key: choices for key, choices in space.hparams().items() if key.endswith("blocks.depth")}
+    assert len(depths) == 3 and all(choices[0] < choices[-1] for choices in depths.values())
+    caches = [m.attention_bias_cache for m in model.modules() if hasattr(m, "attention_bias_cache")]
+    assert caches and all(not cache for cache in caches)  # what they held before conversion: nothing
+    space.sample(min)
+    exported = copy.deepcopy(model)
+    export_model(exported)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), model(x), atol=1e-5)

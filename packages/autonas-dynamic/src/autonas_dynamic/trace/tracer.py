@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_any, tree_map_only
 from ..calling import split_args
 from ..meta import MetaStandIns, meta_like
 from .concrete import Calls, MetaProxy, NodeValues, Unknown, python_value
+from .kept_state import module_state_kept
 from .layers import is_layer, refusal
 
 _USER_LEAVES: set[type[nn.Module]] = set()
@@ -420,7 +421,8 @@ def trace_recursively(model: nn.Module, example_input: Any = None) -> TraceResul
             pending.extend(child for child in root.children() if child not in traced)
             continue
         name = names.get(root, "")
-        traced_graph = trace_root(root, name, result.failed, result.called, calls.get(root), stand_ins, calls)
+        with module_state_kept(root):  # each trace starts from the state the model had (no proxies of another)
+            traced_graph = trace_root(root, name, result.failed, result.called, calls.get(root), stand_ins, calls)
         result.graphs.append(traced_graph)
         pending.extend(_children_of_failed(root, result.failed, traced))
     return result
