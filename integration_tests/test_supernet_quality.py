@@ -16,26 +16,34 @@ CHANCE = 10.0
 
 
 @pytest.fixture(scope="module")
-def reduced_runs(supernet_quality_bench: ModuleType) -> list:
+def reduced_setup(supernet_quality_bench: ModuleType):
+    return supernet_quality_bench.Setup(epochs=2, seeds=(0,), subnets=("min", "max"))
+
+
+@pytest.fixture(scope="module")
+def reduced_runs(supernet_quality_bench: ModuleType, reduced_setup) -> list:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         data = supernet_quality_bench.load_mnist1d(num_samples=4000)  # 2000 train / 2000 test examples
-        setup = supernet_quality_bench.Setup(epochs=2, seeds=(0,), subnets=("min", "max"))
-        return supernet_quality_bench.run_benchmark(setup, data, log=lambda line: None)
+        return supernet_quality_bench.run_benchmark(reduced_setup, data, log=lambda line: None)
     finally:
         torch.set_num_threads(threads)
 
 
 def test_every_method_trains_every_subnet_well_above_chance(
-    supernet_quality_bench: ModuleType, reduced_runs: list
+    supernet_quality_bench: ModuleType, reduced_setup, reduced_runs: list
 ) -> None:
     assert [run.method for run in reduced_runs] == list(supernet_quality_bench.METHODS)
     for run in reduced_runs:
         assert set(run.accuracy) == {"min", "max"}
         for name, value in run.accuracy.items():
             assert 2 * CHANCE < value <= 100.0, (run.method, name, value)
-        assert run.steps == 2 * (2000 // 128) and run.wall_s > 0
+        assert run.steps == supernet_quality_bench.method_epochs(run.method, reduced_setup) * (2000 // 128)
+        assert run.wall_s > 0
+    # the equal-compute supernet trains as many subnet steps as the standalone subnets together:
+    # 2 subnets x 2 epochs = 4 subnets per step x 1 epoch
+    assert supernet_quality_bench.method_epochs(supernet_quality_bench.EQUAL_COMPUTE, reduced_setup) == 1
 
 
 def test_the_max_subnet_trained_alone_is_at_least_as_good_as_from_a_uniform_supernet(reduced_runs: list) -> None:

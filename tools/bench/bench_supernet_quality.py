@@ -8,12 +8,14 @@ of each block 16-64, depth 1-3. Its minimal and maximal subnets, trained alone, 
 12 points (86.5 vs 98.3), so the training methods can be told apart.
 
 Fixed subnets: min, centroid, three random ones (fixed draws), max. Methods, each for the same
-number of epochs with AdamW and a one-cycle schedule, batch 128:
+number of epochs (but D') with AdamW and a one-cycle schedule, batch 128:
 
 * (A) ``standalone``: each subnet exported and trained alone (the reference to match);
 * (B) ``uniform``: the supernet with one random subnet per step (autonas's default training);
 * (C) ``sandwich``: ``an.sandwich(model, num_random=2)``: max, min and two random subnets per step;
-* (D) ``sandwich+distill``: the same with in-place distillation (``distill=True``).
+* (D) ``sandwich+distill``: the same with in-place distillation (``distill=True``);
+* (D') ``sandwich+distill, equal compute``: (D) trained for as many subnet steps as (A) spends on
+  its fixed subnets together (epochs x 6 subnets / 4 subnets per step: 1.5x the epochs).
 
 A supernet's subnet is evaluated after recalibrating BatchNorm on 20 training batches. Reported:
 test accuracy, mean and standard deviation over the seeds, per subnet and averaged; wall time of
@@ -44,7 +46,8 @@ from torch import nn
 import autonas as an
 from autonas_patch import prep_for_eval
 
-METHODS = ("standalone", "uniform", "sandwich", "sandwich+distill")
+EQUAL_COMPUTE = "sandwich+distill, equal compute"
+METHODS = ("standalone", "uniform", "sandwich", "sandwich+distill", EQUAL_COMPUTE)
 SUBNETS = ("min", "centroid", "random1", "random2", "random3", "max")
 NUM_CLASSES = 10
 RATIOS = (0.25, 0.5, 0.75, 1.0)
@@ -158,17 +161,22 @@ def sandwich_step(num_random: int, distill: bool) -> StepFn:
     return step
 
 
-def train(model: nn.Module, data: Data, setup: Setup, seed: int, step_fn: StepFn) -> tuple[float, int]:
-    """Train in place; returns (wall seconds, optimizer steps)."""
+def method_epochs(method: str, setup: Setup) -> int:
+    """Training epochs of ``method``: the setup's, or for (D') the subnet steps of (A) over the sandwich's subnets."""
+    if method != EQUAL_COMPUTE:
+        return setup.epochs
+    return max(1, round(setup.epochs * len(setup.subnets) / (2 + setup.num_random)))
+
+
+def train(model: nn.Module, data: Data, setup: Setup, seed: int, step_fn: StepFn, epochs: int) -> tuple[float, int]:
+    """Train in place for ``epochs``; returns (wall seconds, optimizer steps)."""
     order = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(data.x_train) // setup.batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=setup.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=setup.lr, total_steps=setup.epochs * steps_per_epoch
-    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=setup.lr, total_steps=epochs * steps_per_epoch)
     model.train()
     start = time.perf_counter()
-    for _ in range(setup.epochs):
+    for _ in range(epochs):
         permutation = torch.randperm(len(data.x_train), generator=order)
         for step in range(steps_per_epoch):
             index = permutation[step * setup.batch_size : (step + 1) * setup.batch_size]
@@ -176,7 +184,7 @@ def train(model: nn.Module, data: Data, setup: Setup, seed: int, step_fn: StepFn
             step_fn(model, data.x_train[index], data.y_train[index])
             optimizer.step()
             scheduler.step()
-    return time.perf_counter() - start, setup.epochs * steps_per_epoch
+    return time.perf_counter() - start, epochs * steps_per_epoch
 
 
 @torch.no_grad()
@@ -215,7 +223,7 @@ def run_method(method: str, seed: int, configs: dict[str, dict[str, Any]], data:
             model = build_supernet(seed)
             an.select(model, config)
             static = an.export(model)
-            seconds, steps = train(static, data, setup, seed, plain_step)
+            seconds, steps = train(static, data, setup, seed, plain_step, setup.epochs)
             static.eval()
             scores[name], step_s[name], wall = accuracy(static, data), seconds / steps, wall + seconds
         return Run(method, seed, scores, wall, steps, step_s)
@@ -223,9 +231,10 @@ def run_method(method: str, seed: int, configs: dict[str, dict[str, Any]], data:
         "uniform": plain_step,
         "sandwich": sandwich_step(setup.num_random, distill=False),
         "sandwich+distill": sandwich_step(setup.num_random, distill=True),
+        EQUAL_COMPUTE: sandwich_step(setup.num_random, distill=True),
     }[method]
     model = build_supernet(seed)
-    wall, steps = train(model, data, setup, seed, step_fn)
+    wall, steps = train(model, data, setup, seed, step_fn, method_epochs(method, setup))
     return Run(method, seed, evaluate_supernet(model, configs, data, setup.batch_size), wall, steps)
 
 

@@ -72,6 +72,8 @@ def test_demo_flags_reach_the_options() -> None:
             "9",
             "--finetune-epochs",
             "0",
+            "--sampling",
+            "uniform",
             "--no-progress",
         ]
     )
@@ -83,7 +85,7 @@ def test_demo_flags_reach_the_options() -> None:
         9,
         0,
     )
-    assert args.no_progress and args.handler is cli.run_demo_command
+    assert args.no_progress and args.sampling == "uniform" and args.handler is cli.run_demo_command
 
 
 def test_demo_defaults_are_the_options_defaults() -> None:
@@ -97,6 +99,7 @@ def test_demo_defaults_are_the_options_defaults() -> None:
         defaults.search_iters,
         defaults.finetune_epochs,
     )
+    assert args.sampling == defaults.sampling == "sandwich"
     assert defaults.flops_limit == 50.0
 
 
@@ -107,6 +110,7 @@ def test_demo_defaults_are_the_options_defaults() -> None:
         ("search_iters", 0, "search_iters"),
         ("epochs", -2, "epochs"),
         ("lr", 0.0, "lr"),
+        ("sampling", "sandwiches", "sampling must be one of"),
     ],
 )
 def test_demo_options_validate(field: str, value: float, message: str) -> None:

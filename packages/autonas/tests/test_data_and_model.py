@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import autonas as an
 from autonas.demo.data import load_digit_splits
-from autonas.demo.model import INPUT_SHAPE, NUM_CLASSES, DigitsNet, ResidualBlock
+from autonas.demo.model import INPUT_SHAPE, NUM_CLASSES, SEARCH_RULES, DigitsNet, ResidualBlock
 from autonas.demo.training import accuracy, train
+from autonas_patch import prep_for_eval
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +89,26 @@ def test_single_thread_restores_the_thread_count_even_on_error() -> None:
         assert torch.get_num_threads() == 1
         raise RuntimeError("inside")
     assert torch.get_num_threads() == before
+
+
+def test_sandwich_training_trains_max_min_and_random_subnets_and_the_min_subnet_learns(digits) -> None:
+    torch.manual_seed(0)
+    model = an.convert(DigitsNet(widths=(16, 32), blocks=2), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": 0})
+    trained: list[dict] = []
+    model.register_forward_pre_hook(lambda module, args: trained.append(an.get_subnet_config(module)))
+    train(model, digits.train, epochs=2, lr=0.1, progress=False, sandwich_random=1)
+
+    steps = 2 * len(digits.train.loader(64, shuffle=True))
+    assert len(trained) == 3 * steps  # max, min, one random subnet per step
+    configs = {"max": an.sample(model, max), "min": an.sample(model, min)}
+    maxima, minima = trained[0::3], trained[1::3]
+    assert all(config == configs["max"] for config in maxima)
+    assert all(config == configs["min"] for config in minima)
+    assert len({str(config) for config in trained[2::3]}) > steps // 2  # random subnets differ
+
+    scores = {}
+    for name, config in configs.items():
+        an.select(model, config)
+        prep_for_eval(model, lambda m: [m(images) for images, _ in digits.train.loader(64)])
+        scores[name] = accuracy(model, digits.val)
+    assert scores["max"] > 0.9 and scores["min"] > 0.8

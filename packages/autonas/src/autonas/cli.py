@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import autonas
-from autonas.demo.options import DemoOptions
+from autonas.demo.options import SAMPLINGS, DemoOptions
 from autonas_search.files import writable_folder
 
 #: A torch/torchvision pair that installs and imports together (the repository's constraints-vision.txt).
@@ -174,6 +174,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         search_iters=args.search_iters,
         finetune_epochs=args.finetune_epochs,
         progress=not args.no_progress,
+        sampling=args.sampling,
     )
     run_demo(options)
     return 0
@@ -237,6 +238,13 @@ def _add_demo_command(commands: Any) -> None:
         type=_non_negative_int,
         default=defaults.finetune_epochs,
         help="fine-tuning epochs of the found subnet (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        default=defaults.sampling,
+        help="supernet training: the maximal, the minimal and two random subnets per step with in-place "
+        "distillation (sandwich), or one random subnet per step (uniform) (default: %(default)s)",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.set_defaults(handler=run_demo_command)

@@ -1,7 +1,8 @@
 """``autonas demo``: the whole autonas workflow on handwritten digits, end to end.
 
 1. convert :class:`~autonas.demo.model.DigitsNet` into a search space and train the supernet
-   (a random subnet at every step);
+   with the sandwich rule and in-place distillation (``--sampling uniform``: a random subnet at
+   every step);
 2. calibrate and measure the full model (the original);
 3. search the best subnet under a FLOPs limit (validation accuracy as the score) and export it;
 4. fine-tune the exported subnet briefly;
@@ -54,6 +55,8 @@ ARCHITECTURE = "architecture.json"
 CANDIDATES_PLOT = "candidates.png"
 RESULTS = "results.json"
 
+#: random subnets per step of the sandwich rule (besides the maximal and the minimal one)
+SANDWICH_RANDOM = 2
 CALIBRATION_BATCHES = 4
 CALIBRATION_BATCH_SIZE = 64
 # every candidate under the FLOPs limit is scored (the searcher's default, 0.85, scores only those
@@ -237,10 +240,12 @@ def _run(options: DemoOptions, console: Console) -> DemoResult:
     writable_folder(options.output)  # fail now rather than after training
 
     model = an.convert(DigitsNet(), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": options.seed})
+    sandwich = options.sampling == "sandwich"
+    per_step = f"max, min and {SANDWICH_RANDOM} random subnets per step" if sandwich else "a random subnet per step"
     with _phase(
         console,
         f"[bold]Training[/] the supernet ({an.search_space_size(model):,} subnets) for {options.epochs} epochs "
-        f"on {len(data.train)} digits, a random subnet per step",
+        f"on {len(data.train)} digits, {per_step}",
     ):
         train(
             model,
@@ -250,6 +255,7 @@ def _run(options: DemoOptions, console: Console) -> DemoResult:
             seed=options.seed,
             progress=options.progress,
             desc="supernet",
+            sandwich_random=SANDWICH_RANDOM if sandwich else None,
         )
 
     # the original: the full (max) subnet, BatchNorm recalibrated for it

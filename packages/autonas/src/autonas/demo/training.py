@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+import autonas as an
+
 from .data import Split
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -23,11 +25,16 @@ def train(
     seed: int = 0,
     desc: str = "train",
     progress: bool = True,
+    sandwich_random: int | None = None,
 ) -> None:
     """Train with SGD (Nesterov momentum, one-cycle learning-rate schedule) and cross-entropy.
 
-    The model is put in train mode, so a converted autonas model samples a random subnet at
-    every step. The progress bar shows the running loss and training accuracy of each epoch.
+    The model is put in train mode. A converted autonas model then samples a random subnet at
+    every step, unless ``sandwich_random`` is given: each step then trains the maximal, the
+    minimal and ``sandwich_random`` random subnets (``an.sandwich``), the maximal one on the
+    labels and the others on its detached predictions (in-place distillation). The progress
+    bar shows the running loss and training accuracy of each epoch (of the maximal subnet
+    under the sandwich rule).
 
     Args:
         model: the model to train, in place.
@@ -38,6 +45,8 @@ def train(
         seed: seed of the batch order.
         desc: label of the progress bar.
         progress: whether to show the progress bar.
+        sandwich_random: random subnets per step of the sandwich rule; ``None`` trains the model
+            as it is called (one forward per step).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -52,16 +61,32 @@ def train(
         seen, correct, total_loss = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, disable=not progress, unit="batch")
         for images, labels in bar:
-            logits = model(images)
-            loss = loss_fn(logits, labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if sandwich_random is None:
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+                loss.backward()
+            else:
+                logits, loss = _sandwich_backward(model, images, labels, loss_fn, sandwich_random)
             optimizer.step()
             scheduler.step()
             seen += len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             total_loss += loss.item() * len(labels)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+
+
+def _sandwich_backward(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, num_random: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accumulate the gradients of one sandwich step; return the maximal subnet's logits and loss."""
+    for subnet in an.sandwich(model, num_random=num_random):
+        logits = model(images)
+        loss = subnet.loss(logits, labels, loss_fn)
+        loss.backward()
+        if subnet.kind == "max":
+            max_logits, max_loss = logits.detach(), loss.detach()
+    return max_logits, max_loss
 
 
 @torch.no_grad()
