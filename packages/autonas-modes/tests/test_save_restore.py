@@ -209,7 +209,7 @@ def test_a_save_killed_at_random_moments_always_leaves_a_restorable_file(tmp_pat
         os.kill(saver.pid, signal.SIGKILL)
         saver.join()
         leftovers = [p for p in tmp_path.iterdir() if p != path]
-        assert all(p.name.startswith(".arch.pth.") and p.name.endswith(".tmp") for p in leftovers)
+        assert all(p.name.startswith(".arch.") and p.name.endswith(".tmp.pth") for p in leftovers)
         interrupted += len(leftovers)
         for leftover in leftovers:
             leftover.unlink()

@@ -21,7 +21,8 @@ def test_atomic_write_replaces_the_file_and_leaves_nothing_else(tmp_path: Path) 
     path = tmp_path / "model.pth"
     path.write_text("old")
     with atomic_write(path) as temporary:
-        assert temporary.parent == tmp_path and temporary.name.startswith(".model.pth.")
+        assert temporary.parent == tmp_path and temporary.name.startswith(".model.")
+        assert temporary.suffix == ".pth"  # writers that go by the suffix see the target's
         assert temporary.is_file() and path.read_text() == "old"  # the target is untouched while writing
         temporary.write_text("new")
     assert path.read_text() == "new"

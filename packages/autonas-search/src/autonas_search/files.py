@@ -21,8 +21,10 @@ __all__ = ["atomic_write", "writable_folder"]
 def atomic_write(path: str | os.PathLike[str], *, create_folder: bool = False) -> Iterator[Path]:
     """Give a temporary path beside ``path`` to write to; on success it replaces ``path``.
 
-    The temporary file (``.<name>.<random>.tmp``, already created and empty) is checked for before
-    the block runs, so an unwritable target fails before any work. When the block ends normally the
+    The temporary file (``.<stem>.<random>.tmp<suffix>``, already created and empty) keeps the
+    target's suffix, so writers that go by the file name (``torch.export.save``, ``savefig``) treat
+    it as the target. It is created before the block runs, so an unwritable target fails before
+    any work. When the block ends normally the
     file is fsynced and renamed over ``path`` (``os.replace``, atomic); when it raises, the file is
     removed and ``path`` is left as it was. Only a process killed inside the block can leave the
     temporary file behind.
@@ -41,7 +43,7 @@ def atomic_write(path: str | os.PathLike[str], *, create_folder: bool = False) -
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder")
     _check_folder(path.parent, create=create_folder, target=path)
-    temporary = _create_file(path.parent, f".{path.name}.{secrets.token_hex(4)}.tmp", target=path)
+    temporary = _create_file(path.parent, f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}", target=path)
     try:
         yield temporary
         _fsync(temporary, os.O_RDWR)
