@@ -23,10 +23,6 @@ FAMILIES = [
     "dpn", "rexnet", "tinynet", "lcnet", "mixnet", "hardcorenas", "resnest", "res2net", "nfnet", "vgg", "vovnet",
     "tresnet",
 ]  # fmt: skip
-#: Convolutional families whose backbone widths stay fixed, with the reason (see docs/zoo.md).
-FROZEN_BACKBONES = {
-    "edgenext": "every stage's stream meets a reshape of its positional encoding that folds the channels into -1",
-}
 
 
 def test_forty_families_each_with_a_representative(zoo: ModuleType) -> None:
@@ -41,7 +37,5 @@ def test_family_converts_exactly_with_exact_costs(zoo: ModuleType, family: str) 
     assert result.hparams > 0 and result.size > 1 and result.costs_exact
     if family in zoo.TIMM_ATTENTION:
         assert result.narrower is None
-    elif family in FROZEN_BACKBONES:
-        assert result.narrower[0] == 0, "a frozen backbone became searchable: update FROZEN_BACKBONES and the docs"
     else:
         assert result.narrower[0] > 0, f"no backbone convolution of {result.name} is narrower at the minimal subnet"

@@ -435,6 +435,9 @@ def _head_widths(model: nn.Module, analysis: Analysis, rules: Mapping | None) ->
         parts = {id(part) for part in group.concat_inputs}
         if len(parts) == 1 and next(iter(parts)) in widths:
             widths[id(group)] = {len(group.concat_inputs) * width for width in widths[next(iter(parts))]}
+        elif len(parts) == 1 and id(group) in widths:  # a stream split into heads and chunked (EdgeNeXt)
+            count = len(group.concat_inputs)
+            widths[next(iter(parts))] = {width // count for width in widths[id(group)] if width % count == 0}
     return widths
 
 

@@ -77,7 +77,9 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
-        holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
+        holders={
+            m: {name: (dim, block) for name, (_, dim, block) in held.items()} for m, held in state.holders.items()
+        },
         heads=_head_groups(state, group_of),
         attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
         grouped_heads=[

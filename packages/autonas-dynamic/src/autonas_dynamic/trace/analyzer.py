@@ -34,7 +34,8 @@ class ModelState:
         self.trace = trace
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
         self.layers: dict[nn.Module, LayerSymbols] = {}
-        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int]]] = {}  # module -> tensor -> (symbol, dim)
+        #: module -> tensor -> (symbol, dim, channels one entry stands for: 1, or the head width of a per-head tensor)
+        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int, int]]] = {}
         self.visited: set[nn.Module] = set()
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
@@ -215,7 +216,7 @@ def _with_rank(ctx: GraphContext, node: fx.Node, value: Value) -> Value:
 def iter_groups(state: ModelState) -> Iterator[Symbol]:
     """Every group root over all layer and held-tensor symbols, in first-appearance order."""
     seen: set[int] = set()
-    held = [sym for tensors in state.holders.values() for sym, _ in tensors.values()]
+    held = [sym for tensors in state.holders.values() for sym, _, _ in tensors.values()]
     for sym in [s for symbols in state.layers.values() for s in (symbols.incoming, symbols.outgoing)] + held:
         if sym is not None:
             root = sym.find()

@@ -40,7 +40,8 @@ def resolve_concats(state: ModelState) -> None:
     """Fix concatenations that cannot be searched, until nothing changes.
 
     A group may hold one concat source; a group may feed one concat; a concat cannot feed
-    itself or another concat; a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
+    itself or another concat, except as every part of a concat of equal parts (its size then moves
+    in multiples of the inner one's); a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
     """
     concats = state.live_concats = _flatten_nested_concats(list(dict.fromkeys(state.concats.values())))
     changed = True
@@ -55,7 +56,7 @@ def resolve_concats(state: ModelState) -> None:
             if len(root.concats) > 1:
                 root.fix("more than one concatenation produces this size")
             inputs = [inp.find() for inp in concat.concat_inputs]
-            if any(inp is root or inp.concats for inp in inputs):
+            if any(inp is root for inp in inputs) or (any(inp.concats for inp in inputs) and not _equal_parts(inputs)):
                 root.fix("a concatenation feeds a concatenation")
             for inp in inputs:
                 if len(users[id(inp)]) > 1:
@@ -67,6 +68,11 @@ def resolve_concats(state: ModelState) -> None:
                 root.fix("every input of its concatenation is fixed")
         after = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
         changed = after != before
+
+
+def _equal_parts(inputs: list[Symbol]) -> bool:
+    """Whether a concatenation stacks copies of one size (a fused ``qkv`` of a stream that is itself chunked)."""
+    return len({id(inp) for inp in inputs}) == 1
 
 
 def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:

@@ -48,7 +48,8 @@ class Analysis:
         refused: per class name, why the called layers of that declared type cannot be converted
             (they keep their sizes).
         holders: modules (not layers) whose forward reads per-channel tensors of their own that
-            follow a width: per tensor name, the dim that follows it (its hparam is
+            follow a width: per tensor name, the dim that follows it and the channels one entry of
+            it stands for (1, or the head width of a per-head tensor; its hparam is
             ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
         heads: each module whose forward splits groups' channels into attention heads: each such
             group (queries, keys and values share one, unless grouped) and the width of one head.
@@ -66,7 +67,7 @@ class Analysis:
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
-    holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
+    holders: dict[nn.Module, dict[str, tuple[int, int]]] = field(default_factory=dict)
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
