@@ -155,8 +155,11 @@ class DMRegistry:
                     continue
                 if plain.forward is base.forward:  # type: ignore[attr-defined]
                     found = _Resolved(layer, not layer.own_forward)
-                elif layer.layout is not None:  # containers only run their own forward
+                elif layer.layout is not None:
                     found = _Resolved(layer, True)
+                elif base is nn.Sequential and nn.ModuleList in self._layers:
+                    # a Sequential with its own forward loops over its blocks like an iterated ModuleList
+                    found = _Resolved(self._layers[nn.ModuleList], True)
                 break
         self._resolved[cls] = found
         return found
@@ -368,6 +371,8 @@ def register_layer(
     if layout is not None and not isinstance(layout, LayerLayout):
         raise TypeError(f"layout of {cls.__qualname__} must be a LayerLayout, got {layout!r}")
     base = DYNAMIC_REGISTRY.layer_of(cls)
+    if base is not None and base.cls not in cls.__mro__:
+        base = None  # a Sequential with its own forward, iterated like a ModuleList: declared afresh
     if base is not None and base.layout is None:
         raise ValueError(
             f"{cls.__qualname__} subclasses the container {base.cls.__qualname__}, which cannot be redeclared"

@@ -29,6 +29,7 @@ from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
+from .layers.module_list import DynamicModuleListBase
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -228,7 +229,8 @@ def generate_search_space(
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
     names = {module: name for name, module in model.named_modules()}
-    checks = [_list_depth(names[b], converted[b]) for b in analysis.skippable if isinstance(b, nn.ModuleList)]
+    iterated = [b for b in analysis.skippable if isinstance(converted[b], DynamicModuleListBase)]
+    checks = [_list_depth(names[b], converted[b]) for b in iterated]
     checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
     _confirm_smallest(model, checks, example_input)
     for attention in dict.fromkeys(attention for attention, _ in heads):

@@ -21,6 +21,7 @@ from .symbols import Slot, Symbol
 
 __all__ = [
     "LayerSymbols",
+    "is_iterated",
     "is_layer",
     "is_sequential",
     "make_layer_symbols",
@@ -44,6 +45,13 @@ def preserves_shape(module: nn.Module) -> bool:
     """Whether a searchable layer's output has its input's shape (norms, per-channel scales)."""
     layout = _layout(module)
     return layout is not None and layout.outgoing is None and layout.groups is None
+
+
+def is_iterated(module: nn.Module) -> bool:
+    """Whether ``module``'s own forward loops over its blocks: an ``nn.ModuleList``, or an
+    ``nn.Sequential`` subclass with a forward of its own (HRNet's ``SequentialList``)."""
+    layer = DYNAMIC_REGISTRY.layer_of(module)
+    return layer is not None and layer.cls is nn.ModuleList
 
 
 def is_sequential(module: nn.Module) -> bool:
