@@ -39,3 +39,32 @@ def test_family_converts_exactly_with_exact_costs(zoo: ModuleType, family: str) 
         assert result.narrower is None
     else:
         assert result.narrower[0] > 0, f"no backbone convolution of {result.name} is narrower at the minimal subnet"
+
+
+def _space(name: str) -> dict[str, list]:
+    import torch
+
+    from autonas_config import AutoNASConfig
+    from autonas_dynamic.space import generate_search_space
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10).eval()
+    return generate_search_space(model, AutoNASConfig().model_dump()).hparams()
+
+
+def test_edgenext_streams_move_by_whole_heads_of_their_channel_attention() -> None:
+    """Stages 1 and 3 (chunked into equal halves / quarters) are searched; stage 2's 88 channels chunk
+    unequally into 3 and keep their width."""
+    hparams = _space("edgenext_xx_small")
+    assert hparams["stages.1.blocks.1.xca.qkv.out_features"] == [72, 108, 144]  # 2, 3, 4 heads of 12, three times
+    assert hparams["stages.3.blocks.1.xca.qkv.out_features"] == [252, 504]  # 42 and 126 channels do not chunk into 4
+    assert not any(name.startswith("stages.2.blocks.5.xca") for name in hparams)
+
+
+def test_hrnet_stages_drop_trailing_modules() -> None:
+    hparams = _space("hrnet_w18_small_v2")
+    assert {name: hparams[name] for name in ("stage2.depth", "stage3.depth", "stage4.depth")} == {
+        "stage2.depth": [0, 1],
+        "stage3.depth": [0, 1, 2, 3],
+        "stage4.depth": [0, 1, 2],
+    }
