@@ -68,3 +68,13 @@ def test_hrnet_stages_drop_trailing_modules() -> None:
         "stage3.depth": [0, 1, 2, 3],
         "stage4.depth": [0, 1, 2],
     }
+
+
+def test_condconv_expert_convolutions_are_searched(zoo: ModuleType) -> None:
+    """EfficientNet-CondConv: the expansion and stage widths of its CondConv2d blocks, exactly and costed."""
+    hparams = _space("efficientnet_cc_b0_4e")
+    assert {"blocks.4.0.conv_pw.out_channels", "blocks.4.0.conv_pwl.out_channels"} <= set(hparams)
+    assert "blocks.6.0.conv_pw.out_channels" in hparams
+    result = zoo.check_model("timm/efficientnet_cc_b0_4e")
+    assert result.ok and result.costs_exact, result.status
+    assert result.narrower[0] > 17  # 17 of 25 backbone convs when the CondConv2d layers kept their widths
