@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
-from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, follow_split, head_counts, settle_heads
 from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
@@ -224,6 +224,7 @@ def generate_search_space(
     _link_grouped_queries(analysis)
     _pin_unfollowed_splits(analysis)
     heads = _follow_heads(analysis)
+    splits = _follow_splits(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
@@ -232,10 +233,12 @@ def generate_search_space(
     iterated = [b for b in analysis.skippable if isinstance(converted[b], DynamicModuleListBase)]
     checks = [_list_depth(names[b], converted[b]) for b in iterated]
     checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
+    checks += [_Smallest(f"the split of {names[module]!r} by its {name!r}", whole) for module, name, whole in splits]
     _confirm_smallest(model, checks, example_input)
-    for attention in dict.fromkeys(attention for attention, _ in heads):
-        fixed = all(len(width.choices) == 1 for other, width in heads if other is attention)
-        settle_heads(attention, keep_following=not fixed)  # the checks above left the smallest heads set
+    followed = [*heads, *((module, whole) for module, _, whole in splits)]
+    for module in dict.fromkeys(module for module, _ in followed):
+        fixed = all(len(width.choices) == 1 for other, width in followed if other is module)
+        settle_heads(module, keep_following=not fixed)  # the checks above left the smallest values set
     _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model, untraced=analysis.failed)
 
@@ -463,6 +466,17 @@ def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:
             if len(width.choices) > 1:
                 follow_heads(attention, width, head_dim)
                 followed.append((attention, width))
+    return followed
+
+
+def _follow_splits(analysis: Analysis) -> list[tuple[nn.Module, str, Hparam]]:
+    """Let each split-size attribute follow its parts' width; the module, attribute and whole's hparam, with choices."""
+    followed = []
+    for module, name, whole, part in analysis.split_attributes:
+        whole_hparam = _dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name)
+        if len(whole_hparam.choices) > 1:
+            follow_split(module, name, _dynamic(part.slots[0].module).get_hparam(part.slots[0].name))
+            followed.append((module, name, whole_hparam))
     return followed
 
 

@@ -82,6 +82,11 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         },
         heads=_head_groups(state, group_of),
         attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
+        split_attributes=[
+            (module, name, group_of[whole.find().slots[0]], group_of[part.find().slots[0]])
+            for whole, part, module, name in state.split_attributes
+            if whole.find().slots and part.find().slots
+        ],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

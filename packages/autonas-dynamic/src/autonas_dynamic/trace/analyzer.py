@@ -44,6 +44,8 @@ class ModelState:
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
         self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
         self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
+        #: (the split tensor, each part, the module, its attribute holding the part width)
+        self.split_attributes: list[tuple[Symbol, Symbol, nn.Module, str]] = []
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""

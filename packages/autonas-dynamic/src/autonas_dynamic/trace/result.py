@@ -57,6 +57,9 @@ class Analysis:
             number of query heads per key/value head (the query width is always that multiple).
         attribute_splits: tensors split into equal parts by an attention module's head-width
             attribute (``split(self.split_size)``): that module and the group of the whole.
+        split_attributes: tensors split into equal parts by another int attribute of a module
+            (``split(x, self.width, 1)``): the module, the attribute, the group of the whole and
+            that of each part.
     """
 
     groups: list[Group]
@@ -71,6 +74,7 @@ class Analysis:
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
+    split_attributes: list[tuple[nn.Module, str, Group, Group]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""
