@@ -132,6 +132,8 @@ class QueryGroupsHparam(Hparam):
     Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
     query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
     configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
+    The same link makes the narrower side of a grouped layer with unequal widths follow the wider
+    one (``head_dim`` 1: whole groups); links chain (a follower may lead another).
 
     Args:
         queries: The shared hparam of the query projection's width and the output projection's input.
@@ -150,7 +152,14 @@ class QueryGroupsHparam(Hparam):
         key_values.make_unsortable()
         self.active = queries.active if queries.active in self.choices else self.original
 
-    @Hparam.active.setter  # type: ignore[attr-defined, untyped-decorator]
-    def active(self, value: Any) -> None:
-        Hparam.active.fset(self, value)  # type: ignore[attr-defined]
-        self.key_values._active = self._active // self.groups
+    @property
+    def _active(self) -> Any:  # type: ignore[override]
+        return self._value
+
+    @_active.setter
+    def _active(self, value: Any) -> None:
+        """Every change of the active value reaches the key/value hparam (and whatever follows that)."""
+        self._value = value
+        key_values = self.__dict__.get("key_values")
+        if key_values is not None:
+            key_values._active = value // self.groups

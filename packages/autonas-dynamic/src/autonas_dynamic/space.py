@@ -528,11 +528,12 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
 
 
 def _link_grouped_queries(analysis: Analysis) -> None:
-    """Grouped-query attention: the key/value width follows the query width (whole groups of heads).
+    """Grouped-query attention: the key/value width follows the query width (whole groups of heads);
+    likewise the narrower side of a grouped layer with unequal widths follows the wider one.
 
     Where that leaves a single choice, or one side is fixed, both keep their sizes.
     """
-    for queries, key_values, groups in analysis.grouped_heads:
+    for queries, key_values, groups in [*analysis.grouped_heads, *analysis.scaled_groups]:
         query_hp, kv_hp = (_dynamic(g.slots[0].module).get_hparam(g.slots[0].name) for g in (queries, key_values))
         if query_hp is kv_hp or isinstance(query_hp, QueryGroupsHparam):
             continue

@@ -87,6 +87,12 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
             for whole, part, module, name in state.split_attributes
             if whole.find().slots and part.find().slots
         ],
+        scaled_groups=[
+            (group_of[wide.find().slots[0]], group_of[narrow.find().slots[0]], ratio)
+            for symbols in state.layers.values()
+            if symbols.scaled is not None
+            for wide, narrow, ratio in [symbols.scaled]
+        ],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

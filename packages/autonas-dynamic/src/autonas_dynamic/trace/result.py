@@ -57,6 +57,9 @@ class Analysis:
             number of query heads per key/value head (the query width is always that multiple).
         attribute_splits: tensors split into equal parts by an attention module's head-width
             attribute (``split(self.split_size)``): that module and the group of the whole.
+        scaled_groups: the two sides of a grouped layer with unequal widths (FastViT's ``groups=48``
+            conv from 48 to 96 channels): the wider group, the narrower one, and how many times wider
+            (the wider always is, moving by whole groups).
         split_attributes: tensors split into equal parts by another int attribute of a module
             (``split(x, self.width, 1)``): the module, the attribute, the group of the whole and
             that of each part.
@@ -75,6 +78,7 @@ class Analysis:
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
     split_attributes: list[tuple[nn.Module, str, Group, Group]] = field(default_factory=list)
+    scaled_groups: list[tuple[Group, Group, int]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""
