@@ -10,16 +10,12 @@ divide one another (24 to 32 in 8 groups: 3 in, 4 out) keeps both widths.
 
 from __future__ import annotations
 
-import copy
-import random
-
 import torch
 import torch.nn.functional as F
+from subnet_checks import assert_exact_subnets
 from torch import nn
 
 from autonas_config import AutoNASConfig
-from autonas_dynamic import export_model
-from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import generate_search_space
 
 
@@ -53,23 +49,17 @@ def test_widening_grouped_convs_move_by_whole_groups() -> None:
     space = generate_search_space(model, rules, example_input=x)
     # the stem follows as a quarter of the last grouped conv's width (16 channels per group of 32 there)
     assert space.hparams() == {"grouped.out_channels": [32, 64]}
-    costs = CostModel(model, x)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
-        rng = random.Random(0)
-        for sample in (min, max, rng.choice, rng.choice):
-            space.sample(sample)
-            out = model.grouped.out_channels
-            assert (model.grouped.in_channels, model.widen.in_channels, model.stem.out_channels) == (
-                out // 2,
-                out // 4,
-                out // 4,
-            )
-            dynamic = model(x)
-            exported = export_model(copy.deepcopy(model))
-            assert (exported.widen.groups, exported.grouped.groups) == (out // 4, out // 32)
-            torch.testing.assert_close(exported(x), dynamic, rtol=1e-6, atol=1e-6)
-            assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+
+    def check(model: nn.Module, exported: nn.Module) -> None:
+        out = model.grouped.out_channels
+        assert (model.grouped.in_channels, model.widen.in_channels, model.stem.out_channels) == (
+            out // 2,
+            out // 4,
+            out // 4,
+        )
+        assert (exported.widen.groups, exported.grouped.groups) == (out // 4, out // 32)
+
+    assert_exact_subnets(model, space, x, reference, check)
 
 
 def test_group_sizes_that_do_not_divide_keep_both_widths() -> None:

@@ -11,16 +11,12 @@ the widths stay.
 
 from __future__ import annotations
 
-import copy
-import random
-
 import torch
 import torch.nn.functional as F
+from subnet_checks import assert_exact_subnets
 from torch import nn
 
 from autonas_config import AutoNASConfig
-from autonas_dynamic import export_model
-from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import generate_search_space
 
 WIDTH, SCALE = 16, 4
@@ -67,19 +63,13 @@ def test_split_by_a_width_attribute_shrinks_every_part_alike() -> None:
     rules["nn.Conv2d"] = {"*": {"channels_ratio": (0.5, 0.75, 1.0), "channel_divisor": 4, "kernel_size": ()}}
     space = generate_search_space(model, rules, example_input=x)
     assert space.hparams()["block.conv1.out_channels"] == [32, 48, 64]  # 4 parts of 8, 12 or 16
-    costs = CostModel(model, x)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
-        rng = random.Random(0)
-        for sample in (min, lambda c: c[len(c) // 2], rng.choice, rng.choice, rng.choice):
-            space.sample(sample)
-            part = model.block.conv1.out_channels // SCALE
-            dynamic = model(x)
-            assert model.block.width == part and all(conv.in_channels == part for conv in model.block.convs)
-            exported = export_model(copy.deepcopy(model))
-            assert exported.block.width == part and not exported.block._forward_pre_hooks
-            torch.testing.assert_close(exported(x), dynamic, rtol=1e-6, atol=1e-6)
-            assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+
+    def check(model: nn.Module, exported: nn.Module) -> None:
+        part = model.block.conv1.out_channels // SCALE
+        assert model.block.width == part and all(conv.in_channels == part for conv in model.block.convs)
+        assert exported.block.width == part and not exported.block._forward_pre_hooks
+
+    assert_exact_subnets(model, space, x, reference, check)
 
 
 def test_a_split_size_two_attributes_hold_is_ambiguous() -> None:
