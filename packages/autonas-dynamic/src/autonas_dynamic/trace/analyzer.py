@@ -21,7 +21,7 @@ from .concrete import Unknown
 from .dims import Dims, rank_of
 from .layers import LayerSymbols, is_layer, make_layer_symbols, refusal
 from .ops import OpKind, function_kind, method_kind, module_kind
-from .symbols import Symbol
+from .symbols import Symbol, full_size
 from .tracer import TracedGraph, TraceResult, is_user_leaf
 from .values import FIXED, NEUTRAL, Flow, Value
 
@@ -105,16 +105,8 @@ class GraphContext:
         return None
 
     def full_size(self, sym: Symbol) -> int | None:
-        """The original size of a group: an int attribute of one of its layers, or the sum over its concat inputs."""
-        root = sym.find()
-        for slot in root.slots:
-            size = getattr(slot.module, slot.name, None)
-            if isinstance(size, int) and not isinstance(size, bool):
-                return size
-        if root.concat_inputs:
-            sizes = [self.full_size(inp) for inp in root.concat_inputs]
-            return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
-        return None
+        """The original size of a group (see :func:`.symbols.full_size`)."""
+        return full_size(sym)
 
     def input_flows(self, node: fx.Node) -> list[Flow]:
         """The values of every node ``node`` reads that are tensors or shapes."""
