@@ -42,6 +42,7 @@ class DynamicCondConv2d(DynamicModule):
         in_channels, out_channels, groups = (self.__dict__[name] for name in ("in_channels", "out_channels", "groups"))
         self._move_aside("groups", "weight_shape")
         sizes = {"in_channels": in_channels, "out_channels": out_channels}
+        choices: dict[str, Sequence[int]]
         if groups == 1 or in_channels == out_channels == groups:
             choices = {name: range(1, size + 1) for name, size in sizes.items()}
         else:  # groups of several channels: the group count would have to follow both widths

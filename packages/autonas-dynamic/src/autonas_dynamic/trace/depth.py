@@ -78,7 +78,7 @@ def skippable_blocks(model: nn.Module, trace: TraceResult, example_input: Any = 
     tracing the model again (with ``example_input``) with the Sequential shortened.
     """
     found = trailing_residual_blocks(model, trace)
-    sequentials = {seq: flags for seq, flags in found.items() if is_sequential(seq)}
+    sequentials = {seq: flags for seq, flags in found.items() if isinstance(seq, nn.Sequential) and is_sequential(seq)}
     skippable: dict[nn.Module, list[bool]] = {}
     skippable.update(_confirmed_by_tracing(model, trace, sequentials, example_input).items())
     skippable.update((blocks, flags) for blocks, flags in found.items() if not is_sequential(blocks))
@@ -91,7 +91,7 @@ def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Mo
     without such blocks are left out)."""
     calls = _collect_calls(trace)
     found: dict[nn.Module, list[bool]] = {}
-    containers: list[tuple[nn.Module, list[_Call | None]]] = [
+    containers: list[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]] = [
         *((seq, _block_calls(seq, calls)) for seq in _sequentials(model, trace)),
         *_module_lists(model, trace, calls),
     ]
@@ -125,12 +125,14 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential
 
 def _module_lists(
     model: nn.Module, trace: TraceResult, calls: _Calls
-) -> Iterator[tuple[nn.Module, list[_Call | None]]]:
+) -> Iterator[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]]:
     """Iterated containers (see :func:`.layers.is_iterated`) whose blocks were each called once, in
     list order, by one call of one graph; with those calls."""
     inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}
     for module in model.modules():
-        if not is_iterated(module) or not len(module) or module in inside_failed:
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or not is_iterated(module):
+            continue
+        if not len(module) or module in inside_failed:
             continue
         keys = [calls.of_module.get(block, []) for block in module]
         if any(len(block_keys) != 1 for block_keys in keys):
