@@ -23,10 +23,6 @@ FAMILIES = [
     "dpn", "rexnet", "tinynet", "lcnet", "mixnet", "hardcorenas", "resnest", "res2net", "nfnet", "vgg", "vovnet",
     "tresnet",
 ]  # fmt: skip
-#: Convolutional families whose backbone widths stay fixed, with the reason (see docs/zoo.md).
-FROZEN_BACKBONES = {
-    "edgenext": "every stage's stream meets a reshape of its positional encoding that folds the channels into -1",
-}
 
 
 def test_forty_families_each_with_a_representative(zoo: ModuleType) -> None:
@@ -41,7 +37,44 @@ def test_family_converts_exactly_with_exact_costs(zoo: ModuleType, family: str) 
     assert result.hparams > 0 and result.size > 1 and result.costs_exact
     if family in zoo.TIMM_ATTENTION:
         assert result.narrower is None
-    elif family in FROZEN_BACKBONES:
-        assert result.narrower[0] == 0, "a frozen backbone became searchable: update FROZEN_BACKBONES and the docs"
     else:
         assert result.narrower[0] > 0, f"no backbone convolution of {result.name} is narrower at the minimal subnet"
+
+
+def _space(name: str) -> dict[str, list]:
+    import torch
+
+    from autonas_config import AutoNASConfig
+    from autonas_dynamic.space import generate_search_space
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10).eval()
+    return generate_search_space(model, AutoNASConfig().model_dump()).hparams()
+
+
+def test_edgenext_streams_move_by_whole_heads_of_their_channel_attention() -> None:
+    """Stages 1 and 3 (chunked into equal halves / quarters) are searched; stage 2's 88 channels chunk
+    unequally into 3 and keep their width."""
+    hparams = _space("edgenext_xx_small")
+    assert hparams["stages.1.blocks.1.xca.qkv.out_features"] == [72, 108, 144]  # 2, 3, 4 heads of 12, three times
+    assert hparams["stages.3.blocks.1.xca.qkv.out_features"] == [252, 504]  # 42 and 126 channels do not chunk into 4
+    assert not any(name.startswith("stages.2.blocks.5.xca") for name in hparams)
+
+
+def test_hrnet_stages_drop_trailing_modules() -> None:
+    hparams = _space("hrnet_w18_small_v2")
+    assert {name: hparams[name] for name in ("stage2.depth", "stage3.depth", "stage4.depth")} == {
+        "stage2.depth": [0, 1],
+        "stage3.depth": [0, 1, 2, 3],
+        "stage4.depth": [0, 1, 2],
+    }
+
+
+def test_condconv_expert_convolutions_are_searched(zoo: ModuleType) -> None:
+    """EfficientNet-CondConv: the expansion and stage widths of its CondConv2d blocks, exactly and costed."""
+    hparams = _space("efficientnet_cc_b0_4e")
+    assert {"blocks.4.0.conv_pw.out_channels", "blocks.4.0.conv_pwl.out_channels"} <= set(hparams)
+    assert "blocks.6.0.conv_pw.out_channels" in hparams
+    result = zoo.check_model("timm/efficientnet_cc_b0_4e")
+    assert result.ok and result.costs_exact, result.status
+    assert result.narrower[0] > 17  # 17 of 25 backbone convs when the CondConv2d layers kept their widths

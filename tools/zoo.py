@@ -57,7 +57,7 @@ TIMM = "timm/"
 TIMM_FAMILIES: dict[str, list[str]] = {
     "resnet": ["resnet50d", "resnet18d", "resnet26"],
     "seresnext": ["seresnext26d_32x4d", "seresnext26t_32x4d"],
-    "efficientnet": ["efficientnet_b0", "efficientnet_lite0", "tf_efficientnet_b0"],
+    "efficientnet": ["efficientnet_b0", "efficientnet_lite0", "tf_efficientnet_b0", "efficientnet_cc_b0_4e"],
     "mobilenetv3": ["mobilenetv3_small_050", "mobilenetv3_large_100", "tf_mobilenetv3_small_minimal_100"],
     "mobilenetv4": ["mobilenetv4_conv_small", "mobilenetv4_conv_small_050"],
     "ghostnet": ["ghostnet_050", "ghostnet_100", "ghostnetv2_100"],

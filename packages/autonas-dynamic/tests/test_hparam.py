@@ -100,6 +100,19 @@ def test_held_at_on_a_concat_input_moves_the_concat_and_restores_it():
     assert a.active == 2
 
 
+def test_concat_of_equal_parts_that_are_concats_moves_the_innermost_inputs():
+    """``cat([s, s, s])`` with ``s = cat([h, h])`` (a fused qkv over a chunked stream): one searched size."""
+    half = Hparam([6, 12, 18, 24])
+    stream = ConcatHparam([half, half])
+    fused = ConcatHparam([stream, stream, stream])
+    assert (fused.choices, stream.is_configurable) == ([36, 72, 108, 144], False)
+    fused.active = 72
+    assert (stream.active, half.active) == (24, 12)
+    assert torch.equal(fused.active_slice, torch.cat([torch.arange(24) + offset for offset in (0, 48, 96)]))
+    fused.active = 144
+    assert (stream.active, half.active) == (48, 24)
+
+
 def test_tuple_values_have_no_slice():
     hp = Hparam([(1, 1), (3, 3)], name="kernel_size")
     with pytest.raises(TypeError, match="kernel_size"):

@@ -27,8 +27,9 @@ CHANNEL_CASES = [
     (nn.ConvTranspose2d, 8, 8, 8, range(1, 9), range(1, 9), 5, 5, 5),
     (nn.Conv2d, 8, 8, 4, [2, 4, 6, 8], [2, 4, 6, 8], 6, 6, 3),  # grouped, in == out
     (nn.ConvTranspose1d, 8, 8, 2, [4, 8], [4, 8], 4, 4, 1),
-    (nn.Conv2d, 8, 16, 4, [8], [16], 8, 16, 4),  # grouped, in != out: fixed
-    (nn.ConvTranspose3d, 4, 8, 2, [4], [8], 4, 8, 2),
+    (nn.Conv2d, 8, 16, 4, [2, 4, 6, 8], [4, 8, 12, 16], 4, 8, 2),  # grouped, in != out: by whole groups
+    (nn.ConvTranspose3d, 4, 8, 2, [2, 4], [4, 8], 2, 4, 1),
+    (nn.Conv2d, 6, 8, 2, [6], [8], 6, 8, 2),  # group sizes 3 and 4 do not divide: fixed
 ]
 
 

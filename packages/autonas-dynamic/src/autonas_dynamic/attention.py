@@ -6,7 +6,9 @@ module itself is not converted; its attributes that state the head count or the 
 (``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``; ``all_head_size``, ``inner_dim``,
 where they hold the original values) are set from the active width before each forward, and for
 good on export, so the exported model is the original class with consistent attributes. A forward
-that reshapes into ``self.num_heads`` heads therefore reshapes into the active heads.
+that reshapes into ``self.num_heads`` heads therefore reshapes into the active heads. A split size
+a module keeps in an attribute (``torch.split(x, self.width, 1)``) follows the width of the parts
+the same way (:class:`SplitAttribute`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from autonas_config import make_divisible
 from .hparam import Hparam
 from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
-__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "head_counts", "settle_heads"]
+__all__ = [
+    "FollowedAttributes",
+    "HeadAttributes",
+    "QueryGroupsHparam",
+    "SplitAttribute",
+    "follow_heads",
+    "follow_split",
+    "head_counts",
+    "settle_heads",
+]
 
 
 def head_counts(heads: int, rule: Mapping[str, Any] | None) -> set[int]:
@@ -38,7 +49,18 @@ def head_counts(heads: int, rule: Mapping[str, Any] | None) -> set[int]:
     return {count for count in (int(make_divisible(c, divisor)) for c in candidates) if count <= heads} | {heads}
 
 
-class HeadAttributes:
+class FollowedAttributes:
+    """A forward pre-hook that sets plain attributes of a module from hparams before each forward."""
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        self.apply(module)
+
+    def apply(self, module: nn.Module) -> None:
+        """Set the attributes from the active values."""
+        raise NotImplementedError
+
+
+class HeadAttributes(FollowedAttributes):
     """A forward pre-hook that sets an attention module's head attributes from the heads' width hparam.
 
     Args:
@@ -53,15 +75,33 @@ class HeadAttributes:
         self.counts = [name for name in HEAD_COUNT_ATTRIBUTES if int_attribute(module, name) == heads]
         self.widths = [name for name in HEAD_WIDTH_ATTRIBUTES if int_attribute(module, name) == width.original]
 
-    def __call__(self, module: nn.Module, args: Any) -> None:
-        self.apply(module)
-
     def apply(self, module: nn.Module) -> None:
         """Set the attributes from the active width."""
         for name in self.counts:
             setattr(module, name, self.width.active // self.head_dim)
         for name in self.widths:
             setattr(module, name, self.width.active)
+
+
+class SplitAttribute(FollowedAttributes):
+    """A split size a module keeps in an attribute (Res2Net's ``torch.split(x, self.width, 1)``): the
+    active width of each equal part.
+
+    Args:
+        name: The attribute.
+        part: The hparam of one part.
+    """
+
+    def __init__(self, name: str, part: Hparam) -> None:
+        self.name, self.part = name, part
+
+    def apply(self, module: nn.Module) -> None:
+        setattr(module, self.name, self.part.active)
+
+
+def follow_split(module: nn.Module, name: str, part: Hparam) -> None:
+    """Let ``module``'s split-size attribute ``name`` follow the width of each part."""
+    module.register_forward_pre_hook(SplitAttribute(name, part))
 
 
 def follow_heads(module: nn.Module, width: Hparam, head_dim: int) -> None:
@@ -72,14 +112,15 @@ def follow_heads(module: nn.Module, width: Hparam, head_dim: int) -> None:
 
 
 def settle_heads(model: nn.Module, keep_following: bool = False) -> None:
-    """Set every followed head attribute of ``model`` to its active value, for good unless ``keep_following``.
+    """Set every followed attribute of ``model`` (head counts and widths, split sizes) to its active
+    value, for good unless ``keep_following``.
 
     For good, the hooks go (export); ``keep_following`` only brings the attributes up to date
     before the next forward sets them.
     """
     for module in model.modules():
         for key, hook in list(module._forward_pre_hooks.items()):
-            if isinstance(hook, HeadAttributes):
+            if isinstance(hook, FollowedAttributes):
                 hook.apply(module)
                 if not keep_following:
                     del module._forward_pre_hooks[key]
@@ -91,6 +132,8 @@ class QueryGroupsHparam(Hparam):
     Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
     query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
     configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
+    The same link makes the narrower side of a grouped layer with unequal widths follow the wider
+    one (``head_dim`` 1: whole groups); links chain (a follower may lead another).
 
     Args:
         queries: The shared hparam of the query projection's width and the output projection's input.
@@ -109,7 +152,14 @@ class QueryGroupsHparam(Hparam):
         key_values.make_unsortable()
         self.active = queries.active if queries.active in self.choices else self.original
 
-    @Hparam.active.setter  # type: ignore[attr-defined, untyped-decorator]
-    def active(self, value: Any) -> None:
-        Hparam.active.fset(self, value)  # type: ignore[attr-defined]
-        self.key_values._active = self._active // self.groups
+    @property
+    def _active(self) -> Any:  # type: ignore[override]
+        return self._value
+
+    @_active.setter
+    def _active(self, value: Any) -> None:
+        """Every change of the active value reaches the key/value hparam (and whatever follows that)."""
+        self._value = value
+        key_values = self.__dict__.get("key_values")
+        if key_values is not None:
+            key_values._active = value // self.groups

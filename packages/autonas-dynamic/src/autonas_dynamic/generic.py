@@ -102,28 +102,31 @@ class TensorHolder(DynamicModule):
     """A module, not a layer, whose own forward reads per-channel tensors it holds (ConvNeXt's ``gamma``).
 
     Each held tensor has one dim that follows an hparam (``<tensor>_size``, coupled by the tracer
-    with the activations the tensor meets); its other dims are 1. The module's forward runs
-    unchanged and reads the active slices.
+    with the activations the tensor meets); its other dims are 1. A per-head tensor (EdgeNeXt's
+    attention ``temperature``, one entry per head) has one entry per ``block`` channels: its hparam
+    counts channels in whole heads and the tensor keeps ``active // block`` entries. The module's
+    forward runs unchanged and reads the active slices.
     """
 
-    #: Per held tensor, the dim that follows its hparam.
-    _held: ClassVar[dict[str, int]]
+    #: Per held tensor, the dim that follows its hparam and the channels one entry stands for.
+    _held: ClassVar[dict[str, tuple[int, int]]]
 
     @classmethod
-    def for_tensors(cls, held: dict[str, int]) -> type[TensorHolder]:
-        """A subclass holding ``held`` (tensor name -> the dim that follows its width)."""
+    def for_tensors(cls, held: dict[str, tuple[int, int]]) -> type[TensorHolder]:
+        """A subclass holding ``held`` (tensor name -> the dim that follows its width, channels per entry)."""
         namespace: dict[str, Any] = {holder_hparam(name): HparamAttribute() for name in held}
-        namespace.update({name: _held_tensor_property(name, dim) for name, dim in held.items()})
+        namespace.update({name: _held_tensor_property(name, dim, block) for name, (dim, block) in held.items()})
         namespace.update(_held=dict(held), _dynamic_tensors=tuple(held), __module__=cls.__module__)
         return type("TensorHolderOf" + "".join(name.title().replace("_", "") for name in held), (cls,), namespace)
 
     def _setup(self) -> None:
-        for name, dim in self._held.items():
-            size = int(self._tensor(name).shape[dim])
-            self._register_hparam(holder_hparam(name), Hparam(range(1, size + 1), original=size))
+        for name, (dim, block) in self._held.items():
+            width = int(self._tensor(name).shape[dim]) * block
+            self._register_hparam(holder_hparam(name), Hparam(range(block, width + 1, block), original=width))
 
     def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        return {holder_hparam(name): [(name, dim)] for name, dim in self._held.items()}
+        """The per-channel tensors (per-head ones are not sorted: their groups are unsortable)."""
+        return {holder_hparam(name): [(name, dim)] for name, (dim, block) in self._held.items() if block == 1}
 
     def _export_attributes(self) -> dict[str, Any]:
         return {}
@@ -136,11 +139,12 @@ class TensorHolder(DynamicModule):
         return (_new_holder_instance, (self._original_cls, dict(self._held)), state)
 
 
-def _held_tensor_property(name: str, dim: int) -> property:
+def _held_tensor_property(name: str, dim: int, block: int) -> property:
     def getter(self: TensorHolder) -> Any:
         tensor = self._tensor(name)
         indices: list[slice | torch.Tensor | None] = [None] * (dim + 1)
-        indices[dim] = self._hparams[holder_hparam(name)].active_slice
+        hparam = self._hparams[holder_hparam(name)]
+        indices[dim] = hparam.active_slice if block == 1 else slice(0, hparam.active // block)
         return slice_tensor(tensor, indices)
 
     return property(getter, doc=f"The active part of ``{name}`` (dim {dim} follows ``{holder_hparam(name)}``).")

@@ -340,8 +340,10 @@ class ConcatHparam(Hparam):
 
     @_active.setter
     def _active(self, value: int) -> None:
+        """Follow a value set from outside (a concatenation this one is every part of): no checks."""
         if value != self._active:
-            self.active = value
+            for hp, part in zip(self._distinct, self._sum_to_combo[value], strict=True):
+                hp._active = part
 
     @property
     def active_slice(self) -> slice | torch.Tensor:

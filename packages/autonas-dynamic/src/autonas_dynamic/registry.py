@@ -114,7 +114,7 @@ class DMRegistry:
         self._resolved: dict[type, _Resolved | None] = {}
         self._verdicts: dict[tuple[Any, ...], LayerMatch] = {}
         self._matches: weakref.WeakKeyDictionary[nn.Module, tuple[type, LayerMatch]] = weakref.WeakKeyDictionary()
-        self._holders: dict[tuple[type, tuple[tuple[str, int], ...]], type[DynamicModule]] = {}
+        self._holders: dict[tuple[type, tuple[tuple[str, tuple[int, int]], ...]], type[DynamicModule]] = {}
 
     # ----------------------------------------------------------------------------- registration
     def register(self, layer: SearchableLayer) -> None:
@@ -155,8 +155,11 @@ class DMRegistry:
                     continue
                 if plain.forward is base.forward:  # type: ignore[attr-defined]
                     found = _Resolved(layer, not layer.own_forward)
-                elif layer.layout is not None:  # containers only run their own forward
+                elif layer.layout is not None:
                     found = _Resolved(layer, True)
+                elif base is nn.Sequential and nn.ModuleList in self._layers:
+                    # a Sequential with its own forward loops over its blocks like an iterated ModuleList
+                    found = _Resolved(self._layers[nn.ModuleList], True)
                 break
         self._resolved[cls] = found
         return found
@@ -244,13 +247,13 @@ class DMRegistry:
         self._names[name] = generated
         return generated
 
-    def convert_holder(self, module: nn.Module, held: dict[str, int]) -> DynamicModule:
+    def convert_holder(self, module: nn.Module, held: dict[str, tuple[int, int]]) -> DynamicModule:
         """Make a module that is no layer hold per-channel tensors dynamically (see :class:`TensorHolder`)."""
         if isinstance(module, DynamicModule):
             return module
         return self.holder_class(type(module), held)._convert(module)
 
-    def holder_class(self, nn_cls: type[nn.Module], held: dict[str, int]) -> type[DynamicModule]:
+    def holder_class(self, nn_cls: type[nn.Module], held: dict[str, tuple[int, int]]) -> type[DynamicModule]:
         """The generated ``Dynamic<Name>`` tensor holder for ``nn_cls`` holding ``held``."""
         key = (nn_cls, tuple(sorted(held.items())))
         generated = self._holders.get(key)
@@ -309,7 +312,7 @@ def _new_dynamic_instance(original_cls: type[nn.Module]) -> DynamicModule:
     return cls.__new__(cls)
 
 
-def _new_holder_instance(original_cls: type[nn.Module], held: dict[str, int]) -> DynamicModule:
+def _new_holder_instance(original_cls: type[nn.Module], held: dict[str, tuple[int, int]]) -> DynamicModule:
     """Unpickling helper: an empty instance of the tensor holder class of ``original_cls``."""
     cls = DYNAMIC_REGISTRY.holder_class(original_cls, held)
     return cls.__new__(cls)
@@ -368,6 +371,8 @@ def register_layer(
     if layout is not None and not isinstance(layout, LayerLayout):
         raise TypeError(f"layout of {cls.__qualname__} must be a LayerLayout, got {layout!r}")
     base = DYNAMIC_REGISTRY.layer_of(cls)
+    if base is not None and base.cls not in cls.__mro__:
+        base = None  # a Sequential with its own forward, iterated like a ModuleList: declared afresh
     if base is not None and base.layout is None:
         raise ValueError(
             f"{cls.__qualname__} subclasses the container {base.cls.__qualname__}, which cannot be redeclared"

@@ -24,11 +24,12 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
-from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, follow_split, head_counts, settle_heads
 from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
+from .layers.module_list import DynamicModuleListBase
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -223,17 +224,21 @@ def generate_search_space(
     _link_grouped_queries(analysis)
     _pin_unfollowed_splits(analysis)
     heads = _follow_heads(analysis)
+    splits = _follow_splits(analysis)
     for seq, flags in analysis.skippable.items():
         depth = converted[seq].get_hparam("depth")
         if isinstance(depth, DepthHparam):
             depth.restrict_to_trailing(flags)
     names = {module: name for name, module in model.named_modules()}
-    checks = [_list_depth(names[b], converted[b]) for b in analysis.skippable if isinstance(b, nn.ModuleList)]
+    iterated = [b for b in analysis.skippable if isinstance(converted[b], DynamicModuleListBase)]
+    checks = [_list_depth(names[b], converted[b]) for b in iterated]
     checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
+    checks += [_Smallest(f"the split of {names[module]!r} by its {name!r}", whole) for module, name, whole in splits]
     _confirm_smallest(model, checks, example_input)
-    for attention in dict.fromkeys(attention for attention, _ in heads):
-        fixed = all(len(width.choices) == 1 for other, width in heads if other is attention)
-        settle_heads(attention, keep_following=not fixed)  # the checks above left the smallest heads set
+    followed = [*heads, *((module, whole) for module, _, whole in splits)]
+    for module in dict.fromkeys(module for module, _ in followed):
+        fixed = all(len(width.choices) == 1 for other, width in followed if other is module)
+        settle_heads(module, keep_following=not fixed)  # the checks above left the smallest values set
     _unconvert_unsearchable({**converted, **holders})
     return SearchSpace(model, untraced=analysis.failed)
 
@@ -435,6 +440,9 @@ def _head_widths(model: nn.Module, analysis: Analysis, rules: Mapping | None) ->
         parts = {id(part) for part in group.concat_inputs}
         if len(parts) == 1 and next(iter(parts)) in widths:
             widths[id(group)] = {len(group.concat_inputs) * width for width in widths[next(iter(parts))]}
+        elif len(parts) == 1 and id(group) in widths:  # a stream split into heads and chunked (EdgeNeXt)
+            count = len(group.concat_inputs)
+            widths[next(iter(parts))] = {width // count for width in widths[id(group)] if width % count == 0}
     return widths
 
 
@@ -458,6 +466,17 @@ def _follow_heads(analysis: Analysis) -> list[tuple[nn.Module, Hparam]]:
             if len(width.choices) > 1:
                 follow_heads(attention, width, head_dim)
                 followed.append((attention, width))
+    return followed
+
+
+def _follow_splits(analysis: Analysis) -> list[tuple[nn.Module, str, Hparam]]:
+    """Let each split-size attribute follow its parts' width; the module, attribute and whole's hparam, with choices."""
+    followed = []
+    for module, name, whole, part in analysis.split_attributes:
+        whole_hparam = _dynamic(whole.slots[0].module).get_hparam(whole.slots[0].name)
+        if len(whole_hparam.choices) > 1:
+            follow_split(module, name, _dynamic(part.slots[0].module).get_hparam(part.slots[0].name))
+            followed.append((module, name, whole_hparam))
     return followed
 
 
@@ -509,11 +528,12 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
 
 
 def _link_grouped_queries(analysis: Analysis) -> None:
-    """Grouped-query attention: the key/value width follows the query width (whole groups of heads).
+    """Grouped-query attention: the key/value width follows the query width (whole groups of heads);
+    likewise the narrower side of a grouped layer with unequal widths follows the wider one.
 
     Where that leaves a single choice, or one side is fixed, both keep their sizes.
     """
-    for queries, key_values, groups in analysis.grouped_heads:
+    for queries, key_values, groups in [*analysis.grouped_heads, *analysis.scaled_groups]:
         query_hp, kv_hp = (_dynamic(g.slots[0].module).get_hparam(g.slots[0].name) for g in (queries, key_values))
         if query_hp is kv_hp or isinstance(query_hp, QueryGroupsHparam):
             continue

@@ -46,15 +46,16 @@ _CONV_TRANSPOSE: dict[int, Callable[..., torch.Tensor]] = {
 def channel_choices(channels: int, other: int, groups: int) -> list[int]:
     """Channel counts a conv side may take.
 
-    Ungrouped: ``1..channels``. Grouped with equal in/out channels: multiples of the group size
-    (depthwise: ``1..channels``). Grouped with unequal in/out channels: only ``channels``.
+    Ungrouped: ``1..channels``. Grouped: multiples of the group size (depthwise: ``1..channels``);
+    with unequal in/out channels whose group sizes do not divide one another, only ``channels``
+    (the number of groups must follow both sides).
     """
     if groups == 1:
         return list(range(1, channels + 1))
-    if channels == other:
-        step = channels // groups
-        return list(range(step, channels + 1, step))
-    return [channels]
+    step, other_step = channels // groups, other // groups
+    if channels != other and step % other_step and other_step % step:
+        return [channels]
+    return list(range(step, channels + 1, step))
 
 
 def kernel_choices(

@@ -21,6 +21,9 @@ MetaFormer ``Scale``, FastViT             ``"timm.LayerScale"``
 ``LayerScale2d``
 ``MixedConv2d``                           convolutions over channel splits (MixNet), rule key
                                           ``"timm.MixedConv2d"``: see :mod:`.timm_mixed_conv`
+``CondConv2d``                            per-sample mixtures of expert kernels (EfficientNet-
+                                          CondConv), rule key ``"timm.CondConv2d"``: see
+                                          :mod:`.timm_cond_conv`
 ========================================  ===================================================
 
 :func:`install` registers the rule keys at once when timm is installed (so configs built before
@@ -50,14 +53,16 @@ from ..layout import LayerLayout
 from ..registry import DYNAMIC_REGISTRY, register_layer
 from ..trace import register_example_input_maker
 from .imports import when_imported
+from .timm_cond_conv import COND_CONV_LAYOUT, DynamicCondConv2d
 from .timm_mixed_conv import MIXED_CONV_LAYOUT, DynamicMixedConv2d
 
-__all__ = ["BLUR_POOL_KEY", "LAYER_SCALE_KEY", "MIXED_CONV_KEY", "example_input", "install"]
+__all__ = ["BLUR_POOL_KEY", "COND_CONV_KEY", "LAYER_SCALE_KEY", "MIXED_CONV_KEY", "example_input", "install"]
 
 #: Rule keys of the timm layer types that are not subclasses of torch layers.
 BLUR_POOL_KEY = "timm.BlurPool2d"
 LAYER_SCALE_KEY = "timm.LayerScale"
 MIXED_CONV_KEY = "timm.MixedConv2d"
+COND_CONV_KEY = "timm.CondConv2d"
 _SCALE = LayerLayout(incoming="num_features", tensors={"gamma": {0: "num_features"}}, axis="last")
 
 
@@ -66,7 +71,7 @@ def install() -> None:
     if importlib.util.find_spec("timm") is None:
         return
     channel_default = get_layer_type("nn.GroupNorm").default  # channel ratios and divisor, as for convs
-    for key in (BLUR_POOL_KEY, LAYER_SCALE_KEY, MIXED_CONV_KEY):
+    for key in (BLUR_POOL_KEY, LAYER_SCALE_KEY, MIXED_CONV_KEY, COND_CONV_KEY):
         if key not in registered_layer_types():
             register_layer_type(key, ChannelRule, channel_default)
     for module_name, declare in _DECLARATIONS.items():
@@ -132,6 +137,7 @@ def _declare_layers(layers: types.ModuleType) -> None:
     _declare(layers, "LayerScale", _SCALE, key=LAYER_SCALE_KEY)
     _declare(layers, "LayerScale2d", _SCALE.with_axis("channels"), key=LAYER_SCALE_KEY)
     _declare(layers, "MixedConv2d", MIXED_CONV_LAYOUT, key=MIXED_CONV_KEY, dynamic=DynamicMixedConv2d)
+    _declare(layers, "CondConv2d", COND_CONV_LAYOUT, key=COND_CONV_KEY, dynamic=DynamicCondConv2d)
 
 
 def _declare_fastvit(fastvit: types.ModuleType) -> None:

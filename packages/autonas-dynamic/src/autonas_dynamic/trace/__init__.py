@@ -77,9 +77,22 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
-        holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
+        holders={
+            m: {name: (dim, block) for name, (_, dim, block) in held.items()} for m, held in state.holders.items()
+        },
         heads=_head_groups(state, group_of),
         attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
+        split_attributes=[
+            (module, name, group_of[whole.find().slots[0]], group_of[part.find().slots[0]])
+            for whole, part, module, name in state.split_attributes
+            if whole.find().slots and part.find().slots
+        ],
+        scaled_groups=[
+            (group_of[wide.find().slots[0]], group_of[narrow.find().slots[0]], ratio)
+            for symbols in state.layers.values()
+            if symbols.scaled is not None
+            for wide, narrow, ratio in [symbols.scaled]
+        ],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

@@ -21,7 +21,7 @@ from .concrete import Unknown
 from .dims import Dims, rank_of
 from .layers import LayerSymbols, is_layer, make_layer_symbols, refusal
 from .ops import OpKind, function_kind, method_kind, module_kind
-from .symbols import Symbol
+from .symbols import Symbol, full_size
 from .tracer import TracedGraph, TraceResult, is_user_leaf
 from .values import FIXED, NEUTRAL, Flow, Value
 
@@ -34,7 +34,8 @@ class ModelState:
         self.trace = trace
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
         self.layers: dict[nn.Module, LayerSymbols] = {}
-        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int]]] = {}  # module -> tensor -> (symbol, dim)
+        #: module -> tensor -> (symbol, dim, channels one entry stands for: 1, or the head width of a per-head tensor)
+        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int, int]]] = {}
         self.visited: set[nn.Module] = set()
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
@@ -43,6 +44,8 @@ class ModelState:
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
         self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
         self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
+        #: (the split tensor, each part, the module, its attribute holding the part width)
+        self.split_attributes: list[tuple[Symbol, Symbol, nn.Module, str]] = []
 
     def layer_symbols(self, module: nn.Module) -> LayerSymbols:
         """The symbols of a layer, created on first use."""
@@ -102,16 +105,8 @@ class GraphContext:
         return None
 
     def full_size(self, sym: Symbol) -> int | None:
-        """The original size of a group: an int attribute of one of its layers, or the sum over its concat inputs."""
-        root = sym.find()
-        for slot in root.slots:
-            size = getattr(slot.module, slot.name, None)
-            if isinstance(size, int) and not isinstance(size, bool):
-                return size
-        if root.concat_inputs:
-            sizes = [self.full_size(inp) for inp in root.concat_inputs]
-            return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
-        return None
+        """The original size of a group (see :func:`.symbols.full_size`)."""
+        return full_size(sym)
 
     def input_flows(self, node: fx.Node) -> list[Flow]:
         """The values of every node ``node`` reads that are tensors or shapes."""
@@ -215,7 +210,7 @@ def _with_rank(ctx: GraphContext, node: fx.Node, value: Value) -> Value:
 def iter_groups(state: ModelState) -> Iterator[Symbol]:
     """Every group root over all layer and held-tensor symbols, in first-appearance order."""
     seen: set[int] = set()
-    held = [sym for tensors in state.holders.values() for sym, _ in tensors.values()]
+    held = [sym for tensors in state.holders.values() for sym, _, _ in tensors.values()]
     for sym in [s for symbols in state.layers.values() for s in (symbols.incoming, symbols.outgoing)] + held:
         if sym is not None:
             root = sym.find()

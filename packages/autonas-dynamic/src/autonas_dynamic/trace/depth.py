@@ -39,7 +39,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .layers import is_sequential, preserves_shape
+from .layers import is_iterated, is_sequential, preserves_shape
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .tracer import TraceResult, trace_recursively
 
@@ -78,10 +78,10 @@ def skippable_blocks(model: nn.Module, trace: TraceResult, example_input: Any = 
     tracing the model again (with ``example_input``) with the Sequential shortened.
     """
     found = trailing_residual_blocks(model, trace)
-    sequentials = {seq: flags for seq, flags in found.items() if isinstance(seq, nn.Sequential)}
+    sequentials = {seq: flags for seq, flags in found.items() if isinstance(seq, nn.Sequential) and is_sequential(seq)}
     skippable: dict[nn.Module, list[bool]] = {}
     skippable.update(_confirmed_by_tracing(model, trace, sequentials, example_input).items())
-    skippable.update((blocks, flags) for blocks, flags in found.items() if not isinstance(blocks, nn.Sequential))
+    skippable.update((blocks, flags) for blocks, flags in found.items() if not is_sequential(blocks))
     return skippable
 
 
@@ -98,7 +98,7 @@ def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Mo
     for seq, blocks in containers:
         flags = [False] * len(seq)
         following: _Call | None = None
-        context = isinstance(seq, nn.ModuleList)
+        context = not is_sequential(seq)
         for index in reversed(range(len(seq))):
             call = blocks[index]
             if call is None or not _is_skippable(call, following, last=index == len(seq) - 1, context=context):
@@ -125,11 +125,14 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential
 
 def _module_lists(
     model: nn.Module, trace: TraceResult, calls: _Calls
-) -> Iterator[tuple[nn.ModuleList, list[_Call | None]]]:
-    """ModuleLists whose blocks were each called once, in list order, by one call of one graph; with those calls."""
+) -> Iterator[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]]:
+    """Iterated containers (see :func:`.layers.is_iterated`) whose blocks were each called once, in
+    list order, by one call of one graph; with those calls."""
     inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}
     for module in model.modules():
-        if not isinstance(module, nn.ModuleList) or not len(module) or module in inside_failed:
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or not is_iterated(module):
+            continue
+        if not len(module) or module in inside_failed:
             continue
         keys = [calls.of_module.get(block, []) for block in module]
         if any(len(block_keys) != 1 for block_keys in keys):
@@ -204,20 +207,25 @@ def _block_calls(seq: nn.Sequential, calls: _Calls) -> list[_Call | None]:
 def _is_skippable(call: _Call, following: _Call | None, last: bool, context: bool = False) -> bool:
     """Whether the block of ``call`` is residual and nothing but the next block depends on it.
 
-    ``context``: the block may read further outside values (a ModuleList block's mask).
+    ``context``: the block of an iterated container may read further outside values (a ModuleList
+    block's mask) and hand out several values (a list of streams, as HRNet's modules do), each of
+    them residual over an input of its own.
     """
     if not call.nodes or call.reached_from_outside:
         return False
     inside = set(call.nodes)
     inputs = {arg for node in call.nodes for arg in node.all_input_nodes if arg not in inside}
     outputs = [node for node in call.nodes if any(user not in inside for user in node.users)]
-    if (len(inputs) != 1 and not context) or len(outputs) != 1:
+    if not outputs or (not context and (len(inputs) != 1 or len(outputs) != 1)):
         return False
     if not last:
         readers = set(following.nodes) if following is not None else set()
-        if any(user not in inside and user not in readers for user in outputs[0].users):
+        if any(user not in inside and user not in readers for output in outputs for user in output.users):
             return False
-    return any(_passes_an_addition(call.root, outputs[0], block_input) for block_input in inputs)
+    residual_over = [{i for i in inputs if _passes_an_addition(call.root, output, i)} for output in outputs]
+    if len(outputs) == 1:
+        return bool(residual_over[0])
+    return all(len(over) == 1 for over in residual_over) and len(set.union(*residual_over)) == len(outputs)
 
 
 def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .analyzer import ModelState, iter_groups
 from .layers import is_layer, refusal
 from .result import Group
-from .symbols import Slot, Symbol
+from .symbols import Slot, Symbol, full_size
 
 
 def fix_unvisited_layers(state: ModelState) -> list[str]:
@@ -39,10 +39,13 @@ def fix_unvisited_layers(state: ModelState) -> list[str]:
 def resolve_concats(state: ModelState) -> None:
     """Fix concatenations that cannot be searched, until nothing changes.
 
-    A group may hold one concat source; a group may feed one concat; a concat cannot feed
-    itself or another concat; a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
+    Concats that produce one group from inputs of the same sizes (GhostNet's blocks added by their
+    residuals) are one concat: their inputs are coupled pairwise. A group may hold one concat source; a group may feed one concat; a concat cannot feed
+    itself or another concat, except as every part of a concat of equal parts (its size then moves
+    in multiples of the inner one's); a fixed concat fixes its inputs; a concat of fixed inputs is fixed.
     """
-    concats = state.live_concats = _flatten_nested_concats(list(dict.fromkeys(state.concats.values())))
+    concats = _flatten_nested_concats(list(dict.fromkeys(state.concats.values())))
+    concats = state.live_concats = _merge_parallel_concats(concats)
     changed = True
     while changed:
         before = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
@@ -55,7 +58,7 @@ def resolve_concats(state: ModelState) -> None:
             if len(root.concats) > 1:
                 root.fix("more than one concatenation produces this size")
             inputs = [inp.find() for inp in concat.concat_inputs]
-            if any(inp is root or inp.concats for inp in inputs):
+            if any(inp is root for inp in inputs) or (any(inp.concats for inp in inputs) and not _equal_parts(inputs)):
                 root.fix("a concatenation feeds a concatenation")
             for inp in inputs:
                 if len(users[id(inp)]) > 1:
@@ -67,6 +70,32 @@ def resolve_concats(state: ModelState) -> None:
                 root.fix("every input of its concatenation is fixed")
         after = sum(c.fixed for c in concats) + sum(i.fixed for c in concats for i in c.concat_inputs)
         changed = after != before
+
+
+def _merge_parallel_concats(concats: list[Symbol]) -> list[Symbol]:
+    """``cat([a, b]) + cat([c, d])`` with ``a``, ``c`` and ``b``, ``d`` of one size: ``a ~ c``, ``b ~ d``, one concat."""
+    kept: list[Symbol] = []
+    for concat in concats:
+        root = concat.find()
+        first = next((other for other in kept if other.find() is root), None)
+        pairs = list(zip(first.concat_inputs, concat.concat_inputs, strict=False)) if first is not None else []
+        if (
+            first is None
+            or len(first.concat_inputs) != len(concat.concat_inputs)
+            or not all(full_size(a) is not None and full_size(a) == full_size(b) for a, b in pairs)
+        ):
+            kept.append(concat)
+            continue
+        for a, b in pairs:
+            a.union(b)
+        root = concat.find()
+        root.concats = [other for other in root.concats if other is not concat]
+    return kept
+
+
+def _equal_parts(inputs: list[Symbol]) -> bool:
+    """Whether a concatenation stacks copies of one size (a fused ``qkv`` of a stream that is itself chunked)."""
+    return len({id(inp) for inp in inputs}) == 1
 
 
 def _flatten_nested_concats(concats: list[Symbol]) -> list[Symbol]:

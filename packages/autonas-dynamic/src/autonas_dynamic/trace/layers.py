@@ -21,6 +21,7 @@ from .symbols import Slot, Symbol
 
 __all__ = [
     "LayerSymbols",
+    "is_iterated",
     "is_layer",
     "is_sequential",
     "make_layer_symbols",
@@ -46,6 +47,13 @@ def preserves_shape(module: nn.Module) -> bool:
     return layout is not None and layout.outgoing is None and layout.groups is None
 
 
+def is_iterated(module: nn.Module) -> bool:
+    """Whether ``module``'s own forward loops over its blocks: an ``nn.ModuleList``, or an
+    ``nn.Sequential`` subclass with a forward of its own (HRNet's ``SequentialList``)."""
+    layer = DYNAMIC_REGISTRY.layer_of(module)
+    return layer is not None and layer.cls is nn.ModuleList
+
+
 def is_sequential(module: nn.Module) -> bool:
     """Whether ``module`` is an ``nn.Sequential`` (or a subclass that keeps its forward)."""
     layer = DYNAMIC_REGISTRY.layer_of(module)
@@ -65,6 +73,9 @@ class LayerSymbols:
     in_dims: Dims
     outgoing: Symbol | None  # None: the output's elastic axis follows the input (norms, depthwise)
     out_dims: Dims
+    #: A grouped layer with unequal widths whose group sizes divide one another: (the wider side,
+    #: the narrower side, how many times wider), which move together by whole groups.
+    scaled: tuple[Symbol, Symbol, int] | None = None
 
 
 def make_layer_symbols(module: nn.Module) -> LayerSymbols:
@@ -85,10 +96,16 @@ def make_layer_symbols(module: nn.Module) -> LayerSymbols:
         return LayerSymbols(incoming, dims, outgoing, dims)
     in_size, out_size = getattr(module, layout.incoming), getattr(module, layout.outgoing)
     if in_size != out_size:
-        reason = f"grouped layer (groups={groups}) with {layout.incoming} != {layout.outgoing}"
-        incoming.fix(reason)
-        outgoing.fix(reason)
-        return LayerSymbols(incoming, dims, outgoing, dims)
+        wide, narrow = (outgoing, incoming) if out_size > in_size else (incoming, outgoing)
+        ratio, rest = divmod(max(in_size, out_size), min(in_size, out_size))
+        if rest:
+            reason = f"grouped layer (groups={groups}) with {layout.incoming} != {layout.outgoing}"
+            incoming.fix(reason)
+            outgoing.fix(reason)
+            return LayerSymbols(incoming, dims, outgoing, dims)
+        incoming.mark_unsortable()
+        outgoing.mark_unsortable()
+        return LayerSymbols(incoming, dims, outgoing, dims, scaled=(wide, narrow, ratio))
     incoming.union(outgoing)
     if groups != in_size:
         incoming.mark_unsortable()

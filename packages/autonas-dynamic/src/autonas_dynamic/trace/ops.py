@@ -125,6 +125,8 @@ _POINTWISE = [
     "requires_grad_",
     "hardtanh",
     "silu",
+    "softmax",
+    "log_softmax",
 ]
 
 _FUNCTIONAL_POINTWISE = [

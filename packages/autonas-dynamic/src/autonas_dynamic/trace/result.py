@@ -48,7 +48,8 @@ class Analysis:
         refused: per class name, why the called layers of that declared type cannot be converted
             (they keep their sizes).
         holders: modules (not layers) whose forward reads per-channel tensors of their own that
-            follow a width: per tensor name, the dim that follows it (its hparam is
+            follow a width: per tensor name, the dim that follows it and the channels one entry of
+            it stands for (1, or the head width of a per-head tensor; its hparam is
             ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
         heads: each module whose forward splits groups' channels into attention heads: each such
             group (queries, keys and values share one, unless grouped) and the width of one head.
@@ -56,6 +57,12 @@ class Analysis:
             number of query heads per key/value head (the query width is always that multiple).
         attribute_splits: tensors split into equal parts by an attention module's head-width
             attribute (``split(self.split_size)``): that module and the group of the whole.
+        scaled_groups: the two sides of a grouped layer with unequal widths (FastViT's ``groups=48``
+            conv from 48 to 96 channels): the wider group, the narrower one, and how many times wider
+            (the wider always is, moving by whole groups).
+        split_attributes: tensors split into equal parts by another int attribute of a module
+            (``split(x, self.width, 1)``): the module, the attribute, the group of the whole and
+            that of each part.
     """
 
     groups: list[Group]
@@ -66,10 +73,12 @@ class Analysis:
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
-    holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
+    holders: dict[nn.Module, dict[str, tuple[int, int]]] = field(default_factory=dict)
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
+    split_attributes: list[tuple[nn.Module, str, Group, Group]] = field(default_factory=list)
+    scaled_groups: list[tuple[Group, Group, int]] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

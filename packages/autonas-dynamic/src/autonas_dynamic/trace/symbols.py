@@ -105,3 +105,16 @@ class Symbol:
         names = ", ".join(f"{type(s.module).__name__}.{s.name}" for s in root.slots[:4])
         state = "fixed" if root.fixed_reason else "free"
         return f"Symbol({state}; {names}{', ...' if len(root.slots) > 4 else ''})"
+
+
+def full_size(sym: Symbol) -> int | None:
+    """The original size of a group: an int attribute of one of its layers, or the sum over its concat inputs."""
+    root = sym.find()
+    for slot in root.slots:
+        size = getattr(slot.module, slot.name, None)
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    if root.concat_inputs:
+        sizes = [full_size(inp) for inp in root.concat_inputs]
+        return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+    return None

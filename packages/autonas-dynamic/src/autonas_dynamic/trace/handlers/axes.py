@@ -200,6 +200,6 @@ def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
         return None
     holders = ctx.state.holders.setdefault(owner, {})
     if name not in holders:
-        holders[name] = (Symbol(Slot(owner, holder_hparam(name))), wide[0])
-    sym, dim = holders[name]
-    return Flow(sym, frozenset({dim, dim - parameter.dim()}))
+        holders[name] = (Symbol(Slot(owner, holder_hparam(name))), wide[0], 1)
+    sym, dim, block = holders[name]
+    return Flow(sym, frozenset({dim, dim - parameter.dim()}), block=block)

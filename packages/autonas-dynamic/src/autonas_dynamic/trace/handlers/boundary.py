@@ -15,6 +15,7 @@ from ..analyzer import GraphContext
 from ..concrete import python_value
 from ..layers import is_layer
 from ..values import FIXED, NEUTRAL, Value
+from .shape import NEUTRAL_ATTRIBUTES
 
 _SCALAR_MODULES = {"_operator", "operator", "math", "builtins"}  # arithmetic on sizes and constants
 
@@ -24,7 +25,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
     if node.op == "placeholder":
         return FIXED
     if node.op == "get_attr":
-        if node.users:  # a parameter whose dtype alone was read (``w.dtype``) is not used
+        if not all(_reads_no_size(user) for user in node.users):  # ``w.dtype``, ``w.device``: not used
             _record_direct_read(ctx, str(node.target))
         return FIXED
     scalar = getattr(node.target, "__module__", None) in _SCALAR_MODULES or node.target is torch._assert
@@ -40,6 +41,11 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
         if reason is not None:
             return ctx.boundary(node, f"reaches {ctx.state.name(module)}, which could not be traced ({reason})")
     return ctx.boundary(node)
+
+
+def _reads_no_size(node: fx.Node) -> bool:
+    """Whether ``node`` only reads an attribute of a tensor that carries no size (``w.device``, ``w.dtype``)."""
+    return node.op == "call_function" and node.target is getattr and node.args[1] in NEUTRAL_ATTRIBUTES
 
 
 def _record_direct_read(ctx: GraphContext, target: str) -> None:

@@ -8,7 +8,9 @@ blocks). The full size must divide by ``n``. A fused projection reshaped into st
 ``unbind`` along the stacked axis hands out its parts. ``x.split(size, dim)`` into equal parts is the same
 chunk when the size follows the parts: it is an attention module's head-width attribute
 (GPT-2's ``c_attn(x).split(self.split_size, dim=2)`` into queries, keys and values), which
-follows the active heads.
+follows the active heads. A split by a size some other int attribute of the module holds (Res2Net's
+``torch.split(x, self.width, 1)``, the only attribute of that value) is the same chunk too: the
+attribute then follows the width of the parts.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import replace
 
 import torch
 import torch.fx as fx
+import torch.nn as nn
 
 from ..analyzer import GraphContext
 from ..dims import is_elastic
-from ..heads import HEAD_WIDTH_ATTRIBUTES, holds
+from ..heads import HEAD_WIDTH_ATTRIBUTES, holds, int_attribute
 from ..ops import OpKind
 from ..symbols import Symbol
 from ..values import Flow, Value
@@ -53,12 +56,30 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     roots = [f.sym.find() for f in flows if f.sym is not None]
     key = tuple(id(r) for r in roots)
     for parts, concat in ctx.state.chunks:
-        if len(roots) == len(concat.concat_inputs) and all(root is parts.find() for root in roots):
+        if len(roots) == len(concat.concat_inputs) and _rejoins(ctx, roots, parts):
             return Flow(concat, dims)  # the parts of a chunk put back together
     sym = ctx.state.concats.get(key)
     if sym is None:
         sym = ctx.state.concats[key] = Symbol.concat_of(roots)
     return Flow(sym, dims)
+
+
+def _rejoins(ctx: GraphContext, roots: list[Symbol], parts: Symbol) -> bool:
+    """Whether a cat of ``roots`` puts the parts of a chunk back together.
+
+    Each input is a part, or (while most are parts) a free layer output of a part's size, which then
+    joins the parts: Res2Net's last split conv, ``cat([sp_1, ..., conv(sp_n), spx[-1]])``.
+    """
+    part = parts.find()
+    others = [root for root in roots if root is not part]
+    if len(others) * 2 >= len(roots):
+        return not others
+    size = ctx.full_size(part)
+    if size is None or any(r.concat_inputs or r.fixed_reason or ctx.full_size(r) != size for r in others):
+        return False
+    for root in others:
+        part.union(root)
+    return True
 
 
 def _is_chunk(node: fx.Node) -> bool:
@@ -82,15 +103,29 @@ def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
     traced = ctx.concrete(node.args[0])
     full = traced.shape[axis] if isinstance(traced, torch.Tensor) else ctx.full_size(source.sym)
     caller = ctx.caller(node)
+    attribute = None
     if split and full is not None and caller is not None and holds(caller, HEAD_WIDTH_ATTRIBUTES, count):
         full, count = (full, full // count) if full % count == 0 else (None, count)
+    elif split and full is not None and full % count == 0 and (attribute := _split_attribute(caller, count)):
+        count = full // count
     elif split:
         return None
     if full is None or full % count:
         return None
-    if split and caller is not None:  # the parts must be split into heads, for the attribute to follow them
+    parts = chunk_parts(ctx, source.sym, count)
+    if attribute is not None:
+        ctx.state.split_attributes.append((source.sym, parts, caller, attribute))  # type: ignore[arg-type]
+    elif split and caller is not None:  # the parts must be split into heads, for the attribute to follow them
         ctx.state.attribute_splits.append((source.sym, caller))
-    return Flow(chunk_parts(ctx, source.sym, count), source.dims, pieces=True)
+    return Flow(parts, source.dims, pieces=True)
+
+
+def _split_attribute(module: nn.Module | None, size: int) -> str | None:
+    """The one plain int attribute of ``module`` (not a head width) holding the split size ``size``, else None."""
+    if module is None or size < 2:
+        return None
+    names = [name for name in vars(module) if not name.startswith("_") and int_attribute(module, name) == size]
+    return names[0] if len(names) == 1 and names[0] not in HEAD_WIDTH_ATTRIBUTES else None
 
 
 def chunk_parts(ctx: GraphContext, whole: Symbol, count: int) -> Symbol:

@@ -9,7 +9,8 @@ then elastic, one index standing for ``d`` channels (the flow's block), and the 
 whole heads only; ``o.reshape(b, n, -1)`` merges heads back into channels. Where the axis goes is
 read from the concrete shapes of the traced values (so only graphs traced with an example input
 qualify). A reshape may not bake the channel count in: its size at the elastic axis must be ``-1``
-or read from the same tensor group's shape. Anything else (a merge with a preceding axis, a split
+or read from the same tensor group's shape; a size read from another searchable tensor's width
+couples the two groups (the reshape runs only when they agree). Anything else (a merge with a preceding axis, a split
 whose inner part is elastic) is left to the boundary handler.
 """
 
@@ -197,6 +198,7 @@ def _size_follows(
                 width
                 or (isinstance(size, int) and size in (-1, _followed_head_count(ctx, node, heads)))
                 or _reads_shape_of(ctx, size, primary)
+                or (heads is None and (merged or primary.block == 1) and _couples_with_width(ctx, size, primary))
             )
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
@@ -206,6 +208,22 @@ def _size_follows(
 def _followed_head_count(ctx: GraphContext, node: fx.Node, heads: int | None) -> int | None:
     """``heads`` when the module the reshape runs in keeps it in a head-count attribute, else None."""
     return heads if heads is not None and holds(ctx.caller(node), HEAD_COUNT_ATTRIBUTES, heads) else None
+
+
+def _couples_with_width(ctx: GraphContext, size: object, primary: Flow) -> bool:
+    """Whether ``size`` is the width of another searchable tensor, which the reshaped axis then shares.
+
+    ``o.permute(0, 3, 1, 2).reshape(B, N, C)`` with ``C`` read from the block's input (EdgeNeXt's
+    channel attention) only runs when the merged heads are exactly as wide as that input, at any
+    subnet: the two groups are coupled (and fixed together when either is).
+    """
+    value = ctx.value(size) if isinstance(size, fx.Node) else None
+    if not (isinstance(value, Flow) and value.is_shape and value.sym is not None and primary.sym is not None):
+        return False
+    if value.block != 1 or value.repeat != 1 or primary.repeat != 1 or value.parts_axis:
+        return False
+    primary.sym.union(value.sym)
+    return True
 
 
 def _reads_shape_of(ctx: GraphContext, size: object, primary: Flow) -> bool:

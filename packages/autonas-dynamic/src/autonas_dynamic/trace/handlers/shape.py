@@ -16,7 +16,8 @@ from ..dims import after_reduction, is_elastic, rank_of
 from ..ops import OpKind
 from ..values import NEUTRAL, Flow, Neutral, Value
 
-_NEUTRAL_ATTRIBUTES = {"dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse"}
+#: Tensor attributes that carry no size.
+NEUTRAL_ATTRIBUTES = frozenset({"dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse"})
 _FULL = slice(None, None, None)
 
 
@@ -36,7 +37,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
 def _shape_read(node: fx.Node, source: Flow) -> Value | None:
     if node.target is getattr:
         attribute = node.args[1]
-        if attribute in _NEUTRAL_ATTRIBUTES:
+        if attribute in NEUTRAL_ATTRIBUTES:
             return NEUTRAL
         return _shape_of(source) if attribute == "shape" else None
     if node.target == "dim":
