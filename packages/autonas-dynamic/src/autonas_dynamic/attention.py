@@ -11,31 +11,14 @@ that reshapes into ``self.num_heads`` heads therefore reshapes into the active h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from autonas_config import make_divisible
-
 from .hparam import Hparam
 from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
-__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "head_counts", "settle_heads"]
-
-
-def head_counts(heads: int, rule: Mapping[str, Any] | None) -> set[int]:
-    """The head counts a ``heads`` rule allows a module of ``heads`` heads (the original always stays).
-
-    ``make_divisible(ratio * heads, heads_divisor)`` for each of ``heads_ratio``, or every count
-    rounded so when the ratios are ``None``; counts above ``heads`` drop out. ``rule=None``: only
-    ``heads``.
-    """
-    if rule is None:
-        return {heads}
-    ratios, divisor = rule["heads_ratio"], rule["heads_divisor"]
-    candidates = range(1, heads + 1) if ratios is None else [ratio * heads for ratio in ratios]
-    return {count for count in (int(make_divisible(c, divisor)) for c in candidates) if count <= heads} | {heads}
+__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "settle_heads"]
 
 
 class HeadAttributes:

@@ -24,11 +24,12 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
-from .attention import QueryGroupsHparam, follow_heads, head_counts, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, settle_heads
 from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
+from .layers.rules import head_counts
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -330,7 +331,7 @@ def _warn_about(analysis: Analysis) -> None:
 
 def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicModule]:
     """Convert every analysed layer and every Sequential with skippable blocks (tensor holders are converted apart)."""
-    layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable)
+    layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable) | set(analysis.sealed)
     converted = {}
     for module in model.modules():
         if (

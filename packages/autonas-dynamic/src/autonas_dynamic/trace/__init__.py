@@ -17,7 +17,7 @@ from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
 from .grouping import export_groups, fix_unvisited_layers, resolve_concats
 from .kept_state import module_state_kept
-from .layers import is_layer, is_sequential, refusal
+from .layers import is_layer, is_sealed, is_sequential, refusal
 from .ops import register_shape_preserving
 from .result import Analysis, Group
 from .symbols import Slot
@@ -80,6 +80,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
         holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
         heads=_head_groups(state, group_of),
         attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
+        sealed=[m for m in model.modules() if m in trace.called and is_sealed(m)],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

@@ -7,7 +7,7 @@ searched consistently are fixed (with their inputs), and every union-find tree b
 from __future__ import annotations
 
 from .analyzer import ModelState, iter_groups
-from .layers import is_layer, refusal
+from .layers import is_layer, is_sealed, refusal
 from .result import Group
 from .symbols import Slot, Symbol
 
@@ -15,10 +15,16 @@ from .symbols import Slot, Symbol
 def fix_unvisited_layers(state: ModelState) -> list[str]:
     """Fix every size of the layers never called, or whose parameters are read directly; their names.
 
-    Layers inside a leaf layer (the convolutions of a mixed convolution) belong to it and are skipped.
+    Layers inside a leaf layer (the convolutions of a mixed convolution, the output projection of
+    an ``nn.MultiheadAttention``) belong to it and are skipped.
     """
     unvisited = []
-    inside = {id(sub) for m in state.model.modules() if is_layer(m) or refusal(m) for sub in list(m.modules())[1:]}
+    inside = {
+        id(sub)
+        for m in state.model.modules()
+        if is_layer(m) or is_sealed(m) or refusal(m)
+        for sub in list(m.modules())[1:]
+    }
     for name, module in state.model.named_modules():
         if not is_layer(module) or id(module) in inside:
             continue

@@ -22,6 +22,7 @@ from .symbols import Slot, Symbol
 __all__ = [
     "LayerSymbols",
     "is_layer",
+    "is_sealed",
     "is_sequential",
     "make_layer_symbols",
     "preserves_shape",
@@ -44,6 +45,17 @@ def preserves_shape(module: nn.Module) -> bool:
     """Whether a searchable layer's output has its input's shape (norms, per-channel scales)."""
     layout = _layout(module)
     return layout is not None and layout.outgoing is None and layout.groups is None
+
+
+def is_sealed(module: nn.Module) -> bool:
+    """Whether ``module`` converts with hparams of its own only, its sizes fixed (``nn.MultiheadAttention``)."""
+    layer = DYNAMIC_REGISTRY.layer_of(module)
+    return (
+        layer is not None
+        and layer.layout is None
+        and not isinstance(module, (nn.Sequential, nn.ModuleList))
+        and DYNAMIC_REGISTRY.match(module).searchable
+    )
 
 
 def is_sequential(module: nn.Module) -> bool:

@@ -56,6 +56,8 @@ class Analysis:
             number of query heads per key/value head (the query width is always that multiple).
         attribute_splits: tensors split into equal parts by an attention module's head-width
             attribute (``split(self.split_size)``): that module and the group of the whole.
+        sealed: called modules that are searched in hparams of their own only, their inputs and
+            outputs keeping their sizes (``nn.MultiheadAttention``'s head count).
     """
 
     groups: list[Group]
@@ -70,6 +72,7 @@ class Analysis:
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
+    sealed: list[nn.Module] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""
