@@ -15,10 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from .hparam import Hparam
+from .hparam import DerivedHparam, Hparam
 from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
-__all__ = ["HeadAttributes", "QueryGroupsHparam", "follow_heads", "settle_heads"]
+__all__ = ["HeadAttributes", "KeyValueWidthHparam", "QueryGroupsHparam", "follow_heads", "settle_heads"]
 
 
 class HeadAttributes:
@@ -72,8 +72,9 @@ class QueryGroupsHparam(Hparam):
     """The query width of grouped-query attention; the key/value width follows as ``1 / groups`` of it.
 
     Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
-    query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
-    configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
+    query width takes multiples of ``groups * head_dim`` whose ``1 / groups`` the key/value hparam
+    allows, and :attr:`key_values` (installed on the key and value projections in place of their
+    hparam) follows. Neither is sorted (heads of one group must stay together).
 
     Args:
         queries: The shared hparam of the query projection's width and the output projection's input.
@@ -85,14 +86,18 @@ class QueryGroupsHparam(Hparam):
     def __init__(self, queries: Hparam, key_values: Hparam, groups: int, head_dim: int) -> None:
         choices = [c for c in queries.choices if c % (groups * head_dim) == 0 and c // groups in key_values.choices]
         super().__init__(choices, original=queries.original, name=queries.name)
-        self.key_values, self.groups, self.block = key_values, groups, queries.block
-        key_values._set_choices({choice // groups for choice in self.choices})
-        key_values._is_configurable = False
+        self.block = queries.block
         self.make_unsortable()
-        key_values.make_unsortable()
         self.active = queries.active if queries.active in self.choices else self.original
+        self.key_values = KeyValueWidthHparam(self, groups, name=key_values.name)
 
-    @Hparam.active.setter  # type: ignore[attr-defined, untyped-decorator]
-    def active(self, value: Any) -> None:
-        Hparam.active.fset(self, value)  # type: ignore[attr-defined]
-        self.key_values._active = self._active // self.groups
+
+class KeyValueWidthHparam(DerivedHparam):
+    """The key/value width of grouped-query attention: ``1 / groups`` of the query width it follows."""
+
+    def __init__(self, queries: Hparam, groups: int, name: str | None = None) -> None:
+        super().__init__(queries, queries.original // groups, name)
+        self._groups = groups
+
+    def derive(self, value: int) -> int:
+        return value // self._groups

@@ -527,6 +527,8 @@ def _link_grouped_queries(analysis: Analysis) -> None:
             continue
         for slot in queries.slots:
             _dynamic(slot.module).set_hparam(slot.name, linked)
+        for slot in key_values.slots:
+            _dynamic(slot.module).set_hparam(slot.name, linked.key_values)
 
 
 def _dynamic(module: nn.Module) -> DynamicModule:
