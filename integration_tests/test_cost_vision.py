@@ -3,9 +3,8 @@
 Per model (default ``AutoNASConfig`` rules, small inputs): the :class:`CostModel`'s FLOPs and
 parameters equal ``count_flops`` / ``count_params`` of the exported subnet -- one real forward
 count of a plain torchvision-shaped model -- on the smallest subnet and on random subnets. The
-probe forwards run on meta tensors (confirmed by the build's one real check), except for the ViT:
-its ``nn.MultiheadAttention`` runs the unfused attention fallback on meta tensors, which the real
-check catches, and the build falls back to real forwards.
+probe forwards run on meta tensors (confirmed by the build's one real check), the ViT's searched
+``nn.MultiheadAttention`` heads included.
 """
 
 from __future__ import annotations
@@ -54,13 +53,8 @@ def test_cost_model_equals_the_count_of_the_exported_subnet(name: str) -> None:
     model = build().eval()
     space = generate_search_space(model, AutoNASConfig().model_dump())
     dummy = torch.randn(shape)
-    if name == "vit":
-        with pytest.warns(RuntimeWarning, match=r"records other costs than on real ones.*self_attention"):
-            costs = CostModel(model, dummy)
-        assert not costs.meta_forwards
-    else:
-        costs = CostModel(model, dummy)
-        assert costs.meta_forwards, "the probe forwards should run on meta tensors"
+    costs = CostModel(model, dummy)
+    assert costs.meta_forwards, "the probe forwards should run on meta tensors"
 
     rng = random.Random(0)
     configs = [
@@ -76,3 +70,32 @@ def test_cost_model_equals_the_count_of_the_exported_subnet(name: str) -> None:
         assert params == count_params(exported) == sum(p.numel() for p in exported.parameters())
         seen.add((flops, params))
     assert len(seen) >= len(configs) - 1, "the checked subnets should differ in cost"
+
+
+def test_vit_b_16_searches_whole_heads_of_its_multihead_attention() -> None:
+    """vit_b_16 (at 32x32 pixels: four patches and the class token): 12 heads of 64 per layer, searched."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16(image_size=32).eval()
+    dummy = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(dummy)
+    space = generate_search_space(model, AutoNASConfig().model_dump())
+    heads = {name: choices for name, choices in space.hparams().items() if name.endswith("num_heads")}
+    assert heads == {f"encoder.layers.encoder_layer_{i}.self_attention.num_heads": [6, 8, 12] for i in range(12)}
+    costs = CostModel(model, dummy)
+    assert costs.meta_forwards
+    rng = random.Random(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(dummy), reference, rtol=0, atol=0)
+        for sample in (min, lambda c: c[len(c) // 2], rng.choice, rng.choice, rng.choice):
+            space.sample(sample)
+            output = model(dummy)
+            exported = export_model(copy.deepcopy(model))
+            for name, attention in exported.named_modules():
+                if name.endswith("self_attention"):
+                    width = model.get_submodule(name).num_heads * 64
+                    assert attention.in_proj_weight.shape == (3 * width, 768)
+            assert not any(type(m).__module__.startswith("autonas") for m in exported.modules())
+            torch.testing.assert_close(exported(dummy), output, rtol=0, atol=0)
+            assert (costs.flops(), costs.params()) == (count_flops(exported, dummy), count_params(exported))

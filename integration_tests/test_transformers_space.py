@@ -54,6 +54,15 @@ def _gpt2() -> torch.nn.Module:
     return transformers.GPT2LMHeadModel(config)
 
 
+def _gpt_neo() -> torch.nn.Module:
+    config = transformers.GPTNeoConfig(
+        vocab_size=100, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, window_size=4,
+        attention_types=[[["global", "local"], 1]], max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
+        use_cache=False,
+    )  # fmt: skip
+    return transformers.GPTNeoForCausalLM(config)
+
+
 def _t5_encoder() -> torch.nn.Module:
     config = transformers.T5Config(
         vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0
@@ -137,6 +146,16 @@ CASES = {
             "transformer.h.depth": [0, 1, 2],
         },
     ),
+    "gpt-neo": (
+        _gpt_neo,
+        _tokens,
+        {
+            "transformer.wte.embedding_dim": [32, 64],
+            "transformer.h.depth": [0, 1, 2],
+            **{f"transformer.h.{i}.attn.attention.k_proj.out_features": HEADS_OF_16 for i in range(2)},  # heads
+            **{f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)},
+        },
+    ),
     "t5-encoder": (
         _t5_encoder,
         _tokens,
@@ -204,10 +223,15 @@ def _assert_consistent_heads(model: torch.nn.Module) -> None:
     """Every exported attention module states the head count and width its projections have."""
     for module in model.modules():
         heads, width = getattr(module, "num_attention_heads", None), getattr(module, "all_head_size", None)
-        if heads is None or width is None:
+        if heads is None or width is None:  # GPT-Neo, Whisper: a head count and the head width
+            heads, width = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+            width = None if heads is None or width is None else heads * width
+        elif heads * module.attention_head_size != width:
+            raise AssertionError(f"{type(module).__name__}: {heads} heads of {module.attention_head_size} != {width}")
+        query = next((child for child in module.children() if isinstance(child, torch.nn.Linear)), None)
+        if heads is None or width is None or query is None:  # GPT-2's fused Conv1D: split_size is checked apart
             continue
-        query = next(child for child in module.children() if isinstance(child, torch.nn.Linear))
-        assert heads * module.attention_head_size == width == query.out_features, type(module).__name__
+        assert width == query.out_features, type(module).__name__
 
 
 def _causal_lm(name: str) -> torch.nn.Module:

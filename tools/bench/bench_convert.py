@@ -7,6 +7,10 @@ installed; otherwise its recorded figures on this machine class are used (0.35 s
 Target: ratio <= 1.0. For context, the time of one plain ``torch.fx.symbolic_trace`` of the model
 is printed too (measured in the same run).
 
+With transformers installed, a 12-layer BERT-base-sized model (``BertModel(BertConfig())``, random
+init) is timed against ResNet-50, the two conversions interleaved in the same run; target:
+BERT / ResNet-50 <= 2.0.
+
 With timm installed, timm models are timed against the torchvision models of the same
 architecture and size (``TIMM_PAIRS``); target: timm / torchvision <= 1.0 (converting a timm
 model costs no more than converting its torchvision counterpart, although timm's norm-activation
@@ -89,7 +93,30 @@ def main() -> None:
             f"(target <= 1.0) | one plain fx trace {fx_trace:.3f} s"
         )
 
+    _bert_against_resnet(rules)
     _timm_against_torchvision(rules)
+
+
+def _bert_against_resnet(rules: dict) -> None:
+    try:
+        import torchvision
+        import transformers
+    except ImportError:
+        print("bench_convert: transformers is not installed; skipping BERT")
+        return
+    builds = {
+        "resnet50": lambda: torchvision.models.resnet50(weights=None),
+        "bert-base": lambda: transformers.BertModel(transformers.BertConfig()),
+    }
+    times: dict[str, list[float]] = {name: [] for name in builds}
+    for _ in range(RUNS):  # interleaved, so that both see the same load
+        for name, build in builds.items():
+            times[name].append(_median_time(build, lambda model: generate_search_space(model, rules), runs=1))
+    resnet, bert = (statistics.median(times[name]) for name in builds)
+    print(
+        f"BERT-base (12 layers) vs ResNet-50 (median of {RUNS} interleaved runs, 1 thread): "
+        f"{bert:.3f} s | {resnet:.3f} s | ratio {bert / resnet:.2f} (target <= 2.0)"
+    )
 
 
 def _timm_against_torchvision(rules: dict) -> None:

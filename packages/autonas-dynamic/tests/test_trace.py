@@ -301,6 +301,35 @@ def test_a_second_mode_is_traced_only_for_code_reading_the_training_flag() -> No
     assert reads_training_flag(NegatesIt())
 
 
+def test_the_second_mode_is_traced_only_when_the_forward_read_the_training_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hugging Face layers read ``self.training`` only behind ``self.gradient_checkpointing and ...``."""
+    import autonas_dynamic.trace as trace_package
+
+    class Checkpointed(nn.Module):
+        def __init__(self, checkpointing: bool) -> None:
+            super().__init__()
+            self.gradient_checkpointing = checkpointing
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.gradient_checkpointing and self.training:
+                return self.linear(x) * 2
+            return self.linear(x)
+
+    traced = []
+    original = trace_package.trace_recursively
+    monkeypatch.setattr(trace_package, "trace_recursively", lambda *args: traced.append(1) or original(*args))
+    for checkpointing, traces in ((False, 1), (True, 2)):
+        traced.clear()
+        model = Checkpointed(checkpointing).eval()
+        assert reads_training_flag(model)
+        analyze(model, torch.randn(2, 4))
+        assert len(traced) == traces
+        assert model.training is False and "training" in vars(model) and "training" not in vars(Checkpointed)
+
+
 class _AffineMap(nn.Module):
     """A third-party-style linear map with its own forward (not an nn.Linear subclass)."""
 

@@ -40,6 +40,8 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.heads == "argument":
+            return self._by_argument(x, mask, self.num_heads, HEAD_DIM)
         batch, length, _ = x.shape
         heads = {"-1": -1, "attribute": self.num_heads, "literal": HEADS}[self.heads]
         q, k, v = (
@@ -51,6 +53,13 @@ class SelfAttention(nn.Module):
             scores = q @ k.transpose(-1, -2) / HEAD_DIM**0.5 + mask
             attended = torch.matmul(F.softmax(scores, dim=-1), v)
         return x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+
+    def _by_argument(self, x: torch.Tensor, mask: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+        """GPT-Neo's reshapes: by a head count passed in, to the input's leading sizes plus ``(heads, head_dim)``."""
+        q, k, v = (p(x) for p in (self.query, self.key, self.value))
+        q, k, v = (t.view(t.size()[:-1] + (heads, head_dim)).permute(0, 2, 1, 3) for t in (q, k, v))  # noqa: RUF005
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).permute(0, 2, 1, 3).contiguous()
+        return x + self.out(attended.view(attended.size()[:-2] + (heads * head_dim,)))  # noqa: RUF005
 
 
 class Encoder(nn.Module):
@@ -77,9 +86,10 @@ def _evaluated(build: Callable[[], nn.Module]) -> tuple[nn.Module, torch.Tensor,
         return model, x, model(x)
 
 
-@pytest.mark.parametrize(("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute")])
+@pytest.mark.parametrize(("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute"), (True, "argument")])
 def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool, heads: str) -> None:
-    """``heads``: the head count the reshape asks for, ``-1`` or ``self.num_heads`` (which follows)."""
+    """``heads``: the head count the reshape asks for: ``-1``, ``self.num_heads`` (which follows), or
+    ``self.num_heads`` passed to a method that reshapes to ``x.size()[:-1] + (heads, head_dim)``."""
     model, x, reference = _evaluated(lambda: Encoder(fused, heads))
     attention = model.attention
     analysis = analyze(model, x)

@@ -121,3 +121,51 @@ def test_a_channel_sum_is_not_a_statistic_and_keeps_the_stream() -> None:
     model.norm = SumNorm(HIDDEN)
     space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=_ids())
     assert "tokens.embedding_dim" not in space.hparams()
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Bart's word embedding: an ``nn.Embedding`` subclass with its own forward."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * 8.0
+
+
+class EncoderDecoder(nn.Module):
+    """Two embeddings holding one weight (tied): one feeds the model's output, one a searchable stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Embedding(VOCAB, HIDDEN)  # never called: its copies are
+        self.encoder_tokens, self.decoder_tokens = ScaledEmbedding(VOCAB, HIDDEN), ScaledEmbedding(VOCAB, HIDDEN)
+        self.encoder_tokens.weight = self.decoder_tokens.weight = self.shared.weight
+        self.up, self.down = nn.Linear(HIDDEN, MLP), nn.Linear(MLP, 8)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.encoder_tokens(ids)  # returned: its width stays
+        return encoded, self.down(self.up(self.decoder_tokens(ids)).relu())
+
+
+def test_an_embedding_subclass_converts_and_tied_holders_of_a_weight_slice_it_alike() -> None:
+    torch.manual_seed(0)
+    model, ids = EncoderDecoder().eval(), _ids()
+    space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=ids)
+    # the decoder's stream alone could shrink, but its weight is the encoder's, whose output keeps its width
+    assert space.hparams() == {"up.out_features": [64, 96, 128]}
+    space.sample(min)
+    with torch.no_grad():
+        exported = export_model(copy.deepcopy(model))
+        assert exported.encoder_tokens.weight is exported.decoder_tokens.weight is exported.shared.weight
+        torch.testing.assert_close(exported(ids), model(ids), rtol=0, atol=0)
+
+    class Searchable(EncoderDecoder):
+        def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.down(self.up(self.encoder_tokens(ids) + self.decoder_tokens(ids)).relu())
+
+    model = Searchable().eval()
+    space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=ids)
+    assert space.hparams() == {"shared.embedding_dim": [32, 64], "up.out_features": [64, 96, 128]}
+    space.sample(min)
+    with torch.no_grad():
+        exported = export_model(copy.deepcopy(model))
+        assert exported.shared.weight.shape == (VOCAB, 32) and exported.encoder_tokens.weight is exported.shared.weight
+        torch.testing.assert_close(exported(ids), model(ids), rtol=0, atol=0)

@@ -16,7 +16,7 @@ from .cost import CostModel, CostModelError, count_flops, count_params
 from .dynamic import DynamicModule, HparamAttribute, LayerImportance, export_model, is_dynamic
 from .errors import AlreadyConvertedError, DynamicError, UnsupportedModelError
 from .ext import ExtensionsStatus, extensions_status
-from .hparam import ConcatHparam, DepthHparam, Hparam
+from .hparam import ConcatHparam, DepthHparam, DerivedHparam, Hparam
 from .layout import LayerLayout
 from .registry import DYNAMIC_REGISTRY, DMRegistry, SearchableLayer, register_layer, unregister_layer
 from .sorting import sort_parameters
@@ -35,6 +35,7 @@ __all__ = [
     "CostModelError",
     "DMRegistry",
     "DepthHparam",
+    "DerivedHparam",
     "DynamicError",
     "DynamicModule",
     "ExtensionsStatus",

@@ -13,40 +13,23 @@ the same way (:class:`SplitAttribute`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from autonas_config import make_divisible
-
-from .hparam import Hparam
+from .hparam import DerivedHparam, Hparam
 from .trace.heads import HEAD_COUNT_ATTRIBUTES, HEAD_WIDTH_ATTRIBUTES, int_attribute
 
 __all__ = [
     "FollowedAttributes",
     "HeadAttributes",
+    "KeyValueWidthHparam",
     "QueryGroupsHparam",
     "SplitAttribute",
     "follow_heads",
     "follow_split",
-    "head_counts",
     "settle_heads",
 ]
-
-
-def head_counts(heads: int, rule: Mapping[str, Any] | None) -> set[int]:
-    """The head counts a ``heads`` rule allows a module of ``heads`` heads (the original always stays).
-
-    ``make_divisible(ratio * heads, heads_divisor)`` for each of ``heads_ratio``, or every count
-    rounded so when the ratios are ``None``; counts above ``heads`` drop out. ``rule=None``: only
-    ``heads``.
-    """
-    if rule is None:
-        return {heads}
-    ratios, divisor = rule["heads_ratio"], rule["heads_divisor"]
-    candidates = range(1, heads + 1) if ratios is None else [ratio * heads for ratio in ratios]
-    return {count for count in (int(make_divisible(c, divisor)) for c in candidates) if count <= heads} | {heads}
 
 
 class FollowedAttributes:
@@ -130,10 +113,11 @@ class QueryGroupsHparam(Hparam):
     """The query width of grouped-query attention; the key/value width follows as ``1 / groups`` of it.
 
     Each key/value head serves ``groups`` query heads, so both shrink together by whole groups: the
-    query width takes multiples of ``groups * head_dim`` and the key/value hparam (no longer
-    configurable) the matching fractions. Neither is sorted (heads of one group must stay together).
-    The same link makes the narrower side of a grouped layer with unequal widths follow the wider
-    one (``head_dim`` 1: whole groups); links chain (a follower may lead another).
+    query width takes multiples of ``groups * head_dim`` whose ``1 / groups`` the key/value hparam
+    allows, and :attr:`key_values` (installed on the key and value projections in place of their
+    hparam) follows. Neither is sorted (heads of one group must stay together). The same link makes
+    the narrower side of a grouped layer with unequal widths follow the wider one (``head_dim`` 1:
+    whole groups).
 
     Args:
         queries: The shared hparam of the query projection's width and the output projection's input.
@@ -145,21 +129,18 @@ class QueryGroupsHparam(Hparam):
     def __init__(self, queries: Hparam, key_values: Hparam, groups: int, head_dim: int) -> None:
         choices = [c for c in queries.choices if c % (groups * head_dim) == 0 and c // groups in key_values.choices]
         super().__init__(choices, original=queries.original, name=queries.name)
-        self.key_values, self.groups, self.block = key_values, groups, queries.block
-        key_values._set_choices({choice // groups for choice in self.choices})
-        key_values._is_configurable = False
+        self.block = queries.block
         self.make_unsortable()
-        key_values.make_unsortable()
         self.active = queries.active if queries.active in self.choices else self.original
+        self.key_values = KeyValueWidthHparam(self, groups, name=key_values.name)
 
-    @property
-    def _active(self) -> Any:  # type: ignore[override]
-        return self._value
 
-    @_active.setter
-    def _active(self, value: Any) -> None:
-        """Every change of the active value reaches the key/value hparam (and whatever follows that)."""
-        self._value = value
-        key_values = self.__dict__.get("key_values")
-        if key_values is not None:
-            key_values._active = value // self.groups
+class KeyValueWidthHparam(DerivedHparam):
+    """The key/value width of grouped-query attention: ``1 / groups`` of the query width it follows."""
+
+    def __init__(self, queries: Hparam, groups: int, name: str | None = None) -> None:
+        super().__init__(queries, queries.original // groups, name)
+        self._groups = groups
+
+    def derive(self, value: int) -> int:
+        return value // self._groups

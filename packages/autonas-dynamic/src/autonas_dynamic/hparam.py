@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ConcatHparam", "DepthHparam", "Hparam", "ImportanceEstimator"]
+__all__ = ["ConcatHparam", "DepthHparam", "DerivedHparam", "Hparam", "ImportanceEstimator"]
 
 ImportanceEstimator = Callable[[], "torch.Tensor | None"]
 
@@ -254,6 +254,54 @@ class Hparam:
     def label(self) -> str:
         """How error messages name this hparam: ``"hparam 'out_channels'"``, or its class without a name."""
         return f"hparam {self.name!r}" if self.name else type(self).__name__
+
+
+class DerivedHparam(Hparam):
+    """An hparam computed from another one, its parent: not configurable, it follows whatever the parent becomes.
+
+    Subclasses define :meth:`derive`, the value for a value of the parent (a segment of the parent's
+    channels, the width of a number of heads).
+
+    Args:
+        parent: The hparam this one follows.
+        original: Its value when the parent is at its original value.
+        name: Used in error messages.
+    """
+
+    def __init__(self, parent: Hparam, original: int, name: str | None = None) -> None:
+        self.name = name
+        self._original = original
+        self._is_configurable = False
+        self._importance_estimators = None
+        self._parent = parent
+
+    def derive(self, value: Any) -> Any:
+        """This hparam's value when the parent's is ``value``."""
+        raise NotImplementedError
+
+    def follow(self, parent: Hparam) -> None:
+        """Follow ``parent`` from now on: it took the place of the parent wherever that was used, and
+        holds the parent's values (a chain of links, e.g. grouped convs feeding grouped convs)."""
+        if parent.original != self._parent.original:
+            raise ValueError(f"{self.label} cannot follow {parent.label}: its original is not {self._parent.original}")
+        self._parent = parent
+
+    @property
+    def _active(self) -> Any:  # type: ignore[override]
+        return self.derive(self._parent.active)
+
+    @_active.setter
+    def _active(self, value: Any) -> None:
+        if value != self._active:
+            raise ValueError(f"{self.label} follows {self._parent.label}; it cannot be set to {value!r}")
+
+    @property
+    def _choice_set(self) -> frozenset[Any]:  # type: ignore[override]
+        return frozenset(self.derive(choice) for choice in self._parent.choices)
+
+    @property
+    def _choices(self) -> list[Any]:  # type: ignore[override]
+        return sorted(self._choice_set)
 
 
 class DepthHparam(Hparam):

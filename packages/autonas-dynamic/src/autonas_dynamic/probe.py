@@ -14,7 +14,7 @@ converted and run next to another plain copy, in eval and in train mode:
 
 The probe input is random, shaped as the layout's axis and the class name say (``N, C, H, W``
 for a ``...2d`` layer with the elastic axis at ``"channels"``), with spatial sizes that fit the
-kernel. Results are cached per kind of layer (:func:`probe_signature`).
+kernel; an embedding's is indices into its table. Results are cached per kind of layer (:func:`probe_signature`).
 """
 
 from __future__ import annotations
@@ -162,8 +162,12 @@ def _compare(
 
 
 def _smaller_widths(dynamic: DynamicModule, layout: LayerLayout) -> dict[str, int]:
-    """A smaller value for each width that has one (equal widths of a grouped layer move together)."""
-    hparams = {name: dynamic.get_hparam(name) for name in layout.widths}
+    """A smaller value for each width that has one (equal widths of a grouped layer move together).
+
+    An embedding's table keeps its size (its input holds indices into it).
+    """
+    kept = layout.incoming if isinstance(dynamic, nn.Embedding) else None
+    hparams = {name: dynamic.get_hparam(name) for name in layout.widths if name != kept}
     if dynamic._original_groups() > 1:
         first = hparams[layout.incoming]
         if len(set(hp.original for hp in hparams.values())) > 1 or len(first.choices) < 2:
@@ -201,6 +205,9 @@ def _probe_inputs(module: nn.Module, layout: LayerLayout, channels: int) -> Iter
     device = like.device if like is not None else torch.device("cpu")
     ranks = [ndim] if ndim is not None else ([2, 1, 0] if layout.axis == "channels" else [1, 0])
     generator = torch.Generator().manual_seed(0)
+    if isinstance(module, nn.Embedding):  # indices into its table (Bart's scaled word embedding)
+        yield torch.randint(0, channels, (_BATCH, sizes[0]), generator=generator).to(device)
+        return
     for rank in ranks:
         spatial = sizes[:rank]
         shape = (_BATCH, channels, *spatial) if layout.axis == "channels" else (_BATCH, *spatial, channels)

@@ -338,7 +338,10 @@ def register_layer(
         cls: The torch layer class. Its subclasses convert as it (see the module doc).
         layout: Which sizes of the layer can change and which tensor dims follow them. A subclass
             of a registered class may leave it out to take its base's, or give its base's layout
-            with an extra tensor (:meth:`LayerLayout.with_tensors`).
+            with an extra tensor (:meth:`LayerLayout.with_tensors`). ``None`` with a ``dynamic``
+            implementation declares a layer whose inputs and outputs keep their sizes (the tracer
+            sees a leaf) and whose hparams are its own (``nn.MultiheadAttention``'s head count),
+            or, for ``nn.Sequential`` / ``nn.ModuleList``, a container that is traced through.
         key: The rule key, a dotted name such as ``"mylib.MyConv"``. A subclass of a registered
             class takes its base's key (and so its rules) unless it gives its own.
         rule: The rule class (an ``autonas_config.BaseRule`` subclass, e.g.
@@ -383,7 +386,7 @@ def register_layer(
         raise ValueError(f"{cls.__qualname__} needs a key (a dotted name such as 'mylib.{cls.__name__}')")
     if dynamic is not None and not (isinstance(dynamic, type) and issubclass(dynamic, DynamicModule)):
         raise TypeError(f"the dynamic implementation of {key!r} must subclass DynamicModule, got {dynamic!r}")
-    if layout is None and not (dynamic is not None and issubclass(cls, _CONTAINERS)):
+    if layout is None and dynamic is None:
         raise ValueError(
             f"{cls.__qualname__} needs a LayerLayout (which widths it has and which tensor dims follow them)"
         )

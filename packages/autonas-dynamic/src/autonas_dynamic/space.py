@@ -24,12 +24,13 @@ from torch.utils._pytree import tree_map_only
 
 from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
 
-from .attention import QueryGroupsHparam, follow_heads, follow_split, head_counts, settle_heads
+from .attention import QueryGroupsHparam, follow_heads, follow_split, settle_heads
 from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, Hparam
 from .layers.module_list import DynamicModuleListBase
+from .layers.rules import head_counts
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
 from .registry import DYNAMIC_REGISTRY
 from .sorting import sort_parameters
@@ -335,7 +336,7 @@ def _warn_about(analysis: Analysis) -> None:
 
 def _convert(model: nn.Module, analysis: Analysis) -> dict[nn.Module, DynamicModule]:
     """Convert every analysed layer and every Sequential with skippable blocks (tensor holders are converted apart)."""
-    layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable)
+    layers = {slot.module for slot in analysis.group_of} | set(analysis.skippable) | set(analysis.sealed)
     converted = {}
     for module in model.modules():
         if (
@@ -529,7 +530,8 @@ def _build_group(group: Group, built: Mapping[int, Hparam]) -> Hparam:
 
 def _link_grouped_queries(analysis: Analysis) -> None:
     """Grouped-query attention: the key/value width follows the query width (whole groups of heads);
-    likewise the narrower side of a grouped layer with unequal widths follows the wider one.
+    likewise the narrower side of a grouped layer with unequal widths follows the wider one. Links
+    chain: where the narrower side already led a link, its follower follows the new one's.
 
     Where that leaves a single choice, or one side is fixed, both keep their sizes.
     """
@@ -546,6 +548,11 @@ def _link_grouped_queries(analysis: Analysis) -> None:
             continue
         for slot in queries.slots:
             _dynamic(slot.module).set_hparam(slot.name, linked)
+        for slot in key_values.slots:
+            _dynamic(slot.module).set_hparam(slot.name, linked.key_values)
+        if isinstance(kv_hp, QueryGroupsHparam):
+            # the narrower side led a link of its own: what followed it now follows its new value
+            kv_hp.key_values.follow(linked.key_values)
 
 
 def _dynamic(module: nn.Module) -> DynamicModule:

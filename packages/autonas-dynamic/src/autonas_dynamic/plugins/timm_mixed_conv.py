@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..dynamic import DynamicModule, HparamAttribute
-from ..hparam import Hparam
+from ..hparam import DerivedHparam, Hparam
 from ..layers.rules import restrict_by_ratio
 from ..layout import LayerLayout
 from ..registry import DYNAMIC_REGISTRY
@@ -36,38 +36,15 @@ __all__ = ["MIXED_CONV_LAYOUT", "DynamicMixedConv2d", "SegmentHparam"]
 MIXED_CONV_LAYOUT = LayerLayout(incoming="in_channels", outgoing="out_channels", sortable=False)
 
 
-class SegmentHparam(Hparam):
-    """The part of another hparam's channels that falls into one segment: ``clamp(parent - offset, 0, size)``.
-
-    Not configurable: it follows its parent, whatever the parent's choices become.
-    """
+class SegmentHparam(DerivedHparam):
+    """The part of another hparam's channels that falls into one segment: ``clamp(parent - offset, 0, size)``."""
 
     def __init__(self, parent: Hparam, offset: int, size: int, name: str | None = None) -> None:
-        self.name = name
-        self._original = size
-        self._is_configurable = False
-        self._importance_estimators = None
-        self._parent, self._offset, self._size = parent, offset, size
+        super().__init__(parent, size, name)
+        self._offset, self._size = offset, size
 
-    def _part(self, total: int) -> int:
-        return max(0, min(self._size, total - self._offset))
-
-    @property
-    def _active(self) -> int:  # type: ignore[override]
-        return self._part(self._parent._active)
-
-    @_active.setter
-    def _active(self, value: int) -> None:
-        if value != self._active:
-            raise ValueError(f"{self.label} follows its layer's width; it cannot be set to {value!r}")
-
-    @property
-    def _choice_set(self) -> frozenset[int]:  # type: ignore[override]
-        return frozenset(self._part(choice) for choice in self._parent._choice_set)
-
-    @property
-    def _choices(self) -> list[int]:  # type: ignore[override]
-        return sorted(self._choice_set)
+    def derive(self, value: int) -> int:
+        return max(0, min(self._size, value - self._offset))
 
 
 def _convs(module: nn.Module) -> list[Any]:

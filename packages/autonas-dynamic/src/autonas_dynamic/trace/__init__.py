@@ -15,13 +15,13 @@ from ..calling import training_mode
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
-from .grouping import export_groups, fix_unvisited_layers, resolve_concats
+from .grouping import export_groups, fix_unvisited_layers, resolve_concats, tie_shared_parameters
 from .kept_state import module_state_kept
-from .layers import is_layer, is_sequential, refusal
+from .layers import is_layer, is_sealed, is_sequential, refusal
 from .ops import register_shape_preserving
 from .result import Analysis, Group
 from .symbols import Slot
-from .tracer import reads_training_flag, register_leaf, trace_recursively, unregister_leaf
+from .tracer import register_leaf, trace_recursively, training_reads, unregister_leaf
 
 __all__ = [
     "Analysis",
@@ -52,10 +52,11 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
     if example_input is None:
         example_input = example_input_for(model)
     with module_state_kept(model):  # caches a forward fills while traced hold proxies
-        trace = trace_recursively(model, example_input)
+        with training_reads(model) as read:
+            trace = trace_recursively(model, example_input)
         skippable = skippable_blocks(model, trace, example_input)
         other_mode_error = None
-        if reads_training_flag(model):  # otherwise both modes trace to the same graph
+        if read:  # otherwise both modes trace to the same graph
             with training_mode(model, not model.training):
                 other = trace_recursively(model, example_input)
             other_mode_error = other.failed.get(model) if model not in trace.failed else None
@@ -66,6 +67,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
     for traced in trace.graphs:
         analyze_graph(state, traced)
     unvisited = fix_unvisited_layers(state)
+    tie_shared_parameters(state)
     resolve_concats(state)
     groups, group_of = export_groups(state)
     return Analysis(
@@ -93,6 +95,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
             if symbols.scaled is not None
             for wide, narrow, ratio in [symbols.scaled]
         ],
+        sealed=[m for m in model.modules() if m in trace.called and is_sealed(m)],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],

@@ -179,12 +179,12 @@ def _collect_calls(trace: TraceResult) -> _Calls:
                 parent = key
             if node.op in ("call_module", "get_attr"):
                 references.append((str(node.target), stack))
+        reached: set[str] = set()  # the module paths a reference made outside their calls reaches into
+        for target, stack in references:
+            parts = target.split(".")
+            reached.update(p for p in (".".join(parts[:end]) for end in range(1, len(parts) + 1)) if p not in stack)
         for call in here:
-            prefix = call.path + "."
-            call.reached_from_outside = any(
-                (target == call.path or target.startswith(prefix)) and call.path not in stack
-                for target, stack in references
-            )
+            call.reached_from_outside = call.path in reached
     return calls
 
 

@@ -6,8 +6,11 @@ searched consistently are fixed (with their inputs), and every union-find tree b
 
 from __future__ import annotations
 
+from torch import nn
+
+from ..registry import DYNAMIC_REGISTRY
 from .analyzer import ModelState, iter_groups
-from .layers import is_layer, refusal
+from .layers import is_layer, is_sealed, refusal
 from .result import Group
 from .symbols import Slot, Symbol, full_size
 
@@ -15,15 +18,27 @@ from .symbols import Slot, Symbol, full_size
 def fix_unvisited_layers(state: ModelState) -> list[str]:
     """Fix every size of the layers never called, or whose parameters are read directly; their names.
 
-    Layers inside a leaf layer (the convolutions of a mixed convolution) belong to it and are skipped.
+    Layers inside a leaf layer (the convolutions of a mixed convolution, the output projection of
+    an ``nn.MultiheadAttention``) belong to it and are skipped, and so is a layer never called
+    whose parameters are all held by called layers too (Bart's ``shared`` embedding, whose weight
+    its encoder's and decoder's embeddings hold): it follows them (:func:`tie_shared_parameters`).
     """
     unvisited = []
-    inside = {id(sub) for m in state.model.modules() if is_layer(m) or refusal(m) for sub in list(m.modules())[1:]}
+    called = {id(p) for m in state.visited for p in m.parameters()}
+    inside = {
+        id(sub)
+        for m in state.model.modules()
+        if is_layer(m) or is_sealed(m) or refusal(m)
+        for sub in list(m.modules())[1:]
+    }
     for name, module in state.model.named_modules():
         if not is_layer(module) or id(module) in inside:
             continue
         symbols = state.layer_symbols(module)
         reason = None
+        tied = list(module.parameters())
+        if module not in state.visited and tied and all(id(p) in called for p in tied):
+            continue
         if module not in state.visited:
             reason = f"{name} is never called in the traced forward"
             unvisited.append(name)
@@ -34,6 +49,33 @@ def fix_unvisited_layers(state: ModelState) -> list[str]:
             if symbols.outgoing is not None:
                 symbols.outgoing.fix(reason)
     return unvisited
+
+
+def tie_shared_parameters(state: ModelState) -> None:
+    """Layers that hold one parameter (tied embeddings) slice it alike: the widths of each of its dims are one group.
+
+    Bart's encoder and decoder embeddings and its ``lm_head`` hold one weight; where one holder's
+    width is fixed (the encoder's stream is an output of the model), so are the others'.
+    """
+    holders: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in state.model.modules():
+        if is_layer(module):
+            for name, parameter in module._parameters.items():
+                if parameter is not None:
+                    holders.setdefault(id(parameter), []).append((module, name))
+    for found in holders.values():
+        by_dim: dict[int, list[Symbol]] = {}
+        for module, name in found if len(found) > 1 else ():
+            layout = DYNAMIC_REGISTRY.match(module).layout
+            assert layout is not None
+            symbols = state.layer_symbols(module)
+            rank = module._parameters[name].dim()  # type: ignore[union-attr]
+            for dim, width in layout.tensors.get(name, {}).items():
+                symbol = symbols.incoming if width == layout.incoming else symbols.outgoing or symbols.incoming
+                by_dim.setdefault(dim % rank, []).append(symbol)
+        for symbols_of_dim in by_dim.values():
+            for other in symbols_of_dim[1:]:
+                symbols_of_dim[0].union(other)
 
 
 def resolve_concats(state: ModelState) -> None:

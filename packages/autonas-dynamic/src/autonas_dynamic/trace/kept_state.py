@@ -28,7 +28,11 @@ def module_state_kept(model: nn.Module) -> Iterator[None]:
     saved = []
     for module in model.modules():
         attributes = {key: value for key, value in vars(module).items() if key not in _MODULE_STATE}
-        contents = {key: copy.copy(value) for key, value in attributes.items() if isinstance(value, dict | list | set)}
+        contents = {  # an empty one (most are: the hook dicts) is emptied again, without a copy
+            key: copy.copy(value) if value else None
+            for key, value in attributes.items()
+            if isinstance(value, dict | list | set)
+        }
         saved.append((module, attributes, contents))
     try:
         yield
@@ -42,7 +46,10 @@ def module_state_kept(model: nn.Module) -> Iterator[None]:
 
 
 def _refill(container: Any, content: Any) -> None:
-    """Give ``container`` (a dict, list or set) the items of ``content`` again."""
+    """Give ``container`` (a dict, list or set) the items of ``content`` again (``None``: none)."""
+    if content is None:
+        container.clear()
+        return
     if isinstance(container, list):
         container[:] = content
         return

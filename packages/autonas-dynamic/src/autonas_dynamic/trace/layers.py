@@ -23,6 +23,7 @@ __all__ = [
     "LayerSymbols",
     "is_iterated",
     "is_layer",
+    "is_sealed",
     "is_sequential",
     "make_layer_symbols",
     "preserves_shape",
@@ -52,6 +53,17 @@ def is_iterated(module: nn.Module) -> bool:
     ``nn.Sequential`` subclass with a forward of its own (HRNet's ``SequentialList``)."""
     layer = DYNAMIC_REGISTRY.layer_of(module)
     return layer is not None and layer.cls is nn.ModuleList
+
+
+def is_sealed(module: nn.Module) -> bool:
+    """Whether ``module`` converts with hparams of its own only, its sizes fixed (``nn.MultiheadAttention``)."""
+    layer = DYNAMIC_REGISTRY.layer_of(module)
+    return (
+        layer is not None
+        and layer.layout is None
+        and not isinstance(module, (nn.Sequential, nn.ModuleList))
+        and DYNAMIC_REGISTRY.match(module).searchable
+    )
 
 
 def is_sequential(module: nn.Module) -> bool:

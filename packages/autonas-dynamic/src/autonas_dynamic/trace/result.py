@@ -63,6 +63,8 @@ class Analysis:
         split_attributes: tensors split into equal parts by another int attribute of a module
             (``split(x, self.width, 1)``): the module, the attribute, the group of the whole and
             that of each part.
+        sealed: called modules that are searched in hparams of their own only, their inputs and
+            outputs keeping their sizes (``nn.MultiheadAttention``'s head count).
     """
 
     groups: list[Group]
@@ -79,6 +81,7 @@ class Analysis:
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
     split_attributes: list[tuple[nn.Module, str, Group, Group]] = field(default_factory=list)
     scaled_groups: list[tuple[Group, Group, int]] = field(default_factory=list)
+    sealed: list[nn.Module] = field(default_factory=list)
 
     def group(self, module: nn.Module, name: str) -> Group:
         """The group of one hparam of one layer."""

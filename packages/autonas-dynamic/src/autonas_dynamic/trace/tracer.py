@@ -369,6 +369,43 @@ def reads_training_flag(model: nn.Module) -> bool:
     return any(_class_reads_training(type(m)) for m in model.modules() if not is_layer(m) and refusal(m) is None)
 
 
+@contextlib.contextmanager
+def training_reads(model: nn.Module) -> Iterator[set[type]]:
+    """Context manager: the classes of :func:`reads_training_flag` whose ``.training`` was read in it.
+
+    A forward that never reads the flag (Hugging Face layers read it only behind
+    ``self.gradient_checkpointing and ...``) runs alike in both modes, so one trace is enough. The
+    flag is read through a class attribute installed on those classes for the duration (instances
+    keep it in their ``__dict__``, where it is written too).
+    """
+    read: set[type] = set()
+    classes = {type(m) for m in model.modules() if not is_layer(m) and refusal(m) is None}
+    flagged = [cls for cls in classes if _class_reads_training(cls) and "training" not in vars(cls)]
+    for cls in flagged:
+        cls.training = _RecordedFlag(read)  # type: ignore[attr-defined]
+    try:
+        yield read
+    finally:
+        for cls in flagged:
+            del cls.training  # type: ignore[attr-defined]
+
+
+class _RecordedFlag:
+    """A data descriptor for ``training`` that records the classes it is read on."""
+
+    def __init__(self, read: set[type]) -> None:
+        self.read = read
+
+    def __get__(self, instance: nn.Module | None, owner: type) -> Any:
+        if instance is None:
+            return self
+        self.read.add(type(instance))
+        return instance.__dict__["training"]
+
+    def __set__(self, instance: nn.Module, value: bool) -> None:
+        instance.__dict__["training"] = value
+
+
 _READS_TRAINING: dict[type, bool] = {}
 
 

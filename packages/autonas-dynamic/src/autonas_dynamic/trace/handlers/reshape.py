@@ -17,6 +17,7 @@ whose inner part is elastic) is left to the boundary handler.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -186,23 +187,62 @@ def _size_follows(
     sizes: Any = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, fx.Node)):
         sizes = sizes[0]
-    if isinstance(sizes, fx.Node):  # a whole shape read from a tensor
-        return _reads_shape_of(ctx, sizes, primary)
+    if isinstance(sizes, fx.Node):  # a whole shape read from a tensor, or its leading part and more sizes
+        extended = _own_shape_extended(ctx, node, sizes)
+        if extended is None:
+            return _reads_shape_of(ctx, sizes, primary)
+        sizes = extended
     if not isinstance(sizes, (list, tuple)):
         return False
     follows = False
     for position, size in enumerate(sizes):
         if position == moved:
-            width = merged and isinstance(size, int) and holds(ctx.caller(node), HEAD_WIDTH_ATTRIBUTES, size)
+            width = merged and isinstance(size, int) and _followed_head_width(ctx, node, size, primary.block)
             follows = (
                 width
                 or (isinstance(size, int) and size in (-1, _followed_head_count(ctx, node, heads)))
                 or _reads_shape_of(ctx, size, primary)
                 or (heads is None and (merged or primary.block == 1) and _couples_with_width(ctx, size, primary))
             )
+        elif size is _OWN_SIZE:
+            continue
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
     return follows
+
+
+#: A size the reshape reads from its own input's shape (``x.size()[:-1] + (heads, head_dim)``).
+_OWN_SIZE = object()
+
+
+def _own_shape_extended(ctx: GraphContext, node: fx.Node, sizes: fx.Node) -> list[Any] | None:
+    """``x.size()[:k] + (n, ...)`` (GPT-Neo's ``_split_heads``) as sizes: ``k`` of ``x``'s own, then the ints."""
+    if sizes.op != "call_function" or sizes.target is not operator.add or len(sizes.args) != 2:
+        return None
+    prefix, extra = sizes.args
+    if not isinstance(prefix, fx.Node) or not isinstance(extra, tuple) or not all(isinstance(e, int) for e in extra):
+        return None
+    shape = prefix.args[0] if prefix.target is operator.getitem and prefix.args else None
+    if not (isinstance(shape, fx.Node) and shape.op == "call_method" and shape.target == "size"):
+        return None
+    if shape.args[1:] or shape.kwargs or shape.args[0] is not node.args[0]:
+        return None
+    leading = ctx.concrete(prefix)
+    if not isinstance(leading, tuple):
+        return None
+    return [_OWN_SIZE] * len(leading) + list(extra)
+
+
+def _followed_head_width(ctx: GraphContext, node: fx.Node, size: int, block: int) -> bool:
+    """Whether heads merged into ``size`` channels follow: a head-width attribute, or ``count x head_dim``.
+
+    ``self.attn_dim``, or the product of a head-count attribute and the head width
+    (``num_heads * head_dim`` computed in Python, as GPT-Neo's ``_merge_heads`` does).
+    """
+    caller = ctx.caller(node)
+    if holds(caller, HEAD_WIDTH_ATTRIBUTES, size):
+        return True
+    return block > 1 and size % block == 0 and holds(caller, HEAD_COUNT_ATTRIBUTES, size // block)
 
 
 def _followed_head_count(ctx: GraphContext, node: fx.Node, heads: int | None) -> int | None:
