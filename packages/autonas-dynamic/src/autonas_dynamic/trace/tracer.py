@@ -382,12 +382,12 @@ def training_reads(model: nn.Module) -> Iterator[set[type]]:
     classes = {type(m) for m in model.modules() if not is_layer(m) and refusal(m) is None}
     flagged = [cls for cls in classes if _class_reads_training(cls) and "training" not in vars(cls)]
     for cls in flagged:
-        cls.training = _RecordedFlag(read)  # type: ignore[attr-defined]
+        cls.training = _RecordedFlag(read)  # type: ignore[assignment]
     try:
         yield read
     finally:
         for cls in flagged:
-            del cls.training  # type: ignore[attr-defined]
+            del cls.training
 
 
 class _RecordedFlag:
