@@ -4,7 +4,8 @@ Checked on hand-written attention blocks: the exact hparams and choices (the ``h
 the largest subnet is the original exactly, fewer heads compute what torch's own attention computes
 with the other heads switched off, the exported subnet (a ``torch.fx.GraphModule`` at fewer heads,
 the module itself at all heads) computes exactly what the dynamic module did and survives pickling,
-is specialised to the call it was made for, and the cost model is exact on meta forwards.
+is specialised to the call it was made for, the cost model is exact on meta forwards, and sorting
+reorders whole heads (of q, k, v and the output projection alike) without changing the output.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from autonas_config import AutoNASConfig
-from autonas_dynamic import DYNAMIC_REGISTRY, export_model
+from autonas_dynamic import DYNAMIC_REGISTRY, export_model, sort_parameters
 from autonas_dynamic.cost import CostModel, count_flops, count_params
 from autonas_dynamic.space import generate_search_space
 
@@ -192,3 +193,48 @@ def test_head_counts_follow_the_heads_rule_and_a_single_head_stays_plain() -> No
     assert type(model.single) is nn.MultiheadAttention
     with pytest.raises(ValueError, match=r"num_heads.*not allowed; choices are \[1, 2, 4\]"):
         model.wide.num_heads = 3
+
+
+@pytest.mark.parametrize("attention", [{}, {"add_bias_kv": True}], ids=["packed", "bias-kv"])
+def test_sorting_moves_whole_heads_and_keeps_the_output(attention: dict) -> None:
+    torch.manual_seed(0)
+    model, x = AttentionBlock(**attention).eval(), _tokens()
+    generate_search_space(model, AutoNASConfig().model_dump(), example_input=x)
+    with torch.no_grad():
+        model.attention.out_proj.weight[:, 3 * HEAD_DIM :] *= 4  # the last head matters most
+        reference = model(x)
+        before = model.attention.out_proj.weight.detach().clone()
+        sort_parameters(model)
+        torch.testing.assert_close(model(x), reference, rtol=1e-5, atol=1e-6)
+        after = model.attention.out_proj.weight.detach()
+        old_heads = before.split(HEAD_DIM, dim=1)
+        order = [
+            next(i for i, old in enumerate(old_heads) if torch.equal(old, new)) for new in after.split(HEAD_DIM, 1)
+        ]
+        assert order[0] == 3 and sorted(order) == list(range(HEADS))
+        norms = after.norm(dim=0).reshape(HEADS, HEAD_DIM).sum(1)
+        assert torch.all(norms[:-1] >= norms[1:])
+        model.attention.num_heads = 2  # the two best heads, as torch computes them
+        y = model.norm(x)
+        got = model.attention(y, y, y, need_weights=False)[0]
+        expected = _heads_switched_off(_exported_full(model.attention), 2)(y, y, y, need_weights=False)[0]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _exported_full(attention: nn.Module) -> nn.MultiheadAttention:
+    """A plain copy of a dynamic attention module at all its heads (its sorted tensors)."""
+    copied = copy.deepcopy(attention)
+    copied.num_heads = HEADS
+    return copied.export()
+
+
+def test_permuting_the_heads_of_separate_projections_keeps_the_output() -> None:
+    torch.manual_seed(0)
+    dynamic = DYNAMIC_REGISTRY.convert(nn.MultiheadAttention(EMBED, HEADS, kdim=24, vdim=16, batch_first=True).eval())
+    query, key, value = _tokens(), torch.randn(2, LENGTH, 24), torch.randn(2, LENGTH, 16)
+    with torch.no_grad():
+        reference = dynamic(query, key, value)[0]
+        weight = dynamic.k_proj_weight.detach().clone()
+        assert dynamic.permute("num_heads", torch.tensor([2, 0, 3, 1]))
+        torch.testing.assert_close(dynamic(query, key, value)[0], reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(dynamic.k_proj_weight[:HEAD_DIM], weight[2 * HEAD_DIM : 3 * HEAD_DIM])

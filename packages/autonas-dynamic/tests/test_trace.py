@@ -329,6 +329,13 @@ def test_the_second_mode_is_traced_only_when_the_forward_read_the_training_flag(
         assert len(traced) == traces
         assert model.training is False and "training" in vars(model) and "training" not in vars(Checkpointed)
 
+    class OwnFlag(Checkpointed):  # a class attribute of its own cannot be watched: it counts as read
+        training = False
+
+    traced.clear()
+    analyze(OwnFlag(False).eval(), torch.randn(2, 4))
+    assert len(traced) == 2
+
 
 class _AffineMap(nn.Module):
     """A third-party-style linear map with its own forward (not an nn.Linear subclass)."""

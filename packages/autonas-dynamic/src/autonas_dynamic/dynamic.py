@@ -347,6 +347,16 @@ class DynamicModule(nn.Module):
             raise AttributeError(f"{type(self).__name__} has no {name!r} tensor")
         return tensor
 
+    def permute(self, name: str, order: torch.Tensor) -> bool:
+        """Reorder the channels of hparam ``name`` itself, where its tensor dims are no plain ranges.
+
+        For a layer whose channels of one hparam lie in several blocks of a dim (the query, key and
+        value heads of a packed projection); :func:`~autonas_dynamic.sort_parameters` calls it with
+        the new order (``order[i]``: the old index of channel ``i``). Returns whether it did (by
+        default it does not: the dims of :meth:`hparam_tensor_dims` are permuted).
+        """
+        return False
+
     def _importance(self, name: str) -> torch.Tensor | None:
         """One score per channel of hparam ``name`` (full size), or ``None`` for no opinion."""
         return None

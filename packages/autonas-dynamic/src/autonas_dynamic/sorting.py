@@ -37,6 +37,8 @@ class _Group:
     dims: list[tuple[nn.Module, str, int, int]] = field(default_factory=list)
     #: Importance scores from the concatenations this hparam feeds, per segment.
     concat_importance: list[torch.Tensor] = field(default_factory=list)
+    #: Modules that reorder this hparam's channels themselves (:meth:`DynamicModule.permute`).
+    permuters: list[DynamicModule] = field(default_factory=list)
 
 
 def _collect_groups(model: nn.Module) -> dict[int, _Group]:
@@ -49,6 +51,8 @@ def _collect_groups(model: nn.Module) -> dict[int, _Group]:
             full_name = f"{module_name}.{hp_name}" if module_name else hp_name
             group = groups.setdefault(id(hparam), _Group(hparam, full_name))
             group.dims += [(module, tensor, dim, 0) for tensor, dim in dims.get(hp_name, [])]
+            if type(module).permute is not DynamicModule.permute:
+                group.permuters.append(module)
     for group in list(groups.values()):
         if isinstance(group.hparam, ConcatHparam):
             for source, offset in group.hparam.segments:
@@ -74,7 +78,7 @@ def _wants_sorting(group: _Group, names: set[str]) -> bool:
         and hparam.is_sortable
         and isinstance(hparam.original, int)
         and len(hparam.choices) > 1
-        and bool(group.dims)
+        and bool(group.dims or group.permuters)
         and (not names or group.name in names or group.name.rsplit(".", 1)[-1] in names)
     )
 
@@ -97,6 +101,10 @@ def _without_conflicts(groups: list[_Group]) -> list[_Group]:
 
 
 def _permute(group: _Group, order: torch.Tensor) -> None:
+    for permuter in group.permuters:
+        for local, hparam in permuter.named_hparams():
+            if hparam is group.hparam:
+                permuter.permute(local, order)
     size = order.numel()
     seen: set[tuple[int, int, int]] = set()  # each stored tensor once, even where modules share it (tied)
     for module, name, dim, offset in group.dims:

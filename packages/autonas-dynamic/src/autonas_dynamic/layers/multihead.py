@@ -15,8 +15,9 @@ costed calls are the same at every head count. The plain class cannot hold fewer
 same width (it derives ``head_dim`` as ``embed_dim // num_heads`` and projects the query with a
 square matrix): at fewer heads the module exports, in place, to a ``torch.fx.GraphModule`` of
 plain torch operations (:mod:`.multihead_export`) that computes exactly what the dynamic module
-computed. A 3-D ``attn_mask`` (one mask per original head) is refused at fewer heads. Heads are
-not reordered by :func:`~autonas_dynamic.sort_parameters`.
+computed. A 3-D ``attn_mask`` (one mask per original head) is refused at fewer heads.
+:func:`~autonas_dynamic.sort_parameters` reorders whole heads by the norms of their ``out_proj``
+columns.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class DynamicMultiheadAttentionBase(DynamicModule):
     def _setup(self) -> None:
         heads = self.__dict__["num_heads"]
         hparam = Hparam(range(1, heads + 1), original=heads)
-        self._register_hparam("num_heads", hparam, sortable=False)
+        self._register_hparam("num_heads", hparam, importance=True)
         self.__dict__["_calls"] = []
         self._move_aside(*(name for name in ("bias_k", "bias_v") if name in self.__dict__))  # None: no add_bias_kv
         out = DYNAMIC_REGISTRY.convert(self.out_proj)
@@ -139,6 +140,32 @@ class DynamicMultiheadAttentionBase(DynamicModule):
             dropout_p=self.dropout if self.training else 0.0,
             contiguous=not whole,
         )
+
+    def _importance(self, name: str) -> torch.Tensor | None:
+        """Per head: the norms of its columns of ``out_proj.weight``, summed."""
+        heads = self._hparams["num_heads"].original
+        weight = self.out_proj._parameters["weight"]
+        assert weight is not None
+        return weight.detach().norm(dim=0).reshape(heads, self.head_dim).sum(1)
+
+    def permute(self, name: str, order: torch.Tensor) -> bool:
+        """Reorder whole heads: in each of the q, k and v blocks, ``bias_k`` / ``bias_v`` and ``out_proj``'s columns."""
+        if name != "num_heads":
+            return False
+        channels = (order[:, None] * self.head_dim + torch.arange(self.head_dim)).reshape(-1)
+        width = channels.numel()
+        tensors = [(self._parameters.get(n), 0, 1) for n in _PROJECTIONS]
+        tensors += [(self._parameters.get(n), 0, 3) for n in ("in_proj_weight", "in_proj_bias")]
+        tensors += [(self._parameters.get(n), -1, 1) for n in ("bias_k", "bias_v")]
+        tensors.append((self.out_proj._parameters["weight"], 1, 1))
+        for tensor, dim, blocks in tensors:
+            for stored in () if tensor is None else (tensor, tensor.grad):
+                if stored is None:
+                    continue
+                for block in range(blocks):
+                    part = stored.narrow(dim, block * width, width)
+                    part.copy_(part.index_select(dim, channels.to(stored.device)))
+        return True
 
     def _active_tensors(self) -> AttentionTensors:
         out = self.out_proj

@@ -69,8 +69,8 @@ class _Holder(nn.Module):
                 torch._assert(key.data_ptr() == query.data_ptr(), message)
         _check_mask("key_padding_mask", key_padding_mask, call.key_padding_mask, dims=None)
         _check_mask("attn_mask", attn_mask, call.attn_mask, dims=2)
-        own = (getattr(self, name, None) for name in _OWN_TENSORS)
-        tensors = AttentionTensors(*own, self.out_proj.weight, self.out_proj.bias)
+        own = {name: getattr(self, name, None) for name in _OWN_TENSORS}
+        tensors = AttentionTensors(**own, out_weight=self.out_proj.weight, out_bias=self.out_proj.bias)
         masks = (
             None if call.key_padding_mask is None else key_padding_mask,
             None if call.attn_mask is None else attn_mask,

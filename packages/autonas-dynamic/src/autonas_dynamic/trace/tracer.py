@@ -378,16 +378,17 @@ def training_reads(model: nn.Module) -> Iterator[set[type]]:
     flag is read through a class attribute installed on those classes for the duration (instances
     keep it in their ``__dict__``, where it is written too).
     """
-    read: set[type] = set()
     classes = {type(m) for m in model.modules() if not is_layer(m) and refusal(m) is None}
-    flagged = [cls for cls in classes if _class_reads_training(cls) and "training" not in vars(cls)]
+    reading = [cls for cls in classes if _class_reads_training(cls)]
+    read = {cls for cls in reading if "training" in vars(cls)}  # a class attribute of its own: counts as read
+    flagged = [cls for cls in reading if cls not in read]
     for cls in flagged:
-        cls.training = _RecordedFlag(read)  # type: ignore[attr-defined]
+        cls.training = _RecordedFlag(read)  # type: ignore[assignment]
     try:
         yield read
     finally:
         for cls in flagged:
-            del cls.training  # type: ignore[attr-defined]
+            del cls.training
 
 
 class _RecordedFlag:
