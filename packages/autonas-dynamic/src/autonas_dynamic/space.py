@@ -253,7 +253,8 @@ def _confirm_smallest(model: nn.Module, checks: Sequence[_Smallest], example_inp
     meta tensors with every checked hparam at its smallest value shows it (then one per hparam, to
     find the culprits): an error, or a call of a dropped block, fixes that hparam, with a warning.
     """
-    checks = [check for check in checks if check.hparam.is_configurable]
+    hparams = [hparam for _, hparam in distinct_hparams(model, configurable=True)]
+    checks = [check._replace(hparam=driver) for check in checks if (driver := _driver(check.hparam, hparams))]
     if not checks:
         return
     stand_ins = MetaStandIns()
@@ -268,6 +269,15 @@ def _confirm_smallest(model: nn.Module, checks: Sequence[_Smallest], example_inp
         if reason is not None:
             check.hparam.choices = [check.hparam.original]
             warnings.warn(f"{check.what} stays {check.hparam.original}: {reason}", stacklevel=3)
+
+
+def _driver(hparam: Hparam, hparams: Sequence[Hparam]) -> Hparam | None:
+    """The searched hparam that sets ``hparam``: itself, or a concatenation it is an input of (a fused
+    ``qkv`` holding the heads' width three times); None when nothing moves it."""
+    if hparam.is_configurable:
+        return hparam
+    concats = (h for h in hparams if isinstance(h, ConcatHparam) and h.is_configurable)
+    return next((concat for concat in concats if any(part is hparam for part in concat.inputs)), None)
 
 
 class _Smallest(NamedTuple):
