@@ -98,6 +98,10 @@ def export_graph(
     """
     holder = _Holder(tensors, call, settings)
     graph = fx.Tracer().trace(holder)
+    for node in graph.nodes:
+        # the forward's annotations are strings here; some torch versions cannot pickle a graph whose
+        # code names them, and the types say nothing the code does not
+        node.type = None
     exported = fx.GraphModule(holder, graph, class_name="MultiheadAttention")
     exported.requires_grad_(requires_grad)
     return exported.train(training)
