@@ -84,3 +84,34 @@ def test_a_module_list_that_cannot_be_run_shorter_keeps_its_depth(indexed: bool)
         space = generate_search_space(model, {"nn.ModuleList": {"min_depth": 0}}, example_input=example)
     assert space.hparams() == {}
     assert type(model.blocks) is nn.ModuleList
+
+
+class LayerDropStack(nn.Module):
+    """A ModuleList whose loop skips blocks at random in training (LayerDrop, as Wav2Vec2's encoder does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block() for _ in range(3))
+        self.head = nn.Linear(WIDTH, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.sigmoid(x.mean(-1, keepdim=True))
+        for block in self.blocks:
+            if self.training and torch.rand([]) < 0.5:
+                continue
+            x = block(x, scale)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_blocks_skipped_at_random_in_training_keep_their_depth_hparam(seed: int) -> None:
+    torch.manual_seed(seed)  # the training-mode trace must not depend on the random draws
+    model = LayerDropStack().eval()
+    x = _x()
+    space = generate_search_space(model, {"nn.ModuleList": {"min_depth": 1}}, example_input=x)
+    assert space.hparams() == {"blocks.depth": [1, 2, 3]}
+    space.select({"blocks.depth": 2})
+    with torch.no_grad():
+        exported = export_model(copy.deepcopy(model))
+        torch.testing.assert_close(exported(x), model(x), rtol=0, atol=0)
+    assert torch.rand(64).max() < 1  # tracing leaves torch.rand as it was

@@ -12,6 +12,7 @@ import copy
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -174,3 +175,45 @@ def test_children_of_a_failed_module_are_traced_with_the_inputs_it_gave_them() -
     block_graph = next(graph for graph in trace.graphs if graph.name == "0.block")
     assert block_graph.graph is not None  # traced with the input recorded when model[0] ran on meta tensors
     assert model[0].block not in trace.failed
+
+
+class NumpyMaskBlock(nn.Module):
+    """A block that computes a mask with numpy from its input's sizes (Wav2Vec2's SpecAugment does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(HIDDEN, INNER), nn.Linear(INNER, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.size()
+        keep = np.arange(length - 1) % 2 == 0  # numpy on a traced size
+        mask = torch.ones(batch, length, 1)
+        mask[:, : len(keep)] = torch.tensor(keep, dtype=torch.float32)[:, None]
+        return x + self.fc2(F.gelu(self.fc1(x))) * mask
+
+
+def test_numpy_code_on_traced_sizes_reads_their_values() -> None:
+    torch.manual_seed(0)
+    model = NumpyMaskBlock().eval()
+    x = _tokens()
+    with torch.no_grad():
+        reference = model(x)
+    analysis = analyze(model, x)
+    assert analysis.failed == {}
+    assert analysis.group(model.fc1, "out_features").fixed_reason is None
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"fc1.out_features": FULL_WIDTHS}
+    _assert_exact_at_subnets(model, space, x, reference)
+
+
+def test_numpy_code_on_a_traced_tensor_without_data_names_the_value() -> None:
+    class ToNumpy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(HIDDEN, HIDDEN)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * float(np.asarray(x).mean())  # needs the tensor's data
+
+    trace = trace_recursively(nn.Sequential(ToNumpy()), _tokens())
+    assert "asarray() of a traced value needs tensor data" in next(iter(trace.failed.values()))

@@ -213,8 +213,8 @@ def _recording(module: nn.Module, recorded: Container[nn.Module], calls: Calls) 
 class MetaProxy(fx.Proxy):
     """An fx proxy whose concrete value its tracer can compute (see :class:`NodeValues`).
 
-    ``len()``, ``int()``, ``float()``, ``operator.index`` and the attributes in
-    :data:`CONCRETE_ATTRIBUTES` answer with the value; ``bool()`` and iteration go through the
+    ``len()``, ``int()``, ``float()``, ``operator.index``, numpy's array interface (``np.arange(n)``
+    on a traced size) and the attributes in :data:`CONCRETE_ATTRIBUTES` answer with the value; ``bool()`` and iteration go through the
     tracer's ``to_bool`` and ``iter`` (without a value, fx's own unpacking still works).
     """
 
@@ -223,7 +223,21 @@ class MetaProxy(fx.Proxy):
             value = self.tracer.value_of(self)  # type: ignore[attr-defined]
             if not isinstance(value, Unknown):
                 return getattr(value, name)
+        if name == "__array_interface__":
+            return self._as_array().__array_interface__
+        if name.startswith("__array"):  # numpy's other protocols: it falls back to ``__array_interface__``
+            raise AttributeError(name)
         return MetaAttribute(self, name)
+
+    def _as_array(self) -> Any:
+        """The value as a numpy array (numpy code on sizes: ``np.arange(n - k)``); the proxy keeps it alive."""
+        import numpy as np
+
+        array = self.tracer.concrete(self, np.asarray)  # type: ignore[attr-defined]
+        if array.dtype == object:
+            raise TypeError(f"numpy cannot read the traced value {self.node.name} (not a number or a shape)")
+        self.__dict__["_numpy_value"] = array
+        return array
 
     def __len__(self) -> int:
         return self.tracer.length_of(self)  # type: ignore[attr-defined]

@@ -124,7 +124,7 @@ class RobustTracer(fx.Tracer):
             for name, tensor in [*root.named_buffers(), *root.named_parameters()]:
                 self._tensor_names[id(tensor)] = name  # parameters win, as in fx
             self._installed = {id(module) for module in root.modules()}
-        with _sizes_as_tuples():
+        with _sizes_as_tuples(), _random_draws_at_one():
             return super().trace(root, concrete_args)
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
@@ -238,6 +238,30 @@ def _sizes_as_tuples() -> Iterator[None]:
     finally:
         for owner, name, function in originals:
             setattr(owner, name, function)
+
+
+@contextlib.contextmanager
+def _random_draws_at_one() -> Iterator[None]:
+    """While tracing: ``torch.rand`` of untraced sizes draws ones, so code that skips work at random traces all of it.
+
+    LayerDrop (``if torch.rand([]) < p: skip the layer``, Wav2Vec2's encoder) would otherwise
+    trace a random subset of the layers; at one every such test keeps the layer. Draws of traced
+    sizes stay graph nodes.
+    """
+    rand = torch.rand
+
+    @functools.wraps(rand)
+    def draw(*args: Any, **kwargs: Any) -> Any:
+        if tree_any(lambda a: isinstance(a, fx.Proxy), (args, kwargs)):
+            return rand(*args, **kwargs)
+        kwargs.pop("generator", None)
+        return torch.ones(*args, **kwargs)
+
+    torch.rand = draw
+    try:
+        yield
+    finally:
+        torch.rand = rand
 
 
 def _tupled_sizes(function: Callable[..., Any], *, method: bool) -> Callable[..., Any]:
