@@ -18,7 +18,7 @@ from subnet_checks import assert_exact_subnets
 
 from autonas_config import AutoNASConfig
 from autonas_dynamic import sort_parameters
-from autonas_dynamic.space import generate_search_space
+from autonas_dynamic.space import SearchSpace, generate_search_space
 
 VOCAB, HIDDEN, MLP = 50, 64, 128
 STREAM = {"tokens.embedding_dim": [32, 64]}
@@ -72,6 +72,14 @@ def _rules(**outputs: bool) -> dict:
     return {**AutoNASConfig().model_dump(), "outputs": outputs}
 
 
+def _convert(model: nn.Module, rules: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, SearchSpace]:
+    """Example ids, the model's output on them before converting, and its space (default config unless ``rules``)."""
+    ids = _ids()
+    with torch.no_grad():
+        reference = model.eval()(ids)
+    return ids, reference, generate_search_space(model, rules or AutoNASConfig().model_dump(), example_input=ids)
+
+
 def _check_stream(model: nn.Module, exported: nn.Module) -> None:
     width = model.tokens.embedding_dim
     assert exported.tokens.weight.shape == (VOCAB, width) and exported.norm.normalized_shape == (width,)
@@ -82,10 +90,8 @@ def test_an_output_keeps_its_width_unless_the_outputs_section_lets_it_change() -
     ids = _ids()
     assert generate_search_space(Encoder(), AutoNASConfig().model_dump(), example_input=ids).hparams() == MLP_WIDTH
     assert generate_search_space(Encoder(), None, example_input=ids).hparams().keys() == {"up.out_features"}
-    model = Encoder().eval()
-    with torch.no_grad():
-        reference = model(ids)
-    space = generate_search_space(model, _rules(**{"": True}), example_input=ids)  # "": the returned tensor
+    model = Encoder()
+    ids, reference, space = _convert(model, _rules(**{"": True}))  # "": the returned tensor
     assert space.hparams() == {**STREAM, **MLP_WIDTH}
     stream = model.tokens.get_hparam("embedding_dim")
     followers = [(model.up, "in_features"), (model.down, "out_features"), (model.norm, "num_features")]
@@ -95,10 +101,8 @@ def test_an_output_keeps_its_width_unless_the_outputs_section_lets_it_change() -
 
 def test_the_default_frees_last_hidden_state_and_keeps_the_logits() -> None:
     torch.manual_seed(0)
-    model, ids = DictEncoder().eval(), _ids()
-    with torch.no_grad():
-        reference = model(ids)
-    space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=ids)
+    model = DictEncoder()
+    ids, reference, space = _convert(model)
     assert space.hparams() == {**STREAM, **MLP_WIDTH}  # the head's out_features (the logits) keep their size
     assert model.head.get_hparam("in_features") is model.tokens.get_hparam("embedding_dim")
     assert_exact_subnets(model, space, ids, reference, _check_stream)
@@ -147,10 +151,8 @@ class LastChannelReader(HeadedEncoder):
 
 def test_a_stream_whose_last_channel_is_read_is_searched_unsorted() -> None:
     torch.manual_seed(0)
-    model, ids = LastChannelReader().eval(), _ids()
-    with torch.no_grad():
-        reference = model(ids)
-    space = generate_search_space(model, AutoNASConfig().model_dump(), example_input=ids)
+    model = LastChannelReader()
+    ids, reference, space = _convert(model)
     assert space.hparams() == {**STREAM, **MLP_WIDTH}
     assert model.positions.get_hparam("embedding_dim") is model.tokens.get_hparam("embedding_dim")
     assert model.tokens.get_hparam("embedding_dim").importance is None  # the last channel is a subnet's own
