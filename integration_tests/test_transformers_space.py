@@ -8,9 +8,11 @@ output projection's input move together by whole heads); GPT-2's MLP is built fr
 integration. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they run; they are
 traced with an example input made from their config. Each model keeps its outputs at the maximal
 subnet, exports exactly at random subnets, and has exact closed-form costs. Text models with a
-residual stream wide enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2) also search
-their hidden width (embeddings, norms and every projection on the stream), so all four axes:
-hidden width, heads, MLP width and depth.
+residual stream wide enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2, T5 encoder,
+BART) also search their hidden width (embeddings, norms and every projection on the stream), so
+all four axes: hidden width, heads, MLP width and depth; so does the Whisper encoder. Where the
+stream is an output (T5's and Whisper's ``last_hidden_state``, BART's ``encoder_last_hidden_state``)
+the default ``outputs`` section lets it change width.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _whisper_encoder() -> torch.nn.Module:
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     config = transformers.WhisperConfig(
-        d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, num_mel_bins=16,
+        d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128, num_mel_bins=16,
         max_source_positions=8,
     )  # fmt: skip
     return WhisperEncoder(config)
@@ -181,8 +183,10 @@ CASES = {
         _whisper_encoder,
         lambda: {"input_features": torch.randn(2, 16, 16)},
         {
-            **{f"layers.{i}.fc1.out_features": [32, 64] for i in range(2)},
-            **{f"layers.{i}.self_attn.k_proj.out_features": [16, 24, 32] for i in range(2)},  # 2 to 4 heads of 8
+            "conv1.out_channels": [32, 64],
+            "conv2.out_channels": [32, 64],  # the hidden width: its output and the positions start the stream
+            **{f"layers.{i}.fc1.out_features": MLP_WIDTHS for i in range(2)},
+            **{f"layers.{i}.self_attn.k_proj.out_features": HEADS_OF_16 for i in range(2)},  # 2 to 4 heads of 16
             "layers.depth": [0, 1, 2],
         },
     ),
@@ -334,6 +338,15 @@ def _text_model(name: str) -> torch.nn.Module:
         "distilbert": lambda: transformers.DistilBertForSequenceClassification(
             transformers.DistilBertConfig(vocab_size=100, dim=64, n_layers=1, n_heads=4, hidden_dim=128)
         ),
+        "t5-encoder": lambda: transformers.T5EncoderModel(
+            transformers.T5Config(vocab_size=100, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
+        ),
+        "bart": lambda: transformers.BartForConditionalGeneration(
+            transformers.BartConfig(
+                vocab_size=100, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=32,
+            )
+        ),
     }  # fmt: skip
     return configs[name]()
 
@@ -358,6 +371,20 @@ TEXT_AXES = {
         "distilbert.transformer.layer.0.ffn.lin1.out_features": [64, 96, 128],
         "distilbert.transformer.layer.depth": [0, 1],
     },
+    "t5-encoder": {  # its output is the stream (last_hidden_state), which the default outputs section frees
+        "shared.embedding_dim": [32, 64],  # T5LayerNorm code on the stream follows
+        "encoder.block.0.layer.1.DenseReluDense.wi.out_features": [64, 96, 128],
+        "encoder.block.depth": [1, 2],
+    },
+    "bart": {  # one stream: the shared embedding ties encoder, decoder, cross-attention keys/values and lm_head
+        "model.shared.embedding_dim": [32, 64],
+        "model.encoder.layers.0.self_attn.k_proj.out_features": [32, 48, 64],
+        "model.decoder.layers.0.encoder_attn.k_proj.out_features": [32, 48, 64],
+        "model.encoder.layers.0.fc1.out_features": [64, 96, 128],
+        "model.decoder.layers.0.fc1.out_features": [64, 96, 128],
+        "model.encoder.layers.depth": [0, 1],
+        "model.decoder.layers.depth": [0, 1],
+    },
 }
 
 
@@ -381,8 +408,28 @@ def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
         torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
         assert (costs.flops(), costs.params()) == (count_flops(exported, (inputs,)), count_params(exported))
     space.sample(min)
-    dynamic = model(**inputs).logits
+    dynamic = _output(model, inputs)
     with torch.no_grad():  # the smallest subnet runs with its own library's forward, caching off
         exported = SearchSpace(copy.deepcopy(model)).export()
-        extra = {"use_cache": False} if name == "llama" else {}
-        torch.testing.assert_close(exported(**inputs, **extra).logits, dynamic, rtol=1e-5, atol=1e-6)
+        extra = {"use_cache": False} if name in ("llama", "bart") else {}
+        torch.testing.assert_close(_output(exported, {**inputs, **extra}), dynamic, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("outputs", [None, {}], ids=["default", "every-output-fixed"])
+def test_the_outputs_section_is_saved_with_the_mode_and_restores_the_same_space(outputs, tmp_path) -> None:
+    import autonas as an
+
+    torch.manual_seed(0)
+    model = _text_model("t5-encoder").eval()
+    inputs = {"input_ids": torch.randint(3, 100, (2, 8))}
+    config = {} if outputs is None else {"outputs": outputs}
+    model = an.convert(model, mode=[("autonas", config)])
+    hparams = SearchSpace(model).hparams()
+    assert ("shared.embedding_dim" in hparams) is (outputs is None)  # the hidden width: the stream is the output
+    an.save(model, tmp_path / "arch.pth")
+    restored = an.restore(_text_model("t5-encoder").eval(), tmp_path / "arch.pth")
+    assert SearchSpace(restored).hparams() == hparams
+    for sample in (max, min):
+        an.sample(model, sample)
+        an.sample(restored, sample)
+        torch.testing.assert_close(_output(restored, inputs), _output(model, inputs), rtol=0, atol=0)

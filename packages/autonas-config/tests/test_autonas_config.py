@@ -1,4 +1,5 @@
-"""AutoNASConfig: the seventeen layer-type keys and the heads section, their defaults, accepted forms, dumps and schema."""
+"""AutoNASConfig: the seventeen layer-type keys, the heads and outputs sections, their defaults, accepted forms, dumps
+and schema."""
 
 from __future__ import annotations
 
@@ -40,15 +41,20 @@ EXPECTED = [
 ]
 
 
-def test_seventeen_layer_fields_and_heads_in_spec_order_with_their_aliases() -> None:
+OUTPUTS = {"last_hidden_state": True, "encoder_last_hidden_state": True}  # the hidden states Hugging Face returns
+
+
+def test_seventeen_layer_fields_heads_and_outputs_in_spec_order_with_their_aliases() -> None:
     fields = AutoNASConfig.model_fields
-    assert [(field.alias, name) for name, field in fields.items()] == [(alias, name) for alias, name, _, _ in EXPECTED]
-    assert list(AutoNASConfig()) == [alias for alias, *_ in EXPECTED]
-    assert len(AutoNASConfig()) == 18
+    expected = [(alias, name) for alias, name, _, _ in EXPECTED] + [(None, "outputs")]
+    assert [(field.alias, name) for name, field in fields.items()] == expected
+    assert list(AutoNASConfig()) == [alias for alias, *_ in EXPECTED] + ["outputs"]
+    assert len(AutoNASConfig()) == 19
 
 
 def test_default_dump_is_the_rules_dict_the_space_generator_consumes() -> None:
-    assert AutoNASConfig().model_dump() == {alias: {"*": default} for alias, _, _, default in EXPECTED}
+    expected = {alias: {"*": default} for alias, _, _, default in EXPECTED}
+    assert AutoNASConfig().model_dump() == {**expected, "outputs": OUTPUTS}
 
 
 @pytest.mark.parametrize(("alias", "name", "rule_class", "default"), EXPECTED)
@@ -135,7 +141,7 @@ def test_unknown_keys_are_refused_everywhere_naming_them() -> None:
     with pytest.raises(ValidationError) as caught:
         AutoNASConfig(**{"nn.Conv4d": {}})
     assert "unknown layer type 'nn.Conv4d' for AutoNASConfig; accepted keys: ['nn.Conv1d'" in str(caught.value)
-    assert "'nn.Sequential', 'heads']" in str(caught.value)
+    assert "'nn.Sequential', 'heads', 'outputs']" in str(caught.value)
     with pytest.raises(
         KeyError, match=re.escape("'nn.Conv4d' is not a key of AutoNASConfig; allowed keys: ['nn.Conv1d'")
     ):
@@ -248,7 +254,10 @@ def test_configs_survive_deepcopy_and_pickle() -> None:
 def test_json_schema_describes_every_key_by_its_rule_class() -> None:
     schema = AutoNASConfig.model_json_schema()
     json.dumps(schema)  # plain JSON data
-    assert list(schema["properties"]) == [alias for alias, *_ in EXPECTED]
+    assert list(schema["properties"]) == [alias for alias, *_ in EXPECTED] + ["outputs"]
+    outputs = schema["properties"]["outputs"]
+    assert outputs["default"] == OUTPUTS
+    assert outputs["anyOf"] == [{"type": "object", "additionalProperties": {"type": "boolean"}}, {"type": "null"}]
     conv = schema["properties"]["nn.Conv2d"]
     assert conv["default"] == {"*": {"channels_ratio": [0.5, 0.67, 1.0], "channel_divisor": 32, "kernel_size": []}}
     ref = {"$ref": "#/$defs/DynamicConv2dConfig"}
@@ -262,3 +271,44 @@ def test_json_schema_describes_every_key_by_its_rule_class() -> None:
     assert rule_schema["additionalProperties"] is False
     assert rule_schema["properties"]["channel_divisor"]["minimum"] == 1
     assert set(schema["$defs"]) == {rule_class.__name__ for *_, rule_class, _ in EXPECTED}
+
+
+def test_the_outputs_section_maps_glob_patterns_over_output_paths_to_whether_they_may_change_width() -> None:
+    cfg = AutoNASConfig(outputs={"*": True, "logits": False})
+    assert cfg["outputs"] == {"*": True, "logits": False}
+    assert AutoNASConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    assert AutoNASConfig(outputs=None)["outputs"] == {}  # every output keeps its size
+    first = AutoNASConfig()
+    first["outputs"]["logits"] = True
+    assert AutoNASConfig()["outputs"] == OUTPUTS  # the default is not shared
+    # the last matching pattern decides; an output no pattern matches keeps its size
+    assert [ac.output_may_change(cfg["outputs"], path) for path in ("0.features", "logits", "")] == [True, False, True]
+    assert [ac.output_may_change(OUTPUTS, path) for path in ("last_hidden_state", "pooler_output", "")] == [
+        True,
+        False,
+        False,
+    ]
+    assert ac.resolve_rule(cfg.model_dump(), "nn.Linear", "fc") == FEATURES  # the section names no layer type
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (["logits"], "outputs: expected a dict of glob patterns over output paths to True or False"),
+        ({0: True}, "outputs: pattern 0 is not a string"),
+        ({"logits": 1}, "outputs pattern 'logits': expected True (its width may change) or False (it keeps its size)"),
+        ({"logits": None}, "outputs pattern 'logits': expected True"),
+    ],
+)
+def test_a_malformed_outputs_section_is_refused_naming_the_pattern(section: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AutoNASConfig(outputs=section)
+    assert caught.value.errors()[0]["loc"] == ("outputs",)
+    assert message in str(caught.value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ac.output_may_change(section, "logits")  # type: ignore[arg-type]
+
+
+def test_outputs_cannot_be_registered_as_a_layer_type() -> None:
+    with pytest.raises(ValueError, match="layer type key 'outputs' is reserved"):
+        ac.register_layer_type("outputs", ac.FeatureRule)

@@ -67,7 +67,7 @@ def test_registered_type_appears_with_its_default_in_new_configs(my_conv: ac.Lay
     assert ac.registered_layer_types() == (*BUILTIN, "mylib.MyConv")
     cfg = AutoNASConfig()
     assert list(cfg)[-1] == "mylib.MyConv"
-    assert len(cfg) == len(BUILTIN) + 1
+    assert len(cfg) == len(BUILTIN) + 2  # and the outputs section
     assert cfg["mylib.MyConv"] == cfg["mylib_myconv"] == {"*": {"channels_ratio": (0.25, 1.0)}}
     assert cfg.model_dump()["mylib.MyConv"] == {"*": {"channels_ratio": (0.25, 1.0)}}
     # A partial default merges over the rule class defaults.
@@ -102,7 +102,7 @@ def test_registered_type_is_a_valid_key_of_a_plain_rules_mapping(my_conv: ac.Lay
     }
     with pytest.raises(ValueError, match=re.escape("unknown layer type 'mylib.MyConvv' for rules; accepted keys: [")):
         resolve_rule({"mylib.MyConvv": {}}, "nn.Conv2d", "conv")
-    with pytest.raises(ValueError, match=re.escape("'mylib.MyConv'] (register custom")):
+    with pytest.raises(ValueError, match=re.escape("'mylib.MyConv', 'outputs'] (register custom")):
         resolve_rule({"mylib.MyConvv": {}}, "nn.Conv2d", "conv")
 
 

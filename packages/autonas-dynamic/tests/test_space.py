@@ -102,7 +102,7 @@ def test_an_unknown_top_level_rules_key_is_named_with_the_accepted_ones() -> Non
     with pytest.raises(ValueError) as info:
         generate_search_space(model.eval(), rules)
     assert str(info.value) == (
-        f"unknown layer type 'wrong_key' for rules; accepted keys: {list(registered_layer_types())} "
+        f"unknown layer type 'wrong_key' for rules; accepted keys: {[*registered_layer_types(), 'outputs']} "
         "(register custom layer types with autonas_config.register_layer_type)"
     )
 

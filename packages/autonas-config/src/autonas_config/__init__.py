@@ -1,6 +1,7 @@
 """autonas_config: what a user may configure in autonas, validated with pydantic (no torch).
 
-* :class:`AutoNASConfig`: which layers AutoNAS searches and with which choices;
+* :class:`AutoNASConfig`: which layers AutoNAS searches and with which choices, and which model
+  outputs may change width (:mod:`.outputs`);
   :class:`ExportConfig`: how a searched model is exported.
 * The per-layer-type rules (``DynamicConv2dConfig``, ...), :func:`resolve_rule` (the effective
   rule of one module) and the registry of searchable layer types.
@@ -12,6 +13,7 @@ from importlib.metadata import version as _version
 from . import rules
 from .base import BaseConfig
 from .mode_configs import DEFAULT_RATIOS, HEADS_KEY, AutoNASConfig, ExportConfig
+from .outputs import DEFAULT_OUTPUTS, OUTPUTS_KEY, output_may_change, validate_outputs
 from .registry import LayerType, get_layer_type, register_layer_type, registered_layer_types, unregister_layer_type
 from .resolve import is_unmatched, resolve_rule
 from .rounding import make_divisible
@@ -22,8 +24,10 @@ from .sections import Rule, Section
 __version__ = _version("autonas-config")
 
 __all__ = [
+    "DEFAULT_OUTPUTS",
     "DEFAULT_RATIOS",
     "HEADS_KEY",
+    "OUTPUTS_KEY",
     "AutoNASConfig",
     "BaseConfig",
     "BaseRuleConfig",
@@ -36,9 +40,11 @@ __all__ = [
     "is_unmatched",
     "layer_field",
     "make_divisible",
+    "output_may_change",
     "register_layer_type",
     "registered_layer_types",
     "resolve_rule",
     "unregister_layer_type",
+    "validate_outputs",
 ]
 __all__ += rules.__all__

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, StrictBool
+from pydantic import Field, PlainSerializer, PlainValidator, StrictBool
 
 from . import rules
 from .base import BaseConfig
+from .outputs import DEFAULT_OUTPUTS, OutputsSection, validate_outputs
 from .registry import register_builtin_layer_type
 from .rule_config import BaseRuleConfig, LayerSection, layer_field
 
@@ -50,9 +51,12 @@ for _key, _rule_class, _default in _BUILTIN_LAYER_TYPES:
 class AutoNASConfig(BaseRuleConfig):
     """What AutoNAS searches: for each layer type, which layers and which choices.
 
-    The ``heads`` section is the one that is not a layer type: its patterns match attention modules
+    Two sections are not layer types. The ``heads`` section's patterns match attention modules
     (those whose query/key/value projections are split into heads) and its rules set their head
-    counts, which decide the widths of those projections.
+    counts, which decide the widths of those projections. The ``outputs`` section's patterns match
+    the paths of the model's outputs (``"last_hidden_state"``, ``"0"``) and say whether each may
+    change width (see :mod:`autonas_config.outputs`); by default only the hidden states a Hugging
+    Face model returns may.
 
     Every key holds a section: a rule (``{"channels_ratio": (0.5, 1.0)}``), ``None`` (layers of
     that type are not searched), or a dict of glob patterns over qualified module names to rules
@@ -85,6 +89,16 @@ class AutoNASConfig(BaseRuleConfig):
     nn_groupnorm: LayerSection = layer_field("nn.GroupNorm")
     nn_sequential: LayerSection = layer_field("nn.Sequential")
     heads: LayerSection = layer_field(HEADS_KEY)
+    outputs: Annotated[
+        OutputsSection,
+        PlainValidator(validate_outputs, json_schema_input_type=dict[str, bool] | None),
+        PlainSerializer(dict),
+    ] = Field(
+        default=DEFAULT_OUTPUTS,  # copied for each instance
+        description="Which model outputs may change width: glob patterns over output paths (keys and positions "
+        "in the return value joined by '.') to True or False; the last matching pattern decides, unmatched "
+        "outputs keep their sizes.",
+    )
 
 
 class ExportConfig(BaseConfig):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .outputs import OUTPUTS_KEY
 from .rules import BaseRule
 
 __all__ = ["LayerType", "get_layer_type", "register_layer_type", "registered_layer_types", "unregister_layer_type"]
@@ -53,11 +54,17 @@ class LayerType:
 
 
 _REGISTRY: dict[str, LayerType] = {}
+_RESERVED_KEYS = frozenset({OUTPUTS_KEY})  # config sections that are no layer type (nor rules)
 
 
 def registered_layer_types() -> tuple[str, ...]:
     """The keys of every registered layer type, built-in ones first, in registration order."""
     return tuple(_REGISTRY)
+
+
+def registered_field_names() -> frozenset[str]:
+    """The config field names of every registered layer type (``"nn_conv2d"``, ...)."""
+    return frozenset(layer_type.field_name for layer_type in _REGISTRY.values())
 
 
 def get_layer_type(key: str) -> LayerType:
@@ -82,13 +89,14 @@ def find_layer_type(key: Any, owner: str) -> LayerType:
         owner: What holds the key, for the message (e.g. ``"AutoNASConfig"``).
 
     Raises:
-        ValueError: ``key`` names no registered layer type; the message lists the accepted keys.
+        ValueError: ``key`` names no registered layer type; the message lists the accepted keys
+            (the registered layer types and the ``outputs`` section).
     """
     try:
         return get_layer_type(key)
     except KeyError:
         raise ValueError(
-            f"unknown layer type {key!r} for {owner}; accepted keys: {list(registered_layer_types())} "
+            f"unknown layer type {key!r} for {owner}; accepted keys: {[*_REGISTRY, *sorted(_RESERVED_KEYS)]} "
             "(register custom layer types with autonas_config.register_layer_type)"
         ) from None
 
@@ -129,6 +137,8 @@ def _register(
         raise ValueError(f"layer type key {key!r} must be a dotted name such as 'mylib.MyConv'")
     if not (isinstance(rule_class, type) and issubclass(rule_class, BaseRule)):
         raise TypeError(f"rule class for {key!r} must be a BaseRule subclass; got {rule_class!r}")
+    if field_name_of(key) in _RESERVED_KEYS:
+        raise ValueError(f"layer type key {key!r} is reserved: {sorted(_RESERVED_KEYS)} are sections of their own")
     taken = {layer_type.field_name: layer_type.key for layer_type in _REGISTRY.values()}
     if field_name_of(key) in taken:
         raise ValueError(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from .outputs import OUTPUTS_KEY
 from .registry import LayerType, find_layer_type, get_layer_type
 from .sections import Rule, Section, validate_section
 
@@ -37,8 +38,8 @@ def resolve_rule(rules: Mapping[str, Any], key: str, module_name: str) -> Rule |
 
     Raises:
         KeyError: ``key`` is not a registered layer type.
-        ValueError: A key of ``rules`` names no registered layer type (the message names it and
-            lists the accepted keys), or the section of ``key`` is malformed.
+        ValueError: A key of ``rules`` other than ``"outputs"`` names no registered layer type (the
+            message names it and lists the accepted keys), or the section of ``key`` is malformed.
 
     Examples:
         >>> rules = {"nn.Conv2d": {"*": {"channels_ratio": (0.5, 1.0)}, "layer1.*": {"channel_divisor": 16}}}
@@ -49,7 +50,8 @@ def resolve_rule(rules: Mapping[str, Any], key: str, module_name: str) -> Rule |
     """
     layer_type = get_layer_type(key)
     for name in rules:
-        find_layer_type(name, "rules")
+        if name != OUTPUTS_KEY:  # the one section that holds no layer rules
+            find_layer_type(name, "rules")
     return match_section(layer_type, validate_section(layer_type, _find_section(rules, layer_type)), module_name)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, ValidationInfo, model_validator
 
 from .base import BaseConfig
-from .registry import find_layer_type, get_layer_type, registered_layer_types
+from .registry import find_layer_type, get_layer_type, registered_field_names, registered_layer_types
 from .sections import Rule, Section, copy_section, validate_section
 
 __all__ = ["BaseRuleConfig", "LayerSection", "layer_field"]
@@ -42,9 +42,9 @@ def layer_field(key: str) -> Any:
 class BaseRuleConfig(BaseConfig):
     """A config whose keys are layer types; each value says which layers of that type are searched.
 
-    Each field is a registered layer type (field name ``nn_conv2d``, alias ``"nn.Conv2d"``,
-    declared with :func:`layer_field` and typed :data:`LayerSection`) and is accepted under
-    either spelling. Layer types registered with :func:`~autonas_config.register_layer_type`
+    Each field declared with :func:`layer_field` and typed :data:`LayerSection` is a registered
+    layer type (field name ``nn_conv2d``, alias ``"nn.Conv2d"``), accepted under either spelling;
+    a subclass may add sections of another kind (``AutoNASConfig.outputs``). Layer types registered with :func:`~autonas_config.register_layer_type`
     are accepted as extra keys and hold their registered default until set; any other key is
     an error naming it and listing the accepted ones. Values are stored normalised (see
     :mod:`autonas_config.sections`), so ``model_dump()`` is exactly what
@@ -59,6 +59,8 @@ class BaseRuleConfig(BaseConfig):
         schema = super().model_json_schema(*args, **kwargs)
         definitions = schema.setdefault("$defs", {})
         for name, field in cls.model_fields.items():
+            if name not in registered_field_names():
+                continue  # a section that is no layer type (``outputs``) describes itself
             rule_class = get_layer_type(name).rule_class
             definitions[rule_class.__name__] = rule_class.model_json_schema()
             rule_or_null = [{"$ref": f"#/$defs/{rule_class.__name__}"}, {"type": "null"}]

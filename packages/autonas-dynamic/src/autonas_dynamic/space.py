@@ -12,6 +12,7 @@ converted model: names, configs, sampling, selection, size, export, sorting and 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import random
 import warnings
@@ -22,7 +23,15 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_map_only
 
-from autonas_config import HEADS_KEY, get_layer_type, is_unmatched, resolve_rule
+from autonas_config import (
+    HEADS_KEY,
+    OUTPUTS_KEY,
+    get_layer_type,
+    is_unmatched,
+    output_may_change,
+    resolve_rule,
+    validate_outputs,
+)
 
 from .attention import QueryGroupsHparam, follow_heads, follow_split, settle_heads
 from .calling import split_args
@@ -199,8 +208,11 @@ def generate_search_space(
             :func:`autonas_config.resolve_rule`). A layer type absent from ``rules`` is frozen.
             The ``"heads"`` section's patterns match attention modules: their head counts set the
             widths of the query/key/value projections (and the output projection's input), in
-            place of those layers' own rules. ``None`` (the default) converts every layer with its
-            full choices (any whole number of heads).
+            place of those layers' own rules. The ``"outputs"`` section (glob patterns over the
+            paths of the model's outputs to ``True`` / ``False``, see :mod:`autonas_config.outputs`)
+            says which outputs may change width; without it every output keeps its size. ``None``
+            (the default) converts every layer with its full choices (any whole number of heads),
+            every output keeping its size.
         example_input: An input of ``model`` (the ``dummy_input`` convention of the cost model),
             whose sizes answer shape-dependent Python in the forward while tracing. By default one
             is made where autonas knows how (Hugging Face models, from their config); without one,
@@ -214,7 +226,8 @@ def generate_search_space(
     check_convertible(model)
     if example_input is None:
         example_input = example_input_for(model)
-    analysis = analyze(model, example_input)
+    outputs = validate_outputs((rules or {}).get(OUTPUTS_KEY))
+    analysis = analyze(model, example_input, functools.partial(output_may_change, outputs))
     _warn_about(analysis)
     converted = _convert(model, analysis)
     _apply_rules(model, converted, rules)

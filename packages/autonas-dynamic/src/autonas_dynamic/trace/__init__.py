@@ -7,6 +7,7 @@ children are traced on their own), walks every graph node with one handler per k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
@@ -37,12 +38,18 @@ __all__ = [
 ]
 
 
-def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
+def analyze(
+    model: nn.Module, example_input: Any = None, resizable_output: Callable[[str], bool] | None = None
+) -> Analysis:
     """Trace ``model`` and find every group of coupled layer hparams, and the skippable blocks.
 
     ``example_input`` (the ``dummy_input`` convention) gives the sizes with which shape-dependent
     Python in the forward is answered while tracing; by default one is made by a registered maker
     (see :mod:`.examples`; Hugging Face models get one from their config), else there is none.
+
+    The model's outputs keep their sizes, except those whose path in the return value
+    (``"last_hidden_state"``, ``"0"``, ``"0.features"``; ``""`` for a returned tensor)
+    ``resizable_output`` accepts.
 
     The model is traced in its current mode and in the other one (train / eval), and both graphs
     are analysed together, so layers that run only in training (auxiliary heads) or only in eval
@@ -63,7 +70,7 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
             if other_mode_error is None:
                 skippable = _in_both(skippable, skippable_blocks(model, other, example_input))
                 trace = trace.merged_with(other)
-    state = ModelState(model, trace)
+    state = ModelState(model, trace, resizable_output or _keeps_size)
     for traced in trace.graphs:
         analyze_graph(state, traced)
     unvisited = fix_unvisited_layers(state)
@@ -100,6 +107,11 @@ def analyze(model: nn.Module, example_input: Any = None) -> Analysis:
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
         ],
     )
+
+
+def _keeps_size(path: str) -> bool:
+    """Every output keeps its size."""
+    return False
 
 
 def _head_groups(state: ModelState, group_of: dict[Slot, Group]) -> dict[nn.Module, list[tuple[Group, int]]]:

@@ -9,7 +9,7 @@ result does not depend on the order in which couplings are discovered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -29,9 +29,10 @@ from .values import FIXED, NEUTRAL, Flow, Value
 class ModelState:
     """What the analysis accumulates over every graph of one model."""
 
-    def __init__(self, model: nn.Module, trace: TraceResult) -> None:
+    def __init__(self, model: nn.Module, trace: TraceResult, resizable_output: Callable[[str], bool]) -> None:
         self.model = model
         self.trace = trace
+        self.resizable_output = resizable_output  # by its path in the model's return value
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
         self.layers: dict[nn.Module, LayerSymbols] = {}
         #: module -> tensor -> (symbol, dim, channels one entry stands for: 1, or the head width of a per-head tensor)
@@ -83,6 +84,11 @@ class GraphContext:
     def module(self, target: Any) -> nn.Module:
         """The module a ``call_module`` / ``get_attr`` target names."""
         return self.root.get_submodule(str(target))
+
+    @property
+    def is_model_graph(self) -> bool:
+        """Whether this is the graph of the model's own forward (not of a submodule traced on its own)."""
+        return getattr(self.root, "module", None) is self.state.model
 
     def caller(self, node: fx.Node) -> nn.Module | None:
         """The innermost module whose forward created ``node`` (None at the top of the graph)."""

@@ -1,12 +1,16 @@
 """Everything the analysis cannot see through: the sizes flowing in and out stay fixed.
 
-Model inputs and outputs, reshapes and flattens (except of a globally pooled tensor), matmuls, attention, parameters read as tensors,
+Model inputs and outputs (except the outputs the analysis was told may change width, by their
+path in the return value), reshapes and flattens (except of a globally pooled tensor), matmuls, attention, parameters read as tensors,
 calls of modules that could not be traced, sizes Python read as numbers (``int(x.size(-1))``,
 ``if x.shape[-1] != n``: the trace is specialised to them), and any op not in
 :mod:`autonas_dynamic.trace.ops`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -23,6 +27,11 @@ _SCALAR_MODULES = {"_operator", "operator", "math", "builtins"}  # arithmetic on
 def handle(ctx: GraphContext, node: fx.Node) -> Value:
     """Fix every input; model inputs are fixed tensors, scalar arithmetic gives neutral values."""
     if node.op == "placeholder":
+        return FIXED
+    if node.op == "output" and ctx.is_model_graph:
+        for path, leaf in _output_leaves(node.args[0]):
+            if not ctx.state.resizable_output(path):
+                ctx.fix([ctx.value(leaf)], f"reaches the model's output {path!r}")
         return FIXED
     if node.op == "get_attr":
         if not all(_reads_no_size(user) for user in node.users):  # ``w.dtype``, ``w.device``: not used
@@ -41,6 +50,21 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
         if reason is not None:
             return ctx.boundary(node, f"reaches {ctx.state.name(module)}, which could not be traced ({reason})")
     return ctx.boundary(node)
+
+
+def _output_leaves(value: Any, path: str = "") -> Iterator[tuple[str, fx.Node]]:
+    """Each node in a returned structure with its path: dict keys and positions joined by ``.``."""
+    if isinstance(value, fx.Node):
+        yield path, value
+        return
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (tuple, list)):
+        items = enumerate(value)
+    else:
+        return  # a constant
+    for key, item in items:
+        yield from _output_leaves(item, f"{path}.{key}" if path else str(key))
 
 
 def _reads_no_size(node: fx.Node) -> bool:

@@ -2,7 +2,9 @@
 
 A shape read carries the tensor's channel count to whatever uses it, unless the part that is used
 provably excludes the elastic axis (``x.shape[2:]``, ``x.size(0)``): that part is neutral. Tensor
-indexing is a pass-through when it only slices or picks along other axes.
+indexing is a pass-through when it only slices or picks along other axes. Picking the first or the
+last channel (``x[:, :, -1]``, which Bart's encoder reads for its shape) gives a tensor of fixed
+sizes; which channel is last depends on the subnet's width, so the channels are no longer sorted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch.fx as fx
 from ..analyzer import GraphContext
 from ..dims import after_reduction, is_elastic, rank_of
 from ..ops import OpKind
-from ..values import NEUTRAL, Flow, Neutral, Value
+from ..values import FIXED, NEUTRAL, Flow, Neutral, Value
 
 #: Tensor attributes that carry no size.
 NEUTRAL_ATTRIBUTES = frozenset({"dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse"})
@@ -125,15 +127,28 @@ def _tensor_item(source: Flow, index: object, full_size: int | None) -> Value | 
     after = entries[split + 1 :] if Ellipsis in entries else ()
     positioned += [(i - len(after), e) for i, e in enumerate(after)]
     picked = []
+    channel = False  # the first or last channel is picked
     for axis, entry in positioned:
         if entry == _FULL or (_keeps_all(entry, full_size) and is_elastic(axis, source.dims)):
+            continue
+        if _picks_end_channel(source, axis, entry):
+            channel = True
             continue
         if not isinstance(entry, (int, slice)) or is_elastic(axis, source.dims) is not False:
             return None
         if isinstance(entry, int):
             picked.append(axis)
+    if channel:
+        source.sym.mark_unsortable()  # type: ignore[union-attr]  # _getitem checked it
+        return FIXED
     dims = after_reduction(source.dims, picked, keepdim=False) if picked else source.dims
     return replace(source, dims=dims, unit_tail=False) if dims else None
+
+
+def _picks_end_channel(source: Flow, axis: int, entry: object) -> bool:
+    """Whether ``entry`` picks the first or the last channel (there at every width) of whole channels."""
+    whole_channels = source.block == source.repeat == 1 and not source.parts_axis
+    return whole_channels and entry in (0, -1) and type(entry) is int and is_elastic(axis, source.dims) is True
 
 
 def _with_new_axes(source: Flow, entries: tuple) -> Value | None:
