@@ -135,6 +135,38 @@ def test_save_to_a_binary_file_object_and_restore_from_it(images: torch.Tensor) 
         torch.testing.assert_close(restored(images), model(images))
 
 
+class _Encoder(torch.nn.Module):
+    """A token encoder whose output is its stream, returned as ``last_hidden_state``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 64)
+        self.norm = torch.nn.LayerNorm(64)
+        self.fc1, self.fc2 = torch.nn.Linear(64, 128), torch.nn.Linear(128, 64)
+
+    def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.embed(ids)
+        return {"last_hidden_state": x + self.fc2(torch.relu(self.fc1(self.norm(x))))}
+
+
+def test_a_state_saved_before_the_outputs_section_restores_with_every_output_kept() -> None:
+    """Saves without an ``outputs`` key kept every output's size; the default would search the stream."""
+    model = am.convert(_Encoder().eval(), mode=[("autonas", {"outputs": {}})])
+    am.sample(model, random.Random(0).choice)
+    state = am.autonas_state(model)
+    del state["modes"][0]["config"]["outputs"]  # as written before the section existed
+    buffer = io.BytesIO()
+    torch.save({"autonas_state": state, "model_state_dict": model.state_dict()}, buffer)
+    buffer.seek(0)
+    restored = am.restore(_Encoder().eval(), buffer)
+    assert am.get_subnet_config(restored) == am.get_subnet_config(model)
+    assert "embed.embedding_dim" not in am.get_subnet_config(restored)
+    assert "embed.embedding_dim" in am.get_subnet_config(am.convert(_Encoder(), mode="autonas"))  # the new default
+    ids = torch.randint(0, 10, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(restored(ids), model(ids), rtol=0, atol=0)
+
+
 def _must_not_run(model: torch.nn.Module) -> None:
     pytest.fail("save() computed the state before checking that it can write the file")
 

@@ -102,6 +102,15 @@ class ModeDescriptor(abc.ABC):
     def restore(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> nn.Module:
         """Replay the mode on a fresh model from its stored config and metadata."""
 
+    def saved_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A stored config as this version reads it (default: unchanged).
+
+        A key added to :attr:`config_class` after a state was saved must not take its new default
+        on restore where that default would rebuild a different model: override this to give such
+        keys the value that reproduces the saved behaviour.
+        """
+        return config
+
     def update_for_save(self, model: nn.Module, config: BaseModel, metadata: Metadata) -> None:
         """Refresh ``metadata`` in place before the state is saved (default: nothing to refresh)."""
         return None

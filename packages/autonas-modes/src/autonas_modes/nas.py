@@ -205,6 +205,10 @@ class AutoNASModeDescriptor(ModeDescriptor):
         install()  # the layer types of installed libraries (e.g. transformers' Conv1D) are config keys
         return AutoNASConfig
 
+    def saved_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A config saved before the ``outputs`` section existed kept every model output's size: it still does."""
+        return config if "outputs" in config else {**config, "outputs": {}}
+
     @property
     def next_modes(self) -> set[str] | None:
         """``"export_nas"``, and every registered mode that declares it may follow ``"autonas"``."""

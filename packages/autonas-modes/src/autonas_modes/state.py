@@ -264,7 +264,7 @@ def restore_from_autonas_state(model: Any, state: Mapping[str, Any]) -> nn.Modul
     manager = StateManager(model, init_state=True)
     for entry in entries:
         descriptor = manager.check_mode(entry["mode"])
-        config = descriptor.config_class.model_validate(entry["config"])
+        config = descriptor.config_class.model_validate(descriptor.saved_config(entry["config"]))
         restored = descriptor.restore(model, config, entry["metadata"])
         StateManager.transfer_state(model, restored)
         model = restored
