@@ -570,7 +570,8 @@ def _link_head_counts(analysis: Analysis) -> None:
     """Tensor dims with one entry per head follow the head count of their heads' width.
 
     Their own rules do not restrict them (the ``heads`` section decides); where the analysis or a
-    frozen layer keeps them, the heads keep their width too.
+    frozen layer keeps them, the heads keep their width too. Heads whose width is a concatenation
+    are not sorted: sorting reorders each part on its own, which per-head entries cannot follow.
     """
     for heads, per_head, head_dim in analysis.head_counts:
         width = _dynamic(heads.slots[0].module).get_hparam(heads.slots[0].name)
@@ -579,6 +580,8 @@ def _link_head_counts(analysis: Analysis) -> None:
             continue
         count = HeadCountHparam(width, head_dim, name=per_head.slots[0].name)
         width.block = math.lcm(width.block, head_dim)  # sorting moves whole heads, with their entries
+        if isinstance(width, ConcatHparam):
+            width.make_unsortable()
         for slot in per_head.slots:
             _dynamic(slot.module).set_hparam(slot.name, count)
 
