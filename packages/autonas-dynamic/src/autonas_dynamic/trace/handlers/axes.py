@@ -185,26 +185,28 @@ def _vector_reshape(args: list) -> tuple[int, int] | None:
     return list(shape).index(-1), len(shape)
 
 
-def _owner(ctx: GraphContext, path: str) -> nn.Module | None:
-    """The module at ``path`` when it may hold tensors dynamically: no layer, not the root."""
-    if not path:
+def _own_parameter(ctx: GraphContext, target: str) -> tuple[nn.Module, str, torch.Tensor] | None:
+    """The module, name and value of the parameter ``target`` names, when that module may hold it
+    dynamically (no layer, not the root)."""
+    owner_path, _, name = target.rpartition(".")
+    if not owner_path:
         return None
     try:
-        owner = ctx.module(path)
+        owner = ctx.module(owner_path)
     except AttributeError:
         return None
-    if owner is getattr(ctx.root, "module", None) or is_layer(owner) or refusal(owner):
+    parameter = owner._parameters.get(name)
+    if parameter is None or owner is getattr(ctx.root, "module", None) or is_layer(owner) or refusal(owner):
         return None
-    return owner
+    return owner, name, parameter
 
 
 def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
     """A module's own parameter with one entry per channel (all other dims 1), read in its forward."""
-    owner_path, _, name = target.rpartition(".")
-    owner = _owner(ctx, owner_path)
-    parameter = owner._parameters.get(name) if owner is not None else None
-    if parameter is None:
+    found = _own_parameter(ctx, target)
+    if found is None:
         return None
+    owner, name, parameter = found
     wide = [dim for dim, size in enumerate(parameter.shape) if size != 1]
     if len(wide) != 1 or parameter.shape[wide[0]] < 2:
         return None
@@ -228,13 +230,11 @@ def _table_lookup(ctx: GraphContext, node: fx.Node) -> Value | None:
     table, index = node.args
     if not (isinstance(table, fx.Node) and table.op == "get_attr" and isinstance(index, fx.Node)):
         return None
-    owner_path, _, name = str(table.target).rpartition(".")
-    owner = _owner(ctx, owner_path)
-    parameter = owner._parameters.get(name) if owner is not None else None
+    found = _own_parameter(ctx, str(table.target))
     looked_up, indices = ctx.concrete(node), ctx.concrete(index)
-    if parameter is None or parameter.dim() != 2 or not isinstance(looked_up, torch.Tensor):
+    if found is None or found[2].dim() != 2 or not isinstance(looked_up, torch.Tensor):
         return None
     if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.long, torch.int):
         return None
-    sym = _held(ctx, owner, name, 1)  # type: ignore[arg-type]
-    return Flow(sym, frozenset({looked_up.dim() - 1, -1}))
+    owner, name, _ = found
+    return Flow(_held(ctx, owner, name, 1), frozenset({looked_up.dim() - 1, -1}))

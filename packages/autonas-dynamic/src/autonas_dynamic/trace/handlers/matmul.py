@@ -77,7 +77,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if coupled.sym is None:
         return FIXED
     if per_head:  # a bias with one entry per head (T5's, Swin's relative position bias) in the mask
-        masks = [flow for mask in per_head if isinstance(flow := ctx.value(mask), Flow)]
+        masks = [value for mask in per_head if isinstance(value := ctx.value(mask), Flow)]
         ctx.count_heads(masks, coupled, f"mask of {ctx.describe(node)}")
     return Flow(coupled.sym, frozenset({from_end, out.dim() + from_end}), block=coupled.block)
 
