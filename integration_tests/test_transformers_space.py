@@ -5,14 +5,17 @@ expansion widths) and, where queries, keys and values are separate projections r
 heads with ``view(..., -1, head_dim)``, the attention heads (BERT, ViT: the q/k/v widths and the
 output projection's input move together by whole heads); GPT-2's MLP is built from
 ``transformers``' own ``Conv1D`` layers, searchable through autonas_dynamic's transformers
-integration. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they run; they are
-traced with an example input made from their config. Each model keeps its outputs at the maximal
-subnet, exports exactly at random subnets, and has exact closed-form costs. Text models with a
-residual stream wide enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2, T5 encoder,
-BART) also search their hidden width (embeddings, norms and every projection on the stream), so
-all four axes: hidden width, heads, MLP width and depth; so does the Whisper encoder. Where the
-stream is an output (T5's and Whisper's ``last_hidden_state``, BART's ``encoder_last_hidden_state``)
-the default ``outputs`` section lets it change width.
+integration. T5's and Swin's scores get a relative position bias with one entry per head (T5's
+computed by the first block and shared by all, so its blocks share one heads hparam), which keeps
+one entry per active head. T5, Whisper, Segformer and MobileNetV2 read sizes in Python while they
+run; they are traced with an example input made from their config. Each model keeps its outputs at
+the maximal subnet, exports exactly (to plain transformers classes) at random subnets, has exact
+closed-form costs, and computes the same after sorting. Text models with a residual stream wide
+enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2, T5 encoder, BART) also search
+their hidden width (embeddings, norms and every projection on the stream), so all four axes:
+hidden width, heads, MLP width and depth; so does the Whisper encoder. Where the stream is an
+output (T5's and Whisper's ``last_hidden_state``, BART's ``encoder_last_hidden_state``) the default
+``outputs`` section lets it change width.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from autonas_config import AutoNASConfig  # noqa: E402
+from autonas_dynamic import sort_parameters  # noqa: E402
 from autonas_dynamic.cost import CostModel, count_flops, count_params  # noqa: E402
 from autonas_dynamic.space import SearchSpace, generate_search_space  # noqa: E402
 
@@ -70,6 +74,17 @@ def _t5_encoder() -> torch.nn.Module:
         vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0
     )
     return transformers.T5EncoderModel(config)
+
+
+def _swin() -> torch.nn.Module:
+    config = transformers.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=16, depths=[2, 1], num_heads=[2, 4], window_size=4
+    )  # stage 0 (8 x 8 patches) has a shifted window, with its mask
+    model = transformers.SwinModel(config)
+    for name, table in model.named_parameters():  # zeros at init: make each head's bias its own
+        if name.endswith("relative_position_bias_table"):
+            torch.nn.init.normal_(table)
+    return model
 
 
 def _whisper_encoder() -> torch.nn.Module:
@@ -177,6 +192,22 @@ CASES = {
         {
             **{f"encoder.block.{i}.layer.1.DenseReluDense.wi.out_features": [32, 64] for i in range(2)},
             "encoder.block.depth": [1, 2],  # block 0 computes the position bias every block reads
+            # one heads hparam for every block: the position bias, one entry per head, is shared
+            "encoder.block.0.layer.0.SelfAttention.q.out_features": [16, 24, 32],
+        },
+    ),
+    "swin": (
+        _swin,
+        _image,
+        {
+            # heads per block (each has its relative position bias table), MLP widths, stage and block depths
+            **{f"encoder.layers.0.blocks.{i}.attention.q_proj.out_features": [8, 16] for i in range(2)},
+            **{f"encoder.layers.0.blocks.{i}.mlp.fc1.out_features": [32, 64] for i in range(2)},
+            "encoder.layers.0.blocks.depth": [0, 1, 2],
+            "encoder.layers.1.blocks.0.attention.q_proj.out_features": [16, 24, 32],
+            "encoder.layers.1.blocks.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "encoder.layers.1.blocks.depth": [0, 1],
+            "encoder.layers.depth": [1, 2],
         },
     ),
     "whisper-encoder": (
@@ -247,24 +278,33 @@ def test_transformer_search_space(name: str) -> None:
         exported = copy.deepcopy(model)
         SearchSpace(exported).export()
         torch.testing.assert_close(_output(exported, inputs), dynamic, rtol=1e-5, atol=1e-6)
+        assert not any(type(m).__module__.startswith("autonas") for m in exported.modules())  # plain classes
         _assert_consistent_heads(exported)
         assert costs.flops() == count_flops(exported, (inputs,))
         assert costs.params() == count_params(exported)
+    space.sample(max)
+    sort_parameters(model)  # whole heads move with their channels and per-head entries (position biases)
+    torch.testing.assert_close(_output(model, inputs), reference, rtol=1e-5, atol=1e-5)
 
 
 def _assert_consistent_heads(model: torch.nn.Module) -> None:
     """Every exported attention module states the head count and width its projections have."""
     for module in model.modules():
-        heads, width = getattr(module, "num_attention_heads", None), getattr(module, "all_head_size", None)
-        if heads is None or width is None:  # GPT-Neo, Whisper: a head count and the head width
-            heads, width = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
-            width = None if heads is None or width is None else heads * width
-        elif heads * module.attention_head_size != width:
-            raise AssertionError(f"{type(module).__name__}: {heads} heads of {module.attention_head_size} != {width}")
-        query = next((child for child in module.children() if isinstance(child, torch.nn.Linear)), None)
-        if heads is None or width is None or query is None:  # GPT-2's fused Conv1D: split_size is checked apart
+        heads = _int_attribute(module, "num_attention_heads", "num_heads", "n_heads")
+        head_dim = _int_attribute(module, "attention_head_size", "head_dim", "key_value_proj_dim")
+        width = _int_attribute(module, "all_head_size", "inner_dim")
+        if heads is None or head_dim is None:
             continue
-        assert width == query.out_features, type(module).__name__
+        if width is not None and heads * head_dim != width:
+            raise AssertionError(f"{type(module).__name__}: {heads} heads of {head_dim} != {width}")
+        query = next((child for child in module.children() if isinstance(child, torch.nn.Linear)), None)
+        if query is not None:  # GPT-2's fused Conv1D: split_size is checked apart
+            assert heads * head_dim == query.out_features, type(module).__name__
+
+
+def _int_attribute(module: torch.nn.Module, *names: str) -> int | None:
+    """The first of ``module``'s attributes ``names`` that is an int."""
+    return next((value for name in names if isinstance(value := getattr(module, name, None), int)), None)
 
 
 def _causal_lm(name: str) -> torch.nn.Module:

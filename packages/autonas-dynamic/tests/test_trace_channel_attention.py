@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from subnet_checks import assert_exact_subnets
 
 from autonas_config import AutoNASConfig
+from autonas_dynamic import sort_parameters
 from autonas_dynamic.space import generate_search_space
 
 WIDTH, HEADS, SIDE = 24, 4, 6
@@ -109,6 +110,18 @@ def test_stream_through_channel_attention_moves_by_whole_heads() -> None:
         assert exported.block.encoding.projection.out_channels == width
 
     assert_exact_subnets(model, space, x, reference, check)
+
+
+def test_sorting_leaves_heads_that_span_the_chunked_stream_alone() -> None:
+    """Sorting reorders each half of the stream on its own, which whole heads and their temperature
+    cannot follow: the heads are not sorted, and the block computes what it did."""
+    torch.manual_seed(0)
+    model, x = Net().eval(), _images()
+    with torch.no_grad():
+        reference = model(x)
+        generate_search_space(model, AutoNASConfig().model_dump(), example_input=x)
+        sort_parameters(model)
+        torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)
 
 
 def test_heads_merged_to_a_width_written_in_the_code_keep_the_stream() -> None:

@@ -106,6 +106,11 @@ def test_the_default_frees_last_hidden_state_and_keeps_the_logits() -> None:
     assert space.hparams() == {**STREAM, **MLP_WIDTH}  # the head's out_features (the logits) keep their size
     assert model.head.get_hparam("in_features") is model.tokens.get_hparam("embedding_dim")
     assert_exact_subnets(model, space, ids, reference, _check_stream)
+    assert model.tokens.get_hparam("embedding_dim").importance is None  # sorting would permute the output
+    with torch.no_grad():
+        space.sample(max)
+        sort_parameters(model)  # sorts the MLP only
+        torch.testing.assert_close(model(ids), reference, rtol=1e-5, atol=1e-5)
     frozen = _rules(last_hidden_state=True, logits=True, **{"*": False})  # the last matching pattern decides
     assert generate_search_space(DictEncoder(), frozen, example_input=ids).hparams() == MLP_WIDTH
 

@@ -99,34 +99,34 @@ def holder_hparam(tensor: str) -> str:
 
 
 class TensorHolder(DynamicModule):
-    """A module, not a layer, whose own forward reads per-channel tensors it holds (ConvNeXt's ``gamma``).
+    """A module, not a layer, whose own forward reads tensors it holds with one entry per channel or head.
 
-    Each held tensor has one dim that follows an hparam (``<tensor>_size``, coupled by the tracer
-    with the activations the tensor meets); its other dims are 1. A per-head tensor (EdgeNeXt's
-    attention ``temperature``, one entry per head) has one entry per ``block`` channels: its hparam
-    counts channels in whole heads and the tensor keeps ``active // block`` entries. The module's
-    forward runs unchanged and reads the active slices.
+    Each held tensor has one dim that follows an hparam (``<tensor>_size``): a per-channel tensor
+    (ConvNeXt's ``gamma``, its other dims 1) shares the width of the activations it meets; a
+    per-head one (EdgeNeXt's attention ``temperature``, Swin's relative position bias table) follows
+    the head count of a width split into heads (a :class:`~autonas_dynamic.hparam.HeadCountHparam`).
+    The module's forward runs unchanged and reads the active slices.
     """
 
-    #: Per held tensor, the dim that follows its hparam and the channels one entry stands for.
-    _held: ClassVar[dict[str, tuple[int, int]]]
+    #: Per held tensor, the dim that follows its hparam.
+    _held: ClassVar[dict[str, int]]
 
     @classmethod
-    def for_tensors(cls, held: dict[str, tuple[int, int]]) -> type[TensorHolder]:
-        """A subclass holding ``held`` (tensor name -> the dim that follows its width, channels per entry)."""
+    def for_tensors(cls, held: dict[str, int]) -> type[TensorHolder]:
+        """A subclass holding ``held`` (tensor name -> the dim that follows its hparam)."""
         namespace: dict[str, Any] = {holder_hparam(name): HparamAttribute() for name in held}
-        namespace.update({name: _held_tensor_property(name, dim, block) for name, (dim, block) in held.items()})
+        namespace.update({name: _held_tensor_property(name, dim) for name, dim in held.items()})
         namespace.update(_held=dict(held), _dynamic_tensors=tuple(held), __module__=cls.__module__)
         return type("TensorHolderOf" + "".join(name.title().replace("_", "") for name in held), (cls,), namespace)
 
     def _setup(self) -> None:
-        for name, (dim, block) in self._held.items():
-            width = int(self._tensor(name).shape[dim]) * block
-            self._register_hparam(holder_hparam(name), Hparam(range(block, width + 1, block), original=width))
+        for name, dim in self._held.items():
+            size = int(self._tensor(name).shape[dim])
+            self._register_hparam(holder_hparam(name), Hparam(range(1, size + 1), original=size))
 
     def hparam_tensor_dims(self) -> dict[str, list[tuple[str, int]]]:
-        """The per-channel tensors (per-head ones are not sorted: their groups are unsortable)."""
-        return {holder_hparam(name): [(name, dim)] for name, (dim, block) in self._held.items() if block == 1}
+        """The held tensors, each along its dim that follows."""
+        return {holder_hparam(name): [(name, dim)] for name, dim in self._held.items()}
 
     def _export_attributes(self) -> dict[str, Any]:
         return {}
@@ -139,12 +139,10 @@ class TensorHolder(DynamicModule):
         return (_new_holder_instance, (self._original_cls, dict(self._held)), state)
 
 
-def _held_tensor_property(name: str, dim: int, block: int) -> property:
+def _held_tensor_property(name: str, dim: int) -> property:
     def getter(self: TensorHolder) -> Any:
-        tensor = self._tensor(name)
         indices: list[slice | torch.Tensor | None] = [None] * (dim + 1)
-        hparam = self._hparams[holder_hparam(name)]
-        indices[dim] = hparam.active_slice if block == 1 else slice(0, hparam.active // block)
-        return slice_tensor(tensor, indices)
+        indices[dim] = self._hparams[holder_hparam(name)].active_slice
+        return slice_tensor(self._tensor(name), indices)
 
     return property(getter, doc=f"The active part of ``{name}`` (dim {dim} follows ``{holder_hparam(name)}``).")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ConcatHparam", "DepthHparam", "DerivedHparam", "Hparam", "ImportanceEstimator"]
+__all__ = ["ConcatHparam", "DepthHparam", "DerivedHparam", "HeadCountHparam", "Hparam", "ImportanceEstimator"]
 
 ImportanceEstimator = Callable[[], "torch.Tensor | None"]
 
@@ -275,6 +275,11 @@ class DerivedHparam(Hparam):
         self._importance_estimators = None
         self._parent = parent
 
+    @property
+    def parent(self) -> Hparam:
+        """The hparam this one follows."""
+        return self._parent
+
     def derive(self, value: Any) -> Any:
         """This hparam's value when the parent's is ``value``."""
         raise NotImplementedError
@@ -302,6 +307,28 @@ class DerivedHparam(Hparam):
     @property
     def _choices(self) -> list[Any]:  # type: ignore[override]
         return sorted(self._choice_set)
+
+
+class HeadCountHparam(DerivedHparam):
+    """The number of heads of a width split into heads: the size of a tensor dim with one entry per head.
+
+    A per-head tensor (a relative position bias table, an embedding of position buckets into one
+    bias per head, a per-head scale) follows the width of its heads (``parent``, a multiple of
+    ``head_dim``): it keeps ``parent.active // head_dim`` entries, and sorting the parent's whole
+    heads reorders its entries alike (see :func:`autonas_dynamic.sort_parameters`).
+
+    Args:
+        parent: The width of the heads (``heads * head_dim``).
+        head_dim: The width of one head.
+        name: Used in error messages.
+    """
+
+    def __init__(self, parent: Hparam, head_dim: int, name: str | None = None) -> None:
+        super().__init__(parent, parent.original // head_dim, name)
+        self.head_dim = head_dim
+
+    def derive(self, value: int) -> int:
+        return value // self.head_dim
 
 
 class DepthHparam(Hparam):

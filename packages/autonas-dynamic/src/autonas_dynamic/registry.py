@@ -114,7 +114,7 @@ class DMRegistry:
         self._resolved: dict[type, _Resolved | None] = {}
         self._verdicts: dict[tuple[Any, ...], LayerMatch] = {}
         self._matches: weakref.WeakKeyDictionary[nn.Module, tuple[type, LayerMatch]] = weakref.WeakKeyDictionary()
-        self._holders: dict[tuple[type, tuple[tuple[str, tuple[int, int]], ...]], type[DynamicModule]] = {}
+        self._holders: dict[tuple[type, tuple[tuple[str, int], ...]], type[DynamicModule]] = {}
 
     # ----------------------------------------------------------------------------- registration
     def register(self, layer: SearchableLayer) -> None:
@@ -247,13 +247,13 @@ class DMRegistry:
         self._names[name] = generated
         return generated
 
-    def convert_holder(self, module: nn.Module, held: dict[str, tuple[int, int]]) -> DynamicModule:
-        """Make a module that is no layer hold per-channel tensors dynamically (see :class:`TensorHolder`)."""
+    def convert_holder(self, module: nn.Module, held: dict[str, int]) -> DynamicModule:
+        """Make a module that is no layer hold per-channel or per-head tensors dynamically (see :class:`TensorHolder`)."""
         if isinstance(module, DynamicModule):
             return module
         return self.holder_class(type(module), held)._convert(module)
 
-    def holder_class(self, nn_cls: type[nn.Module], held: dict[str, tuple[int, int]]) -> type[DynamicModule]:
+    def holder_class(self, nn_cls: type[nn.Module], held: dict[str, int]) -> type[DynamicModule]:
         """The generated ``Dynamic<Name>`` tensor holder for ``nn_cls`` holding ``held``."""
         key = (nn_cls, tuple(sorted(held.items())))
         generated = self._holders.get(key)
@@ -312,7 +312,7 @@ def _new_dynamic_instance(original_cls: type[nn.Module]) -> DynamicModule:
     return cls.__new__(cls)
 
 
-def _new_holder_instance(original_cls: type[nn.Module], held: dict[str, tuple[int, int]]) -> DynamicModule:
+def _new_holder_instance(original_cls: type[nn.Module], held: dict[str, int]) -> DynamicModule:
     """Unpickling helper: an empty instance of the tensor holder class of ``original_cls``."""
     cls = DYNAMIC_REGISTRY.holder_class(original_cls, held)
     return cls.__new__(cls)

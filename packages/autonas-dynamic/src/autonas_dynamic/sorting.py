@@ -6,7 +6,8 @@ tensor dimension any layer of the group declares through ``hparam_tensor_dims``)
 important channels come first. Active channel sets are prefixes, so after sorting every subnet
 keeps the most important channels, and the maximal subnet computes exactly what it did before.
 
-Channels split into attention heads move as whole heads (ranked by their summed importance).
+Channels split into attention heads move as whole heads (ranked by their summed importance), and
+tensors with one entry per head (a relative position bias) reorder their entries alike.
 Channels feeding a concatenation are permuted within their own segment of the concatenated
 dimension, together with the layer that produced them.
 """
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from .dynamic import DynamicModule
-from .hparam import ConcatHparam, Hparam
+from .hparam import ConcatHparam, HeadCountHparam, Hparam
 
 __all__ = ["sort_parameters"]
 
@@ -39,6 +40,8 @@ class _Group:
     concat_importance: list[torch.Tensor] = field(default_factory=list)
     #: Modules that reorder this hparam's channels themselves (:meth:`DynamicModule.permute`).
     permuters: list[DynamicModule] = field(default_factory=list)
+    #: (module, tensor name, dim, head width): dims with one entry per head of this hparam's channels.
+    head_dims: list[tuple[nn.Module, str, int, int]] = field(default_factory=list)
 
 
 def _collect_groups(model: nn.Module) -> dict[int, _Group]:
@@ -54,6 +57,9 @@ def _collect_groups(model: nn.Module) -> dict[int, _Group]:
             if type(module).permute is not DynamicModule.permute:
                 group.permuters.append(module)
     for group in list(groups.values()):
+        if isinstance(group.hparam, HeadCountHparam) and id(group.hparam.parent) in groups:
+            head_dim = group.hparam.head_dim
+            groups[id(group.hparam.parent)].head_dims += [(m, t, dim, head_dim) for m, t, dim, _ in group.dims]
         if isinstance(group.hparam, ConcatHparam):
             for source, offset in group.hparam.segments:
                 target = groups.setdefault(id(source), _Group(source, f"{group.name}[{offset}:]"))
@@ -87,7 +93,7 @@ def _without_conflicts(groups: list[_Group]) -> list[_Group]:
     """Drop groups that govern a tensor dimension another sorted group also governs."""
     owners: dict[tuple[int, str, int, int], set[int]] = {}
     for group in groups:
-        for module, tensor, dim, offset in group.dims:
+        for module, tensor, dim, offset in group.dims + [(m, t, dim, 0) for m, t, dim, _ in group.head_dims]:
             owners.setdefault((id(module), tensor, dim, offset), set()).add(id(group.hparam))
     clashing = {hp_id for ids in owners.values() if len(ids) > 1 for hp_id in ids}
     if clashing:
@@ -105,9 +111,9 @@ def _permute(group: _Group, order: torch.Tensor) -> None:
         for local, hparam in permuter.named_hparams():
             if hparam is group.hparam:
                 permuter.permute(local, order)
-    size = order.numel()
     seen: set[tuple[int, int, int]] = set()  # each stored tensor once, even where modules share it (tied)
-    for module, name, dim, offset in group.dims:
+    heads = [(module, name, dim, 0, order[::head_dim] // head_dim) for module, name, dim, head_dim in group.head_dims]
+    for module, name, dim, offset, new_order in [*((*entry, order) for entry in group.dims), *heads]:
         tensor = module._parameters[name] if name in module._parameters else module._buffers[name]
         if tensor is None:
             raise ValueError(f"{type(module).__name__}.hparam_tensor_dims() lists {name!r}, which it does not hold")
@@ -117,8 +123,8 @@ def _permute(group: _Group, order: torch.Tensor) -> None:
         seen.add(key)
         for stored in (tensor, tensor.grad):
             if stored is not None:
-                segment = stored.narrow(dim, offset, size)
-                segment.copy_(segment.index_select(dim, order.to(stored.device)))
+                segment = stored.narrow(dim, offset, new_order.numel())
+                segment.copy_(segment.index_select(dim, new_order.to(stored.device)))
 
 
 def _order(importance: torch.Tensor, block: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ from .attention import QueryGroupsHparam, follow_heads, follow_split, settle_hea
 from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
-from .hparam import ConcatHparam, DepthHparam, Hparam
+from .hparam import ConcatHparam, DepthHparam, HeadCountHparam, Hparam
 from .layers.module_list import DynamicModuleListBase
 from .layers.rules import head_counts
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
@@ -236,6 +236,7 @@ def generate_search_space(
     holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
     _install_groups(analysis, _head_widths(model, analysis, rules))
     _link_grouped_queries(analysis)
+    _link_head_counts(analysis)
     _pin_unfollowed_splits(analysis)
     heads = _follow_heads(analysis)
     splits = _follow_splits(analysis)
@@ -576,6 +577,26 @@ def _link_grouped_queries(analysis: Analysis) -> None:
         if isinstance(kv_hp, QueryGroupsHparam):
             # the narrower side led a link of its own: what followed it now follows its new value
             kv_hp.key_values.follow(linked.key_values)
+
+
+def _link_head_counts(analysis: Analysis) -> None:
+    """Tensor dims with one entry per head follow the head count of their heads' width.
+
+    Their own rules do not restrict them (the ``heads`` section decides); where the analysis or a
+    frozen layer keeps them, the heads keep their width too. Heads whose width is a concatenation
+    are not sorted: sorting reorders each part on its own, which per-head entries cannot follow.
+    """
+    for heads, per_head, head_dim in analysis.head_counts:
+        width = _dynamic(heads.slots[0].module).get_hparam(heads.slots[0].name)
+        if per_head.fixed or any(slot.module in analysis.frozen for slot in per_head.slots):
+            width.pin()
+            continue
+        count = HeadCountHparam(width, head_dim, name=per_head.slots[0].name)
+        width.block = math.lcm(width.block, head_dim)  # sorting moves whole heads, with their entries
+        if isinstance(width, ConcatHparam):
+            width.make_unsortable()
+        for slot in per_head.slots:
+            _dynamic(slot.module).set_hparam(slot.name, count)
 
 
 def _dynamic(module: nn.Module) -> DynamicModule:

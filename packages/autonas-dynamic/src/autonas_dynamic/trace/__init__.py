@@ -16,7 +16,7 @@ from ..calling import training_mode
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
-from .grouping import export_groups, fix_unvisited_layers, resolve_concats, tie_shared_parameters
+from .grouping import export_groups, fix_unvisited_layers, resolve_concats, resolve_head_counts, tie_shared_parameters
 from .kept_state import module_state_kept
 from .layers import is_layer, is_sealed, is_sequential, refusal
 from .ops import register_shape_preserving
@@ -75,6 +75,7 @@ def analyze(
         analyze_graph(state, traced)
     unvisited = fix_unvisited_layers(state)
     tie_shared_parameters(state)
+    resolve_head_counts(state)
     resolve_concats(state)
     groups, group_of = export_groups(state)
     return Analysis(
@@ -86,9 +87,7 @@ def analyze(
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
         other_mode_error=other_mode_error,
         refused=_refused_classes(model, trace.called),
-        holders={
-            m: {name: (dim, block) for name, (_, dim, block) in held.items()} for m, held in state.holders.items()
-        },
+        holders={m: {name: dim for name, (_, dim) in held.items()} for m, held in state.holders.items()},
         heads=_head_groups(state, group_of),
         attribute_splits=[(module, group_of[sym.find().slots[0]]) for sym, module in state.attribute_splits],
         split_attributes=[
@@ -105,6 +104,11 @@ def analyze(
         sealed=[m for m in model.modules() if m in trace.called and is_sealed(m)],
         grouped_heads=[
             (group_of[q.find().slots[0]], group_of[kv.find().slots[0]], n) for q, kv, n in state.grouped_heads
+        ],
+        head_counts=[
+            (group_of[heads.find().slots[0]], group_of[per_head.find().slots[0]], head_dim)
+            for heads, per_head, head_dim in state.head_counts
+            if heads.find().slots and per_head.find().slots
         ],
     )
 

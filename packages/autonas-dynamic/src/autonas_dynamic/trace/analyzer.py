@@ -35,8 +35,7 @@ class ModelState:
         self.resizable_output = resizable_output  # by its path in the model's return value
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
         self.layers: dict[nn.Module, LayerSymbols] = {}
-        #: module -> tensor -> (symbol, dim, channels one entry stands for: 1, or the head width of a per-head tensor)
-        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int, int]]] = {}
+        self.holders: dict[nn.Module, dict[str, tuple[Symbol, int]]] = {}  # module -> tensor -> (symbol, dim)
         self.visited: set[nn.Module] = set()
         self.read_directly: dict[nn.Module, str] = {}  # layer -> parameter read outside its forward
         self.concats: dict[tuple[int, ...], Symbol] = {}  # by the ids of their input roots
@@ -44,6 +43,7 @@ class ModelState:
         self.live_concats: list[Symbol] = []  # after nested concats were flattened
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
         self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
+        self.head_counts: list[tuple[Symbol, Symbol, int]] = []  # (heads' width, one entry per head, head_dim)
         self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
         #: (the split tensor, each part, the module, its attribute holding the part width)
         self.split_attributes: list[tuple[Symbol, Symbol, nn.Module, str]] = []
@@ -161,6 +161,20 @@ class GraphContext:
         shape = all(flow.is_shape for flow in flows)
         return Flow(root.find(), dims, shape, block=flows[0].block, repeat=flows[0].repeat)
 
+    def count_heads(self, per_head: list[Flow], heads: Flow, reason: str) -> None:
+        """Couple tensors with one entry per head (``per_head``, whole-channel flows along the heads
+        axis of ``heads``) with the width of those heads: their size is always ``1 / head_dim`` of it.
+
+        A relative position bias of shape ``(1, heads, n, n)`` added to the scores, however it was
+        computed. Fixes everything when the layouts do not fit.
+        """
+        coupled = self.synchronize(per_head, reason)
+        plain = all(flow.block == flow.repeat == 1 and not flow.parts_axis for flow in per_head)
+        if coupled.sym is None or heads.sym is None or heads.block == 1 or heads.repeat != 1 or not plain:
+            self.fix([*per_head, heads], reason)
+            return
+        self.state.head_counts.append((heads.sym, coupled.sym, heads.block))
+
     def link(self, flow: Value, sym: Symbol, dims: frozenset[int], reason: str) -> Flow:
         """Couple a layer's incoming symbol with the flow it reads; returns the coupled flow."""
         if not isinstance(flow, Flow) or flow.is_shape or flow.block != 1 or flow.repeat != 1 or flow.parts_axis:
@@ -216,7 +230,7 @@ def _with_rank(ctx: GraphContext, node: fx.Node, value: Value) -> Value:
 def iter_groups(state: ModelState) -> Iterator[Symbol]:
     """Every group root over all layer and held-tensor symbols, in first-appearance order."""
     seen: set[int] = set()
-    held = [sym for tensors in state.holders.values() for sym, _, _ in tensors.values()]
+    held = [sym for tensors in state.holders.values() for sym, _ in tensors.values()]
     for sym in [s for symbols in state.layers.values() for s in (symbols.incoming, symbols.outgoing)] + held:
         if sym is not None:
             root = sym.find()

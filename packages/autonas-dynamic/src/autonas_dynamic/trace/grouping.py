@@ -78,6 +78,37 @@ def tie_shared_parameters(state: ModelState) -> None:
                 symbols_of_dim[0].union(other)
 
 
+def resolve_head_counts(state: ModelState) -> None:
+    """Tensors with one entry per head follow one width of heads; their fixed sizes and order bind it.
+
+    A per-head tensor that meets the heads of several modules makes their widths one group (T5's
+    position bias, computed by the first layer, is added to the scores of every layer); one that
+    meets heads of different widths, or its own heads, keeps its size and so do they. A fixed side
+    fixes the other, and per-head entries that may not be reordered keep the heads in their order.
+    Leaves one ``(heads, per-head, head_dim)`` entry per per-head group in ``state.head_counts``.
+    """
+    first: dict[int, tuple[Symbol, Symbol, int]] = {}
+    for heads, per_head, head_dim in state.head_counts:
+        entry = first.setdefault(id(per_head.find()), (heads, per_head, head_dim))
+        if entry[2] != head_dim:
+            reason = f"one entry per head of widths split into heads of {entry[2]} and of {head_dim}"
+            for sym in (heads, per_head, entry[0]):
+                sym.fix(reason)
+        else:
+            entry[0].union(heads)
+    for heads, per_head, _ in first.values():
+        if heads.find() is per_head.find():
+            per_head.fix("its size would be that of its heads and of one entry per head at once")
+        if per_head.fixed:
+            heads.fix(f"a tensor with one entry per head keeps its size ({per_head.find().fixed_reason})")
+        if not per_head.find().sortable:
+            heads.mark_unsortable()
+    for heads, per_head, _ in first.values():
+        if heads.fixed:
+            per_head.fix(f"it has one entry per head of a width that keeps its size ({heads.find().fixed_reason})")
+    state.head_counts = list(first.values())
+
+
 def resolve_concats(state: ModelState) -> None:
     """Fix concatenations that cannot be searched, until nothing changes.
 

@@ -47,12 +47,14 @@ class Analysis:
             None when both modes were analysed.
         refused: per class name, why the called layers of that declared type cannot be converted
             (they keep their sizes).
-        holders: modules (not layers) whose forward reads per-channel tensors of their own that
-            follow a width: per tensor name, the dim that follows it and the channels one entry of
-            it stands for (1, or the head width of a per-head tensor; its hparam is
+        holders: modules (not layers) whose forward reads tensors of their own with one entry per
+            channel or per head: per tensor name, the dim that follows (its hparam is
             ``<tensor>_size``, see :class:`~autonas_dynamic.generic.TensorHolder`).
         heads: each module whose forward splits groups' channels into attention heads: each such
             group (queries, keys and values share one, unless grouped) and the width of one head.
+        head_counts: tensor dims with one entry per head of a width split into heads (a relative
+            position bias added to the scores): the group of the heads' width, the group of those
+            dims (always ``1 / head_dim`` of it), and the head width.
         grouped_heads: grouped-query attention: the query group, the key/value group, and the
             number of query heads per key/value head (the query width is always that multiple).
         attribute_splits: tensors split into equal parts by an attention module's head-width
@@ -75,9 +77,10 @@ class Analysis:
     frozen: dict[nn.Module, str] = field(default_factory=dict)
     other_mode_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
-    holders: dict[nn.Module, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    holders: dict[nn.Module, dict[str, int]] = field(default_factory=dict)
     heads: dict[nn.Module, list[tuple[Group, int]]] = field(default_factory=dict)
     grouped_heads: list[tuple[Group, Group, int]] = field(default_factory=list)
+    head_counts: list[tuple[Group, Group, int]] = field(default_factory=list)
     attribute_splits: list[tuple[nn.Module, Group]] = field(default_factory=list)
     split_attributes: list[tuple[nn.Module, str, Group, Group]] = field(default_factory=list)
     scaled_groups: list[tuple[Group, Group, int]] = field(default_factory=list)

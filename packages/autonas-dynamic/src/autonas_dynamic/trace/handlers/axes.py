@@ -17,7 +17,8 @@ into attention heads, a merge of heads, a sequence turned into an image) from co
   by the elementwise op it meets; the module then becomes a tensor holder
   (:class:`~autonas_dynamic.generic.TensorHolder`) slicing it. Only reshapes that leave the width
   to ``-1`` and indexing with ``None`` place such a vector: a size written into the module's code
-  would not follow a smaller width.
+  would not follow a smaller width. A 2-d parameter whose rows an index tensor picks (a table of
+  relative position biases, one column per head) is held along its last dim the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import replace
 
 import torch
 import torch.fx as fx
+import torch.nn as nn
 
 from ...generic import holder_hparam
 from ..analyzer import GraphContext
@@ -45,7 +47,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if node.op == "get_attr":
         return _per_channel_parameter(ctx, str(node.target))
     if node.op == "call_function" and node.target is operator.getitem and len(node.args) == 2:
-        return _new_axes(ctx.value(node.args[0]), node.args[1])
+        return _new_axes(ctx.value(node.args[0]), node.args[1]) or _table_lookup(ctx, node)
     name = (
         node.target if node.op == "call_method" else _FUNCTIONS.get(node.target) if node.op == "call_function" else None
     )
@@ -183,8 +185,9 @@ def _vector_reshape(args: list) -> tuple[int, int] | None:
     return list(shape).index(-1), len(shape)
 
 
-def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
-    """A module's own parameter with one entry per channel (all other dims 1), read in its forward."""
+def _own_parameter(ctx: GraphContext, target: str) -> tuple[nn.Module, str, torch.Tensor] | None:
+    """The module, name and value of the parameter ``target`` names, when that module may hold it
+    dynamically (no layer, not the root)."""
     owner_path, _, name = target.rpartition(".")
     if not owner_path:
         return None
@@ -195,11 +198,43 @@ def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
     parameter = owner._parameters.get(name)
     if parameter is None or owner is getattr(ctx.root, "module", None) or is_layer(owner) or refusal(owner):
         return None
+    return owner, name, parameter
+
+
+def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
+    """A module's own parameter with one entry per channel (all other dims 1), read in its forward."""
+    found = _own_parameter(ctx, target)
+    if found is None:
+        return None
+    owner, name, parameter = found
     wide = [dim for dim, size in enumerate(parameter.shape) if size != 1]
     if len(wide) != 1 or parameter.shape[wide[0]] < 2:
         return None
+    sym = _held(ctx, owner, name, wide[0])
+    return Flow(sym, frozenset({wide[0], wide[0] - parameter.dim()}))
+
+
+def _held(ctx: GraphContext, owner: nn.Module, name: str, dim: int) -> Symbol:
+    """The symbol of ``owner``'s tensor ``name`` along ``dim``, which the module then holds dynamically."""
     holders = ctx.state.holders.setdefault(owner, {})
     if name not in holders:
-        holders[name] = (Symbol(Slot(owner, holder_hparam(name))), wide[0], 1)
-    sym, dim, block = holders[name]
-    return Flow(sym, frozenset({dim, dim - parameter.dim()}), block=block)
+        holders[name] = (Symbol(Slot(owner, holder_hparam(name))), dim)
+    return holders[name][0]
+
+
+def _table_lookup(ctx: GraphContext, node: fx.Node) -> Value | None:
+    """``table[index]``: rows of a module's own 2-d parameter picked by an index tensor (Swin's
+    ``relative_position_bias_table[relative_position_index]``) keep the table's last dim, whose
+    width the table's module then holds (one entry per head, where the rows meet attention scores).
+    """
+    table, index = node.args
+    if not (isinstance(table, fx.Node) and table.op == "get_attr" and isinstance(index, fx.Node)):
+        return None
+    found = _own_parameter(ctx, str(table.target))
+    looked_up, indices = ctx.concrete(node), ctx.concrete(index)
+    if found is None or found[2].dim() != 2 or not isinstance(looked_up, torch.Tensor):
+        return None
+    if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.long, torch.int):
+        return None
+    owner, name, _ = found
+    return Flow(_held(ctx, owner, name, 1), frozenset({looked_up.dim() - 1, -1}))

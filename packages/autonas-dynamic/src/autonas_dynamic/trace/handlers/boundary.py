@@ -18,7 +18,7 @@ import torch.fx as fx
 from ..analyzer import GraphContext
 from ..concrete import python_value
 from ..layers import is_layer
-from ..values import FIXED, NEUTRAL, Value
+from ..values import FIXED, NEUTRAL, Flow, Value
 from .shape import NEUTRAL_ATTRIBUTES
 
 _SCALAR_MODULES = {"_operator", "operator", "math", "builtins"}  # arithmetic on sizes and constants
@@ -30,8 +30,11 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value:
         return FIXED
     if node.op == "output" and ctx.is_model_graph:
         for path, leaf in _output_leaves(node.args[0]):
+            value = ctx.value(leaf)
             if not ctx.state.resizable_output(path):
-                ctx.fix([ctx.value(leaf)], f"reaches the model's output {path!r}")
+                ctx.fix([value], f"reaches the model's output {path!r}")
+            elif isinstance(value, Flow) and value.sym is not None:
+                value.sym.mark_unsortable()  # sorting would permute the channels the model returns
         return FIXED
     if node.op == "get_attr":
         if not all(_reads_no_size(user) for user in node.users):  # ``w.dtype``, ``w.device``: not used

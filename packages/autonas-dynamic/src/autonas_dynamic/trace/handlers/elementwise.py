@@ -2,20 +2,17 @@
 
 A fixed-size operand that broadcasts along the elastic axis (size 1 there, or fewer axes: an
 attention mask of shape ``(batch, 1, n, n)`` added to per-head scores) does not constrain it; this
-is read from the traced shapes, so it needs an example input.
+is read from the traced shapes, so it needs an example input. A tensor with one entry per head
+meeting scores split into heads (a relative position bias) follows their head count.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.fx as fx
-import torch.nn as nn
 
 from ..analyzer import GraphContext
 from ..ops import OpKind
-from ..symbols import Symbol
 from ..values import NEUTRAL, Flow, Value
 from .reshape import elastic_axis
 
@@ -28,41 +25,27 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     inputs = [(n, v) for n in node.all_input_nodes if isinstance(v := ctx.value(n), Flow)]
     if not inputs:
         return NEUTRAL  # arithmetic on sizes and constants
-    flows = _per_head_holders(ctx, [flow for n, flow in inputs if not _broadcasts(ctx, n, flow, inputs)])
-    result = ctx.synchronize(flows, f"operands of {ctx.describe(node)} cannot share one size")
+    reason = f"operands of {ctx.describe(node)} cannot share one size"
+    flows = _per_head(ctx, [flow for n, flow in inputs if not _broadcasts(ctx, n, flow, inputs)], reason)
+    result = ctx.synchronize(flows, reason)
     out = node.kwargs.get("out")
     if isinstance(out, fx.Node):  # torch.add(a, b, out=c): later uses of c read the result
         ctx.values[out] = result
     return result
 
 
-def _per_head_holders(ctx: GraphContext, flows: list[Flow]) -> list[Flow]:
-    """``flows`` with each fresh per-channel held tensor made per-head where the others are split into heads."""
-    blocks = {flow.block for flow in flows if flow.sym is not None and not _fresh_holder(ctx, flow)}
-    if len(blocks) != 1 or (block := blocks.pop()) == 1:
+def _per_head(ctx: GraphContext, flows: list[Flow], reason: str) -> list[Flow]:
+    """``flows`` less the whole-channel ones that meet heads on their heads axis, coupled as one entry per head.
+
+    ``scores + bias`` with scores split into heads (one index standing for ``head_dim`` channels)
+    and a bias of one entry per head (an embedding's, a held table's) along the same axis.
+    """
+    heads = [flow for flow in flows if flow.sym is not None and flow.block > 1]
+    per_head = [flow for flow in flows if flow.sym is not None and flow.block == 1 and not flow.is_shape]
+    if not heads or not per_head or not all(flow.dims & heads[0].dims for flow in per_head):
         return flows
-    result = []
-    for flow in flows:
-        held = _fresh_holder(ctx, flow)
-        if held is not None:
-            owner, name, (sym, dim, _) = held
-            ctx.state.holders[owner][name] = (sym, dim, block)
-            sym.mark_unsortable()
-            flow = replace(flow, block=block)
-        result.append(flow)
-    return result
-
-
-def _fresh_holder(ctx: GraphContext, flow: Flow) -> tuple[nn.Module, str, tuple[Symbol, int, int]] | None:
-    """The held tensor ``flow`` reads, when it is per-channel and coupled with nothing yet."""
-    if flow.sym is None or flow.block != 1:
-        return None
-    root = flow.sym.find()
-    for owner, held in ctx.state.holders.items():
-        for name, entry in held.items():
-            if entry[0].find() is root and entry[2] == 1 and len(root.slots) == 1 and not root.concats:
-                return owner, name, entry
-    return None
+    ctx.count_heads(per_head, ctx.synchronize(heads, reason), reason)
+    return [flow for flow in flows if not any(flow is other for other in per_head)]
 
 
 def _broadcasts(ctx: GraphContext, node: fx.Node, flow: Flow, inputs: list[tuple[fx.Node, Flow]]) -> bool:

@@ -4,7 +4,7 @@
 tensors of shape ``(batch, heads, length, head_dim)`` multiply one matrix per head: the heads axis
 is a batch axis of the product, so the operands' heads must agree and the result keeps them. An
 operand of fixed size that broadcasts along that axis (a mask of shape ``(batch, 1, n, n)``) does
-not constrain it. Sizes of the two matrix axes stay fixed: an elastic axis there is a boundary. With grouped queries
+not constrain it; a mask with one entry per head (a relative position bias) follows the head count. Sizes of the two matrix axes stay fixed: an elastic axis there is a boundary. With grouped queries
 (``enable_gqa``: fewer key/value heads than query heads) keys and values share their heads, and the
 queries are recorded as whole groups of them (:attr:`ModelState.grouped_heads`).
 Needs the traced shapes (an example input).
@@ -56,6 +56,8 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if len(set(sizes)) != 1 and groups is None:
         return None
     others = [arg for arg, f in zip(operands, flows, strict=True) if not (isinstance(f, Flow) and f.sym is not None)]
+    per_head = [mask for mask in broadcast if _per_head(ctx, mask, from_end)]
+    broadcast = [mask for mask in broadcast if mask not in per_head]
     for arg in [*others, *broadcast]:
         value = ctx.concrete(arg)
         if isinstance(value, torch.Tensor) and value.dim() >= -from_end and value.shape[from_end] != 1:
@@ -74,7 +76,18 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         coupled = ctx.synchronize([f for _, f in elastic], reason)
     if coupled.sym is None:
         return FIXED
+    if per_head:  # a bias with one entry per head (T5's, Swin's relative position bias) in the mask
+        masks = [value for mask in per_head if isinstance(value := ctx.value(mask), Flow)]
+        ctx.count_heads(masks, coupled, f"mask of {ctx.describe(node)}")
     return Flow(coupled.sym, frozenset({from_end, out.dim() + from_end}), block=coupled.block)
+
+
+def _per_head(ctx: GraphContext, mask: object, from_end: int) -> bool:
+    """Whether an attention mask has one entry per head: a whole-channel tensor elastic on the heads axis."""
+    flow, value = ctx.value(mask), ctx.concrete(mask)
+    if not isinstance(flow, Flow) or flow.sym is None or flow.is_shape or not isinstance(value, torch.Tensor):
+        return False
+    return flow.block == 1 and value.dim() >= -from_end and elastic_axis(flow, value.dim()) == value.dim() + from_end
 
 
 def _query_groups(node: fx.Node, flows: list[Flow], sizes: list[int]) -> int | None:
