@@ -209,6 +209,6 @@ def test_a_per_head_bias_that_keeps_its_size_keeps_the_heads() -> None:
     """A bias that is also an output of the model keeps its size: so do the heads it is added to."""
     model, x = BucketStack(fused=True, returns_bias=True).eval(), _tokens(5)
     [(heads, bias, _)] = analyze(model, x).head_counts
-    assert bias.fixed_reason == "reaches output output"
-    assert heads.fixed_reason == "a tensor with one entry per head keeps its size (reaches output output)"
+    assert bias.fixed_reason == "reaches the model's output '1'"
+    assert heads.fixed_reason == "a tensor with one entry per head keeps its size (reaches the model's output '1')"
     assert generate_search_space(model, example_input=x).hparams() == {"layers.depth": [1, 2]}
