@@ -1,8 +1,8 @@
-"""Concrete values of repeated calls: a model of identical blocks runs each kind of layer once on meta tensors.
+"""Repeated work while tracing: a model of identical blocks runs each kind of layer once on meta tensors.
 
 The values are those a real forward gives (shapes, strides, dtypes); modules and functions of the
 user's own run at every call (they may count, cache or check); an output that was an input stays
-that input.
+that input. Each module a graph names is looked up once, for the trace and the analysis together.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autonas_dynamic.trace import register_leaf, unregister_leaf
+from autonas_dynamic.trace import analyze, register_leaf, unregister_leaf
 from autonas_dynamic.trace.memo import MetaMemo, function_key, module_key
 from autonas_dynamic.trace.tracer import trace_recursively
 
@@ -197,3 +197,24 @@ def test_functions_of_the_users_own_and_tensors_with_data_are_computed_at_every_
         for mask in (torch.tensor([1, 0, 1]), torch.tensor([1, 0, 0]))  # same metadata, other data
     ]
     assert [tuple(indices.shape) for indices in found] == [(2, 1), (1, 1)]
+
+
+def test_each_module_a_graph_names_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = Stack().eval()
+    lookups: list[str] = []
+    get_submodule = nn.Module.get_submodule
+
+    def counted(self: nn.Module, target: str) -> nn.Module:
+        lookups.append(target)
+        return get_submodule(self, target)
+
+    monkeypatch.setattr(nn.Module, "get_submodule", counted)
+    analysis = analyze(model, torch.randn(2, LENGTH, HIDDEN))
+
+    searchable = [group for group in analysis.groups if group.fixed_reason is None]
+    assert [[slot.module for slot in group.slots] for group in searchable] == [
+        [block.fc1, block.fc2] for block in model.blocks
+    ]  # each block's hidden width (the reshape by the stream's width fixes the stream)
+    repeated = {target for target in lookups if lookups.count(target) > 1}
+    assert not repeated
+    assert {f"module.blocks.{i}.fc1" for i in range(BLOCKS)} <= set(lookups)

@@ -83,12 +83,20 @@ class NodeValues:
         self.recorded = recorded
         self.calls: Calls = {} if calls is None else calls
         self.memo = MetaMemo()
+        self._modules: dict[str, nn.Module] = {}
         self._order = 0
 
     def created(self, node: fx.Node) -> None:
         """Note the creation order of ``node`` (values are computed in that order)."""
         node.meta["order"] = self._order
         self._order += 1
+
+    def module(self, target: str) -> nn.Module:
+        """The submodule of the root that a ``call_module`` target names (looked up once per target)."""
+        found = self._modules.get(target)
+        if found is None:
+            found = self._modules[target] = self.root.get_submodule(target)
+        return found
 
     def of(self, node: fx.Node) -> Any:
         """The value of ``node`` (an :class:`Unknown` when it cannot be computed)."""
@@ -126,7 +134,7 @@ class NodeValues:
             elif node.op == "call_method":
                 value = getattr(args[0], str(node.target))(*args[1:], **kwargs)
             elif node.op == "call_module":
-                value = self.run(self.root.get_submodule(str(node.target)), args, kwargs)
+                value = self.run(self.module(str(node.target)), args, kwargs)
             else:
                 return Unknown(f"{node.op} nodes have no value")
         except Exception as error:  # an op that needs values, or has no meta kernel
