@@ -18,6 +18,40 @@ def test_choices_sorted_unique_and_contain_original():
     assert list(hp) == [2, 4, 6, 8]
 
 
+def _state(hp):
+    return hp.choices, hp.active, hp.original, hp.min, hp.max, list(hp), hp.is_configurable, repr(hp)
+
+
+@pytest.mark.parametrize("width", [1, 7, 3072])
+def test_an_hparam_made_from_a_range_behaves_as_one_made_from_its_list(width):
+    """Layers pass their 1..width choices as a range, kept as such until a rule changes them."""
+    made = [Hparam(range(1, width + 1), name="w"), Hparam(range(1, width + 1), original=width, name="w")]
+    listed = Hparam(list(range(1, width + 1)), name="w")
+    for hp in made:
+        assert _state(hp) == _state(listed)
+        assert (width in hp._choice_set, width + 1 in hp._choice_set, 0.5 in hp._choice_set) == (True, False, False)
+        for target in (hp, listed):
+            with pytest.raises(ValueError, match=r"value 0 is not allowed; choices are \[1"):
+                target.active = 0
+            with pytest.raises(
+                ValueError, match=r"only shrink; \[" + str(width + 1) + r"\] are not in the current \[1"
+            ):
+                target.choices = [width, width + 1]
+    ruled, other = made
+    for hp in (ruled, listed):
+        hp.restrict_to({width // 2, width, 2 * width})
+    assert _state(ruled) == _state(listed) and ruled.choices == sorted({max(width // 2, 1), width})
+    merged = Hparam(range(1, width + 1))
+    merged &= Hparam([width, max(width - 1, 1)])
+    assert merged.choices == sorted({width, max(width - 1, 1)})
+    other.pin()
+    assert (other.choices, other.is_configurable) == ([width], False)
+    assert _state(pickle.loads(pickle.dumps(Hparam(range(1, width + 1))))) == _state(Hparam(range(1, width + 1)))
+    assert Hparam(range(2, 9, 2), original=5).choices == [2, 4, 5, 6, 8]  # an original off the range is added
+    assert Hparam(range(0), original=3).choices == [3]
+    assert Hparam(range(9, 0, -3)).choices == [3, 6, 9]
+
+
 def test_active_assignment_and_none_means_original():
     hp = Hparam(range(1, 5), name="out_channels")
     hp.active = 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,16 +48,23 @@ class Hparam:
     block: int = 1
 
     def __init__(self, choices: Iterable[Any], original: Any = None, name: str | None = None) -> None:
-        values = set(choices)
-        if original is None:
-            if not values:
-                raise ValueError(f"hparam {name!r} needs at least one choice or an original value")
-            original = max(values)
-        values.add(original)
         self.name = name
+        self._choices: Sequence[Any]
+        self._choice_set: Collection[Any]
+        if isinstance(choices, range) and choices.step > 0 and (original is None or original in choices) and choices:
+            # kept as the range (sorted, distinct, constant-time membership): a layer's 1..width choices
+            # are thousands of values that its rule usually replaces right away
+            original = choices[-1] if original is None else original
+            self._choices = self._choice_set = choices
+        else:
+            values = set(choices)
+            if original is None:
+                if not values:
+                    raise ValueError(f"hparam {name!r} needs at least one choice or an original value")
+                original = max(values)
+            values.add(original)
+            self._choices, self._choice_set = sorted(values), frozenset(values)
         self._original = original
-        self._choices: list[Any] = sorted(values)
-        self._choice_set = frozenset(values)
         self._active = original
         self._is_configurable = True
         self._importance_estimators: list[ImportanceEstimator] | None = []
@@ -81,13 +88,13 @@ class Hparam:
         if self._active not in new:
             raise ValueError(f"{self.label}: new choices {sorted(new)} must contain the active value {self._active!r}")
         if self._is_configurable:
-            extra = new - self._choice_set
+            extra = {value for value in new if value not in self._choice_set}
             if extra:
                 raise ValueError(
-                    f"{self.label}: choices can only shrink; {sorted(extra)} are not in the current {self._choices}"
+                    f"{self.label}: choices can only shrink; {sorted(extra)} are not in the current {self.choices}"
                 )
-        elif new != self._choice_set:
-            raise ValueError(f"{self.label} is not configurable; its choices {self._choices} cannot change")
+        elif new != set(self._choice_set):
+            raise ValueError(f"{self.label} is not configurable; its choices {self.choices} cannot change")
         self._set_choices(new)
 
     def _set_choices(self, values: Iterable[Any]) -> None:
@@ -109,7 +116,7 @@ class Hparam:
         if value is None:
             value = self._original
         if value not in self._choice_set:
-            raise ValueError(f"{self.label}: value {value!r} is not allowed; choices are {self._choices}")
+            raise ValueError(f"{self.label}: value {value!r} is not allowed; choices are {self.choices}")
         if not self._is_configurable and value != self._active:
             raise ValueError(f"{self.label} is not configurable: it stays at {self._active!r}, cannot become {value!r}")
         return value
@@ -156,7 +163,7 @@ class Hparam:
         """
         if not self._is_configurable:
             return
-        new = (self._choice_set & set(allowed)) | {self._original}
+        new = self._common(allowed) | {self._original}
         if self._active not in new:
             self.active = self._original
         self.choices = new
@@ -229,7 +236,7 @@ class Hparam:
                 f"cannot merge {other.label} (original {other.original!r}) into "
                 f"{self.label} (original {self._original!r}): coupled sizes must be equal"
             )
-        common = self._choice_set & other._choice_set
+        common = self._common(other._choice_set)
         if self._active not in common:
             self._active = self._original
         with self._force_configurable():
@@ -242,13 +249,17 @@ class Hparam:
                 self.register_importance(estimator)
         return self
 
+    def _common(self, values: Iterable[Any]) -> set[Any]:
+        """The choices that are among ``values``."""
+        return {value for value in values if value in self._choice_set}
+
     # ----------------------------------------------------------------------------- dunder
     def __iter__(self) -> Iterator[Any]:
         return iter(self._choices)
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
-        return f"{type(self).__name__}({label}choices={self._choices}, active={self._active!r}, original={self._original!r})"
+        return f"{type(self).__name__}({label}choices={self.choices}, active={self._active!r}, original={self._original!r})"
 
     @property
     def label(self) -> str:
@@ -358,7 +369,7 @@ class DepthHparam(Hparam):
         if self._active not in allowed:
             self._active = self._original
         with self._force_configurable():
-            self.choices = self._choice_set & allowed
+            self.choices = self._common(allowed)
 
 
 class ConcatHparam(Hparam):

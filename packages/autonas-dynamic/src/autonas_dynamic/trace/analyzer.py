@@ -83,6 +83,8 @@ class GraphContext:
 
     def module(self, target: Any) -> nn.Module:
         """The module a ``call_module`` / ``get_attr`` target names."""
+        if self._concrete is not None:  # the same root, and it remembers what it looked up
+            return self._concrete.module(str(target))
         return self.root.get_submodule(str(target))
 
     @property

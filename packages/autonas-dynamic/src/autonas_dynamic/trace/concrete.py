@@ -32,6 +32,7 @@ from torch.fx._symbolic_trace import _maybe_revert_all_patches
 from torch.fx.proxy import Attribute
 
 from ..meta import MetaStandIns, meta_like, meta_run
+from .memo import MetaMemo, function_key, module_key
 
 __all__ = ["Calls", "MetaAttribute", "MetaProxy", "NodeValues", "Unknown", "python_value"]
 
@@ -81,12 +82,21 @@ class NodeValues:
         self.stand_ins = stand_ins
         self.recorded = recorded
         self.calls: Calls = {} if calls is None else calls
+        self.memo = MetaMemo()
+        self._modules: dict[str, nn.Module] = {}
         self._order = 0
 
     def created(self, node: fx.Node) -> None:
         """Note the creation order of ``node`` (values are computed in that order)."""
         node.meta["order"] = self._order
         self._order += 1
+
+    def module(self, target: str) -> nn.Module:
+        """The submodule of the root that a ``call_module`` target names (looked up once per target)."""
+        found = self._modules.get(target)
+        if found is None:
+            found = self._modules[target] = self.root.get_submodule(target)
+        return found
 
     def of(self, node: fx.Node) -> Any:
         """The value of ``node`` (an :class:`Unknown` when it cannot be computed)."""
@@ -119,11 +129,12 @@ class NodeValues:
             return unknown
         try:
             if node.op == "call_function":
-                value = node.target(*args, **kwargs)  # type: ignore[operator]
+                target: Any = node.target
+                value = self.memo.call(function_key(target), args, kwargs, lambda: target(*args, **kwargs))
             elif node.op == "call_method":
                 value = getattr(args[0], str(node.target))(*args[1:], **kwargs)
             elif node.op == "call_module":
-                value = self.run(self.root.get_submodule(str(node.target)), args, kwargs)
+                value = self.run(self.module(str(node.target)), args, kwargs)
             else:
                 return Unknown(f"{node.op} nodes have no value")
         except Exception as error:  # an op that needs values, or has no meta kernel
@@ -133,12 +144,17 @@ class NodeValues:
     def run(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call ``module`` on meta values (its tensors swapped for stand-ins), recording submodule calls.
 
-        A module without submodules or hooks runs its ``forward`` directly; any other runs with fx's
-        patches of ``nn.Module`` undone (they would trace its submodule calls).
+        A module without submodules or hooks runs its ``forward`` directly (once per kind of call,
+        see :mod:`.memo`); any other runs with fx's patches of ``nn.Module`` undone (they would trace
+        its submodule calls).
         """
         if not module._modules and not _has_hooks(module):
-            with self.stand_ins.swapped((module,)):
-                return module.forward(*args, **kwargs)
+
+            def forward() -> Any:
+                with self.stand_ins.swapped((module,)):
+                    return module.forward(*args, **kwargs)
+
+            return self.memo.call(module_key(module), args, kwargs, forward)
         with (
             _maybe_revert_all_patches(),
             self.stand_ins.swapped(module.modules()),

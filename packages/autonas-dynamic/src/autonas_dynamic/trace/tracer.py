@@ -379,7 +379,7 @@ def trace_root(
                     values.run(root, *example)  # records the inputs of its children
             return TracedGraph(root, name, None)
         for node in graph.nodes:
-            if node.op == "call_module" and entry.get_submodule(str(node.target)) in failed:
+            if node.op == "call_module" and values.module(str(node.target)) in failed:
                 values.of(node)  # runs the failed module on meta tensors, recording its children's inputs
         return TracedGraph(entry, name, graph, values)
 
