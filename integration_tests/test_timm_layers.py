@@ -99,13 +99,17 @@ def test_timm_vit_heads_are_searched_with_the_example_input_made_for_timm_models
     assert {k: v for k, v in space.hparams().items() if ".attn." in k} == {
         f"blocks.{i}.attn.qkv.out_features": [384, 576] for i in range(2)
     }
+    assert space.hparams()["cls_token_size"] == [96, 128, 192]  # the hidden width, with the tables on the root
     costs = CostModel(model, x)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
-        space.select({**{k: max(v) for k, v in space.hparams().items()}, "blocks.0.attn.qkv.out_features": 384})
+        largest = {k: max(v) for k, v in space.hparams().items()}
+        space.select({**largest, "blocks.0.attn.qkv.out_features": 384, "cls_token_size": 128})
         exported = export_model(copy.deepcopy(model))
         attention = exported.blocks[0].attn
         assert (attention.num_heads, attention.attn_dim, attention.proj.in_features) == (2, 128, 128)
+        assert exported.cls_token.shape[-1] == exported.pos_embed.shape[-1] == exported.patch_embed.proj.out_channels
+        assert exported.pos_embed.shape[-1] == exported.head.in_features == attention.qkv.in_features == 128
         torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-6)
         assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
 

@@ -53,6 +53,23 @@ def _vit() -> torch.nn.Module:
     return transformers.ViTForImageClassification(config)
 
 
+def _deit() -> torch.nn.Module:
+    config = transformers.DeiTConfig(
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=3,
+    )  # fmt: skip
+    return transformers.DeiTForImageClassificationWithTeacher(config)  # a class and a distillation token
+
+
+def _clip_vision() -> torch.nn.Module:
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    text = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "bos_token_id": 0}
+    config = transformers.CLIPConfig(
+        vision_config={**vision, "intermediate_size": 128}, text_config={**text, "eos_token_id": 1}, num_labels=3
+    )
+    return transformers.CLIPForImageClassification(config)  # the vision tower and a head on its mean patch token
+
+
 def _gpt2() -> torch.nn.Module:
     config = transformers.GPT2Config(
         vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=128, bos_token_id=0, eos_token_id=0
@@ -163,6 +180,29 @@ CASES = {
             "vit.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
             "vit.layers.depth": [0, 1, 2],
             **{f"vit.layers.{i}.attention.q_proj.out_features": HEADS_OF_16 for i in range(2)},
+            "vit.embeddings.cls_token_size": [32, 64],  # the hidden width: class token, position table, patch conv
+        },
+    ),
+    "deit": (
+        _deit,
+        _image,
+        {
+            "deit.embeddings.cls_token_size": [32, 64],  # with the distillation token
+            "deit.layers.depth": [0, 1, 2],
+            **{f"deit.layers.{i}.attention.q_proj.out_features": HEADS_OF_16 for i in range(2)},
+            "deit.layers.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "deit.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
+        },
+    ),
+    "clip_vision": (
+        _clip_vision,
+        _image,
+        {
+            "vision_model.embeddings.class_embedding_size": [32, 64],
+            "vision_model.encoder.layers.depth": [0, 1, 2],
+            **{f"vision_model.encoder.layers.{i}.self_attn.k_proj.out_features": HEADS_OF_16 for i in range(2)},
+            "vision_model.encoder.layers.0.mlp.fc1.out_features": MLP_WIDTHS,
+            "vision_model.encoder.layers.1.mlp.fc1.out_features": MLP_WIDTHS,
         },
     ),
     "gpt2": (

@@ -109,7 +109,8 @@ def _register_example_inputs(module: types.ModuleType) -> None:
 def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | None:
     """A meta-tensor input for a Hugging Face model's main input, sized from its config; None if unknown.
 
-    ``input_ids``: ``(2, 8)`` token ids; ``pixel_values``: ``(2, num_channels, image_size, image_size)``;
+    ``input_ids``: ``(2, 8)`` token ids; ``pixel_values``: ``(2, num_channels, image_size, image_size)``
+    (of the ``vision_config`` of a composite config);
     ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
     ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``), with
     ``use_cache=False`` where the forward takes it (a cache only adds state the search does not use).
@@ -124,9 +125,10 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
         length = min(_SEQUENCE, _first_int(config, "max_position_embeddings", "n_positions") or _SEQUENCE)
         return (_without_cache(model, {name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")}),)
     if name == "pixel_values":
-        size = getattr(config, "image_size", None) or _IMAGE
+        vision = getattr(config, "vision_config", None) or config  # a composite config (CLIP) sizes its images there
+        size = getattr(vision, "image_size", None) or _IMAGE
         height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
-        shape = (_BATCH, getattr(config, "num_channels", 3), height, width)
+        shape = (_BATCH, getattr(vision, "num_channels", 3), height, width)
     elif name == "input_features" and _first_int(config, "num_mel_bins") and _first_int(config, "max_source_positions"):
         shape = (_BATCH, config.num_mel_bins, 2 * config.max_source_positions)
     elif name == "input_values":

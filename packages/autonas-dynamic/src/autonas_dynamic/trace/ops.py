@@ -340,6 +340,7 @@ def _build_tables() -> None:
         _register_functions(_lookup(names.split(), F), OpKind.PARTIAL, _kept_axes(ndim))
     _register_functions(_lookup(_RESAMPLING_FUNCTIONS, F), OpKind.PARTIAL, frozenset({0, 1}))
     _register_functions([F.pad], OpKind.PARTIAL, None)  # axes depend on the pad length, see handlers
+    _register_functions([torch.roll, torch.flip], OpKind.PARTIAL, None)  # axes given by ``dims``, see handlers
     _register_functions(_lookup(_FLATTEN_FUNCTIONS, torch), OpKind.FLATTEN)
     for name in _with_inplace(_POINTWISE):
         METHODS.setdefault(name, (OpKind.SHAPE_PRESERVING, None))
@@ -347,6 +348,8 @@ def _build_tables() -> None:
         METHODS.setdefault(name, (OpKind.ELEMENTWISE, None))
     for name in _REDUCTIONS:
         METHODS.setdefault(name, (OpKind.REDUCTION, None))
+    for name in ("roll", "flip"):
+        METHODS[name] = (OpKind.PARTIAL, None)
     for name in ("size", "dim", "numel"):
         METHODS[name] = (OpKind.SHAPE_READ, None)
     for name in ("__getitem__",):

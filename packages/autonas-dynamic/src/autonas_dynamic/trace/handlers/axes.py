@@ -196,7 +196,7 @@ def _own_parameter(ctx: GraphContext, target: str) -> tuple[nn.Module, str, torc
     except AttributeError:
         return None
     parameter = owner._parameters.get(name)
-    if parameter is None or owner is getattr(ctx.root, "module", None) or is_layer(owner) or refusal(owner):
+    if parameter is None or is_layer(owner) or refusal(owner):
         return None
     return owner, name, parameter
 
@@ -208,6 +208,8 @@ def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
         return None
     owner, name, parameter = found
     wide = [dim for dim, size in enumerate(parameter.shape) if size != 1]
+    if len(wide) > 1 and parameter.dim() >= 3 and parameter.shape[0] == 1:
+        wide = wide[-1:]  # a table of tokens (a position table, batch 1): one row of channels per token
     if len(wide) != 1 or parameter.shape[wide[0]] < 2:
         return None
     sym = _held(ctx, owner, name, wide[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
@@ -22,6 +23,7 @@ from ..values import NEUTRAL, Flow, Value
 
 _DTYPE_ONLY_EXTRAS = {"to", "type_as", "type"}  # a second tensor here only gives a dtype/device
 _STATISTICS = {"mean", "var", "std", "nanmean"}  # normalised by the width they reduce
+_MOVES_ALONG = {torch.roll: "roll", torch.flip: "flip"}  # entries move along some axes, each channel whole
 
 
 def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
@@ -90,12 +92,34 @@ def _pools_to_one(ctx: GraphContext, node: fx.Node) -> bool:
 
 
 def _keeps_elastic_axis(node: fx.Node, primary: Flow, kept: frozenset[int] | None) -> bool:
+    if node.target in _MOVES_ALONG or (node.op == "call_method" and node.target in _MOVES_ALONG.values()):
+        axes = _moved_along(node)
+        return axes is not None and not may_touch(primary.dims, axes)
     if node.target is F.pad:
         pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
         if not isinstance(pad, (list, tuple)):
             return False
-        return not may_touch(primary.dims, range(-1, -len(pad) // 2 - 1, -1))
+        padded = [-1 - i // 2 for i in range(0, len(pad) - 1, 2) if not _no_padding(pad[i : i + 2])]
+        return not may_touch(primary.dims, padded)
     return bool(kept is not None and kept & primary.dims)
+
+
+def _moved_along(node: fx.Node) -> list[int] | None:
+    """The axes ``torch.roll`` / ``torch.flip`` move entries along (None when not constants, or all of them)."""
+    name = node.target if node.op == "call_method" else _MOVES_ALONG[node.target]  # type: ignore[index]
+    position = 2 if name == "roll" else 1
+    dims = node.kwargs.get("dims", node.args[position] if len(node.args) > position else None)
+    if name == "flip" and node.op == "call_method" and len(node.args) > 2:
+        dims = node.args[1:]  # x.flip(1, 2)
+    dims = [dims] if isinstance(dims, int) else dims
+    if not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) for d in dims):
+        return None
+    return list(dims)
+
+
+def _no_padding(pair: object) -> bool:
+    """Whether a pair of ``F.pad`` sizes (before, after one axis) is two literal zeros."""
+    return all(isinstance(size, int) and size == 0 for size in pair)  # type: ignore[union-attr]
 
 
 def _reduced_axes(node: fx.Node) -> list[int] | None:
