@@ -17,7 +17,9 @@ into attention heads, a merge of heads, a sequence turned into an image) from co
   by the elementwise op it meets; the module then becomes a tensor holder
   (:class:`~autonas_dynamic.generic.TensorHolder`) slicing it. Only reshapes that leave the width
   to ``-1`` and indexing with ``None`` place such a vector: a size written into the module's code
-  would not follow a smaller width. A 2-d parameter whose rows an index tensor picks (a table of
+  would not follow a smaller width. A parameter of batch 1 and rank 3 or more with several wide
+  dims (a vision transformer's position table, ``(1, n, C)``) is held along its last dim; where
+  that dim is not the width of what it meets, the coupling fails and the width stays. A 2-d parameter whose rows an index tensor picks (a table of
   relative position biases, one column per head) is held along its last dim the same way.
 """
 
@@ -187,7 +189,7 @@ def _vector_reshape(args: list) -> tuple[int, int] | None:
 
 def _own_parameter(ctx: GraphContext, target: str) -> tuple[nn.Module, str, torch.Tensor] | None:
     """The module, name and value of the parameter ``target`` names, when that module may hold it
-    dynamically (no layer, not the root)."""
+    dynamically (any module but a layer, the root included: timm's ViT holds its position table)."""
     owner_path, _, name = target.rpartition(".")
     if not owner_path:
         return None
@@ -202,7 +204,8 @@ def _own_parameter(ctx: GraphContext, target: str) -> tuple[nn.Module, str, torc
 
 
 def _per_channel_parameter(ctx: GraphContext, target: str) -> Value | None:
-    """A module's own parameter with one entry per channel (all other dims 1), read in its forward."""
+    """A module's own parameter with one entry per channel (all other dims 1), read in its forward;
+    or a table of batch 1 (a position table ``(1, n, C)``), held along its last dim."""
     found = _own_parameter(ctx, target)
     if found is None:
         return None

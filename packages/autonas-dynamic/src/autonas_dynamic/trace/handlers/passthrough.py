@@ -1,4 +1,7 @@
-"""Operations that keep the elastic axis: activations, dropout, pools, pads, spatial reductions.
+"""Operations that keep the elastic axis: activations, dropout, pools, pads, rolls, spatial reductions.
+
+A pad keeps it when it adds nothing along it (``F.pad(x, (0, 0, 0, 1))`` on a channels-last
+tensor); ``torch.roll`` and ``torch.flip`` when their ``dims`` leave it out.
 
 A mean or variance over the elastic axis itself (the statistic of a norm written as module code)
 has no width left: its result is neutral.
