@@ -45,6 +45,22 @@ def _bert() -> torch.nn.Module:
     return transformers.BertForSequenceClassification(config)
 
 
+def _albert() -> torch.nn.Module:
+    config = transformers.AlbertConfig(
+        vocab_size=100, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=3,
+    )  # fmt: skip
+    return transformers.AlbertForSequenceClassification(config)
+
+
+def _electra() -> torch.nn.Module:
+    config = transformers.ElectraConfig(
+        vocab_size=100, embedding_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=3,
+    )  # fmt: skip
+    return transformers.ElectraForSequenceClassification(config)
+
+
 def _vit() -> torch.nn.Module:
     config = transformers.ViTConfig(
         image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -170,6 +186,30 @@ CASES = {
             **{f"bert.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
             "bert.pooler.dense.out_features": [32, 64],
             "bert.embeddings.word_embeddings.embedding_dim": [32, 64],  # the hidden width of the residual stream
+        },
+    ),
+    "albert": (
+        _albert,
+        _tokens,
+        {
+            # one shared layer group, run num_hidden_layers times: no layer count; the stream after the
+            # embedding projection is the hidden width (its embeddings keep their own size)
+            "albert.encoder.embedding_hidden_mapping_in.out_features": [32, 64],
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.out_features": HEADS_OF_16,
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.out_features": MLP_WIDTHS,
+            "albert.pooler.out_features": [32, 64],
+        },
+    ),
+    "electra": (
+        _electra,
+        _tokens,
+        {
+            "electra.embeddings.word_embeddings.embedding_dim": [32, 64],
+            "electra.encoder.layer.depth": [0, 1, 2],
+            **{f"electra.encoder.layer.{i}.attention.self.query.out_features": HEADS_OF_16 for i in range(2)},
+            "electra.encoder.layer.0.intermediate.dense.out_features": MLP_WIDTHS,
+            "electra.encoder.layer.1.intermediate.dense.out_features": MLP_WIDTHS,
+            "classifier.dense.out_features": [32, 64],
         },
     ),
     "vit": (
