@@ -11,7 +11,7 @@ one entry per active head. T5, Whisper, Segformer and MobileNetV2 read sizes in 
 run; they are traced with an example input made from their config. Each model keeps its outputs at
 the maximal subnet, exports exactly (to plain transformers classes) at random subnets, has exact
 closed-form costs, and computes the same after sorting. Text models with a residual stream wide
-enough for the rounding (Llama, RoBERTa, DistilBERT, BERT, GPT-2, T5 encoder, BART) also search
+enough for the rounding (Llama, Mistral, Qwen2, RoBERTa, DistilBERT, BERT, ELECTRA, GPT-2, T5 encoder, BART) also search
 their hidden width (embeddings, norms and every projection on the stream), so all four axes:
 hidden width, heads, MLP width and depth; so does the Whisper encoder. Where the stream is an
 output (T5's and Whisper's ``last_hidden_state``, BART's ``encoder_last_hidden_state``) the default
@@ -448,10 +448,11 @@ def test_wav2vec2_with_its_weight_normed_positional_conv_converts() -> None:
 def _text_model(name: str) -> torch.nn.Module:
     wide = {"vocab_size": 100, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}
     ids = {"bos_token_id": 0, "eos_token_id": 0}
+    grouped = {**wide, "num_hidden_layers": 1, "num_key_value_heads": 2, "max_position_embeddings": 32, **ids}
     configs = {
-        "llama": lambda: transformers.LlamaForCausalLM(
-            transformers.LlamaConfig(**wide, num_hidden_layers=1, num_key_value_heads=2, max_position_embeddings=32, **ids)
-        ),
+        "llama": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(**grouped)),
+        "mistral": lambda: transformers.MistralForCausalLM(transformers.MistralConfig(**grouped)),
+        "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**grouped)),
         "roberta": lambda: transformers.RobertaForSequenceClassification(
             transformers.RobertaConfig(**wide, num_hidden_layers=1, num_labels=2)
         ),
@@ -478,6 +479,15 @@ TEXT_AXES = {
         "model.layers.0.self_attn.q_proj.out_features": [32, 64],  # 1 or 2 key/value heads, 2 queries each
         "model.layers.0.mlp.gate_proj.out_features": [64, 96, 128],
         "model.layers.depth": [0, 1],
+    },
+    **{  # grouped-query attention as in Llama
+        name: {
+            "model.embed_tokens.embedding_dim": [32, 64],
+            "model.layers.0.self_attn.q_proj.out_features": [32, 64],
+            "model.layers.0.mlp.gate_proj.out_features": [64, 96, 128],
+            "model.layers.depth": [0, 1],
+        }
+        for name in ("mistral", "qwen2")
     },
     "roberta": {
         "roberta.embeddings.word_embeddings.embedding_dim": [32, 64],
