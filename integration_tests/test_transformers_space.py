@@ -11,8 +11,9 @@ one entry per active head. T5, Whisper, Segformer and MobileNetV2 read sizes in 
 run; they are traced with an example input made from their config. Each model keeps its outputs at
 the maximal subnet, exports exactly (to plain transformers classes) at random subnets, has exact
 closed-form costs, and computes the same after sorting. Text models with a residual stream wide
-enough for the rounding (Llama, Mistral, Qwen2, RoBERTa, DistilBERT, BERT, ELECTRA, GPT-2, T5 encoder, BART) also search
-their hidden width (embeddings, norms and every projection on the stream), so all four axes:
+enough for the rounding (Llama, Mistral, Qwen2, RoBERTa, DistilBERT, BERT, ELECTRA, GPT-2, T5
+encoder, BART) also search their hidden width (embeddings, norms and every projection on the
+stream), so all four axes:
 hidden width, heads, MLP width and depth; so does the Whisper encoder. Where the stream is an
 output (T5's and Whisper's ``last_hidden_state``, BART's ``encoder_last_hidden_state``) the default
 ``outputs`` section lets it change width.
