@@ -463,6 +463,11 @@ def _text_model(name: str) -> torch.nn.Module:
         "t5-encoder": lambda: transformers.T5EncoderModel(
             transformers.T5Config(vocab_size=100, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
         ),
+        "t5": lambda: transformers.T5ForConditionalGeneration(
+            transformers.T5Config(
+                vocab_size=100, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, decoder_start_token_id=0
+            )
+        ),
         "bart": lambda: transformers.BartForConditionalGeneration(
             transformers.BartConfig(
                 vocab_size=100, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
@@ -507,6 +512,14 @@ TEXT_AXES = {
         "encoder.block.0.layer.1.DenseReluDense.wi.out_features": [64, 96, 128],
         "encoder.block.depth": [1, 2],
     },
+    "t5": {  # traced with decoder_input_ids beside input_ids; shared ties both streams and lm_head
+        "shared.embedding_dim": [32, 64],
+        "encoder.block.0.layer.0.SelfAttention.q.out_features": [32, 48, 64],
+        "decoder.block.0.layer.0.SelfAttention.q.out_features": [32, 48, 64],
+        "decoder.block.0.layer.2.DenseReluDense.wi.out_features": [64, 96, 128],
+        "encoder.block.depth": [1, 2],
+        "decoder.block.depth": [1, 2],
+    },
     "bart": {  # one stream: the shared embedding ties encoder, decoder, cross-attention keys/values and lm_head
         "model.shared.embedding_dim": [32, 64],
         "model.encoder.layers.0.self_attn.k_proj.out_features": [32, 48, 64],
@@ -524,6 +537,8 @@ def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
     torch.manual_seed(0)
     model = _text_model(name).eval()
     inputs = {"input_ids": torch.randint(3, 100, (2, 8))}
+    if name == "t5":  # T5 does not derive its decoder's inputs from input_ids
+        inputs["decoder_input_ids"] = torch.randint(3, 100, (2, 5))
     reference = _output(model, inputs)
     space = generate_search_space(model, AutoNASConfig().model_dump())
     hparams = space.hparams()
@@ -542,7 +557,7 @@ def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
     dynamic = _output(model, inputs)
     with torch.no_grad():  # the smallest subnet runs with its own library's forward, caching off
         exported = SearchSpace(copy.deepcopy(model)).export()
-        extra = {"use_cache": False} if name in ("llama", "bart") else {}
+        extra = {"use_cache": False} if name in ("llama", "bart", "t5") else {}
         torch.testing.assert_close(_output(exported, {**inputs, **extra}), dynamic, rtol=1e-5, atol=1e-6)
 
 

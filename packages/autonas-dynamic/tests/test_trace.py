@@ -369,3 +369,27 @@ def test_a_declared_layer_gets_the_symbols_of_its_layout() -> None:
     finally:
         unregister_layer(_AffineMap)
     assert not is_layer(_AffineMap(4, 6))
+
+
+class TwoStreams(nn.Module):
+    """A forward whose second input comes after an optional parameter the example leaves out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder = nn.Linear(4, 64), nn.Linear(6, 64)
+        self.head = nn.Linear(64, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            raise ValueError("no mask was given")
+        return self.head(self.encoder(x) + self.decoder(y).mean(1, keepdim=True))
+
+
+def test_example_inputs_given_by_keyword_reach_their_parameters_past_a_skipped_one() -> None:
+    model = TwoStreams()
+    analysis = analyze(model, ({"x": torch.randn(2, 3, 4), "y": torch.randn(2, 5, 6)},))
+    assert analysis.failed == {}
+    (group,) = [g for g in analysis.groups if not g.fixed]
+    assert {(s.module, s.name) for s in group.slots} == {
+        (model.encoder, "out_features"), (model.decoder, "out_features"), (model.head, "in_features")
+    }  # fmt: skip

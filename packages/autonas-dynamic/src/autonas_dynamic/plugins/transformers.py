@@ -109,7 +109,7 @@ def _register_example_inputs(module: types.ModuleType) -> None:
 def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | None:
     """A meta-tensor input for a Hugging Face model's main input, sized from its config; None if unknown.
 
-    ``input_ids``: ``(2, 8)`` token ids; ``pixel_values``: ``(2, num_channels, image_size, image_size)``
+    ``input_ids``: ``(2, 8)`` token ids (and as ``decoder_input_ids`` of an encoder-decoder); ``pixel_values``: ``(2, num_channels, image_size, image_size)``
     (of the ``vision_config`` of a composite config);
     ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
     ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``), with
@@ -123,7 +123,10 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
     shape: tuple[int, ...] | None = None
     if name == "input_ids":
         length = min(_SEQUENCE, _first_int(config, "max_position_embeddings", "n_positions") or _SEQUENCE)
-        return (_without_cache(model, {name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")}),)
+        ids = {name: torch.zeros(_BATCH, length, dtype=torch.long, device="meta")}
+        if getattr(config, "is_encoder_decoder", False) and _takes(model, "decoder_input_ids"):
+            ids["decoder_input_ids"] = ids[name].clone()  # T5 does not derive them from input_ids, as BART does
+        return (_without_cache(model, ids),)
     if name == "pixel_values":
         vision = getattr(config, "vision_config", None) or config  # a composite config (CLIP) sizes its images there
         size = getattr(vision, "image_size", None) or _IMAGE
@@ -139,9 +142,14 @@ def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | No
 
 
 def _without_cache(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
-    if "use_cache" in inspect.signature(model.forward).parameters:
+    if _takes(model, "use_cache"):
         inputs["use_cache"] = False
     return inputs
+
+
+def _takes(model: torch.nn.Module, argument: str) -> bool:
+    """Whether ``model``'s forward has a parameter ``argument``."""
+    return argument in inspect.signature(model.forward).parameters
 
 
 def _first_int(config: object, *names: str) -> int | None:

@@ -307,7 +307,8 @@ def _entry_point(module: nn.Module, example: Example | None) -> tuple[nn.Module,
     if not chosen and parameters:
         chosen = parameters[:1]
     names = [p.name for p in chosen]
-    passed = [p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}={p.name}" for p in chosen]
+    # by keyword: the chosen inputs need not be the first parameters (input_ids and decoder_input_ids)
+    passed = [p.name if p.kind is p.POSITIONAL_ONLY else f"{p.name}={p.name}" for p in chosen]
     keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     constants = {
         p.name: bound[p.name] for p in parameters if p.name in bound and p not in chosen and p.kind in keywords
