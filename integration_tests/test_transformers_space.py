@@ -516,6 +516,8 @@ TEXT_AXES = {
         "shared.embedding_dim": [32, 64],
         "encoder.block.0.layer.0.SelfAttention.q.out_features": [32, 48, 64],
         "decoder.block.0.layer.0.SelfAttention.q.out_features": [32, 48, 64],
+        # both cross-attentions: the first one's zero bias of self.n_heads entries is handed to the next
+        "decoder.block.0.layer.1.EncDecAttention.q.out_features": [32, 48, 64],
         "decoder.block.0.layer.2.DenseReluDense.wi.out_features": [64, 96, 128],
         "encoder.block.depth": [1, 2],
         "decoder.block.depth": [1, 2],

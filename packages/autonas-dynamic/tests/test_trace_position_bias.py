@@ -9,7 +9,10 @@ embedding one feature per active head, the layers sharing one bias share one hea
 sorting moves each head's bias entries with the head. Checked: the exact groups and choices, the
 largest subnet computes the original, exported subnets compute what the dynamic model does with
 plain modules at the active sizes, exact costs, and sorting leaves the output alone. Before, the
-bias had a size of its own and every head stayed.
+bias had a size of its own and every head stayed. A zero bias the first layer creates with
+``self.num_heads`` entries (T5's attention without a learned bias) couples the heads of the layers
+reading it and needs no slicing; a tensor created with the head count that meets another width
+keeps it.
 """
 
 from __future__ import annotations
@@ -212,3 +215,56 @@ def test_a_per_head_bias_that_keeps_its_size_keeps_the_heads() -> None:
     assert bias.fixed_reason == "reaches the model's output '1'"
     assert heads.fixed_reason == "a tensor with one entry per head keeps its size (reaches the model's output '1')"
     assert generate_search_space(model, example_input=x).hparams() == {"layers.depth": [1, 2]}
+
+
+class ZeroBiasAttention(Projections):
+    """Attention without a learned bias: the first layer makes a zero bias of ``self.num_heads`` entries (T5's)."""
+
+    def forward(self, x: torch.Tensor, position_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if position_bias is None:
+            position_bias = torch.zeros((1, self.num_heads, x.shape[1], x.shape[1]), dtype=x.dtype)
+        return _heads(self, True, x, position_bias), position_bias
+
+
+class ZeroBiasStack(BucketStack):
+    def __init__(self) -> None:
+        super().__init__(fused=True)
+        self.layers = nn.ModuleList([ZeroBiasAttention() for _ in range(2)])
+
+
+def test_a_bias_created_with_the_head_count_attribute_couples_the_heads_that_read_it() -> None:
+    torch.manual_seed(0)
+    model, x = ZeroBiasStack().eval(), _tokens(5)
+    with torch.no_grad():
+        reference = model(x)
+    analysis = analyze(model, x)
+    assert analysis.head_counts == []  # the created bias has nothing to slice
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"layers.0.q.out_features": HEAD_WIDTHS, "layers.depth": [1, 2]}
+
+    def check(model: nn.Module, exported: nn.Module) -> None:
+        heads = model.layers[0].q.out_features // HEAD_DIM
+        assert [layer.num_heads for layer in exported.layers] == [heads] * len(exported.layers)
+        modules = dict(model.named_modules())
+        assert modules["layers.1.q"].get_hparam("out_features") is modules["layers.0.q"].get_hparam("out_features")
+
+    assert_exact_subnets(model, space, x, reference, check)
+
+
+class HeadSizedGate(nn.Module):
+    """A tensor made with the head count that meets a layer's width: it keeps its size, and so does the layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_heads = 32
+        self.up, self.down = nn.Linear(HIDDEN, 32), nn.Linear(32, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.up(x) * torch.ones((1, x.shape[1], self.num_heads)))
+
+
+def test_a_tensor_created_with_the_head_count_that_meets_another_width_keeps_it() -> None:
+    model, x = HeadSizedGate().eval(), _tokens(5)
+    groups = [g for g in analyze(model, x).groups if (model.up, "out_features") in _slots(g)]
+    assert groups[0].fixed_reason == "a tensor created with its module's head count meets another width"
+    assert generate_search_space(model, example_input=x).hparams() == {}

@@ -44,6 +44,7 @@ class ModelState:
         self.head_splits: list[tuple[Symbol, nn.Module, int]] = []  # (group, attention module, head_dim)
         self.grouped_heads: list[tuple[Symbol, Symbol, int]] = []  # (queries, keys/values, queries per key)
         self.head_counts: list[tuple[Symbol, Symbol, int]] = []  # (heads' width, one entry per head, head_dim)
+        self.created_per_head: list[Symbol] = []  # tensors a module creates with its head count (no slot)
         self.attribute_splits: list[tuple[Symbol, nn.Module]] = []  # (the split tensor, the module sizing it)
         #: (the split tensor, each part, the module, its attribute holding the part width)
         self.split_attributes: list[tuple[Symbol, Symbol, nn.Module, str]] = []

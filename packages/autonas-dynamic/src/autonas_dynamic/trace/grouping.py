@@ -85,8 +85,13 @@ def resolve_head_counts(state: ModelState) -> None:
     position bias, computed by the first layer, is added to the scores of every layer); one that
     meets heads of different widths, or its own heads, keeps its size and so do they. A fixed side
     fixes the other, and per-head entries that may not be reordered keep the heads in their order.
-    Leaves one ``(heads, per-head, head_dim)`` entry per per-head group in ``state.head_counts``.
+    A tensor created with the head count of its module (:mod:`.handlers.created`) has no slot: it
+    couples the heads it meets and is then dropped; met by any other width, it keeps its size.
+    Leaves one ``(heads, per-head, head_dim)`` entry per per-head group with slots in ``state.head_counts``.
     """
+    for created in state.created_per_head:
+        if created.find().slots:
+            created.fix("a tensor created with its module's head count meets another width")
     first: dict[int, tuple[Symbol, Symbol, int]] = {}
     for heads, per_head, head_dim in state.head_counts:
         entry = first.setdefault(id(per_head.find()), (heads, per_head, head_dim))
@@ -106,7 +111,7 @@ def resolve_head_counts(state: ModelState) -> None:
     for heads, per_head, _ in first.values():
         if heads.fixed:
             per_head.fix(f"it has one entry per head of a width that keeps its size ({heads.find().fixed_reason})")
-    state.head_counts = list(first.values())
+    state.head_counts = [entry for entry in first.values() if entry[1].find().slots]
 
 
 def resolve_concats(state: ModelState) -> None:

@@ -5,10 +5,11 @@ try. The order matters: a layer call is recognised before a generic module call,
 handler understands is a boundary (:mod:`.boundary`).
 """
 
-from . import axes, boundary, concat, elementwise, flatten, layer, matmul, passthrough, reshape, shape
+from . import axes, boundary, concat, created, elementwise, flatten, layer, matmul, passthrough, reshape, shape
 
 HANDLERS = (
     layer.handle,
+    created.handle,
     axes.handle,
     passthrough.handle,
     flatten.handle,
