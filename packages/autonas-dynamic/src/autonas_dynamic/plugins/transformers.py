@@ -109,8 +109,9 @@ def _register_example_inputs(module: types.ModuleType) -> None:
 def example_input(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor]] | None:
     """A meta-tensor input for a Hugging Face model's main input, sized from its config; None if unknown.
 
-    ``input_ids``: ``(2, 8)`` token ids (and as ``decoder_input_ids`` of an encoder-decoder); ``pixel_values``: ``(2, num_channels, image_size, image_size)``
-    (of the ``vision_config`` of a composite config);
+    ``input_ids``: ``(2, 8)`` token ids (also as ``decoder_input_ids`` of an encoder-decoder);
+    ``pixel_values``: ``(2, num_channels, image_size, image_size)`` (of the ``vision_config`` of a
+    composite config);
     ``input_features`` (Whisper): ``(2, num_mel_bins, 2 * max_source_positions)``; ``input_values``:
     ``(2, 16000)`` samples. Returned as keyword arguments (``({name: tensor},)``), with
     ``use_cache=False`` where the forward takes it (a cache only adds state the search does not use).

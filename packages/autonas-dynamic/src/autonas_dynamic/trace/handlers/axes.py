@@ -19,8 +19,9 @@ into attention heads, a merge of heads, a sequence turned into an image) from co
   to ``-1`` and indexing with ``None`` place such a vector: a size written into the module's code
   would not follow a smaller width. A parameter of batch 1 and rank 3 or more with several wide
   dims (a vision transformer's position table, ``(1, n, C)``) is held along its last dim; where
-  that dim is not the width of what it meets, the coupling fails and the width stays. A 2-d parameter whose rows an index tensor picks (a table of
-  relative position biases, one column per head) is held along its last dim the same way.
+  that dim is not the width of what it meets, the coupling fails and the width stays. A 2-d
+  parameter whose rows an index tensor picks (a table of relative position biases, one column per
+  head) is held along its last dim the same way.
 """
 
 from __future__ import annotations

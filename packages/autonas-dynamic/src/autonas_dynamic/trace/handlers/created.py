@@ -27,8 +27,10 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
         return None
     size = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
     caller = ctx.caller(node) or getattr(ctx.root, "module", None)  # None: the traced root's own forward
+    if caller is None or len(size) < 2:
+        return None
     counts = {value for name in HEAD_COUNT_ATTRIBUTES if (value := int_attribute(caller, name)) is not None}
-    if caller is None or len(counts) != 1 or len(size) < 2:
+    if len(counts) != 1:
         return None
     heads = counts.pop()
     positions = [i for i, entry in enumerate(size) if isinstance(entry, int) and entry == heads]
