@@ -193,8 +193,10 @@ CASES = {
         _albert,
         _tokens,
         {
-            # one shared layer group, run num_hidden_layers times: no layer count; the stream after the
-            # embedding projection is the hidden width (its embeddings keep their own size)
+            # one shared layer group, run config.num_hidden_layers times: the encoder's depth sets that
+            # count; the stream after the embedding projection is the hidden width (its embeddings keep
+            # their own size)
+            "albert.encoder.depth": [1, 2],
             "albert.encoder.embedding_hidden_mapping_in.out_features": [32, 64],
             "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.out_features": HEADS_OF_16,
             "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.out_features": MLP_WIDTHS,

@@ -352,6 +352,12 @@ class DepthHparam(Hparam):
     def __init__(self, num_blocks: int, name: str | None = "depth") -> None:
         super().__init__(range(num_blocks + 1), original=num_blocks, name=name)
 
+    def restrict_to_at_least(self, min_depth: int) -> None:
+        """Keep only depths of at least ``min_depth`` (the full depth always stays)."""
+        if isinstance(min_depth, bool) or not isinstance(min_depth, int) or min_depth < 0:
+            raise ValueError(f"min_depth must be a non-negative int, got {min_depth!r}")
+        self.restrict_to({depth for depth in self.choices if depth >= min_depth})
+
     def restrict_to_trailing(self, skippable: Sequence[bool]) -> None:
         """Keep only depths whose dropped blocks are all skippable.
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -52,6 +52,10 @@ from autonas_config import unregister_layer_type as _unregister_layer_type
 from .dynamic import DynamicModule, HparamAttribute, layout_tensor_property
 from .generic import LayoutModule, TensorHolder, check_generic_rule
 from .layout import LayerLayout
+from .repeated import RepeatedCalls
+
+if TYPE_CHECKING:
+    from .trace.repeats import RepeatedBlock
 
 __all__ = ["DYNAMIC_REGISTRY", "DMRegistry", "LayerMatch", "SearchableLayer", "register_layer", "unregister_layer"]
 
@@ -115,6 +119,7 @@ class DMRegistry:
         self._verdicts: dict[tuple[Any, ...], LayerMatch] = {}
         self._matches: weakref.WeakKeyDictionary[nn.Module, tuple[type, LayerMatch]] = weakref.WeakKeyDictionary()
         self._holders: dict[tuple[type, tuple[tuple[str, int], ...]], type[DynamicModule]] = {}
+        self._repeaters: dict[type, type[DynamicModule]] = {}
 
     # ----------------------------------------------------------------------------- registration
     def register(self, layer: SearchableLayer) -> None:
@@ -263,6 +268,26 @@ class DMRegistry:
             generated = self._holders[key] = type(name, (TensorHolder.for_tensors(held), nn_cls), namespace)
         return generated
 
+    def convert_repeater(self, module: nn.Module, repeat: RepeatedBlock) -> DynamicModule:
+        """Give a module whose forward calls a block ``repeat`` times a depth (see :class:`RepeatedCalls`)."""
+        if isinstance(module, DynamicModule):
+            raise ValueError(f"{type(module).__qualname__} is already dynamic; its layer count cannot be searched too")
+        module.__dict__["_repeat"] = repeat
+        return self.repeater_class(type(module))._convert(module)
+
+    def repeater_class(self, nn_cls: type[nn.Module]) -> type[DynamicModule]:
+        """The generated ``Dynamic<Name>`` with a searchable count of repeated calls, for ``nn_cls``."""
+        generated = self._repeaters.get(nn_cls)
+        if generated is None:
+            name = f"{self._prefix}{nn_cls.__name__}"
+            namespace = {
+                "_original_cls": nn_cls,
+                "__module__": RepeatedCalls.__module__,
+                "forward": RepeatedCalls.forward_like(nn_cls),
+            }
+            generated = self._repeaters[nn_cls] = type(name, (RepeatedCalls, nn_cls), namespace)
+        return generated
+
     def convert(self, module: nn.Module) -> DynamicModule:
         """Make ``module`` dynamic in place (a class swap, no copy) and return it.
 
@@ -309,6 +334,12 @@ def _computed_tensors(module: nn.Module, layout: LayerLayout) -> str | None:
 def _new_dynamic_instance(original_cls: type[nn.Module]) -> DynamicModule:
     """Unpickling helper: an empty instance of the dynamic class of ``original_cls``."""
     cls = DYNAMIC_REGISTRY.dynamic_class(original_cls)
+    return cls.__new__(cls)
+
+
+def _new_repeater_instance(original_cls: type[nn.Module]) -> DynamicModule:
+    """Unpickling helper: an empty instance of the repeated-calls class of ``original_cls``."""
+    cls = DYNAMIC_REGISTRY.repeater_class(original_cls)
     return cls.__new__(cls)
 
 

@@ -38,6 +38,7 @@ from .calling import split_args
 from .checks import check_convertible
 from .dynamic import DynamicModule, distinct_hparams, export_model
 from .hparam import ConcatHparam, DepthHparam, HeadCountHparam, Hparam
+from .layers.module_list import RULE_KEY as MODULE_LIST_KEY
 from .layers.module_list import DynamicModuleListBase
 from .layers.rules import head_counts
 from .meta import MetaStandIns, meta_like, meta_run, model_on_meta
@@ -234,6 +235,7 @@ def generate_search_space(
     for module in analysis.frozen:
         converted[module].freeze()
     holders = {m: DYNAMIC_REGISTRY.convert_holder(m, held) for m, held in analysis.holders.items()}
+    repeaters = _convert_repeaters(model, analysis, rules, set(converted) | set(holders))
     _install_groups(analysis, _head_widths(model, analysis, rules))
     _link_grouped_queries(analysis)
     _link_head_counts(analysis)
@@ -247,6 +249,7 @@ def generate_search_space(
     names = {module: name for name, module in model.named_modules()}
     iterated = [b for b in analysis.skippable if isinstance(converted[b], DynamicModuleListBase)]
     checks = [_list_depth(names[b], converted[b]) for b in iterated]
+    checks += [_Smallest(f"the layer count of {names[m]!r}", m.get_hparam("depth")) for m in repeaters.values()]
     checks += [_Smallest(f"the heads of {names[attention]!r}", width) for attention, width in heads]
     checks += [_Smallest(f"the split of {names[module]!r} by its {name!r}", whole) for module, name, whole in splits]
     _confirm_smallest(model, checks, example_input)
@@ -254,8 +257,33 @@ def generate_search_space(
     for module in dict.fromkeys(module for module, _ in followed):
         fixed = all(len(width.choices) == 1 for other, width in followed if other is module)
         settle_heads(module, keep_following=not fixed)  # the checks above left the smallest values set
-    _unconvert_unsearchable({**converted, **holders})
+    _unconvert_unsearchable({**converted, **holders, **repeaters})
     return SearchSpace(model, untraced=analysis.failed)
+
+
+def _convert_repeaters(
+    model: nn.Module, analysis: Analysis, rules: Mapping | None, dynamic: set[nn.Module]
+) -> dict[nn.Module, DynamicModule]:
+    """Give each module that calls a block a lowerable number of times its ``depth`` (see
+    :mod:`autonas_dynamic.repeated`), restricted by the ``"nn.ModuleList"`` rule at the module's name.
+
+    A module that is already dynamic (a layer, a tensor holder) keeps its count.
+    """
+    normalized = {_rule_key(key): value for key, value in (rules or {}).items()}
+    repeaters: dict[nn.Module, DynamicModule] = {}
+    for name, module in model.named_modules():
+        repeat = analysis.repeats.get(module)
+        if repeat is None or module in dynamic or module in repeaters:
+            continue
+        repeater = repeaters[module] = DYNAMIC_REGISTRY.convert_repeater(module, repeat)
+        if rules is None:
+            continue
+        rule = resolve_rule(normalized, MODULE_LIST_KEY, name)
+        if rule is None:
+            repeater.freeze()
+        else:
+            repeater.modify(**rule)
+    return repeaters
 
 
 def _confirm_smallest(model: nn.Module, checks: Sequence[_Smallest], example_input: Any) -> None:

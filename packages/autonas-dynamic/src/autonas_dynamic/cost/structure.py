@@ -4,7 +4,8 @@ A block of a dynamic ``nn.Sequential`` runs (and is kept by export) iff the cont
 hparam is larger than the block's index; a module nested in several such containers runs iff all
 of its :class:`Gate`\\ s are open. A block that fills several positions (``nn.Sequential(*[block] * 4)``)
 exists while its first position runs, and its i-th call runs iff its i-th position does
-(:func:`repeated_blocks`).
+(:func:`repeated_blocks`). So does a shared block that a module's forward calls ``depth`` times
+(:class:`~autonas_dynamic.repeated.RepeatedCalls`): its i-th call runs iff the depth exceeds i.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from ..dynamic import DynamicModule
 from ..hparam import Hparam
+from ..repeated import RepeatedCalls
 
 __all__ = ["Gate", "Repeat", "depth_hparam", "repeated_blocks", "walk_modules"]
 
@@ -67,7 +69,8 @@ def walk_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[Gate,
 
 @dataclass(frozen=True, eq=False)
 class Repeat:
-    """A block at several ``positions`` of a dynamic ``Sequential`` whose depth hparam is ``depth``."""
+    """A block at several ``positions`` of a dynamic ``Sequential`` whose depth hparam is ``depth``
+    (or called ``depth`` times by a :class:`RepeatedCalls`: positions ``0..`` one per call)."""
 
     depth: Hparam
     positions: tuple[int, ...]
@@ -75,13 +78,28 @@ class Repeat:
 
 def repeated_blocks(model: nn.Module) -> dict[int, Repeat]:
     """For every module inside (or being) a block that fills several positions of a dynamic
-    ``Sequential``: that repetition, keyed by ``id(module)``.
+    ``Sequential``, or that a :class:`RepeatedCalls` calls ``depth`` times: that repetition, keyed
+    by ``id(module)``.
 
     Raises:
         ValueError: A module is inside two such repeated blocks (its calls cannot be told apart).
     """
     found: dict[int, Repeat] = {}
+    for block, repeat in _repetitions(model):
+        for module in block.modules():
+            if id(module) in found:
+                raise ValueError(f"{type(module).__name__} is inside two blocks that each fill several positions")
+            found[id(module)] = repeat
+    return found
+
+
+def _repetitions(model: nn.Module) -> Iterator[tuple[nn.Module, Repeat]]:
+    """Each repeated block with its repetition."""
     for _, container, _ in walk_modules(model):
+        if isinstance(container, RepeatedCalls):
+            depth = container.get_hparam("depth")
+            yield container.repeated_block, Repeat(depth, tuple(range(depth.original)))
+            continue
         depth = depth_hparam(container)
         if depth is None:
             continue
@@ -92,11 +110,5 @@ def repeated_blocks(model: nn.Module) -> dict[int, Repeat]:
                 positions.setdefault(id(child), []).append(index)
                 blocks[id(child)] = child
         for key, indices in positions.items():
-            if len(indices) < 2:
-                continue
-            repeat = Repeat(depth, tuple(indices))
-            for module in blocks[key].modules():
-                if id(module) in found:
-                    raise ValueError(f"{type(module).__name__} is inside two blocks that each fill several positions")
-                found[id(module)] = repeat
-    return found
+            if len(indices) >= 2:
+                yield blocks[key], Repeat(depth, tuple(indices))

@@ -40,10 +40,7 @@ class DepthContainer(DynamicModule):
 
     def modify(self, *, min_depth: int = 0) -> None:
         """Keep only depths of at least ``min_depth`` (the full depth always stays)."""
-        if isinstance(min_depth, bool) or not isinstance(min_depth, int) or min_depth < 0:
-            raise ValueError(f"min_depth must be a non-negative int, got {min_depth!r}")
-        hparam = self._hparams["depth"]
-        hparam.restrict_to({depth for depth in hparam.choices if depth >= min_depth})
+        self._hparams["depth"].restrict_to_at_least(min_depth)
 
     def _export_attributes(self) -> dict[str, Any]:
         return {}

@@ -20,6 +20,7 @@ from .grouping import export_groups, fix_unvisited_layers, resolve_concats, reso
 from .kept_state import module_state_kept
 from .layers import is_layer, is_sealed, is_sequential, refusal
 from .ops import register_shape_preserving
+from .repeats import RepeatedBlock, repeated_blocks
 from .result import Analysis, Group
 from .symbols import Slot
 from .tracer import register_leaf, trace_recursively, training_reads, unregister_leaf
@@ -27,6 +28,7 @@ from .tracer import register_leaf, trace_recursively, training_reads, unregister
 __all__ = [
     "Analysis",
     "Group",
+    "RepeatedBlock",
     "Slot",
     "analyze",
     "is_layer",
@@ -62,6 +64,7 @@ def analyze(
         with training_reads(model) as read:
             trace = trace_recursively(model, example_input)
         skippable = skippable_blocks(model, trace, example_input)
+        repeats = repeated_blocks(model, trace, example_input)
         other_mode_error = None
         if read:  # otherwise both modes trace to the same graph
             with training_mode(model, not model.training):
@@ -69,6 +72,7 @@ def analyze(
             other_mode_error = other.failed.get(model) if model not in trace.failed else None
             if other_mode_error is None:
                 skippable = _in_both(skippable, skippable_blocks(model, other, example_input))
+                repeats = _repeated_in_both(repeats, repeated_blocks(model, other, example_input))
                 trace = trace.merged_with(other)
     state = ModelState(model, trace, resizable_output or _keeps_size)
     for traced in trace.graphs:
@@ -82,6 +86,7 @@ def analyze(
         groups=groups,
         group_of=group_of,
         skippable=skippable,
+        repeats=repeats,
         failed={state.name(m): reason for m, reason in trace.failed.items()},
         unvisited=unvisited,
         frozen={m: f"its parameter {target} is read outside its forward" for m, target in state.read_directly.items()},
@@ -145,3 +150,18 @@ def _in_both(a: dict[nn.Module, list[bool]], b: dict[nn.Module, list[bool]]) -> 
     """Blocks skippable in both modes."""
     both = {seq: [x and y for x, y in zip(flags, b[seq], strict=True)] for seq, flags in a.items() if seq in b}
     return {seq: flags for seq, flags in both.items() if any(flags)}
+
+
+def _repeated_in_both(
+    a: dict[nn.Module, RepeatedBlock], b: dict[nn.Module, RepeatedBlock]
+) -> dict[nn.Module, RepeatedBlock]:
+    """Repeated calls that may be left out in both modes."""
+    both = {}
+    for caller, repeat in a.items():
+        other = b.get(caller)
+        if other is None or (other.block, other.count) != (repeat.block, repeat.count):
+            continue
+        flags = tuple(x and y for x, y in zip(repeat.skippable, other.skippable, strict=True))
+        if any(flags):
+            both[caller] = RepeatedBlock(repeat.block, repeat.count, flags)
+    return both

@@ -47,7 +47,7 @@ _ADDS = {operator.add, operator.iadd, torch.add}
 
 
 @dataclass
-class _Call:
+class ModuleCall:
     """The nodes created inside one call of one module, in one traced graph."""
 
     root: nn.Module  # resolves the graph's targets
@@ -59,13 +59,13 @@ class _Call:
 
 
 @dataclass
-class _Calls:
+class ModuleCalls:
     """Every module call of every traced graph, in call order."""
 
-    by_key: dict[tuple[int, str], _Call] = field(default_factory=dict)  # (graph index, call key) -> call
+    by_key: dict[tuple[int, str], ModuleCall] = field(default_factory=dict)  # (graph index, call key) -> call
     of_module: dict[nn.Module, list[tuple[int, str]]] = field(default_factory=dict)
 
-    def children(self, key: tuple[int, str]) -> list[_Call]:
+    def children(self, key: tuple[int, str]) -> list[ModuleCall]:
         """The calls made directly inside the call ``key``."""
         graph, name = key
         return [call for (g, _), call in self.by_key.items() if g == graph and call.parent == name]
@@ -89,19 +89,19 @@ def trailing_residual_blocks(model: nn.Module, trace: TraceResult) -> dict[nn.Mo
     """What the graphs of ``trace`` allow to skip: per Sequential (or iterated ModuleList), a flag on each
     block of its trailing run of residual blocks that nothing but the next block depends on (containers
     without such blocks are left out)."""
-    calls = _collect_calls(trace)
+    calls = collect_calls(trace)
     found: dict[nn.Module, list[bool]] = {}
-    containers: list[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]] = [
+    containers: list[tuple[nn.Sequential | nn.ModuleList, list[ModuleCall | None]]] = [
         *((seq, _block_calls(seq, calls)) for seq in _sequentials(model, trace)),
         *_module_lists(model, trace, calls),
     ]
     for seq, blocks in containers:
         flags = [False] * len(seq)
-        following: _Call | None = None
+        following: ModuleCall | None = None
         context = not is_sequential(seq)
         for index in reversed(range(len(seq))):
             call = blocks[index]
-            if call is None or not _is_skippable(call, following, last=index == len(seq) - 1, context=context):
+            if call is None or not is_skippable(call, following, last=index == len(seq) - 1, context=context):
                 break
             flags[index] = True
             following = call
@@ -124,8 +124,8 @@ def _sequentials(model: nn.Module, trace: TraceResult) -> Iterator[nn.Sequential
 
 
 def _module_lists(
-    model: nn.Module, trace: TraceResult, calls: _Calls
-) -> Iterator[tuple[nn.Sequential | nn.ModuleList, list[_Call | None]]]:
+    model: nn.Module, trace: TraceResult, calls: ModuleCalls
+) -> Iterator[tuple[nn.Sequential | nn.ModuleList, list[ModuleCall | None]]]:
     """Iterated containers (see :func:`.layers.is_iterated`) whose blocks were each called once, in
     list order, by one call of one graph; with those calls."""
     inside_failed = {inner for failed in trace.failed for inner in failed.modules() if inner is not failed}
@@ -140,12 +140,12 @@ def _module_lists(
         blocks = [calls.by_key[block_keys[0]] for block_keys in keys]
         graphs = {key[0][0] for key in keys}
         parents = {call.parent for call in blocks}
-        positions = [_position(call.nodes[0]) for call in blocks if call.nodes]
+        positions = [node_position(call.nodes[0]) for call in blocks if call.nodes]
         if len(graphs) == 1 and len(parents) == 1 and len(positions) == len(module) and positions == sorted(positions):
             yield module, list(blocks)
 
 
-def _position(node: fx.Node) -> int:
+def node_position(node: fx.Node) -> int:
     """The index of ``node`` in its graph."""
     for index, other in enumerate(node.graph.nodes):
         if other is node:
@@ -153,14 +153,14 @@ def _position(node: fx.Node) -> int:
     raise ValueError(f"{node} is not in its graph")
 
 
-def _collect_calls(trace: TraceResult) -> _Calls:
+def collect_calls(trace: TraceResult) -> ModuleCalls:
     """Every call of every module in the traced graphs, with the nodes created inside it."""
-    calls = _Calls()
+    calls = ModuleCalls()
     for index, traced in enumerate(trace.graphs):
         if traced.graph is None:
             continue
         modules = dict(traced.root.named_modules())
-        here: list[_Call] = []
+        here: list[ModuleCall] = []
         references: list[tuple[str, set[str]]] = []  # (target, paths of the calls it was made in)
         for node in traced.graph.nodes:
             stack = set()
@@ -172,7 +172,7 @@ def _collect_calls(trace: TraceResult) -> _Calls:
                 if module is not None:
                     call = calls.by_key.get((index, key))
                     if call is None:
-                        call = calls.by_key[(index, key)] = _Call(traced.root, module, path, parent)
+                        call = calls.by_key[(index, key)] = ModuleCall(traced.root, module, path, parent)
                         calls.of_module.setdefault(module, []).append((index, key))
                         here.append(call)
                     call.nodes.append(node)
@@ -188,9 +188,9 @@ def _collect_calls(trace: TraceResult) -> _Calls:
     return calls
 
 
-def _block_calls(seq: nn.Sequential, calls: _Calls) -> list[_Call | None]:
+def _block_calls(seq: nn.Sequential, calls: ModuleCalls) -> list[ModuleCall | None]:
     """The call of the block at each position of ``seq`` (None: it cannot be told or runs elsewhere too)."""
-    unknown: list[_Call | None] = [None] * len(seq)
+    unknown: list[ModuleCall | None] = [None] * len(seq)
     keys = calls.of_module.get(seq, [])
     if len(keys) != 1:
         return unknown
@@ -204,7 +204,7 @@ def _block_calls(seq: nn.Sequential, calls: _Calls) -> list[_Call | None]:
     ]
 
 
-def _is_skippable(call: _Call, following: _Call | None, last: bool, context: bool = False) -> bool:
+def is_skippable(call: ModuleCall, following: ModuleCall | None, last: bool, context: bool = False) -> bool:
     """Whether the block of ``call`` is residual and nothing but the next block depends on it.
 
     ``context``: the block of an iterated container may read further outside values (a ModuleList
@@ -297,25 +297,32 @@ def _confirmed_by_tracing(
 
 
 def _traces_alike(model: nn.Module, full: TraceResult, depths: Mapping[nn.Sequential, int], example_input: Any) -> bool:
-    """Whether ``model`` with each Sequential running only its first ``depths[seq]`` blocks traces as ``full``.
-
-    The same modules must fail, for the same reasons (except those that no longer run), and every
-    graph must hold only its own nodes.
-    """
-    with _shortened(depths):
-        short = trace_recursively(model, example_input)
+    """Whether ``model`` with each Sequential running only its first ``depths[seq]`` blocks traces as ``full``."""
     kept = {m for seq, depth in depths.items() for block in list(seq)[:depth] for m in block.modules()}
     dropped = {m for seq, depth in depths.items() for block in list(seq)[depth:] for m in block.modules()} - kept
-    expected = {module: reason for module, reason in full.failed.items() if module not in dropped}
+    with _shortened(depths):
+        return retraces_alike(model, full, example_input, dropped) is not None
+
+
+def retraces_alike(
+    model: nn.Module, full: TraceResult, example_input: Any, dropped: set[nn.Module] | None = None
+) -> TraceResult | None:
+    """Trace ``model`` again (as changed by the caller); the new trace when it is like ``full``, else None.
+
+    The same modules must fail, for the same reasons (except those in ``dropped``, which no longer
+    run), and every graph must hold only its own nodes.
+    """
+    short = trace_recursively(model, example_input)
+    expected = {module: reason for module, reason in full.failed.items() if module not in (dropped or set())}
     if short.failed != expected:
-        return False
+        return None
     for traced in short.graphs:
         if traced.graph is not None:
             try:
                 traced.graph.lint()
             except RuntimeError:  # a node of an earlier trace, kept across forwards
-                return False
-    return True
+                return None
+    return short
 
 
 @contextmanager

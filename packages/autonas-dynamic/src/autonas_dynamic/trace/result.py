@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from .repeats import RepeatedBlock
 from .symbols import Slot
 
 
@@ -40,6 +41,8 @@ class Analysis:
         group_of: the group of each ``Slot(module, hparam_name)``.
         skippable: for each Sequential (or iterated ModuleList) whose depth may shrink, one flag per
             block (True only on a trailing run of skippable blocks).
+        repeats: each module whose forward calls one block a number of times that an int attribute
+            says and that may be lowered (ALBERT's shared layer group): that block and attribute.
         failed: qualified name -> reason, for every module torch.fx could not trace.
         unvisited: names of layers never called while tracing (their sizes are fixed).
         frozen: layers that must keep every hparam at its original value (weights read directly).
@@ -72,6 +75,7 @@ class Analysis:
     groups: list[Group]
     group_of: dict[Slot, Group]
     skippable: dict[nn.Module, list[bool]] = field(default_factory=dict)
+    repeats: dict[nn.Module, RepeatedBlock] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     unvisited: list[str] = field(default_factory=list)
     frozen: dict[nn.Module, str] = field(default_factory=dict)
