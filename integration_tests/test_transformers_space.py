@@ -156,6 +156,14 @@ def _audio() -> dict[str, torch.Tensor]:
     return {"input_values": torch.randn(2, 800, generator=torch.Generator().manual_seed(0))}
 
 
+def _opt() -> torch.nn.Module:
+    config = transformers.OPTConfig(
+        vocab_size=100, hidden_size=64, num_attention_heads=4, ffn_dim=128, num_hidden_layers=2,
+        max_position_embeddings=32, word_embed_proj_dim=64, bos_token_id=0, eos_token_id=0, pad_token_id=1,
+    )  # fmt: skip
+    return transformers.OPTForCausalLM(config)
+
+
 def _tokens() -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(0, 100, (2, 8))}
 
@@ -267,6 +275,18 @@ CASES = {
             "transformer.h.depth": [0, 1, 2],
             **{f"transformer.h.{i}.attn.attention.k_proj.out_features": HEADS_OF_16 for i in range(2)},  # heads
             **{f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)},
+        },
+    ),
+    "opt": (
+        _opt,
+        _tokens,
+        {
+            # the learned positions (counted from the attention mask) join the stream; each layer
+            # flattens its tokens around the MLP and views them back, and stays skippable
+            "model.decoder.embed_tokens.embedding_dim": [32, 64],
+            "model.decoder.layers.depth": [0, 1, 2],
+            **{f"model.decoder.layers.{i}.self_attn.k_proj.out_features": HEADS_OF_16 for i in range(2)},
+            **{f"model.decoder.layers.{i}.fc1.out_features": MLP_WIDTHS for i in range(2)},
         },
     ),
     "t5-encoder": (

@@ -14,7 +14,7 @@ converted and run next to another plain copy, in eval and in train mode:
 
 The probe input is random, shaped as the layout's axis and the class name say (``N, C, H, W``
 for a ``...2d`` layer with the elastic axis at ``"channels"``), with spatial sizes that fit the
-kernel; an embedding's is indices into its table. Results are cached per kind of layer (:func:`probe_signature`).
+kernel; an embedding's is indices into its table, or else an attention mask of ones. Results are cached per kind of layer (:func:`probe_signature`).
 """
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ def _probe_inputs(module: nn.Module, layout: LayerLayout, channels: int) -> Iter
     generator = torch.Generator().manual_seed(0)
     if isinstance(module, nn.Embedding):  # indices into its table (Bart's scaled word embedding)
         yield torch.randint(0, channels, (_BATCH, sizes[0]), generator=generator).to(device)
+        yield torch.ones(_BATCH, sizes[0], dtype=torch.long, device=device)  # a mask (OPT's positions count it)
         return
     for rank in ranks:
         spatial = sizes[:rank]

@@ -39,6 +39,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .concrete import NodeValues
 from .layers import is_iterated, is_sequential, preserves_shape
 from .ops import OpKind, function_kind, method_kind, module_kind
 from .tracer import TraceResult, trace_recursively
@@ -56,6 +57,7 @@ class ModuleCall:
     parent: str | None  # the key of the call this one was made in (None: at the top of the graph)
     nodes: list[fx.Node] = field(default_factory=list)
     reached_from_outside: bool = False  # a submodule or parameter is used outside every call of the module
+    values: NodeValues | None = None  # computes the value of each node of the graph
 
 
 @dataclass
@@ -172,7 +174,8 @@ def collect_calls(trace: TraceResult) -> ModuleCalls:
                 if module is not None:
                     call = calls.by_key.get((index, key))
                     if call is None:
-                        call = calls.by_key[(index, key)] = ModuleCall(traced.root, module, path, parent)
+                        call = ModuleCall(traced.root, module, path, parent, values=traced.values)
+                        calls.by_key[(index, key)] = call
                         calls.of_module.setdefault(module, []).append((index, key))
                         here.append(call)
                     call.nodes.append(node)
@@ -222,16 +225,21 @@ def is_skippable(call: ModuleCall, following: ModuleCall | None, last: bool, con
         readers = set(following.nodes) if following is not None else set()
         if any(user not in inside and user not in readers for output in outputs for user in output.users):
             return False
-    residual_over = [{i for i in inputs if _passes_an_addition(call.root, output, i)} for output in outputs]
+    residual_over = [{i for i in inputs if _passes_an_addition(call, output, i)} for output in outputs]
     if len(outputs) == 1:
         return bool(residual_over[0])
     return all(len(over) == 1 for over in residual_over) and len(set.union(*residual_over)) == len(outputs)
 
 
-def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) -> bool:
-    """Every way back from ``output`` through shape-preserving ops reaches the input after an addition."""
+def _passes_an_addition(call: ModuleCall, output: fx.Node, block_input: fx.Node) -> bool:
+    """Every way back from ``output`` through shape-preserving ops reaches the input after an addition.
+
+    Reshapes that keep the last dim pass too (OPT flattens the tokens around its MLP:
+    ``reshape(-1, C)``, then ``view`` back), when the output has the input's shape.
+    """
     queue = deque([(output, False)])
     seen = set()
+    reshaped = False
     while queue:
         node, passed_add = queue.popleft()
         if (node, passed_add) in seen:
@@ -239,13 +247,41 @@ def _passes_an_addition(root: nn.Module, output: fx.Node, block_input: fx.Node) 
         seen.add((node, passed_add))
         if node is block_input:
             if passed_add:
-                return True
+                return not reshaped or _same_shape(call, output, block_input)
             continue
         if _is_add(node):
             queue.extend((n, True) for n in node.all_input_nodes)
-        elif _is_shape_preserving(root, node):
+        elif _is_shape_preserving(call.root, node):
             queue.extend((n, passed_add) for n in node.all_input_nodes)
+        elif _keeps_last_dim(call, node):
+            reshaped = True
+            queue.append((node.args[0], passed_add))
     return False
+
+
+_RESHAPES = {"reshape", "view"}
+
+
+def _keeps_last_dim(call: ModuleCall, node: fx.Node) -> bool:
+    """Whether ``node`` reshapes a tensor (``x.reshape(...)``, ``x.view(...)``) keeping its last dim."""
+    if node.op != "call_method" or node.target not in _RESHAPES or not isinstance(node.args[0], fx.Node):
+        return False
+    if call.values is None:
+        return False
+    before, after = call.values.of(node.args[0]), call.values.of(node)
+    return (
+        isinstance(before, torch.Tensor)
+        and isinstance(after, torch.Tensor)
+        and before.dim() > 0
+        and after.dim() > 0
+        and before.shape[-1] == after.shape[-1]
+    )
+
+
+def _same_shape(call: ModuleCall, a: fx.Node, b: fx.Node) -> bool:
+    assert call.values is not None
+    first, second = call.values.of(a), call.values.of(b)
+    return isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
 
 
 def _is_add(node: fx.Node) -> bool:
