@@ -240,3 +240,52 @@ def test_grouped_query_heads_section_counts_the_key_value_heads() -> None:
 def test_a_bad_heads_section_is_refused_naming_the_key(section: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_search_space(Encoder(fused=True), {"heads": section}, example_input=_tokens())
+
+
+class HeadNorm(nn.Module):
+    """An RMSNorm over each head's features, written as module code (Qwen3's ``q_norm`` / ``k_norm``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(HEAD_DIM) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+
+class NormedHeadsAttention(SelfAttention):
+    """Queries and keys normalised per head after the split into ``(heads, head_dim)``."""
+
+    def __init__(self) -> None:
+        super().__init__(fused=True)
+        self.q_norm, self.k_norm = HeadNorm(), HeadNorm()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = (proj(x).view(batch, length, -1, HEAD_DIM) for proj in (self.query, self.key, self.value))
+        q, k = self.q_norm(q), self.k_norm(k)
+        attended = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v)), attn_mask=mask)
+        return x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
+def test_a_norm_inside_each_head_keeps_its_size_and_the_heads_are_searched() -> None:
+    def build() -> nn.Module:
+        encoder = Encoder(fused=True)
+        encoder.attention = NormedHeadsAttention()
+        return encoder
+
+    model, x, reference = _evaluated(build)
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"attention.query.out_features": [8, 16, 24, 32]}  # the norms' weights stay
+    costs = CostModel(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        for sample in (min, random.Random(0).choice):
+            space.sample(sample)
+            exported = export_model(copy.deepcopy(model))
+            assert exported.attention.q_norm.weight.shape == (HEAD_DIM,)
+            torch.testing.assert_close(exported(x), model(x), rtol=1e-6, atol=1e-6)
+            assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))
+        space.sample(max)
+        sort_parameters(model)
+        torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)

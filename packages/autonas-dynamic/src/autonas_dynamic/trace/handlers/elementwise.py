@@ -3,7 +3,9 @@
 A fixed-size operand that broadcasts along the elastic axis (size 1 there, or fewer axes: an
 attention mask of shape ``(batch, 1, n, n)`` added to per-head scores) does not constrain it; this
 is read from the traced shapes, so it needs an example input. A tensor with one entry per head
-meeting scores split into heads (a relative position bias) follows their head count.
+meeting scores split into heads (a relative position bias) follows their head count. A per-channel
+operand that meets split heads on an axis inside each head (a norm weight of ``head_dim`` entries)
+keeps its size.
 """
 
 from __future__ import annotations
@@ -26,12 +28,51 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
     if not inputs:
         return NEUTRAL  # arithmetic on sizes and constants
     reason = f"operands of {ctx.describe(node)} cannot share one size"
-    flows = _per_head(ctx, [flow for n, flow in inputs if not _broadcasts(ctx, n, flow, inputs)], reason)
+    inside = _inside_heads(ctx, inputs)
+    if inside:
+        ctx.fix(inside, f"it meets the inside of attention heads at {ctx.describe(node)} (a head keeps its width)")
+    kept = [(n, flow) for n, flow in inputs if not any(flow is other for other in inside)]
+    flows = _per_head(ctx, [flow for n, flow in kept if not _broadcasts(ctx, n, flow, kept)], reason)
     result = ctx.synchronize(flows, reason)
     out = node.kwargs.get("out")
     if isinstance(out, fx.Node):  # torch.add(a, b, out=c): later uses of c read the result
         ctx.values[out] = result
     return result
+
+
+def _inside_heads(ctx: GraphContext, inputs: list[tuple[fx.Node, Flow]]) -> list[Flow]:
+    """The whole-channel operands whose elastic axis lies inside the heads of another operand.
+
+    Qwen3 normalises each head of its queries, ``(..., heads, head_dim)``, with an RMSNorm weight of
+    ``head_dim`` entries on the last axis. That weight is sized by the width of one head, which stays.
+    """
+    heads_from_end = set()
+    for node, flow in inputs:
+        if flow.sym is not None and flow.block > 1:
+            axis = _axis_from_end(ctx, node, flow)
+            if axis is None:
+                return []
+            heads_from_end.add(axis)
+    if len(heads_from_end) != 1:
+        return []
+    (heads_axis,) = heads_from_end
+    inside = []
+    for node, flow in inputs:
+        if flow.sym is None or flow.block != 1 or flow.is_shape:
+            continue
+        axis = _axis_from_end(ctx, node, flow)
+        if axis is not None and axis > heads_axis:
+            inside.append(flow)
+    return inside
+
+
+def _axis_from_end(ctx: GraphContext, node: fx.Node, flow: Flow) -> int | None:
+    """The elastic axis of ``node``'s tensor counted from its end (-1: the last), if it can be told."""
+    value = ctx.concrete(node)
+    if not isinstance(value, torch.Tensor):
+        return None
+    axis = elastic_axis(flow, value.dim())
+    return None if axis is None else axis - value.dim()
 
 
 def _per_head(ctx: GraphContext, flows: list[Flow], reason: str) -> list[Flow]:
