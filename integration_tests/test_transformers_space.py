@@ -164,6 +164,13 @@ def _opt() -> torch.nn.Module:
     return transformers.OPTForCausalLM(config)
 
 
+def _mpnet() -> torch.nn.Module:
+    config = transformers.MPNetConfig(
+        vocab_size=100, hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2, num_labels=3
+    )
+    return transformers.MPNetForSequenceClassification(config)
+
+
 def _tokens() -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(0, 100, (2, 8))}
 
@@ -275,6 +282,19 @@ CASES = {
             "transformer.h.depth": [0, 1, 2],
             **{f"transformer.h.{i}.attn.attention.k_proj.out_features": HEADS_OF_16 for i in range(2)},  # heads
             **{f"transformer.h.{i}.mlp.c_fc.out_features": MLP_WIDTHS for i in range(2)},
+        },
+    ),
+    "mpnet": (
+        _mpnet,
+        _tokens,
+        {
+            "mpnet.embeddings.word_embeddings.embedding_dim": [32, 64],
+            "mpnet.encoder.layer.depth": [0, 1, 2],
+            # one heads hparam for both layers: they add the relative position bias the encoder computes
+            # once (one entry per head); the heads are merged by a shape unpacked into view
+            "mpnet.encoder.layer.0.attention.attn.q.out_features": HEADS_OF_16,
+            **{f"mpnet.encoder.layer.{i}.intermediate.dense.out_features": MLP_WIDTHS for i in range(2)},
+            "classifier.dense.out_features": [32, 64],
         },
     ),
     "opt": (

@@ -42,6 +42,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.heads == "argument":
             return self._by_argument(x, mask, self.num_heads, HEAD_DIM)
+        if self.heads == "unpacked":
+            return self._unpacked(x, mask)
         batch, length, _ = x.shape
         heads = {"-1": -1, "attribute": self.num_heads, "literal": HEADS}[self.heads]
         q, k, v = (
@@ -60,6 +62,13 @@ class SelfAttention(nn.Module):
         q, k, v = (t.view(t.size()[:-1] + (heads, head_dim)).permute(0, 2, 1, 3) for t in (q, k, v))  # noqa: RUF005
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).permute(0, 2, 1, 3).contiguous()
         return x + self.out(attended.view(attended.size()[:-2] + (heads * head_dim,)))  # noqa: RUF005
+
+    def _unpacked(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MPNet's reshapes: a shape tuple unpacked into ``view``, merged by the ``all_head_size`` attribute."""
+        q, k, v = (p(x).view(*x.shape[:-1], -1, HEAD_DIM).transpose(1, 2) for p in (self.query, self.key, self.value))
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).permute(0, 2, 1, 3).contiguous()
+        merged_shape = attended.size()[:-2] + (self.all_head_size,)  # noqa: RUF005
+        return x + self.out(attended.view(*merged_shape))
 
 
 class Encoder(nn.Module):
@@ -86,10 +95,13 @@ def _evaluated(build: Callable[[], nn.Module]) -> tuple[nn.Module, torch.Tensor,
         return model, x, model(x)
 
 
-@pytest.mark.parametrize(("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute"), (True, "argument")])
+@pytest.mark.parametrize(
+    ("fused", "heads"), [(False, "-1"), (True, "-1"), (True, "attribute"), (True, "argument"), (True, "unpacked")]
+)
 def test_heads_of_separate_projections_form_one_group_in_head_steps(fused: bool, heads: str) -> None:
-    """``heads``: the head count the reshape asks for: ``-1``, ``self.num_heads`` (which follows), or
-    ``self.num_heads`` passed to a method that reshapes to ``x.size()[:-1] + (heads, head_dim)``."""
+    """``heads``: the head count the reshape asks for: ``-1``, ``self.num_heads`` (which follows),
+    ``self.num_heads`` passed to a method that reshapes to ``x.size()[:-1] + (heads, head_dim)``, or
+    heads merged by a shape unpacked into ``view`` that ends in ``self.all_head_size``."""
     model, x, reference = _evaluated(lambda: Encoder(fused, heads))
     attention = model.attention
     analysis = analyze(model, x)

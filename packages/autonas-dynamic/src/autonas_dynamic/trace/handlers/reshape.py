@@ -187,6 +187,7 @@ def _size_follows(
     sizes: Any = node.args[1:] or (node.kwargs.get("size", node.kwargs.get("shape")),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, fx.Node)):
         sizes = sizes[0]
+    sizes = _unpacked_shape(sizes)
     if isinstance(sizes, fx.Node):  # a whole shape read from a tensor, or its leading part and more sizes
         extended = _own_shape_extended(ctx, node, sizes)
         if extended is None:
@@ -209,6 +210,22 @@ def _size_follows(
         elif isinstance(size, fx.Node):
             ctx.fix([ctx.value(size)], f"its size is baked into {ctx.describe(node)}")
     return follows
+
+
+def _unpacked_shape(sizes: Any) -> Any:
+    """The one shape node that ``sizes`` are the entries of, in order (``x.view(*shape)`` unpacks a traced
+    shape into ``shape[0], shape[1], ...``, as MPNet's ``c.view(*new_c_shape)`` does), else ``sizes``."""
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        return sizes
+    shapes = {size.args[0] for size in sizes if isinstance(size, fx.Node) and size.target is operator.getitem}
+    if len(shapes) != 1:
+        return sizes
+    (shape,) = shapes
+    unpacked = all(
+        isinstance(size, fx.Node) and size.target is operator.getitem and size.args == (shape, index)
+        for index, size in enumerate(sizes)
+    )
+    return shape if unpacked and isinstance(shape, fx.Node) else sizes
 
 
 #: A size the reshape reads from its own input's shape (``x.size()[:-1] + (heads, head_dim)``).
