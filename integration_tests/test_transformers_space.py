@@ -497,6 +497,10 @@ def _text_model(name: str) -> torch.nn.Module:
         "mistral": lambda: transformers.MistralForCausalLM(transformers.MistralConfig(**grouped)),
         "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**grouped)),
         "qwen3": lambda: transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**grouped, head_dim=16)),
+        "llama-eager": lambda: transformers.LlamaForCausalLM(
+            transformers.LlamaConfig(**grouped, attn_implementation="eager")
+        ),
+        "gemma2": lambda: transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**grouped, head_dim=16)),
         "roberta": lambda: transformers.RobertaForSequenceClassification(
             transformers.RobertaConfig(**wide, num_hidden_layers=1, num_labels=2)
         ),
@@ -536,7 +540,9 @@ TEXT_AXES = {
             "model.layers.0.mlp.gate_proj.out_features": [64, 96, 128],
             "model.layers.depth": [0, 1],
         }
-        for name in ("mistral", "qwen2", "qwen3")  # Qwen3's per-head norms of head_dim entries keep their size
+        # Qwen3's per-head norms of head_dim entries keep their size; eager attention (Gemma2's default)
+        # multiplies queries with keys and values repeated per group
+        for name in ("mistral", "qwen2", "qwen3", "llama-eager", "gemma2")
     },
     "roberta": {
         "roberta.embeddings.word_embeddings.embedding_dim": [32, 64],
@@ -602,7 +608,7 @@ def test_text_models_search_hidden_width_heads_mlp_and_depth(name: str) -> None:
     dynamic = _output(model, inputs)
     with torch.no_grad():  # the smallest subnet runs with its own library's forward, caching off
         exported = SearchSpace(copy.deepcopy(model)).export()
-        extra = {"use_cache": False} if name in ("llama", "qwen3", "bart", "t5") else {}
+        extra = {"use_cache": False} if name in ("llama", "qwen3", "llama-eager", "gemma2", "bart", "t5") else {}
         torch.testing.assert_close(_output(exported, {**inputs, **extra}), dynamic, rtol=1e-5, atol=1e-6)
 
 

@@ -155,9 +155,10 @@ def test_a_head_count_that_does_not_follow_the_heads_keeps_them_fixed() -> None:
 
 
 class GroupedQueryAttention(nn.Module):
-    """Four query heads sharing two key/value heads (repeated as Llama's ``repeat_kv``, or SDPA's ``enable_gqa``)."""
+    """Four query heads sharing two key/value heads: repeated as Llama's ``repeat_kv`` (``"repeat_kv"``;
+    ``"eager"``: then multiplied by ``matmul`` as eager attention does), or SDPA's ``enable_gqa``."""
 
-    def __init__(self, repeat: bool) -> None:
+    def __init__(self, repeat: str) -> None:
         super().__init__()
         self.repeat = repeat
         self.query = nn.Linear(HIDDEN, HEADS * HEAD_DIM)
@@ -169,7 +170,11 @@ class GroupedQueryAttention(nn.Module):
         q, k, v = (
             proj(x).view(batch, length, -1, HEAD_DIM).transpose(1, 2) for proj in (self.query, self.key, self.value)
         )
-        if self.repeat:
+        if self.repeat == "eager":
+            k, v = (self._repeated(t) for t in (k, v))
+            weights = F.softmax(torch.matmul(q, k.transpose(2, 3)) / HEAD_DIM**0.5, dim=-1)
+            attended = torch.matmul(weights, v)
+        elif self.repeat == "repeat_kv":
             k, v = (self._repeated(t) for t in (k, v))
             attended = F.scaled_dot_product_attention(q, k, v)
         else:
@@ -182,8 +187,8 @@ class GroupedQueryAttention(nn.Module):
         return t[:, :, None, :, :].expand(batch, heads, 2, length, width).reshape(batch, heads * 2, length, width)
 
 
-@pytest.mark.parametrize("repeat", [True, False], ids=["repeat_kv", "enable_gqa"])
-def test_grouped_query_heads_shrink_by_whole_groups(repeat: bool) -> None:
+@pytest.mark.parametrize("repeat", ["repeat_kv", "eager", "enable_gqa"])
+def test_grouped_query_heads_shrink_by_whole_groups(repeat: str) -> None:
     model, x, reference = _evaluated(lambda: GroupedQueryAttention(repeat))
     space = generate_search_space(model, example_input=x)
     assert space.hparams() == {"query.out_features": [16, 32]}  # 2 or 4 query heads: 1 or 2 key/value heads
@@ -231,7 +236,7 @@ def test_the_heads_section_sets_head_counts_whatever_the_linear_rule(section: ob
 
 
 def test_grouped_query_heads_section_counts_the_key_value_heads() -> None:
-    model, x, _ = _evaluated(lambda: GroupedQueryAttention(repeat=True))
+    model, x, _ = _evaluated(lambda: GroupedQueryAttention(repeat="repeat_kv"))
     space = generate_search_space(model, _with_heads({"heads_ratio": (0.5, 1.0)}), example_input=x)
     assert space.hparams() == {"query.out_features": [16, 32]}  # 1 or 2 key/value heads, 2 query heads each
     space.select({"query.out_features": 16})

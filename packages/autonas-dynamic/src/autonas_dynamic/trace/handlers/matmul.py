@@ -6,13 +6,15 @@ is a batch axis of the product, so the operands' heads must agree and the result
 operand of fixed size that broadcasts along that axis (a mask of shape ``(batch, 1, n, n)``) does
 not constrain it; a mask with one entry per head (a relative position bias) follows the head count. Sizes of the two matrix axes stay fixed: an elastic axis there is a boundary. With grouped queries
 (``enable_gqa``: fewer key/value heads than query heads) keys and values share their heads, and the
-queries are recorded as whole groups of them (:attr:`ModelState.grouped_heads`).
+queries are recorded as whole groups of them (:attr:`ModelState.grouped_heads`); so are they in
+eager attention's two products with keys and values repeated per group (``repeat_kv``).
 Needs the traced shapes (an example input).
 """
 
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
@@ -64,6 +66,7 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
             return None  # a fixed-size operand along the elastic axis: the boundary fixes everything
     ctx.fix([ctx.value(mask) for mask in broadcast], f"mask of {ctx.describe(node)}")
     reason = f"operands of {ctx.describe(node)} cannot share their heads"
+    repeated = _repeated_operand(node, [flow for _, flow in elastic], sizes) if groups is None else None
     if groups is not None:  # grouped queries: keys and values share their heads, queries are groups of them
         (_, query), key_values = elastic[0], [flow for _, flow in elastic[1:]]
         shared = ctx.synchronize(key_values, reason)
@@ -71,6 +74,13 @@ def handle(ctx: GraphContext, node: fx.Node) -> Value | None:
             ctx.fix([query, shared], reason)
             return FIXED
         ctx.state.grouped_heads.append((query.sym, shared.sym, groups))
+        coupled = query
+    elif repeated is not None:  # one product of eager grouped-query attention: q @ k.T or weights @ v
+        query, key_value = repeated
+        if query.sym is None or key_value.sym is None or query.block != key_value.block:
+            ctx.fix([query, key_value], reason)
+            return FIXED
+        _group_queries(ctx, query, key_value, reason)
         coupled = query
     else:
         coupled = ctx.synchronize([f for _, f in elastic], reason)
@@ -88,6 +98,30 @@ def _per_head(ctx: GraphContext, mask: object, from_end: int) -> bool:
     if not isinstance(flow, Flow) or flow.sym is None or flow.is_shape or not isinstance(value, torch.Tensor):
         return False
     return flow.block == 1 and value.dim() >= -from_end and elastic_axis(flow, value.dim()) == value.dim() + from_end
+
+
+def _repeated_operand(node: fx.Node, flows: list[Flow], sizes: list[int]) -> tuple[Flow, Flow] | None:
+    """``(queries, keys or values)`` of a matmul whose second operand's heads were repeated to the
+    queries' count (``repeat_kv`` in eager attention), else None."""
+    if node.target is F.scaled_dot_product_attention or len(flows) != 2 or sizes[0] != sizes[1]:
+        return None
+    first, second = flows
+    if first.repeat == 1 and second.repeat > 1:
+        return first, second
+    if second.repeat == 1 and first.repeat > 1:
+        return second, first
+    return None
+
+
+def _group_queries(ctx: GraphContext, query: Flow, key_value: Flow, reason: str) -> None:
+    """Record the queries as whole groups of the repeated heads; the keys of those queries and their
+    values (two products in eager attention) share their heads."""
+    assert query.sym is not None and key_value.sym is not None
+    for queries, shared, groups in ctx.state.grouped_heads:
+        if queries.find() is query.sym.find() and groups == key_value.repeat:
+            ctx.synchronize([key_value, replace(key_value, sym=shared)], reason)
+            return
+    ctx.state.grouped_heads.append((query.sym, key_value.sym, key_value.repeat))
 
 
 def _query_groups(node: fx.Node, flows: list[Flow], sizes: list[int]) -> int | None:
