@@ -171,6 +171,14 @@ def _mpnet() -> torch.nn.Module:
     return transformers.MPNetForSequenceClassification(config)
 
 
+def _gpt_neox() -> torch.nn.Module:
+    config = transformers.GPTNeoXConfig(
+        vocab_size=100, hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
+        max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    return transformers.GPTNeoXForCausalLM(config)
+
+
 def _tokens() -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(0, 100, (2, 8))}
 
@@ -295,6 +303,17 @@ CASES = {
             "mpnet.encoder.layer.0.attention.attn.q.out_features": HEADS_OF_16,
             **{f"mpnet.encoder.layer.{i}.intermediate.dense.out_features": MLP_WIDTHS for i in range(2)},
             "classifier.dense.out_features": [32, 64],
+        },
+    ),
+    "gpt-neox": (
+        _gpt_neox,
+        _tokens,
+        {
+            "gpt_neox.embed_in.embedding_dim": [32, 64],
+            "gpt_neox.layers.depth": [0, 1, 2],
+            # query_key_value viewed as (heads, 3 * head_dim) and chunked: 2 to 4 heads of q, k and v of 16
+            **{f"gpt_neox.layers.{i}.attention.query_key_value.out_features": [96, 144, 192] for i in range(2)},
+            **{f"gpt_neox.layers.{i}.mlp.dense_h_to_4h.out_features": MLP_WIDTHS for i in range(2)},
         },
     ),
     "opt": (

@@ -306,3 +306,38 @@ def test_a_norm_inside_each_head_keeps_its_size_and_the_heads_are_searched() -> 
         space.sample(max)
         sort_parameters(model)
         torch.testing.assert_close(model(x), reference, rtol=1e-6, atol=1e-6)
+
+
+class InterleavedQKVAttention(nn.Module):
+    """GPT-NeoX's fused projection: viewed as ``(heads, 3 * head_dim)``, each head chunked into q, k and v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_attention_heads = HEADS
+        self.qkv = nn.Linear(HIDDEN, 3 * HEADS * HEAD_DIM)
+        self.out = nn.Linear(HEADS * HEAD_DIM, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, length, -1, 3 * HEAD_DIM).transpose(1, 2).chunk(3, dim=-1)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        return x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
+def test_heads_of_a_fused_projection_chunked_per_head_keep_q_k_and_v_of_each_head() -> None:
+    model, x, reference = _evaluated(InterleavedQKVAttention)
+    space = generate_search_space(model, example_input=x)
+    assert space.hparams() == {"qkv.out_features": [24, 48, 72, 96]}  # 1 to 4 heads of q, k and v of 8
+    costs = CostModel(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+        for width in (24, 48, 72, 96):
+            space.select({"qkv.out_features": width})
+            dynamic = model(x)  # the head count follows before each forward
+            assert (model.out.in_features, model.num_attention_heads) == (width // 3, width // (3 * HEAD_DIM))
+            exported = export_model(copy.deepcopy(model))
+            assert (exported.qkv.out_features, exported.out.in_features) == (width, width // 3)
+            assert exported.num_attention_heads == width // (3 * HEAD_DIM)
+            torch.testing.assert_close(exported.qkv.weight, model.qkv.weight[:width])  # whole heads: a prefix
+            torch.testing.assert_close(exported(x), dynamic, rtol=1e-6, atol=1e-6)
+            assert (costs.flops(), costs.params()) == (count_flops(exported, x), count_params(exported))

@@ -592,8 +592,13 @@ def _link_grouped_queries(analysis: Analysis) -> None:
         if query_hp is kv_hp or isinstance(query_hp, QueryGroupsHparam):
             continue
         linked = None
-        if query_hp.is_configurable and kv_hp.is_configurable and queries.step == key_values.step:
-            linked = QueryGroupsHparam(query_hp, kv_hp, groups, queries.step)
+        # a fused projection's heads are whole groups of its parts (GPT-NeoX): ``groups`` times their step
+        if (
+            query_hp.is_configurable
+            and kv_hp.is_configurable
+            and queries.step in (key_values.step, groups * key_values.step)
+        ):
+            linked = QueryGroupsHparam(query_hp, kv_hp, groups, key_values.step)
         if linked is None or not linked.is_configurable:
             query_hp.pin()
             kv_hp.pin()

@@ -16,7 +16,14 @@ from ..calling import training_mode
 from .analyzer import ModelState, analyze_graph
 from .depth import skippable_blocks
 from .examples import example_input_for, register_example_input_maker
-from .grouping import export_groups, fix_unvisited_layers, resolve_concats, resolve_head_counts, tie_shared_parameters
+from .grouping import (
+    export_groups,
+    fix_unvisited_layers,
+    resolve_concats,
+    resolve_grouped_heads,
+    resolve_head_counts,
+    tie_shared_parameters,
+)
 from .kept_state import module_state_kept
 from .layers import is_layer, is_sealed, is_sequential, refusal
 from .ops import register_shape_preserving
@@ -81,6 +88,7 @@ def analyze(
     tie_shared_parameters(state)
     resolve_head_counts(state)
     resolve_concats(state)
+    resolve_grouped_heads(state)
     groups, group_of = export_groups(state)
     return Analysis(
         groups=groups,

@@ -78,6 +78,22 @@ def tie_shared_parameters(state: ModelState) -> None:
                 symbols_of_dim[0].union(other)
 
 
+def resolve_grouped_heads(state: ModelState) -> None:
+    """Widths that follow others as a fixed fraction (grouped keys and values; the parts of a fused
+    projection chunked per head) keep their sizes together: a fixed side fixes the other. Entries
+    of which a side reaches no layer are dropped (what they relate cannot change on its own)."""
+    kept = []
+    for whole, part, groups in state.grouped_heads:
+        if whole.find().concat_inputs or part.find().concat_inputs:
+            whole.fix("a concatenation cannot follow another width as a fraction")
+        for fixed, other in ((whole, part), (part, whole)):
+            if fixed.fixed and not other.fixed:
+                other.fix(f"it is {groups} times a width that keeps its size ({fixed.find().fixed_reason})")
+        if whole.find().slots and part.find().slots:
+            kept.append((whole, part, groups))
+    state.grouped_heads[:] = kept
+
+
 def resolve_head_counts(state: ModelState) -> None:
     """Tensors with one entry per head follow one width of heads; their fixed sizes and order bind it.
 

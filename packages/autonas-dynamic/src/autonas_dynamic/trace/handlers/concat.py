@@ -10,7 +10,9 @@ chunk when the size follows the parts: it is an attention module's head-width at
 (GPT-2's ``c_attn(x).split(self.split_size, dim=2)`` into queries, keys and values), which
 follows the active heads. A split by a size some other int attribute of the module holds (Res2Net's
 ``torch.split(x, self.width, 1)``, the only attribute of that value) is the same chunk too: the
-attribute then follows the width of the parts.
+attribute then follows the width of the parts. A chunk of each head along the last axis (GPT-NeoX's
+``(heads, 3 * head_dim)`` into queries, keys and values) leaves the heads whole: each part is a
+fixed fraction of the fused width.
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
     source = ctx.value(node.args[0]) if node.args else None
     if not (isinstance(count, int) and isinstance(axis, int) and isinstance(source, Flow)) or count < 1:
         return None
-    if source.sym is None or source.is_shape or is_elastic(axis, source.dims) is not True:
+    if source.sym is None or source.is_shape:
+        return None
+    if source.block > 1 and not split and is_elastic(axis, source.dims) is False:
+        return _chunk_inside_heads(ctx, node, source, count, axis)
+    if is_elastic(axis, source.dims) is not True:
         return None
     traced = ctx.concrete(node.args[0])
     full = traced.shape[axis] if isinstance(traced, torch.Tensor) else ctx.full_size(source.sym)
@@ -118,6 +124,41 @@ def _chunk(ctx: GraphContext, node: fx.Node) -> Value | None:
     elif split and caller is not None:  # the parts must be split into heads, for the attribute to follow them
         ctx.state.attribute_splits.append((source.sym, caller))
     return Flow(parts, source.dims, pieces=True)
+
+
+def _chunk_inside_heads(ctx: GraphContext, node: fx.Node, source: Flow, count: int, axis: int) -> Value | None:
+    """``count`` equal parts of every head along the last axis, which holds a head's channels.
+
+    GPT-NeoX views its fused ``query_key_value`` as ``(heads, 3 * head_dim)`` and chunks queries,
+    keys and values out of each head. The fused width keeps whole heads of all three (a prefix),
+    and each part is ``1 / count`` of it: the parts' symbol follows the whole as a group of
+    ``count`` (recorded as grouped heads), split into heads of ``block / count`` channels.
+    """
+    traced = ctx.concrete(node.args[0])
+    if not isinstance(traced, torch.Tensor) or axis % traced.dim() != traced.dim() - 1:
+        return None
+    if traced.shape[-1] != source.block or source.block % count or count < 2:
+        return None
+    assert source.sym is not None
+    if source.sym.find().concat_inputs:  # a concatenation is sliced per input, not as a prefix of heads
+        return None
+    block = source.block // count
+    part = next(
+        (
+            shared
+            for whole, shared, groups in ctx.state.grouped_heads
+            if whole.find() is source.sym.find() and groups == count
+        ),
+        None,
+    )
+    if part is None:  # not yet seen (in the graph of the other mode)
+        part = Symbol()
+        part.require_step(block)
+        ctx.state.grouped_heads.append((source.sym, part, count))
+    caller = ctx.caller(node)
+    if caller is not None:
+        ctx.state.head_splits.append((part, caller, block))
+    return replace(source, sym=part, block=block, pieces=True)
 
 
 def _split_attribute(module: nn.Module | None, size: int) -> str | None:

@@ -213,19 +213,22 @@ def _size_follows(
 
 
 def _unpacked_shape(sizes: Any) -> Any:
-    """The one shape node that ``sizes`` are the entries of, in order (``x.view(*shape)`` unpacks a traced
-    shape into ``shape[0], shape[1], ...``, as MPNet's ``c.view(*new_c_shape)`` does), else ``sizes``."""
+    """The built shape that ``sizes`` are the entries of, in order (``x.view(*shape)`` unpacks a shape
+    ``x.size()[:-2] + (n,)`` into ``shape[0], shape[1], ...``, as MPNet's ``c.view(*new_c_shape)``
+    does), else ``sizes``. Sizes unpacked from a tensor's own shape (``B, N, C = x.shape``) stay apart."""
     if not isinstance(sizes, (list, tuple)) or not sizes:
         return sizes
     shapes = {size.args[0] for size in sizes if isinstance(size, fx.Node) and size.target is operator.getitem}
     if len(shapes) != 1:
         return sizes
     (shape,) = shapes
+    if not (isinstance(shape, fx.Node) and shape.op == "call_function" and shape.target is operator.add):
+        return sizes
     unpacked = all(
         isinstance(size, fx.Node) and size.target is operator.getitem and size.args == (shape, index)
         for index, size in enumerate(sizes)
     )
-    return shape if unpacked and isinstance(shape, fx.Node) else sizes
+    return shape if unpacked else sizes
 
 
 #: A size the reshape reads from its own input's shape (``x.size()[:-1] + (heads, head_dim)``).
