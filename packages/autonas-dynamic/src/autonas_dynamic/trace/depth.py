@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,20 +361,25 @@ def retraces_alike(
     return short
 
 
-@contextmanager
-def _shortened(depths: Mapping[nn.Sequential, int]) -> Iterator[None]:
+def _shortened(depths: Mapping[nn.Sequential, int]) -> AbstractContextManager[None]:
     """Let each Sequential run only its first ``depth`` blocks, as a dynamic depth does."""
-    previous = {seq: seq.__dict__.get("forward") for seq in depths}
-    for seq, depth in depths.items():
-        seq.__dict__["forward"] = _forward_through(list(seq)[:depth])
+    return forwards_replaced({seq: _forward_through(list(seq)[:depth]) for seq, depth in depths.items()})
+
+
+@contextmanager
+def forwards_replaced(forwards: Mapping[nn.Module, Callable[..., Any]]) -> Iterator[None]:
+    """While the body runs, each module's forward is the one given (set on the instance, then restored)."""
+    previous = {module: module.__dict__.get("forward") for module in forwards}
+    for module, forward in forwards.items():
+        module.__dict__["forward"] = forward
     try:
         yield
     finally:
-        for seq, forward in previous.items():
+        for module, forward in previous.items():
             if forward is None:
-                del seq.__dict__["forward"]
+                del module.__dict__["forward"]
             else:
-                seq.__dict__["forward"] = forward
+                module.__dict__["forward"] = forward
 
 
 def _forward_through(blocks: list[nn.Module]) -> Any:

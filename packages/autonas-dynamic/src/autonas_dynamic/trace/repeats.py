@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,15 @@ import torch
 from torch import nn
 
 from ..repeated import count_set
-from .depth import ModuleCall, ModuleCalls, collect_calls, is_skippable, node_position, retraces_alike
+from .depth import (
+    ModuleCall,
+    ModuleCalls,
+    collect_calls,
+    forwards_replaced,
+    is_skippable,
+    node_position,
+    retraces_alike,
+)
 from .layers import is_layer
 from .tracer import TraceResult
 
@@ -169,8 +177,7 @@ def _traces_with(
     return short is not None and len(collect_calls(short).of_module.get(block, [])) == value
 
 
-@contextmanager
-def count_attribute_set(caller: nn.Module, path: tuple[str, ...], value: int) -> Iterator[None]:
+def count_attribute_set(caller: nn.Module, path: tuple[str, ...], value: int) -> AbstractContextManager[None]:
     """While the body runs, ``caller``'s forward sees the count at ``path`` set to ``value`` (as the
     dynamic caller does; only while it runs, so other readers of a shared config see it unchanged)."""
     previous = caller.__dict__.get("forward")
@@ -181,11 +188,4 @@ def count_attribute_set(caller: nn.Module, path: tuple[str, ...], value: int) ->
         with count_set(caller, path, value):
             return forward(*args, **kwargs)
 
-    caller.__dict__["forward"] = lowered
-    try:
-        yield
-    finally:
-        if previous is None:
-            del caller.__dict__["forward"]
-        else:
-            caller.__dict__["forward"] = previous
+    return forwards_replaced({caller: lowered})
