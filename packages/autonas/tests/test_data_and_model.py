@@ -96,9 +96,9 @@ def test_sandwich_training_trains_max_min_and_random_subnets_and_the_min_subnet_
     model = an.convert(DigitsNet(widths=(16, 32), blocks=2), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": 0})
     trained: list[dict] = []
     model.register_forward_pre_hook(lambda module, args: trained.append(an.get_subnet_config(module)))
-    train(model, digits.train, epochs=2, lr=0.1, progress=False, sandwich_random=1)
+    train(model, digits.train, epochs=3, lr=0.1, progress=False, sandwich_random=1)
 
-    steps = 2 * len(digits.train.loader(64, shuffle=True))
+    steps = 3 * len(digits.train.loader(64, shuffle=True))
     assert len(trained) == 3 * steps  # max, min, one random subnet per step
     configs = {"max": an.sample(model, max), "min": an.sample(model, min)}
     maxima, minima = trained[0::3], trained[1::3]
