@@ -8,7 +8,8 @@ subnet), cross-entropy, backward and an optimizer step. Its baseline is one step
 subnet it sampled, exported as a static model with an optimizer of its own.
 
 Each round draws a new subnet; each repeat runs the supernet's step from the same generator state
-(the same subnet again) right beside the static model's step, and the ratio is the median over all
+(the same subnet again, after an untimed step of another subnet, as in training where every step
+draws a new one) right beside the static model's step, and the ratio is the median over all
 paired repeats (machine-load drift hits both sides of a pair alike). Reported per optimizer (SGD
 with momentum, AdamW): the whole step, and the forward+backward part alone (an optimizer updates
 every stored parameter of a supernet, however small the subnet: the part weight sharing cannot
@@ -99,6 +100,7 @@ def bench(optimizer_name: str, device: torch.device, batch: int, size: int, roun
         timed_step(model, optimizer, x, y, device)  # which subnet this round trains
         static = Static(an.get_subnet_config(model, configurable=True), optimizer_name, x, y, device)
         for _ in range(repeats):
+            timed_step(model, optimizer, x, y, device)  # untimed: a different subnet comes before, as in training
             rng.setstate(state)
             rows.append((timed_step(model, optimizer, x, y, device), static.step()))
         (fb, whole), (static_fb, static_whole) = rows[-1]

@@ -193,6 +193,27 @@ def test_fused_path_writes_into_grad_and_reference_path_builds_full_temporaries(
     assert slice_node(conv) == "AsStridedBackward0"
 
 
+def test_reused_buffer_holds_each_new_block_alone(fused: ModuleType) -> None:
+    """Over a run of random blocks (overlapping, nested, disjoint, centred kernel crops), the reused
+    buffer is zero outside the current block: the stale part of the previous one is cleared."""
+    weight = nn.Parameter(torch.randn(12, 10, 5, 5))
+    rng = random.Random(0)
+    addresses = set()
+    for step in range(60):
+        kernel = rng.choice([1, 3, 5])
+        sizes = [rng.randint(1, 12), rng.randint(1, 10), kernel, kernel]
+        offsets = [rng.randint(0, 12 - sizes[0]) if step % 3 == 0 else 0, 0, (5 - kernel) // 2, (5 - kernel) // 2]
+        weight.grad = None
+        block = fused.slice_parameter(weight, offsets, sizes)
+        upstream = torch.randn(block.shape)
+        (block * upstream).sum().backward()
+        expected = torch.zeros_like(weight)
+        expected[tuple(slice(o, o + n) for o, n in zip(offsets, sizes, strict=True))] = upstream
+        torch.testing.assert_close(weight.grad, expected, rtol=0, atol=0, msg=f"step {step}")
+        addresses.add(weight.grad.data_ptr())
+    assert len(addresses) == 1, "the gradient buffer was not reused"
+
+
 def test_held_gradient_is_never_reused() -> None:
     conv, x = _conv_case(CONV_CASES[1])
     weight = conv._parameters["weight"]

@@ -7,7 +7,7 @@
 // forward returns the same view, and the backward writes the block gradient straight into the
 // active block of the parameter's `.grad` (adding to it when `.grad` exists). When `.grad` is unset
 // it becomes a full-size buffer kept per parameter and reused after `zero_grad(set_to_none=True)`:
-// only the block written the step before is zeroed again.
+// only the part of the block written the step before that the new block does not cover is zeroed.
 //
 // Direct delivery is used only where it cannot be told apart from autograd accumulating the full
 // gradient: a leaf parameter without hooks, a backward that accumulates into `.grad` (no `inputs=`,
@@ -20,6 +20,7 @@
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -100,6 +101,34 @@ bool delivers_directly(const at::Tensor& param) {
   return exec_info != nullptr && exec_info->empty();
 }
 
+// Zero the part of the block (old_offsets, old_sizes) of `buffer` that lies outside the block
+// (new_offsets, new_sizes), which is about to be overwritten anyway. The difference of two boxes is
+// at most two boxes per dim: cut off what lies below and above the new block in each dim in turn,
+// then narrow the old block to the overlap and go on with the next dim.
+void zero_stale(const at::Tensor& buffer, std::vector<int64_t> old_offsets, std::vector<int64_t> old_sizes,
+                const std::vector<int64_t>& new_offsets, const std::vector<int64_t>& new_sizes) {
+  for (size_t dim = 0; dim < old_offsets.size(); ++dim) {
+    const int64_t low = old_offsets[dim], high = low + old_sizes[dim];
+    const int64_t keep_low = std::max(low, new_offsets[dim]);
+    const int64_t keep_high = std::min(high, new_offsets[dim] + new_sizes[dim]);
+    if (keep_low >= keep_high) {  // no overlap left: what remains of the old block goes whole
+      zero_block(buffer, old_offsets, old_sizes);
+      return;
+    }
+    if (keep_low > low) {
+      old_sizes[dim] = keep_low - low;
+      zero_block(buffer, old_offsets, old_sizes);
+    }
+    if (keep_high < high) {
+      old_offsets[dim] = keep_high;
+      old_sizes[dim] = high - keep_high;
+      zero_block(buffer, old_offsets, old_sizes);
+    }
+    old_offsets[dim] = keep_low;
+    old_sizes[dim] = keep_high - keep_low;
+  }
+}
+
 // A full-size tensor, zero but for `values` at `offsets`: the pooled buffer of `param` when free.
 at::Tensor fresh_grad(const at::Tensor& param, const at::Tensor& values, const std::vector<int64_t>& offsets) {
   std::lock_guard<std::mutex> lock(pool_mutex);
@@ -108,7 +137,8 @@ at::Tensor fresh_grad(const at::Tensor& param, const at::Tensor& values, const s
   if (entry != nullptr && unshared(entry->buffer)) {
     buffer = entry->buffer;
     if (buffer._version() == entry->version) {
-      zero_block(buffer, entry->offsets, entry->sizes);  // the rest is still zero
+      // The rest is still zero, and the new block is overwritten below.
+      zero_stale(buffer, entry->offsets, entry->sizes, offsets, values.sizes().vec());
     } else {
       buffer.zero_();  // written by someone else since (e.g. a gradient clip or unscale in place)
     }
