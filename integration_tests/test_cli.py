@@ -1,4 +1,4 @@
-"""The `autonas` command end to end: the digits demo with tiny settings, and `autonas profile`.
+"""The `autonas` command end to end: the MNIST-1D demo with tiny settings, and `autonas profile`.
 
 The commands run as subprocesses, exactly as a user runs them.
 """
@@ -17,8 +17,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import autonas as an
-from autonas.demo.data import load_digit_splits
-from autonas.demo.model import INPUT_SHAPE, DigitsNet
+from autonas.demo.data import load_splits
+from autonas.demo.model import INPUT_SHAPE, SignalNet
 
 SEED = 3
 FLOPS_LIMIT = 60.0
@@ -78,7 +78,7 @@ def test_demo_numbers_are_sane(results) -> None:
 
 
 def _flops_by_torch(model: torch.nn.Module) -> int:
-    """FLOPs of one image by torch's own counter (conv, linear), plus the global mean (one MAC per output)."""
+    """FLOPs of one signal by torch's own counter (conv, linear), plus the global mean (one MAC per output)."""
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.zeros(INPUT_SHAPE))
@@ -97,16 +97,16 @@ def test_demo_with_the_same_seed_gives_the_same_results(results, tmp_path) -> No
 
 def test_demo_costs_match_torchs_count_of_the_models(demo, results) -> None:
     original, found, finetuned = results["models"]
-    assert original["flops"] == _flops_by_torch(DigitsNet())
-    assert original["params"] == sum(p.numel() for p in DigitsNet().parameters())
-    subnet = an.restore(DigitsNet(), demo[1] / "subnet.pth")
+    assert original["flops"] == _flops_by_torch(SignalNet())
+    assert original["params"] == sum(p.numel() for p in SignalNet().parameters())
+    subnet = an.restore(SignalNet(), demo[1] / "subnet.pth")
     assert found["flops"] == finetuned["flops"] == _flops_by_torch(subnet)
     assert found["params"] == finetuned["params"] == sum(p.numel() for p in subnet.parameters())
 
 
 def test_exported_model_runs_with_plain_torch_and_reproduces_the_accuracy(demo, results, tmp_path) -> None:
-    test = load_digit_splits(SEED).test
-    torch.save({"images": test.images, "labels": test.labels}, tmp_path / "test.pt")
+    test = load_splits(SEED).test
+    torch.save({"images": test.signals, "labels": test.labels}, tmp_path / "test.pt")
     script = textwrap.dedent(f"""
         import sys
         import torch
@@ -122,8 +122,8 @@ def test_exported_model_runs_with_plain_torch_and_reproduces_the_accuracy(demo, 
 
 
 def test_onnx_model_runs_in_onnxruntime_and_reproduces_the_accuracy(demo, results, tmp_path) -> None:
-    test = load_digit_splits(SEED).test
-    np.save(tmp_path / "images.npy", test.images.numpy())
+    test = load_splits(SEED).test
+    np.save(tmp_path / "images.npy", test.signals.numpy())
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
@@ -140,9 +140,9 @@ def test_onnx_model_runs_in_onnxruntime_and_reproduces_the_accuracy(demo, result
 
 
 def test_checkpoint_restores_the_subnet_in_autonas(demo, results) -> None:
-    restored = an.restore(DigitsNet(), demo[1] / "subnet.pth").eval()
+    restored = an.restore(SignalNet(), demo[1] / "subnet.pth").eval()
     program = torch.export.load(demo[1] / "subnet.pt2").module()
-    images = load_digit_splits(SEED).val.images
+    images = load_splits(SEED).val.signals
     with torch.no_grad():
         torch.testing.assert_close(restored(images), program(images))
     assert sum(p.numel() for p in restored.parameters()) == results["models"][-1]["params"]
@@ -151,7 +151,7 @@ def test_checkpoint_restores_the_subnet_in_autonas(demo, results) -> None:
 def test_architecture_state_is_json_of_the_searched_and_exported_model(demo, results) -> None:
     state = json.loads((demo[1] / "architecture.json").read_text())
     assert [mode["mode"] for mode in state["modes"]] == ["autonas", "export_nas"]
-    rebuilt = an.restore_from_autonas_state(DigitsNet(), state)
+    rebuilt = an.restore_from_autonas_state(SignalNet(), state)
     assert sum(p.numel() for p in rebuilt.parameters()) == results["models"][-1]["params"]
 
 
@@ -164,15 +164,20 @@ def profile_rows(stdout: str) -> dict[str, dict[str, str]]:
 
 
 def test_profile_of_a_module_factory_prints_the_search_space_costs() -> None:
-    result = autonas_command("profile", "autonas.demo.model:DigitsNet", "--input-shape", "1,1,8,8")
+    result = autonas_command("profile", "autonas.demo.model:SignalNet", "--input-shape", "1,1,40")
     assert result.returncode == 0, result.stderr
     rows = profile_rows(result.stdout)
-    assert rows["flops"]["max"] == f"{_flops_by_torch(DigitsNet()) / 1e6:.2f}M"  # 14.78M
-    assert rows["params"]["max"] == f"{sum(p.numel() for p in DigitsNet().parameters()) / 1e3:.2f}K"  # 297.19K
+    assert rows["flops"]["max"] == f"{_flops_by_torch(SignalNet()) / 1e6:.2f}M"  # 2.46M
+    assert rows["params"]["max"] == f"{sum(p.numel() for p in SignalNet().parameters()) / 1e3:.2f}K"  # 62.57K
     for name in ("flops", "params"):
-        low, mid, high = (float(rows[name][column][:-1]) * {"K": 1e3, "M": 1e6}[rows[name][column][-1]]
-                          for column in ("min", "centroid", "max"))  # fmt: skip
+        low, mid, high = (_count(rows[name][column]) for column in ("min", "centroid", "max"))
         assert low < mid < high
+
+
+def _count(cell: str) -> float:
+    """A printed count as a number: "554.00", "10.92K", "2.46M"."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(cell[-1])
+    return float(cell) if scale is None else float(cell[:-1]) * scale
 
 
 SMALL_MODEL = """

@@ -143,7 +143,7 @@ def _ort_timer(session: Any, images: torch.Tensor) -> Callable[[], float]:
 
 def bench_demo(batch: int) -> None:
     """The demo's found subnet and the original, both in ONNX Runtime, against their FLOPs ratio."""
-    from autonas.demo.model import INPUT_SHAPE, DigitsNet
+    from autonas.demo.model import INPUT_SHAPE, SignalNet
     from autonas.demo.options import DemoOptions
     from autonas.demo.run import ONNX_MODEL, interleaved_medians, run_demo
 
@@ -154,7 +154,7 @@ def bench_demo(batch: int) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         subnet = ort.InferenceSession(str(Path(folder) / ONNX_MODEL), options, providers=["CPUExecutionProvider"])
-    original = onnxruntime_session(DigitsNet().eval(), torch.zeros(INPUT_SHAPE), threads=1, dynamic_batch=True)
+    original = onnxruntime_session(SignalNet().eval(), torch.zeros(INPUT_SHAPE), threads=1, dynamic_batch=True)
     original_report, found_report = result.reports[0], result.reports[-1]
     flops_ratio = found_report.flops / original_report.flops
     print(f"demo: found subnet {found_report.flops / 1e6:.2f} MFLOPs vs original {original_report.flops / 1e6:.2f}")

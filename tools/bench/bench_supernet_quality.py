@@ -2,8 +2,9 @@
 
 Data: MNIST-1D (``mnist1d.data.make_dataset``, generated locally, no download): 10 classes of 40-sample
 1-D signals, 8000 examples split 4000 train / 4000 test (the large test split keeps the noise of
-one accuracy near 0.3 points). Model: a residual 1-D CNN (stride-2 stem, three residual blocks,
-global average pooling, linear head) converted with autonas: residual width 8-32, hidden width
+one accuracy near 0.3 points). Model: the residual 1-D CNN of ``autonas demo``
+(``autonas.demo.model.SignalNet``: stride-2 stem, three residual blocks, global average pooling,
+linear head) converted with the demo's rules: residual width 8-32, hidden width
 of each block 16-64, depth 1-3. Its minimal and maximal subnets, trained alone for 20 epochs,
 differ by about 5 points (93.5 vs 98.5; 12 points at 10 epochs), so the training methods can be
 told apart.
@@ -26,7 +27,8 @@ Run: ``nice -n 10 python tools/bench/bench_supernet_quality.py`` (3 seeds, 20 ep
 minutes on one thread of a 2-core machine) or ``nox -s bench -- tools/bench/bench_supernet_quality.py``;
 ``--seeds 1 --epochs 2`` for a quick look; ``--lr`` sets the peak learning rate of every method (0.01:
 the minimal and maximal subnets alone differ by 5 points; higher rates train every method better
-but narrow that gap); ``--json FILE`` writes the raw numbers.
+but narrow that gap); ``--clip-grad-norm 1.0`` clips the gradient norm of every step (every method);
+``--json FILE`` writes the raw numbers.
 """
 
 from __future__ import annotations
@@ -47,51 +49,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import autonas as an
+from autonas.demo.data import generate_mnist1d
+from autonas.demo.model import SEARCH_RULES, SignalNet
 from autonas_patch import prep_for_eval
 
 EQUAL_COMPUTE = "sandwich+distill, equal compute"
 METHODS = ("standalone", "uniform", "sandwich", "sandwich+distill", EQUAL_COMPUTE)
 SUBNETS = ("min", "centroid", "random1", "random2", "random3", "max")
-NUM_CLASSES = 10
-RATIOS = (0.25, 0.5, 0.75, 1.0)
-RULES: dict[str, Any] = {
-    "nn.Conv1d": {"*": {"channels_ratio": RATIOS, "channel_divisor": 8}},
-    "nn.BatchNorm1d": {"*": {"features_ratio": RATIOS, "feature_divisor": 8}},
-    "nn.Linear": {"*": {"features_ratio": RATIOS, "feature_divisor": 8}},
-    "nn.Sequential": {"*": {"min_depth": 1}},
-}
 #: Seed of the three fixed random subnets (the same for every training seed and method).
 SUBNET_SEED = 2024
 CALIBRATION_BATCHES = 20
-
-
-class Block(nn.Module):
-    """conv-BN-ReLU-conv-BN plus the input, then ReLU (kernel 5, length kept)."""
-
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(channels, hidden, 5, padding=2, bias=False)
-        self.bn1 = nn.BatchNorm1d(hidden)
-        self.conv2 = nn.Conv1d(hidden, channels, 5, padding=2, bias=False)
-        self.bn2 = nn.BatchNorm1d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
-
-
-class Net1D(nn.Module):
-    """Residual 1-D CNN for MNIST-1D: stride-2 stem, residual blocks, global average pooling, linear head."""
-
-    def __init__(self, channels: int = 32, hidden: int = 64, blocks: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Conv1d(1, channels, 5, stride=2, padding=2, bias=False)
-        self.stem_bn = nn.BatchNorm1d(channels)
-        self.blocks = nn.Sequential(*(Block(channels, hidden) for _ in range(blocks)))
-        self.head = nn.Linear(channels, NUM_CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(F.relu(self.stem_bn(self.stem(x))))
-        return self.head(x.mean(dim=-1))
 
 
 @dataclass
@@ -106,16 +73,8 @@ class Data:
 
 def load_mnist1d(num_samples: int = 8000, train_split: float = 0.5) -> Data:
     """Generate MNIST-1D locally with the package's default transformations (its data seed, 42)."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples, args.train_split = num_samples, train_split
-    raw = make_dataset(args)  # computed from templates; nothing is downloaded
-
-    def inputs(key: str) -> torch.Tensor:
-        return torch.as_tensor(raw[key], dtype=torch.float32).unsqueeze(1)
-
-    return Data(inputs("x"), torch.as_tensor(raw["y"]), inputs("x_test"), torch.as_tensor(raw["y_test"]))
+    train, test = generate_mnist1d(num_samples, train_split)  # computed from templates; nothing is downloaded
+    return Data(train.signals, train.labels, test.signals, test.labels)
 
 
 @dataclass
@@ -129,12 +88,14 @@ class Setup:
     batch_size: int = 128
     lr: float = 1e-2
     num_random: int = 2
+    #: clip the gradient norm of every optimizer step (after all of its backwards) to this; None: no clipping
+    clip_grad_norm: float | None = None
 
 
 def build_supernet(seed: int, **widths: int) -> nn.Module:
-    """:class:`Net1D` (``widths``: its ``channels`` / ``hidden``) converted, weights and sampling seeded by ``seed``."""
+    """The demo's :class:`SignalNet` (``widths``: its ``channels`` / ``hidden``) converted, seeded by ``seed``."""
     torch.manual_seed(seed)
-    return an.convert(Net1D(**widths), mode=[("autonas", RULES)], mode_kwargs={"seed": seed})
+    return an.convert(SignalNet(**widths), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": seed})
 
 
 def fixed_subnets(names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -185,6 +146,8 @@ def train(model: nn.Module, data: Data, setup: Setup, seed: int, step_fn: StepFn
             index = permutation[step * setup.batch_size : (step + 1) * setup.batch_size]
             optimizer.zero_grad(set_to_none=True)
             step_fn(model, data.x_train[index], data.y_train[index])
+            if setup.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), setup.clip_grad_norm)
             optimizer.step()
             scheduler.step()
     return time.perf_counter() - start, epochs * steps_per_epoch
@@ -303,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--lr", type=float, default=Setup.lr, help="peak learning rate of every method")
     parser.add_argument("--num-random", type=int, default=Setup.num_random, help="random subnets per sandwich step")
+    parser.add_argument(
+        "--clip-grad-norm", type=float, help="clip every step's gradient norm to this, in every method (default: off)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw runs to this file")
     args = parser.parse_args(argv)
@@ -313,12 +279,13 @@ def main(argv: list[str] | None = None) -> None:
         methods=tuple(args.methods),
         lr=args.lr,
         num_random=args.num_random,
+        clip_grad_norm=args.clip_grad_norm,
     )
     data = load_mnist1d()
     start = time.perf_counter()
     runs = run_benchmark(setup, data)
     print(
-        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
+        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(runs))
     if args.json:

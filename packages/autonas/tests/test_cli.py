@@ -130,7 +130,7 @@ def test_parse_shape_rejects(text: str) -> None:
 
 
 def test_load_factory_from_a_module_and_a_file(tmp_path: Path) -> None:
-    assert cli.load_factory("autonas.demo.model:DigitsNet") is autonas.demo.model.DigitsNet
+    assert cli.load_factory("autonas.demo.model:SignalNet") is autonas.demo.model.SignalNet
     source = tmp_path / "zoo.py"
     source.write_text(
         textwrap.dedent("""
@@ -147,7 +147,7 @@ def test_load_factory_from_a_module_and_a_file(tmp_path: Path) -> None:
     ("spec", "message"),
     [
         ("autonas.demo.model", "expected MODULE:FACTORY"),
-        (":DigitsNet", "expected MODULE:FACTORY"),
+        (":SignalNet", "expected MODULE:FACTORY"),
         ("autonas.no_such_module:f", "cannot import module 'autonas.no_such_module'"),
         ("autonas.demo.model:NoSuchNet", "'autonas.demo.model' has no attribute 'NoSuchNet'"),
         ("autonas.demo.model:NUM_CLASSES", "is not callable: it is a int"),

@@ -159,7 +159,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    """Run the digits demo with the command-line settings."""
+    """Run the MNIST-1D demo with the command-line settings."""
     try:
         writable_folder(args.output)  # now, not after minutes of training when the results are written
     except OSError as error:
@@ -196,8 +196,8 @@ def _add_demo_command(commands: Any) -> None:
     """The ``demo`` subcommand and its options."""
     demo = commands.add_parser(
         "demo",
-        help="train, search, export and fine-tune a CNN on handwritten digits",
-        description="Train a small CNN supernet on scikit-learn's handwritten digits, search the best "
+        help="train, search, export and fine-tune a CNN on MNIST-1D signals",
+        description="Train a small 1-D CNN supernet on MNIST-1D (generated locally), search the best "
         "subnet under a FLOPs limit, export and fine-tune it, print original vs found subnet and write "
         "the exported model, its checkpoint, its architecture state, a plot of the candidates and the results "
         "to the --output folder (autonas-demo in the current folder unless given).",

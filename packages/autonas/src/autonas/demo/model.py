@@ -1,9 +1,10 @@
-"""The demo's supernet: a small residual CNN for 8x8 handwritten digits.
+"""The demo's supernet: a small residual 1-D CNN for MNIST-1D signals (1 channel, 40 samples).
 
-Two stages of residual blocks, each stage an ``nn.Sequential`` so that autonas can drop trailing
-blocks (depth), with block-internal widths and each stage's residual width searchable. The demo's
-search rules (:data:`SEARCH_RULES`) use a channel divisor of 8, so the narrow layers of this model
-still get four width choices each.
+A strided stem, one stage of residual blocks (an ``nn.Sequential``, so that autonas can drop
+trailing blocks), global average pooling and a linear head. The residual width, the width inside
+every block and the number of blocks are searchable. The demo's search rules
+(:data:`SEARCH_RULES`) use a channel divisor of 8, so even the narrow layers get four width
+choices each.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import torch
 from torch import nn
 
 NUM_CLASSES = 10
-INPUT_SHAPE = (1, 1, 8, 8)
+INPUT_SHAPE = (1, 1, 40)
 
 _RATIOS = (0.25, 0.5, 0.75, 1.0)
 
 SEARCH_RULES: dict[str, Any] = {
-    "nn.Conv2d": {"*": {"channels_ratio": _RATIOS, "channel_divisor": 8}},
-    "nn.BatchNorm2d": {"*": {"features_ratio": _RATIOS, "feature_divisor": 8}},
+    "nn.Conv1d": {"*": {"channels_ratio": _RATIOS, "channel_divisor": 8}},
+    "nn.BatchNorm1d": {"*": {"features_ratio": _RATIOS, "feature_divisor": 8}},
     "nn.Linear": {"*": {"features_ratio": _RATIOS, "feature_divisor": 8}},
     "nn.Sequential": {"*": {"min_depth": 1}},
 }
 """The autonas rules of the demo: four widths per layer (25-100 %, multiples of 8), at least one
-block per stage. Passed as ``an.convert(model, mode=[("autonas", SEARCH_RULES)])``."""
+block. Passed as ``an.convert(model, mode=[("autonas", SEARCH_RULES)])``."""
 
 
 class ResidualBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus the input, then ReLU; keeps the shape of its input.
+    """conv-BN-ReLU-conv-BN (kernel 5, length kept) plus the input, then ReLU.
 
     Args:
         channels: channels of the input and the output (the residual width).
@@ -38,10 +39,10 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(hidden)
-        self.conv2 = nn.Conv2d(hidden, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv1d(channels, hidden, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm1d(hidden)
+        self.conv2 = nn.Conv1d(hidden, channels, 5, padding=2, bias=False)
+        self.bn2 = nn.BatchNorm1d(channels)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,33 +50,24 @@ class ResidualBlock(nn.Module):
         return self.relu(x + self.bn2(self.conv2(out)))
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(),
-    )
-
-
-class DigitsNet(nn.Module):
-    """Residual CNN for 1x8x8 digit images: stem, stage 1 at 8x8, stage 2 at 4x4, global pooling, linear head.
+class SignalNet(nn.Module):
+    """Residual 1-D CNN: stride-2 stem, residual blocks, global average pooling, linear head.
 
     Args:
-        widths: residual width of stage 1 and stage 2.
-        blocks: residual blocks per stage.
+        channels: residual width (the stem's output and every block's input and output).
+        hidden: width inside each block.
+        blocks: residual blocks.
         num_classes: outputs of the classifier.
     """
 
-    def __init__(self, widths: tuple[int, int] = (32, 64), blocks: int = 3, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, channels: int = 32, hidden: int = 64, blocks: int = 3, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
-        width1, width2 = widths
-        self.stem = _conv_bn_relu(1, width1)
-        self.stage1 = nn.Sequential(*(ResidualBlock(width1, width1) for _ in range(blocks)))
-        self.down = _conv_bn_relu(width1, width2, stride=2)
-        self.stage2 = nn.Sequential(*(ResidualBlock(width2, width2) for _ in range(blocks)))
-        self.head = nn.Linear(width2, num_classes)
+        self.stem = nn.Conv1d(1, channels, 5, stride=2, padding=2, bias=False)
+        self.stem_bn = nn.BatchNorm1d(channels)
+        self.blocks = nn.Sequential(*(ResidualBlock(channels, hidden) for _ in range(blocks)))
+        self.head = nn.Linear(channels, num_classes)
+        self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stage1(self.stem(x))
-        x = self.stage2(self.down(x))
-        return self.head(x.mean(dim=(2, 3)))  # global average pooling; keeps stage 2's width searchable
+        x = self.blocks(self.relu(self.stem_bn(self.stem(x))))
+        return self.head(x.mean(dim=-1))  # global average pooling; keeps the residual width searchable

@@ -70,7 +70,7 @@ def plot_candidates(
             zorder=4,
             label="found subnet",
         )
-    ax.set_xlabel("MFLOPs per image")
+    ax.set_xlabel("MFLOPs per signal")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Searched subnets")
     ax.grid(alpha=0.3)

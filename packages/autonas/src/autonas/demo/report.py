@@ -17,9 +17,9 @@ class ModelReport:
         name: row label.
         test_accuracy: share of the held-out test split classified correctly.
         val_accuracy: the same on the validation split (what the search maximised).
-        flops: FLOPs of one forward pass on one image.
+        flops: FLOPs of one forward pass on one signal.
         params: number of parameters.
-        latency_ms: median latency of one forward pass on one image on this machine, in ms.
+        latency_ms: median latency of one forward pass on one signal on this machine, in ms.
         onnxruntime_latency_ms: the same in ONNX Runtime (``None`` without the ``onnx`` extra).
     """
 
@@ -49,7 +49,7 @@ def comparison_table(reports: Sequence[ModelReport]) -> Table:
     if not reports:
         raise ValueError("comparison_table needs at least one model report")
     reference = reports[0]
-    table = Table(title="autonas demo: original vs found subnet (handwritten digits)")
+    table = Table(title="autonas demo: original vs found subnet (MNIST-1D)")
     table.add_column("model")
     table.add_column("test acc", justify="right")
     table.add_column("val acc", justify="right")

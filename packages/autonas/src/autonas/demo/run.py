@@ -1,6 +1,6 @@
-"""``autonas demo``: the whole autonas workflow on handwritten digits, end to end.
+"""``autonas demo``: the whole autonas workflow on MNIST-1D signals, end to end.
 
-1. convert :class:`~autonas.demo.model.DigitsNet` into a search space and train the supernet
+1. convert :class:`~autonas.demo.model.SignalNet` into a search space and train the supernet
    with the sandwich rule and in-place distillation (``--sampling uniform``: a random subnet at
    every step);
 2. calibrate and measure the full model (the original);
@@ -40,8 +40,8 @@ from autonas_modes.optional import ONNX_MODULES, is_installed
 from autonas_patch import prep_for_eval
 from autonas_search.files import atomic_write, writable_folder
 
-from .data import DigitsData, Split, load_digit_splits
-from .model import INPUT_SHAPE, SEARCH_RULES, DigitsNet
+from .data import DemoData, Split, load_splits
+from .model import INPUT_SHAPE, SEARCH_RULES, SignalNet
 from .options import DemoOptions
 from .plot import plot_candidates
 from .report import ModelReport, print_comparison
@@ -97,8 +97,8 @@ def _forward_loop(data: Split, seed: int) -> Callable[[nn.Module], None]:
     loader = data.loader(CALIBRATION_BATCH_SIZE, shuffle=True, seed=seed)
 
     def loop(model: nn.Module) -> None:
-        for images, _ in islice(loader, CALIBRATION_BATCHES):
-            model(images)
+        for signals, _ in islice(loader, CALIBRATION_BATCHES):
+            model(signals)
 
     return loop
 
@@ -108,14 +108,14 @@ def _dummy_input() -> torch.Tensor:
 
 
 def _flops(model: nn.Module) -> float:
-    """FLOPs of one image through the active subnet of ``model``."""
+    """FLOPs of one signal through the active subnet of ``model``."""
     return float(an.inference_flops(model, _dummy_input(), unit=1))
 
 
-def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) -> list[ModelReport]:
+def measure_models(models: Sequence[tuple[str, nn.Module]], data: DemoData) -> list[ModelReport]:
     """Accuracies and costs of plain (exported) models in eval mode.
 
-    Latency is that of one image on one CPU thread in eager torch and, when the ``onnx`` extra is
+    Latency is that of one signal on one CPU thread in eager torch and, when the ``onnx`` extra is
     installed, in ONNX Runtime (each model exported to ONNX once).
     """
     dummy = _dummy_input()
@@ -139,7 +139,7 @@ def measure_models(models: Sequence[tuple[str, nn.Module]], data: DigitsData) ->
 
 
 def onnxruntime_latencies(models: Sequence[tuple[str, nn.Module]]) -> list[float]:
-    """Latency of one image in ONNX Runtime on one thread, for each model exported to ONNX."""
+    """Latency of one signal in ONNX Runtime on one thread, for each model exported to ONNX."""
     dummy = _dummy_input()
     measures = []
     for _, model in models:
@@ -180,7 +180,7 @@ def export_program(model: nn.Module, path: Path) -> Path:
 def single_thread() -> Iterator[None]:
     """Run torch on one CPU thread inside the block.
 
-    The demo's tensors are tiny (8x8 images): a second thread saves little on an idle machine and
+    The demo's tensors are tiny (40-sample signals): a second thread saves little on an idle machine and
     costs many times over on a busy one, where the threads wait for each other.
     """
     threads = torch.get_num_threads()
@@ -200,12 +200,12 @@ def _phase(console: Console, message: str) -> Iterator[None]:
     console.print(f"  done in {time.perf_counter() - start:.1f} s")
 
 
-def search_subnet(model: nn.Module, data: DigitsData, options: DemoOptions) -> tuple[nn.Module, dict[str, Any]]:
+def search_subnet(model: nn.Module, data: DemoData, options: DemoOptions) -> tuple[nn.Module, dict[str, Any]]:
     """``an.search`` under the FLOPs limit for the best validation accuracy, BatchNorm recalibrated per candidate.
 
-    Many subnets of this easy task tie on validation accuracy (270 images: steps of 0.37 %), so
-    the score breaks ties towards fewer FLOPs: it is the accuracy minus ``TIE_BREAK`` times the
-    candidate's share of the full model's FLOPs, too little to reorder different accuracies.
+    Subnets can tie on validation accuracy (2000 signals: steps of 0.05 %), so the score breaks
+    ties towards fewer FLOPs: it is the accuracy minus ``TIE_BREAK`` times the candidate's share
+    of the full model's FLOPs, too little to reorder different accuracies.
     """
     full_flops = _flops(model)
 
@@ -236,16 +236,16 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
 
 def _run(options: DemoOptions, console: Console) -> DemoResult:
     seed_everything(options.seed)
-    data = load_digit_splits(options.seed)
+    data = load_splits(options.seed)
     writable_folder(options.output)  # fail now rather than after training
 
-    model = an.convert(DigitsNet(), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": options.seed})
+    model = an.convert(SignalNet(), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": options.seed})
     sandwich = options.sampling == "sandwich"
     per_step = f"max, min and {SANDWICH_RANDOM} random subnets per step" if sandwich else "a random subnet per step"
     with _phase(
         console,
         f"[bold]Training[/] the supernet ({an.search_space_size(model):,} subnets) for {options.epochs} epochs "
-        f"on {len(data.train)} digits, {per_step}",
+        f"on {len(data.train)} signals, {per_step}",
     ):
         train(
             model,

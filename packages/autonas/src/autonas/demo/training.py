@@ -41,7 +41,7 @@ def train(
         data: the training split.
         epochs: passes over ``data``; 0 trains nothing.
         lr: peak learning rate.
-        batch_size: images per step.
+        batch_size: signals per step.
         seed: seed of the batch order.
         desc: label of the progress bar.
         progress: whether to show the progress bar.
@@ -60,14 +60,14 @@ def train(
     for epoch in range(epochs):
         seen, correct, total_loss = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, disable=not progress, unit="batch")
-        for images, labels in bar:
+        for signals, labels in bar:
             optimizer.zero_grad(set_to_none=True)
             if sandwich_random is None:
-                logits = model(images)
+                logits = model(signals)
                 loss = loss_fn(logits, labels)
                 loss.backward()
             else:
-                logits, loss = _sandwich_backward(model, images, labels, loss_fn, sandwich_random)
+                logits, loss = _sandwich_backward(model, signals, labels, loss_fn, sandwich_random)
             optimizer.step()
             scheduler.step()
             seen += len(labels)
@@ -77,11 +77,11 @@ def train(
 
 
 def _sandwich_backward(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, num_random: int
+    model: nn.Module, signals: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, num_random: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradients of one sandwich step; return the maximal subnet's logits and loss."""
     for subnet in an.sandwich(model, num_random=num_random):
-        logits = model(images)
+        logits = model(signals)
         loss = subnet.loss(logits, labels, loss_fn)
         loss.backward()
         if subnet.kind == "max":
@@ -99,6 +99,6 @@ def accuracy(model: nn.Module, data: Split, batch_size: int = 512) -> float:
     if model.training:
         raise ValueError("accuracy() needs the model in eval mode: call model.eval() first")
     correct = 0
-    for images, labels in data.loader(batch_size):
-        correct += int((model(images).argmax(1) == labels).sum())
+    for signals, labels in data.loader(batch_size):
+        correct += int((model(signals).argmax(1) == labels).sum())
     return correct / len(data)
