@@ -159,8 +159,8 @@ def bench_demo(batch: int) -> None:
     flops_ratio = found_report.flops / original_report.flops
     print(f"demo: found subnet {found_report.flops / 1e6:.2f} MFLOPs vs original {original_report.flops / 1e6:.2f}")
     for size in (1, batch):
-        images = torch.rand(size, *INPUT_SHAPE[1:])
-        original_ms, subnet_ms = interleaved_medians([_ort_timer(original, images), _ort_timer(subnet, images)])
+        inputs = torch.rand(size, *INPUT_SHAPE[1:])
+        original_ms, subnet_ms = interleaved_medians([_ort_timer(original, inputs), _ort_timer(subnet, inputs)])
         print(
             f"  ONNX Runtime, 1 thread, batch {size}: original {original_ms:.3f} ms, found subnet {subnet_ms:.3f} ms, "
             f"latency ratio {subnet_ms / original_ms:.2f} (FLOPs ratio {flops_ratio:.2f})"

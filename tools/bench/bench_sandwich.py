@@ -13,7 +13,7 @@ Each round draws new subnets; each repeat runs the supernet step from the same g
 (the same subnets) right beside one step of each static model (warmed up), and the ratio is the
 median over all paired repeats (this machine's load drifts; pairing keeps it out of the ratio).
 
-DDP: two gloo ranks on this machine, a wider Net1D (1 M parameters), a batch of 16
+DDP: two gloo ranks on this machine, a wider SignalNet (1 M parameters), a batch of 16
 per rank, 12 sandwich steps through the DDP model (``no_sync`` for all but the last backward: one
 all-reduce per step) against the same steps given the inner model (an all-reduce after every
 backward), the two variants alternating; median step time per variant.
@@ -125,7 +125,7 @@ def bench_steps(rounds: int) -> None:
     def ms(values: Any) -> str:
         return f"{statistics.median(values) * 1e3:.1f}"
 
-    print(f"\nNet1D (bench_supernet_quality), batch {BATCH}, CPU, {torch.get_num_threads()} thread(s), ", end="")
+    print(f"\nSignalNet (bench_supernet_quality), batch {BATCH}, CPU, {torch.get_num_threads()} thread(s), ", end="")
     print(f"{rounds} rounds x {REPEATS} repeats")
     print("| step | median ms: supernet vs static | ratio (median of paired repeats) | target |")
     print("| --- | --- | --- | --- |")
@@ -143,7 +143,7 @@ def bench_steps(rounds: int) -> None:
 
 # --------------------------------------------------------------------------------------------- DDP
 DDP_STEPS, DDP_WARMUP, DDP_BATCH = 12, 2, 16
-#: A wider Net1D (about 1 M parameters, 4 MB of gradients) so that an all-reduce costs something.
+#: A wider SignalNet (about 1 M parameters, 4 MB of gradients) so that an all-reduce costs something.
 DDP_WIDTHS = {"channels": 128, "hidden": 256}
 VARIANTS = ("no_sync", "every_backward")
 
@@ -195,7 +195,7 @@ def bench_ddp() -> None:
     no_sync = max(rank["no_sync"] for rank in ranks)
     every = max(rank["every_backward"] for rank in ranks)
     print(
-        f"\nDDP, 2 gloo ranks x 1 thread, Net1D {DDP_WIDTHS}, batch {DDP_BATCH} per rank, median of {DDP_STEPS} steps"
+        f"\nDDP, 2 gloo ranks x 1 thread, SignalNet {DDP_WIDTHS}, batch {DDP_BATCH} per rank, median of {DDP_STEPS} steps"
     )
     print("| gradient all-reduce | all-reduces per step | step ms |")
     print("| --- | --- | --- |")
