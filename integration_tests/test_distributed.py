@@ -175,13 +175,27 @@ def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string ann
     return default_hooks.allreduce_hook(None, bucket)
 
 
+CANDIDATES = 3
+
+
+def _recorded_loss(ddp, model, x, y, scores):  # unannotated, as _count_allreduces
+    """A candidate score: the loss on this rank's batch, recorded with the candidate's subnet."""
+
+    def score():
+        loss = F.cross_entropy(ddp(x), y)
+        scores.append((subnet(model), float(loss)))
+        return loss
+
+    return score
+
+
 def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
     """Sandwich steps twice: through the DDP model (no_sync) and through the inner model (every backward syncs)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         results = {}
-        for variant in ("no_sync", "every_backward"):
+        for variant in ("no_sync", "every_backward", "worst"):
             model = build_supernet()
             # A seed per rank: only the broadcast of rank 0's generator makes the ranks agree; both
             # variants then draw the same subnets.
@@ -191,7 +205,7 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
             ddp.register_comm_hook(calls, _count_allreduces)
             optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
             data = torch.Generator().manual_seed(100 + rank)
-            configs, first_gradients = [], {}
+            configs, first_gradients, scores = [], {}, []
             ddp.train()
             for _ in range(SANDWICH_STEPS):
                 x = torch.randn(4, 3, 16, 16, generator=data)
@@ -199,7 +213,12 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
                 calls.append(0)
                 optimizer.zero_grad()
                 # Passing the inner model leaves DDP's no_sync unused: every backward all-reduces.
-                for step in an.sandwich(ddp if variant == "no_sync" else model, num_random=NUM_RANDOM, distill=True):
+                options = {"num_random": NUM_RANDOM, "distill": True}
+                if variant == "worst":  # each rank scores the candidates on its own batch
+                    options.update(
+                        choose="worst", candidates=CANDIDATES, score=_recorded_loss(ddp, model, x, y, scores)
+                    )
+                for step in an.sandwich(model if variant == "every_backward" else ddp, **options):
                     step.loss(ddp(x), y, F.cross_entropy).backward()
                     configs.append((step.kind, subnet(model)))
                 if not first_gradients:
@@ -209,6 +228,7 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
                 "configs": configs,
                 "allreduces_per_step": calls,
                 "first_gradients": first_gradients,
+                "scores": scores,
                 "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
@@ -248,3 +268,22 @@ def test_sandwich_steps_all_reduce_once_per_step_and_keep_ranks_identical(sandwi
         torch.testing.assert_close(value, other, rtol=0, atol=1e-5 * float(other.abs().max()))
     untrained = build_supernet()
     assert not torch.equal(first["no_sync"]["parameters"]["head.weight"], untrained.head.weight)
+
+
+def test_worst_candidates_are_chosen_by_the_loss_averaged_over_ranks(sandwich_ranks) -> None:
+    first, second = sandwich_ranks
+    assert first["worst"]["configs"] == second["worst"]["configs"]
+    for name, value in first["worst"]["parameters"].items():
+        assert torch.equal(value, second["worst"]["parameters"][name]), name
+    assert first["worst"]["allreduces_per_step"] == [1] * SANDWICH_STEPS, "scoring forwards add no gradient sync"
+    chosen = [config for kind, config in first["worst"]["configs"] if kind == "random"]
+    groups = len(chosen)
+    assert len(first["worst"]["scores"]) == groups * CANDIDATES
+    local_picks = []
+    for group in range(groups):
+        rows = [rank["worst"]["scores"][group * CANDIDATES : (group + 1) * CANDIDATES] for rank in sandwich_ranks]
+        assert [config for config, _ in rows[0]] == [config for config, _ in rows[1]], "the same candidates"
+        mean = [(a + b) / 2 for (_, a), (_, b) in zip(*rows, strict=True)]
+        assert chosen[group] == rows[0][mean.index(max(mean))][0]
+        local_picks += [row[max(range(CANDIDATES), key=lambda i, row=row: row[i][1])][0] for row in rows]
+    assert local_picks != [config for config in chosen for _ in range(2)], "ranks alone would have disagreed"

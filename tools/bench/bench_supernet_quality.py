@@ -28,7 +28,9 @@ minutes on one thread of a 2-core machine) or ``nox -s bench -- tools/bench/benc
 ``--seeds 1 --epochs 2`` for a quick look; ``--lr`` sets the peak learning rate of every method (0.01:
 the minimal and maximal subnets alone differ by 5 points; higher rates train every method better
 but narrow that gap); ``--clip-grad-norm 1.0`` clips the gradient norm of every step (every method);
-``--json FILE`` writes the raw numbers.
+``--choose worst --candidates 4`` trains, as each random subnet of a sandwich step, the worst of four
+uniform draws by the loss of the step's batch (``best``: the best; AttentiveNAS); ``--json FILE`` writes
+the raw numbers.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class Setup:
     num_random: int = 2
     #: clip the gradient norm of every optimizer step (after all of its backwards) to this; None: no clipping
     clip_grad_norm: float | None = None
+    #: how the sandwich picks its random subnets: "uniform", or the "worst" / "best" of ``candidates``
+    #: uniform draws by the loss of the step's batch (AttentiveNAS)
+    choose: str = "uniform"
+    candidates: int = 4
 
 
 def build_supernet(seed: int, **widths: int) -> nn.Module:
@@ -117,9 +123,12 @@ def plain_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     F.cross_entropy(model(x), y).backward()
 
 
-def sandwich_step(num_random: int, distill: bool) -> StepFn:
+def sandwich_step(setup: Setup, distill: bool) -> StepFn:
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-        for subnet in an.sandwich(model, num_random=num_random, distill=distill):
+        options: dict[str, Any] = {"num_random": setup.num_random, "distill": distill}
+        if setup.choose != "uniform":
+            options.update(choose=setup.choose, candidates=setup.candidates, score=lambda: F.cross_entropy(model(x), y))
+        for subnet in an.sandwich(model, **options):
             subnet.loss(model(x), y, F.cross_entropy).backward()
 
     return step
@@ -195,9 +204,9 @@ def run_method(method: str, seed: int, configs: dict[str, dict[str, Any]], data:
         return Run(method, seed, scores, wall, steps, step_s)
     step_fn = {
         "uniform": plain_step,
-        "sandwich": sandwich_step(setup.num_random, distill=False),
-        "sandwich+distill": sandwich_step(setup.num_random, distill=True),
-        EQUAL_COMPUTE: sandwich_step(setup.num_random, distill=True),
+        "sandwich": sandwich_step(setup, distill=False),
+        "sandwich+distill": sandwich_step(setup, distill=True),
+        EQUAL_COMPUTE: sandwich_step(setup, distill=True),
     }[method]
     model = build_supernet(seed)
     wall, steps = train(model, data, setup, seed, step_fn, method_epochs(method, setup))
@@ -269,6 +278,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--clip-grad-norm", type=float, help="clip every step's gradient norm to this, in every method (default: off)"
     )
+    parser.add_argument(
+        "--choose",
+        default=Setup.choose,
+        choices=("uniform", "worst", "best"),
+        help="random subnets of the sandwich: uniform draws, or the worst / best by batch loss of --candidates draws",
+    )
+    parser.add_argument("--candidates", type=int, default=Setup.candidates, help="draws per random subnet (--choose)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw runs to this file")
     args = parser.parse_args(argv)
@@ -280,12 +296,14 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         num_random=args.num_random,
         clip_grad_norm=args.clip_grad_norm,
+        choose=args.choose,
+        candidates=args.candidates,
     )
     data = load_mnist1d()
     start = time.perf_counter()
     runs = run_benchmark(setup, data)
     print(
-        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
+        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(runs))
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import warnings
 from collections import deque
 from typing import Any
@@ -285,6 +286,61 @@ def test_soft_cross_entropy_is_cross_entropy_against_softened_teacher_probabilit
     assert teacher.grad is None, "the teacher gets no gradient"
 
 
+def _candidate_configs(model: SuperNet, steps: int, num_random: int, candidates: int) -> list[list[list[dict]]]:
+    """Per step and random subnet, the configs of the candidates a copy of ``model``'s generator draws."""
+    manager = PatchManager.get_manager(model)
+    rng = copy.deepcopy(manager.generator.rng)
+    sampler = SuperNetSampler(copy.deepcopy(model))
+    steps_drawn = []
+    for _ in range(steps):
+        pool = [[rng.getrandbits(64) for _ in range(candidates)] for _ in range(num_random)]
+        groups = []
+        for group in pool:
+            configs = []
+            for seed in group:
+                sampler.sample(random.Random(seed))
+                configs.append(sampler.config())
+            groups.append(configs)
+        steps_drawn.append(groups)
+    return steps_drawn
+
+
+def _active_width(config: dict[str, int]) -> int:
+    """Hidden channels of the blocks that run: a deterministic score of a subnet."""
+    return sum(config[f"blocks.{i}.hidden"] for i in range(config["blocks.depth"]))
+
+
+@pytest.mark.parametrize(("choose", "pick"), [("worst", max), ("best", min)])
+def test_choose_trains_the_worst_or_best_scored_of_the_candidates(model, choose, pick) -> None:
+    sampler = PatchManager.get_manager(model).sampler
+    drawn = _candidate_configs(model, steps=3, num_random=2, candidates=4)
+    scored = []
+
+    def score() -> torch.Tensor:
+        scored.append((torch.is_grad_enabled(), sampler.config()))
+        return torch.tensor(float(_active_width(sampler.config())))
+
+    record = sandwich_training(model, steps=3, num_random=2, choose=choose, candidates=4, score=score)
+    for items, groups in zip(record, drawn, strict=True):
+        assert [kind for kind, _, _ in items] == ["max", "min", "random", "random"]
+        chosen = [config for _, _, config in items[2:]]
+        assert chosen == [pick(group, key=_active_width) for group in groups]
+    assert [config for _, config in scored] == [c for groups in drawn for group in groups for c in group]
+    assert not any(grad for grad, _ in scored), "scoring runs without autograd"
+    widths = {_active_width(config) for _, _, config in (i for items in record for i in items[2:])}
+    everything = {_active_width(c) for groups in drawn for group in groups for c in group}
+    assert widths != everything, "the choice must differ from taking every candidate"
+
+
+def test_scoring_forwards_are_neither_cached_nor_counted(model) -> None:
+    manager = PatchManager.get_manager(model)
+    x, y = data(0)
+    for step in range(3):
+        for subnet in sandwich(model, choose="worst", candidates=3, score=lambda: F.cross_entropy(model(x), y)):
+            subnet.loss(model(x), y, F.cross_entropy).backward()
+        assert len(manager.patch_data["queue"]) == manager.patch_data["count"] == step + 1
+
+
 def test_bad_arguments_are_named(model) -> None:
     with pytest.raises(ValueError, match="num_random must be an int >= 0, got -1"):
         sandwich(model, num_random=-1)
@@ -302,6 +358,16 @@ def test_bad_arguments_are_named(model) -> None:
         soft_cross_entropy({"logits": torch.zeros(2, 3)}, torch.zeros(2, 3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"output \(2, 3\) and teacher \(2, 4\)"):
         soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="choose must be 'uniform', 'worst' or 'best', got 'top'"):
+        sandwich(model, choose="top")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="choose='worst' ranks candidates by score"):
+        sandwich(model, choose="worst")
+    with pytest.raises(ValueError, match="candidates must be an int >= 1, got 0"):
+        sandwich(model, choose="best", candidates=0, score=lambda: 0.0)
+    with pytest.raises(ValueError, match="score is used only with choose='worst' or 'best'"):
+        sandwich(model, score=lambda: 0.0)
+    with pytest.raises(TypeError, match="score must return a number or a one-element tensor, got 'low'"):
+        next(iter(sandwich(model, choose="best", score=lambda: "low")))
     steps = iter(sandwich(model))
     next(steps)
     with pytest.raises(RuntimeError, match="a sandwich step is already running on SuperNet"):

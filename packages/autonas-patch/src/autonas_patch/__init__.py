@@ -46,7 +46,8 @@ Training-time behaviour (AutoNAS, SPEC section 6):
   ``torch.no_grad``, then every submodule gets back its own train flag and momentum.
 - :func:`sandwich` (the sandwich rule): inside one training step, the maximal, the minimal and a few
   random subnets in turn, their gradients accumulated, all-reduced once under DDP; with in-place
-  distillation (:func:`soft_cross_entropy` against the maximal subnet's detached output).
+  distillation (:func:`soft_cross_entropy` against the maximal subnet's detached output); its random
+  subnets may be the worst or best of a few candidates by a score (AttentiveNAS, ``choose=``).
 - :func:`no_patches`, :func:`enable_patches`, :func:`set_patches_enabled`, :func:`is_patches_enabled`:
   a process-wide switch (context managers and decorators) that turns all of the above off and on.
 - torch.distributed: the generator's state is broadcast from rank 0 once, at its first use inside a

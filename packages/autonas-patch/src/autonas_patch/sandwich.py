@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .autonas_manager import AutoNASPatchManager
@@ -20,7 +21,11 @@ __all__ = ["SandwichSubnet", "sandwich"]
 
 #: A distillation loss: ``(output of a smaller subnet, detached output of the maximal subnet) -> loss``.
 DistillLoss = Callable[[Any, Any], torch.Tensor]
+#: A candidate's score: called with the candidate subnet active, returns a number (a float or a
+#: one-element tensor), for example the loss of the current batch.
+Score = Callable[[], Any]
 SubnetKind = Literal["max", "min", "random"]
+Choice = Literal["uniform", "worst", "best"]
 
 
 class _Teacher:
@@ -114,6 +119,9 @@ def sandwich(
     micro_batches: int = 1,
     distill: bool | DistillLoss = True,
     temperature: float = 1.0,
+    choose: Choice = "uniform",
+    candidates: int = 4,
+    score: Score | None = None,
 ) -> Iterator[SandwichSubnet]:
     """Train the maximal, the minimal and ``num_random`` random subnets in one optimizer step.
 
@@ -150,6 +158,16 @@ def sandwich(
             outputs); or a loss ``(output, teacher) -> tensor`` of your own (any output structure);
             ``False`` trains every subnet on ``loss_fn``. It acts through :meth:`SandwichSubnet.loss`.
         temperature: Temperature of the built-in distillation loss.
+        choose: How each random subnet is picked: ``"uniform"`` (a uniform draw), or, as in
+            AttentiveNAS, the ``"worst"`` (highest score) or ``"best"`` (lowest score) of
+            ``candidates`` uniform draws. Scoring runs at the start of the step, before the maximal
+            subnet, under ``torch.no_grad``; its forwards are neither counted nor cached. Under
+            torch.distributed the scores are averaged over the ranks first, so every rank picks
+            the same subnets.
+        candidates: Uniform draws per random subnet when ``choose`` is ``"worst"`` or ``"best"``.
+        score: Called with each candidate active; returns a number, lower is better (for example
+            ``lambda: criterion(model(x), y)`` on the step's batch, or a cost). Needed unless
+            ``choose="uniform"``.
 
     Yields:
         :class:`SandwichSubnet`: the active subnet, with ``loss()`` that applies the distillation.
@@ -161,6 +179,7 @@ def sandwich(
     """
     _check_count("num_random", num_random, 0)
     _check_count("micro_batches", micro_batches, 1)
+    pick = _picker(choose, candidates, score)
     teacher = _Teacher(_distill_loss(distill, temperature))
     manager = PatchManager.get_manager(model)
     if not isinstance(manager, AutoNASPatchManager):
@@ -171,26 +190,88 @@ def sandwich(
     data = manager.patch_data
     if data["hold_subnet"]:
         raise RuntimeError(f"a sandwich step is already running on {type(model).__name__}: finish it first")
-    return _steps(model, manager, num_random, micro_batches, teacher)
+    return _steps(model, manager, num_random, micro_batches, teacher, pick)
 
 
 def _sample_seeded(manager: AutoNASPatchManager, seed: int) -> None:
     manager.sample(random.Random(seed))
 
 
+class _Picker:
+    """Draws the seeds of a step's random subnets: uniformly, or the worst / best scored of a few candidates."""
+
+    def __init__(self, choose: Choice, candidates: int, score: Score | None) -> None:
+        self.choose, self.candidates, self.score = choose, candidates, score
+
+    def seeds(self, manager: AutoNASPatchManager, num_random: int) -> list[int]:
+        """One subnet seed per random subnet; the active subnet afterwards is unspecified."""
+        rng = manager.generator.rng
+        if self.choose == "uniform":
+            return [rng.getrandbits(64) for _ in range(num_random)]
+        pool = [[rng.getrandbits(64) for _ in range(self.candidates)] for _ in range(num_random)]
+        scores = _mean_over_ranks(self._scores(manager, [seed for group in pool for seed in group]))
+        sign = 1.0 if self.choose == "worst" else -1.0
+        picked = []
+        for row, group in zip(scores.view(num_random, self.candidates).tolist(), pool, strict=True):
+            picked.append(group[max(range(self.candidates), key=lambda i: sign * row[i])])
+        return picked
+
+    def _scores(self, manager: AutoNASPatchManager, seeds: list[int]) -> torch.Tensor:
+        values = []
+        with torch.no_grad():
+            for seed in seeds:
+                _sample_seeded(manager, seed)
+                value = self.score()
+                try:
+                    values.append(float(value))
+                except (TypeError, ValueError, RuntimeError) as error:
+                    raise TypeError(f"score must return a number or a one-element tensor, got {value!r}") from error
+        return torch.tensor(values, dtype=torch.float64)
+
+
+def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over the torch.distributed ranks (unchanged outside a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = values.to(backend_device)
+    dist.all_reduce(total)
+    return total.cpu() / dist.get_world_size()
+
+
+def _picker(choose: Any, candidates: Any, score: Any) -> _Picker:
+    if choose not in ("uniform", "worst", "best"):
+        raise ValueError(f"choose must be 'uniform', 'worst' or 'best', got {choose!r}")
+    _check_count("candidates", candidates, 1)
+    if choose != "uniform" and not callable(score):
+        raise TypeError(f"choose={choose!r} ranks candidates by score: pass score=lambda: <number>, got {score!r}")
+    if choose == "uniform" and score is not None:
+        raise ValueError("score is used only with choose='worst' or 'best'; with choose='uniform' leave it out")
+    return _Picker(choose, candidates, score)
+
+
 def _steps(
-    model: nn.Module, manager: AutoNASPatchManager, num_random: int, micro_batches: int, teacher: _Teacher
+    model: nn.Module,
+    manager: AutoNASPatchManager,
+    num_random: int,
+    micro_batches: int,
+    teacher: _Teacher,
+    pick: _Picker,
 ) -> Iterator[SandwichSubnet]:
     data = manager.patch_data
-    if manager.sampler.is_configurable():
-        seeds = [manager.generator.rng.getrandbits(64) for _ in range(num_random)]
-        order: list[tuple[SubnetKind, Callable[[], None]]] = [("max", manager.sample_max), ("min", manager.sample_min)]
-        order += [("random", functools.partial(_sample_seeded, manager, seed)) for seed in seeds]
-    else:
-        order = [("max", manager.sample_max)]
     no_sync = getattr(model, "no_sync", None)
     data["hold_subnet"] = True
     try:
+        if manager.sampler.is_configurable():
+            data["repeat_batch"] = True  # scoring forwards are neither counted nor cached
+            seeds = pick.seeds(manager, num_random)
+            order: list[tuple[SubnetKind, Callable[[], None]]] = [
+                ("max", manager.sample_max),
+                ("min", manager.sample_min),
+            ]
+            order += [("random", functools.partial(_sample_seeded, manager, seed)) for seed in seeds]
+        else:
+            order = [("max", manager.sample_max)]
         for micro_batch in range(micro_batches):
             for index, (kind, activate) in enumerate(order):
                 activate()
