@@ -205,6 +205,9 @@ def test_a_model_with_one_subnet_yields_only_the_maximal_one() -> None:
     sampler = SuperNetSampler(net, widths=(8,), depths=(3,))
     AutoNASPatchManager(net).patch(sampler, seed=0)
     assert [subnet.kind for subnet in sandwich(net, num_random=3, micro_batches=2)] == ["max", "max"]
+    scored: list[None] = []
+    chosen = sandwich(net, num_random=3, choose="worst", score=lambda: scored.append(None) or 0.0)
+    assert [subnet.kind for subnet in chosen] == ["max"] and not scored, "nothing to choose from, nothing scored"
 
 
 def test_distillation_targets_are_the_detached_max_output(model) -> None:
@@ -330,6 +333,25 @@ def test_choose_trains_the_worst_or_best_scored_of_the_candidates(model, choose,
     widths = {_active_width(config) for _, _, config in (i for items in record for i in items[2:])}
     everything = {_active_width(c) for groups in drawn for group in groups for c in group}
     assert widths != everything, "the choice must differ from taking every candidate"
+
+
+def test_chosen_subnets_repeat_over_micro_batches_and_are_scored_once(model) -> None:
+    calls: list[dict[str, int]] = []
+    sampler = PatchManager.get_manager(model).sampler
+    record = sandwich_training(
+        model,
+        steps=2,
+        num_random=2,
+        micro_batches=2,
+        choose="best",
+        candidates=3,
+        score=lambda: calls.append(sampler.config()) or _active_width(sampler.config()),
+    )
+    assert len(calls) == 2 * 2 * 3, "candidates x random subnets per step, not per micro-batch"
+    for items in record:
+        first, second = items[:4], items[4:]
+        assert [config for _, _, config in first] == [config for _, _, config in second]
+        assert [micro_batch for _, micro_batch, _ in items] == [0] * 4 + [1] * 4
 
 
 def test_scoring_forwards_are_neither_cached_nor_counted(model) -> None:
