@@ -15,6 +15,7 @@ from torch import nn
 from .autonas_manager import AutoNASPatchManager
 from .calibration import _map_tensors
 from .distill import soft_cross_entropy
+from .generator import _world_size
 from .manager import PatchManager
 
 __all__ = ["SandwichSubnet", "sandwich"]
@@ -210,11 +211,9 @@ class _Picker:
             return [rng.getrandbits(64) for _ in range(num_random)]
         pool = [[rng.getrandbits(64) for _ in range(self.candidates)] for _ in range(num_random)]
         scores = _mean_over_ranks(self._scores(manager, [seed for group in pool for seed in group]))
-        sign = 1.0 if self.choose == "worst" else -1.0
-        picked = []
-        for row, group in zip(scores.view(num_random, self.candidates).tolist(), pool, strict=True):
-            picked.append(group[max(range(self.candidates), key=lambda i: sign * row[i])])
-        return picked
+        extreme = max if self.choose == "worst" else min
+        rows = scores.view(num_random, self.candidates).tolist()
+        return [group[row.index(extreme(row))] for row, group in zip(rows, pool, strict=True)]
 
     def _scores(self, manager: AutoNASPatchManager, seeds: list[int]) -> torch.Tensor:
         values = []
@@ -231,12 +230,12 @@ class _Picker:
 
 def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """``values`` averaged over the torch.distributed ranks (unchanged outside a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    world_size = _world_size()
+    if world_size == 1:
         return values
-    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    total = values.to(backend_device)
+    total = values.to("cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(total)
-    return total.cpu() / dist.get_world_size()
+    return total.cpu() / world_size
 
 
 def _picker(choose: Any, candidates: Any, score: Any) -> _Picker:
