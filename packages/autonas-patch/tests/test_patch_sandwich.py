@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import warnings
-from collections import deque
+from collections import deque, namedtuple
 from typing import Any
 
 import pytest
@@ -253,6 +253,59 @@ def test_a_custom_distill_loss_takes_structured_outputs(model) -> None:
     assert not calls[0]["logits"].requires_grad
 
 
+class ModelOutput(dict):
+    """A dict whose keys are also attributes, as Hugging Face model outputs are."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+TrainOutputs = namedtuple("TrainOutputs", ["logits", "aux_logits"])  # as torchvision's GoogLeNet in training
+
+
+@pytest.mark.parametrize("wrap", [ModelOutput, TrainOutputs], ids=["dict subclass", "namedtuple"])
+def test_the_built_in_distillation_takes_the_logits_of_structured_outputs(model, wrap) -> None:
+    model.train()
+    x, y = data(0)
+    seen = []
+    for subnet in sandwich(model, num_random=1, temperature=2.0):
+        logits = model(x)
+        output = wrap(logits=logits, aux_logits=logits * 2)
+        seen.append((subnet, output, subnet.loss(output, y, lambda output, y: F.cross_entropy(output.logits, y))))
+    (max_subnet, max_output, _), *others = seen
+    teacher = max_subnet.teacher
+    assert type(teacher) is wrap, "the teacher keeps the output's class"
+    assert torch.equal(teacher.logits, max_output.logits) and not teacher.logits.requires_grad
+    assert torch.equal(teacher.aux_logits, max_output.aux_logits) and not teacher.aux_logits.requires_grad
+    for _, output, loss in others:
+        assert torch.equal(loss, soft_cross_entropy(output.logits, teacher.logits, 2.0))
+
+
+def test_the_built_in_distillation_of_sequence_logits_takes_the_classes_last(model) -> None:
+    model.train()
+    x, y = data(0)
+    losses = []
+    for subnet in sandwich(model, num_random=0):
+        sequence = model(x).unsqueeze(1).expand(-1, 3, -1) * torch.arange(1.0, 4.0).view(1, 3, 1)  # (N, L, C)
+        losses.append((sequence, subnet.loss(ModelOutput(logits=sequence), y, lambda output, _: output.logits.sum())))
+    (teacher, _), (student, loss) = losses
+    expected = soft_cross_entropy(student.transpose(1, 2), teacher.detach().transpose(1, 2))
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(soft_cross_entropy(student, teacher, dim=-1), expected)
+    assert not torch.allclose(loss, soft_cross_entropy(student, teacher)), "dimension 1 is the sequence here"
+
+
+def test_the_built_in_distillation_names_outputs_without_logits(model) -> None:
+    model.train()
+    x, y = data(0)
+    with pytest.raises(TypeError, match=r"an output with a 'logits' tensor .*got dict\. Pass your own loss"):
+        for subnet in sandwich(model, num_random=0):
+            subnet.loss({"scores": model(x)}, y, lambda output, y: output["scores"].sum()).backward()
+
+
 def test_without_distillation_every_subnet_takes_the_task_loss(model) -> None:
     model.train()
     x, y = data(0)
@@ -378,6 +431,8 @@ def test_bad_arguments_are_named(model) -> None:
         sandwich(SuperNet())
     with pytest.raises(TypeError, match="soft_cross_entropy takes logit tensors, got dict"):
         soft_cross_entropy({"logits": torch.zeros(2, 3)}, torch.zeros(2, 3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"dim=2 is not a dimension of logits of shape \(2, 3\)"):
+        soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 3), dim=2)
     with pytest.raises(ValueError, match=r"output \(2, 3\) and teacher \(2, 4\)"):
         soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="choose must be 'uniform', 'worst' or 'best', got 'top'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,7 +14,11 @@ __all__ = ["capture_inputs", "has_running_batchnorm", "recalibrate_batchnorm", "
 
 
 def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """Apply ``fn`` to every tensor inside nested tuples, lists and dicts; other objects are kept as is."""
+    """Apply ``fn`` to every tensor inside nested tuples, lists and dicts; other objects are kept as is.
+
+    Containers keep their class: namedtuples, and dict subclasses such as ``OrderedDict`` or a
+    Hugging Face ``ModelOutput`` (copied, then their items replaced, so attribute access still works).
+    """
     if isinstance(obj, torch.Tensor):
         return fn(obj)
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
@@ -21,7 +26,13 @@ def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(obj, (tuple, list)):
         return type(obj)(_map_tensors(item, fn) for item in obj)
     if isinstance(obj, dict):
-        return {key: _map_tensors(value, fn) for key, value in obj.items()}
+        mapped = {key: _map_tensors(value, fn) for key, value in obj.items()}
+        if type(obj) is dict:
+            return mapped
+        rebuilt = copy.copy(obj)
+        for key, value in mapped.items():
+            rebuilt[key] = value
+        return rebuilt
     return obj
 
 

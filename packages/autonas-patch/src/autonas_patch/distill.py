@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 __all__ = ["soft_cross_entropy"]
 
 
-def soft_cross_entropy(output: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_cross_entropy(
+    output: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0, dim: int = 1
+) -> torch.Tensor:
     """Cross-entropy of ``output`` logits against the softened distribution of ``teacher`` logits.
 
-    Both are logits with the classes along dimension 1 (``(N, C)`` or ``(N, C, *)``, as for
-    ``F.cross_entropy``); the loss is averaged over every other position and scaled by
+    Both are logits with the classes along ``dim``: dimension 1 by default, as for
+    ``F.cross_entropy`` (``(N, C)`` or ``(N, C, *)``); ``dim=-1`` for sequence logits
+    ``(N, L, C)``. The loss is averaged over every other position and scaled by
     ``temperature ** 2`` so that its gradient keeps its size whatever the temperature. It differs
     from the KL divergence only by the teacher's entropy, a constant, so both give the same
     gradient. The teacher gets no gradient. Computed in float32 (also under ``torch.autocast``).
@@ -21,10 +27,12 @@ def soft_cross_entropy(output: torch.Tensor, teacher: torch.Tensor, temperature:
         output: Logits of the subnet being trained.
         teacher: Logits of the teacher (the maximal subnet), same shape.
         temperature: Softening of both distributions (> 0).
+        dim: The dimension that holds the classes.
 
     Raises:
         TypeError: ``output`` or ``teacher`` is not a tensor.
-        ValueError: The shapes differ, or ``temperature`` is not positive.
+        ValueError: The shapes differ, ``dim`` is not one of their dimensions, or ``temperature``
+            is not positive.
     """
     if not (isinstance(output, torch.Tensor) and isinstance(teacher, torch.Tensor)):
         raise TypeError(
@@ -33,8 +41,42 @@ def soft_cross_entropy(output: torch.Tensor, teacher: torch.Tensor, temperature:
         )
     if output.shape != teacher.shape:
         raise ValueError(f"output {tuple(output.shape)} and teacher {tuple(teacher.shape)} logits differ in shape")
+    if not -output.dim() <= dim < max(output.dim(), 1):
+        raise ValueError(f"dim={dim} is not a dimension of logits of shape {tuple(output.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    log_probs = F.log_softmax(output.float() / temperature, dim=1)
-    target = F.softmax(teacher.detach().float() / temperature, dim=1)
-    return -(target * log_probs).sum(dim=1).mean() * temperature**2
+    log_probs = F.log_softmax(output.float() / temperature, dim=dim)
+    target = F.softmax(teacher.detach().float() / temperature, dim=dim)
+    return -(target * log_probs).sum(dim=dim).mean() * temperature**2
+
+
+def _logits(output: Any) -> tuple[torch.Tensor, int]:
+    """The logits in a model's output and the dimension of their classes."""
+    if isinstance(output, torch.Tensor):
+        return output, 1
+    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            f"the built-in distillation takes logits: a tensor, or an output with a 'logits' tensor (Hugging Face "
+            f"model outputs, torchvision's GoogLeNet/Inception training outputs); got {type(output).__name__}. "
+            "Pass your own loss: sandwich(model, distill=lambda output, teacher: ...)"
+        )
+    # Hugging Face shapes: (N, C) classification, (N, L, C) sequences, (N, C, H, W) segmentation.
+    return logits, -1 if logits.dim() == 3 else 1
+
+
+def logits_distillation(output: Any, teacher: Any, temperature: float = 1.0) -> torch.Tensor:
+    """The built-in in-place distillation loss: :func:`soft_cross_entropy` over the outputs' logits.
+
+    A tensor output is logits with the classes on dimension 1. A structured output contributes its
+    ``logits`` tensor (attribute or key: a Hugging Face ``ModelOutput``, torchvision's
+    GoogLeNet/Inception training outputs, a dict), with the shapes Hugging Face heads produce:
+    ``(N, L, C)`` sequence logits have the classes last, all others on dimension 1. Every position
+    counts (also padding); other fields, such as auxiliary logits, are not distilled.
+
+    Raises:
+        TypeError: An output is neither a tensor nor holds a ``logits`` tensor.
+    """
+    logits, dim = _logits(output)
+    teacher_logits, _ = _logits(teacher)
+    return soft_cross_entropy(logits, teacher_logits, temperature, dim)

@@ -14,7 +14,7 @@ from torch import nn
 
 from .autonas_manager import AutoNASPatchManager
 from .calibration import _map_tensors
-from .distill import soft_cross_entropy
+from .distill import logits_distillation
 from .generator import _world_size
 from .manager import PatchManager
 
@@ -98,7 +98,7 @@ def _distill_loss(distill: bool | DistillLoss, temperature: float) -> DistillLos
     if distill is True:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        return lambda output, teacher: soft_cross_entropy(output, teacher, temperature)
+        return functools.partial(logits_distillation, temperature=temperature)
     if not callable(distill):
         raise TypeError(f"distill must be True, False or a loss (output, teacher) -> tensor, got {distill!r}")
     if temperature != 1.0:
@@ -155,8 +155,11 @@ def sandwich(
             micro-batch (all of them for micro-batch 0, then the same ones again for 1, ...); scale
             each loss by ``1 / micro_batches`` for the mean over the whole batch.
         distill: In-place distillation (on by default): ``True`` makes the maximal subnet's detached
-            output the target of the others through :func:`autonas_patch.soft_cross_entropy` (logit
-            outputs); or a loss ``(output, teacher) -> tensor`` of your own (any output structure);
+            output the target of the others through :func:`autonas_patch.soft_cross_entropy` over
+            the logits (a tensor output, classes on dimension 1; or the ``logits`` field of a
+            structured output such as a Hugging Face ``ModelOutput``, classes last for
+            ``(N, L, C)`` sequence logits); or a loss ``(output, teacher) -> tensor`` of your own
+            (any output structure; the teacher keeps the output's type, its tensors detached);
             ``False`` trains every subnet on ``loss_fn``. It acts through :meth:`SandwichSubnet.loss`.
         temperature: Temperature of the built-in distillation loss.
         choose: How each random subnet is picked: ``"uniform"`` (a uniform draw), or, as in
