@@ -109,6 +109,24 @@ def test_train_forwards_sample_from_the_model_generator_and_queue(patched) -> No
     assert data["train_count_since_sample"] == 1 and data["autosampled"]
 
 
+def test_under_torch_compile_every_training_forward_still_samples_and_queues(patched) -> None:
+    model, sampler, manager = patched
+    model.train()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    configs, outputs = [], []
+    for i in range(3):
+        outputs.append(compiled(batch(i)))
+        configs.append(sampler.config())
+    assert configs == expected_sample_sequence(seed=11, steps=3), "the hook runs outside the graph, at every call"
+    data = manager.patch_data
+    assert len(data["queue"]) == 3 and data["count"] == 3
+    with no_patches():
+        for i, config in enumerate(configs):
+            sampler.select(config)
+            torch.testing.assert_close(outputs[i], model(batch(i)))
+
+
 def test_training_forwards_under_no_grad_still_sample(patched) -> None:
     model, sampler, manager = patched
     model.train()

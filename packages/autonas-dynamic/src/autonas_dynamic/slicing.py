@@ -49,6 +49,10 @@ def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor
         fused = slice_parameter(tensor, starts, sizes) if not gathers else None
         if fused is not None:
             tensor = fused
+        elif torch.compiler.is_compiling():  # traced as plain narrowing, which the compiler fuses
+            for dim, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+                if size != shape[dim]:
+                    tensor = tensor.narrow(dim, start, size)
         else:
             strides = tensor.stride()
             offset = sum(start * stride for start, stride in zip(starts, strides, strict=False))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
 from .generator import SyncedRandom
@@ -43,16 +45,27 @@ def _post_eval_suppressed() -> Iterator[None]:
 def _original(module: nn.Module, name: str) -> Callable[..., Any]:
     """The method ``name`` as it was before patching (an instance override, or the class's method)."""
     stored = module.__dict__[_unhooked_key(name)]
-    return getattr(type(module), name).__get__(module) if stored is None else stored
+    # The class's function bound by partial, not by ``__get__``: torch.compile resolves a
+    # ``__get__`` on a module to the instance attribute, which is the hook itself.
+    return functools.partial(getattr(type(module), name), module) if stored is None else stored
 
 
 def _manager_of(module: nn.Module) -> PatchManager:
     return module.__dict__[_MANAGER_CLS](module)
 
 
-def _hooked_forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+def _run_pre_forward(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     if is_patches_enabled():
         _manager_of(module)._hook_pre_forward(*args, **kwargs)
+
+
+def _hooked_forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    if torch.compiler.is_compiling():
+        from .compiling import run_outside_graph  # imported on demand: it loads torch._dynamo
+
+        run_outside_graph(_run_pre_forward, module, args, kwargs)
+    else:
+        _run_pre_forward(module, args, kwargs)
     return _original(module, "forward")(*args, **kwargs)
 
 
