@@ -29,7 +29,8 @@ minutes on one thread of a 2-core machine) or ``nox -s bench -- tools/bench/benc
 the minimal and maximal subnets alone differ by 5 points; higher rates train every method better
 but narrow that gap); ``--clip-grad-norm 1.0`` clips the gradient norm of every step (every method);
 ``--choose worst --candidates 4`` trains, as each random subnet of a sandwich step, the worst of four
-uniform draws by the loss of the step's batch (``best``: the best; AttentiveNAS); ``--json FILE`` writes
+uniform draws by the loss of the step's batch (``best``: the best; AttentiveNAS); ``--temperature 2``
+sets the distillation temperature of (D) and (D'); ``--json FILE`` writes
 the raw numbers.
 """
 
@@ -96,6 +97,8 @@ class Setup:
     #: uniform draws by the loss of the step's batch (AttentiveNAS)
     choose: str = "uniform"
     candidates: int = 4
+    #: temperature of the in-place distillation (methods D and D')
+    temperature: float = 1.0
 
 
 def build_supernet(seed: int, **widths: int) -> nn.Module:
@@ -126,6 +129,8 @@ def plain_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 def sandwich_step(setup: Setup, distill: bool) -> StepFn:
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         options: dict[str, Any] = {"num_random": setup.num_random, "distill": distill}
+        if distill:
+            options["temperature"] = setup.temperature
         if setup.choose != "uniform":
             options.update(choose=setup.choose, candidates=setup.candidates, score=lambda: F.cross_entropy(model(x), y))
         for subnet in an.sandwich(model, **options):
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         help="random subnets of the sandwich: uniform draws, or the worst / best by batch loss of --candidates draws",
     )
     parser.add_argument("--candidates", type=int, default=Setup.candidates, help="draws per random subnet (--choose)")
+    parser.add_argument("--temperature", type=float, default=Setup.temperature, help="distillation temperature (D, D')")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw runs to this file")
     args = parser.parse_args(argv)
@@ -298,12 +304,13 @@ def main(argv: list[str] | None = None) -> None:
         clip_grad_norm=args.clip_grad_norm,
         choose=args.choose,
         candidates=args.candidates,
+        temperature=args.temperature,
     )
     data = load_mnist1d()
     start = time.perf_counter()
     runs = run_benchmark(setup, data)
     print(
-        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
+        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, temperature {setup.temperature}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(runs))
     if args.json:

@@ -24,7 +24,9 @@ def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor
     Returns ``tensor`` itself when every index covers its whole dimension, one strided view when
     all are slices (a single ``as_strided`` call, the cheapest view torch offers; in training, large
     parameters get it from the compiled extension when the fused path is on, see
-    :mod:`autonas_dynamic.ext`), and a gathered copy only along the dimensions indexed by a tensor.
+    :mod:`autonas_dynamic.ext`; ``narrow`` per dimension while torch.compile traces, since
+    ``as_strided`` needs the storage offset), and a gathered copy only along the dimensions
+    indexed by a tensor.
     Slices must have step 1.
     """
     shape = tensor.shape
@@ -49,7 +51,7 @@ def slice_tensor(tensor: torch.Tensor, indices: Sequence[Index]) -> torch.Tensor
         fused = slice_parameter(tensor, starts, sizes) if not gathers else None
         if fused is not None:
             tensor = fused
-        elif torch.compiler.is_compiling():  # traced as plain narrowing, which the compiler fuses
+        elif torch.compiler.is_compiling():
             for dim, (start, size) in enumerate(zip(starts, sizes, strict=True)):
                 if size != shape[dim]:
                     tensor = tensor.narrow(dim, start, size)
