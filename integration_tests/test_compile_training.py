@@ -39,14 +39,10 @@ def _train(model: torch.nn.Module, call, sandwich: bool) -> tuple[list[float], l
     losses, subnets = [], []
     for x, y in _batches(STEPS):
         optimizer.zero_grad()
-        if sandwich:
-            for subnet in an.sandwich(model, num_random=1):
-                loss = subnet.loss(call(x), y, F.cross_entropy)
-                loss.backward()
-                losses.append(loss.item())
-                subnets.append(an.get_subnet_config(model, configurable=True))
-        else:
-            loss = F.cross_entropy(call(x), y)
+        # A sandwich step's subnets, or one forward that samples its own subnet.
+        for subnet in an.sandwich(model, num_random=1) if sandwich else [None]:
+            output = call(x)
+            loss = F.cross_entropy(output, y) if subnet is None else subnet.loss(output, y, F.cross_entropy)
             loss.backward()
             losses.append(loss.item())
             subnets.append(an.get_subnet_config(model, configurable=True))

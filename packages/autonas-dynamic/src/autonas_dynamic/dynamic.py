@@ -318,7 +318,7 @@ class DynamicModule(nn.Module):
         value changes or a stored tensor is modified (in-place updates bump its version, ``.to()``
         and re-assignment move its storage). With gradients it is computed afresh each time.
         """
-        if torch.compiler.is_compiling():  # a compiled graph does not re-slice per call anyway
+        if torch.compiler.is_compiling():  # the stamps (data pointers, versions) are eager bookkeeping
             return compute()
         parameters, buffers = self._parameters, self._buffers
         stored = [parameters[name] if name in parameters else buffers[name] for name in self._dynamic_tensors]
