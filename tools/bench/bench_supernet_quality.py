@@ -30,8 +30,8 @@ the minimal and maximal subnets alone differ by 5 points; higher rates train eve
 but narrow that gap); ``--clip-grad-norm 1.0`` clips the gradient norm of every step (every method);
 ``--choose worst --candidates 4`` trains, as each random subnet of a sandwich step, the worst of four
 uniform draws by the loss of the step's batch (``best``: the best; AttentiveNAS); ``--temperature 2``
-sets the distillation temperature of (D) and (D'); ``--json FILE`` writes
-the raw numbers.
+sets the distillation temperature of (D) and (D'); ``--zero-init-residual`` starts every residual
+block as the identity (every method; BigNAS); ``--json FILE`` writes the raw numbers.
 """
 
 from __future__ import annotations
@@ -99,12 +99,14 @@ class Setup:
     candidates: int = 4
     #: temperature of the in-place distillation (methods D and D')
     temperature: float = 1.0
+    #: start every residual block as the identity (its last BatchNorm scale at zero), in every method
+    zero_init_residual: bool = False
 
 
-def build_supernet(seed: int, **widths: int) -> nn.Module:
-    """The demo's :class:`SignalNet` (``widths``: its ``channels`` / ``hidden``) converted, seeded by ``seed``."""
+def build_supernet(seed: int, **options: Any) -> nn.Module:
+    """The demo's :class:`SignalNet` (``options``: its keyword arguments) converted, seeded by ``seed``."""
     torch.manual_seed(seed)
-    return an.convert(SignalNet(**widths), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": seed})
+    return an.convert(SignalNet(**options), mode=[("autonas", SEARCH_RULES)], mode_kwargs={"seed": seed})
 
 
 def fixed_subnets(names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -200,7 +202,7 @@ def run_method(method: str, seed: int, configs: dict[str, dict[str, Any]], data:
     if method == "standalone":
         scores, step_s, wall, steps = {}, {}, 0.0, 0
         for name, config in configs.items():
-            model = build_supernet(seed)
+            model = build_supernet(seed, zero_init_residual=setup.zero_init_residual)
             an.select(model, config)
             static = an.export(model)
             seconds, steps = train(static, data, setup, seed, plain_step, setup.epochs)
@@ -213,7 +215,7 @@ def run_method(method: str, seed: int, configs: dict[str, dict[str, Any]], data:
         "sandwich+distill": sandwich_step(setup, distill=True),
         EQUAL_COMPUTE: sandwich_step(setup, distill=True),
     }[method]
-    model = build_supernet(seed)
+    model = build_supernet(seed, zero_init_residual=setup.zero_init_residual)
     wall, steps = train(model, data, setup, seed, step_fn, method_epochs(method, setup))
     return Run(method, seed, evaluate_supernet(model, configs, data, setup.batch_size), wall, steps)
 
@@ -291,6 +293,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--candidates", type=int, default=Setup.candidates, help="draws per random subnet (--choose)")
     parser.add_argument("--temperature", type=float, default=Setup.temperature, help="distillation temperature (D, D')")
+    parser.add_argument(
+        "--zero-init-residual",
+        action="store_true",
+        help="start every residual block as the identity (last BatchNorm scale 0), in every method",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw runs to this file")
     args = parser.parse_args(argv)
@@ -305,12 +312,13 @@ def main(argv: list[str] | None = None) -> None:
         choose=args.choose,
         candidates=args.candidates,
         temperature=args.temperature,
+        zero_init_residual=args.zero_init_residual,
     )
     data = load_mnist1d()
     start = time.perf_counter()
     runs = run_benchmark(setup, data)
     print(
-        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, temperature {setup.temperature}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
+        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, temperature {setup.temperature}, zero-init residual {setup.zero_init_residual}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(runs))
     if args.json:

@@ -76,6 +76,18 @@ def test_residual_block_keeps_shape_and_adds_its_input() -> None:
     assert torch.equal(block(x), torch.relu(x + block.bn2.bias.view(1, -1, 1)))
 
 
+def test_zero_init_residual_starts_every_block_as_the_identity_and_leaves_the_rest() -> None:
+    torch.manual_seed(0)
+    plain = SignalNet(channels=8, hidden=16, blocks=2)
+    torch.manual_seed(0)
+    zeroed = SignalNet(channels=8, hidden=16, blocks=2, zero_init_residual=True)
+    changed = {name for name, p in zeroed.state_dict().items() if not torch.equal(p, plain.state_dict()[name])}
+    assert changed == {"blocks.0.bn2.weight", "blocks.1.bn2.weight"}
+    x = torch.rand(3, 8, 20)  # non-negative: what a block gets after the stem's ReLU
+    for block in zeroed.blocks:
+        assert torch.equal(block.train()(x), x)
+
+
 def test_model_outputs_logits_per_class() -> None:
     model = SignalNet(channels=8, hidden=16, blocks=2)
     assert len(model.blocks) == 2

@@ -58,13 +58,25 @@ class SignalNet(nn.Module):
         hidden: width inside each block.
         blocks: residual blocks.
         num_classes: outputs of the classifier.
+        zero_init_residual: start every block's last BatchNorm scale at zero, so that each block
+            begins as the identity (as torchvision's ResNet option of the same name).
     """
 
-    def __init__(self, channels: int = 32, hidden: int = 64, blocks: int = 3, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self,
+        channels: int = 32,
+        hidden: int = 64,
+        blocks: int = 3,
+        num_classes: int = NUM_CLASSES,
+        zero_init_residual: bool = False,
+    ) -> None:
         super().__init__()
         self.stem = nn.Conv1d(1, channels, 5, stride=2, padding=2, bias=False)
         self.stem_bn = nn.BatchNorm1d(channels)
         self.blocks = nn.Sequential(*(ResidualBlock(channels, hidden) for _ in range(blocks)))
+        if zero_init_residual:
+            for block in self.blocks:
+                nn.init.zeros_(block.bn2.weight)
         self.head = nn.Linear(channels, num_classes)
         self.relu = nn.ReLU()
 
