@@ -66,3 +66,38 @@ def test_nested_blocks_with_dynamic_layers_export():
     assert not any(type(m).__name__.startswith("Dynamic") for m in exported.modules())
     assert exported[0].conv[3].groups == 20
     torch.testing.assert_close(exported(x), out)
+
+
+def _run_block_by_block(seq: nn.Module, x: torch.Tensor, via_children: bool) -> torch.Tensor:
+    """As timm's ``checkpoint_seq`` runs a Sequential: every block in turn, not the container."""
+    for block in seq.children() if via_children else seq:
+        x = block(x)
+    return x
+
+
+@pytest.mark.parametrize("via_children", [True, False])
+def test_blocks_run_one_by_one_compute_the_active_depth_and_dropped_blocks_get_no_gradient(via_children):
+    torch.manual_seed(0)
+    seq = DYNAMIC_REGISTRY.convert(nn.Sequential(*(nn.Linear(4, 4) for _ in range(3))))
+    x = torch.randn(2, 4, requires_grad=True)  # depth 0 returns it
+    for depth in range(4):
+        seq.depth = depth
+        seq.zero_grad(set_to_none=True)
+        out = _run_block_by_block(seq, x, via_children)
+        torch.testing.assert_close(out, seq(x))
+        out.sum().backward()
+        assert [block.weight.grad is not None for block in seq.children()] == [i < depth for i in range(3)]
+
+
+def test_copies_pass_through_by_their_own_depth_and_export_drops_the_hooks():
+    import pickle
+
+    seq = DYNAMIC_REGISTRY.convert(nn.Sequential(*(nn.Linear(4, 4) for _ in range(3))))
+    x = torch.randn(2, 4)
+    for copied in (copy.deepcopy(seq), pickle.loads(pickle.dumps(seq))):
+        copied.depth, seq.depth = 1, 3
+        torch.testing.assert_close(_run_block_by_block(copied, x, True), copied[0](x))
+    seq.depth = 2
+    exported = export_model(seq)
+    assert all(not block._forward_hooks for block in exported)
+    torch.testing.assert_close(_run_block_by_block(exported, x, True), exported(x))

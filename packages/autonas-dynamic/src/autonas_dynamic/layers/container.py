@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable
 from typing import Any
@@ -51,18 +52,51 @@ class DepthContainer(DynamicModule):
         return super().export()
 
 
+def _pass_through_when_dropped(
+    container: DepthContainer, index: int, block: nn.Module, args: tuple, output: Any
+) -> Any:
+    """Forward hook of a Sequential's block: a dropped block called from outside the container returns its input."""
+    if index >= container._hparams["depth"].active and args:
+        return args[0]
+    return None
+
+
 class _DynamicSequential(DepthContainer):
     """Dynamic Sequential: only the first ``depth`` blocks run.
 
     ``state_dict``, ``len``, indexing and ``named_modules`` always see every block; only
-    ``forward``, printing and export see the first ``depth``.
+    ``forward``, printing and export see the first ``depth``. Code that runs the blocks one by
+    one instead of calling the container (timm's gradient checkpointing, ``checkpoint_seq``) gets
+    each dropped block's input back as its output, so it computes the active subnet too (the
+    dropped block's own computation is discarded).
     """
+
+    def _setup(self) -> None:
+        super()._setup()
+        blocks = list(self._modules.values())
+        for index, block in enumerate(blocks):
+            if block is not None and blocks.count(block) == 1:  # a block filling several positions runs while any does
+                block.register_forward_hook(functools.partial(_pass_through_when_dropped, self, index))
 
     def forward(self, input: Any) -> Any:
         blocks: Iterable[nn.Module] = self._modules.values()  # type: ignore[assignment]
         for module in itertools.islice(blocks, self._hparams["depth"].active):
             input = module(input)
         return input
+
+    def export(self) -> nn.Module:
+        """Export in place, keeping only the first ``depth`` blocks, without the pass-through hooks."""
+        for block in self._modules.values():
+            if block is None:
+                continue
+            hooks = block._forward_hooks
+            for key in [key for key, hook in hooks.items() if _is_pass_through(hook)]:
+                del hooks[key]
+        return super().export()
+
+
+def _is_pass_through(hook: Any) -> bool:
+    return isinstance(hook, functools.partial) and hook.func is _pass_through_when_dropped
 
 
 register_layer(nn.Sequential, key="nn.Sequential", dynamic=_DynamicSequential)
