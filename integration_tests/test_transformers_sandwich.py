@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import autonas as an
+from autonas_patch import SandwichSubnet
 
 transformers = pytest.importorskip("transformers")
 
@@ -107,3 +108,30 @@ def test_sandwich_distillation_on_model_outputs_matches_a_manual_loop(name: str)
             optimizer.step()
     for (key, trained), written_out in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
         torch.testing.assert_close(trained, written_out, msg=lambda message, key=key: f"{key}: {message}")
+
+
+def _loss(model: torch.nn.Module, tokens: torch.Tensor, subnet: SandwichSubnet) -> torch.Tensor:
+    output = model(tokens)
+    return subnet.loss(output, _labels(tokens, output.logits), _task_loss)
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_gradient_checkpointing_trains_each_subnet_as_without_it_and_refuses_a_deferred_backward(
+    use_reentrant: bool,
+) -> None:
+    torch.manual_seed(0)
+    model = an.convert(_bert_classifier(), mode="autonas", mode_kwargs={"seed": 0}).train()
+    checkpointed = copy.deepcopy(model)
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    tokens = _batches(1)[0]
+    grads = []
+    for net in (model, checkpointed):
+        for subnet in an.sandwich(net, num_random=2):
+            _loss(net, tokens, subnet).backward()
+        grads.append({name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None})
+    assert grads[1].keys() == grads[0].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, msg=name)
+    # Summed losses would recompute every checkpointed layer for the last subnet: refused, not wrong.
+    with pytest.raises(RuntimeError, match="with gradient checkpointing, after the active subnet changed"):
+        sum(_loss(checkpointed, tokens, subnet) for subnet in an.sandwich(checkpointed, num_random=2)).backward()

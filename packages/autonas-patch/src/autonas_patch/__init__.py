@@ -48,6 +48,9 @@ Training-time behaviour (AutoNAS, SPEC section 6):
   random subnets in turn, their gradients accumulated, all-reduced once under DDP; with in-place
   distillation (:func:`soft_cross_entropy` against the maximal subnet's detached output); its random
   subnets may be the worst or best of a few candidates by a score (AttentiveNAS, ``choose=``).
+- gradient checkpointing (a module with Hugging Face's ``gradient_checkpointing`` or timm's
+  ``grad_checkpointing`` switch on): a backward that reaches a training forward's outputs after the
+  architecture changed raises, since it would recompute checkpointed blocks under another subnet.
 - :func:`no_patches`, :func:`enable_patches`, :func:`set_patches_enabled`, :func:`is_patches_enabled`:
   a process-wide switch (context managers and decorators) that turns all of the above off and on.
 - torch.distributed: the generator's state is broadcast from rank 0 once, at its first use inside a

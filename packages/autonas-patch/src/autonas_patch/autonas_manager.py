@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .calibration import capture_inputs, has_running_batchnorm, recalibrate_batchnorm, replay_inputs
+from .checkpointing import BackwardWatch, mark_stale
 from .manager import PatchManager
 
 __all__ = ["BN_CALIB_ITERS", "QUEUE_MAXLEN", "AutoNASPatchManager"]
@@ -34,6 +37,11 @@ def _is_full(queue: deque) -> bool:
 
 
 _INTERNAL_DIRS = (str(Path(__file__).parent), str(Path(nn.__file__).parent))
+
+
+#: Per patched model, the watches of its training forwards since the last architecture change (kept
+#: outside the patch data, which pickles; see :mod:`autonas_patch.checkpointing`).
+_BACKWARD_WATCHES: weakref.WeakKeyDictionary[nn.Module, list[weakref.ref[BackwardWatch]]] = weakref.WeakKeyDictionary()
 
 
 def _user_stacklevel() -> int:
@@ -101,6 +109,13 @@ class AutoNASPatchManager(PatchManager):
             queue.append(capture_inputs(args, kwargs))
         data["count"] += 1
 
+    def _hook_post_forward(self, output: Any) -> None:
+        """Watch a training forward's outputs until their backward (see :mod:`autonas_patch.checkpointing`)."""
+        if self.model.training and torch.is_grad_enabled():
+            watch = BackwardWatch.attach(output, type(self.model).__name__)
+            if watch is not None:
+                _BACKWARD_WATCHES.setdefault(self.model, []).append(watch)
+
     def _hook_post_eval(self, forward_loop: Callable[[nn.Module], Any] | None = None) -> None:
         """Return to the maximal subnet after training and recalibrate BatchNorm if its statistics are stale.
 
@@ -141,7 +156,8 @@ class AutoNASPatchManager(PatchManager):
         return None
 
     def _hook_pre_sample(self) -> None:
-        """Mark BatchNorm statistics stale and the subnet as not auto-sampled."""
+        """Mark BatchNorm statistics stale, the subnet as not auto-sampled, and pending checkpointed backwards invalid."""
+        mark_stale(_BACKWARD_WATCHES.get(self.model, []), self.model)
         data = self.patch_data
         data["train_count_since_sample"] = 0
         data["autosampled"] = False

@@ -66,7 +66,10 @@ def _hooked_forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         run_outside_graph(_run_pre_forward, module, args, kwargs)
     else:
         _run_pre_forward(module, args, kwargs)
-    return _original(module, "forward")(*args, **kwargs)
+    output = _original(module, "forward")(*args, **kwargs)
+    if is_patches_enabled() and not torch.compiler.is_compiling():
+        _manager_of(module)._hook_post_forward(output)
+    return output
 
 
 def _hooked_train(module: nn.Module, mode: bool = True) -> nn.Module:
@@ -140,7 +143,8 @@ class PatchManager:
     patched module.
 
     - hooked ``forward``: with patches enabled (:func:`autonas_patch.is_patches_enabled`) runs
-      :meth:`_hook_pre_forward` with the call's arguments, then the original forward.
+      :meth:`_hook_pre_forward` with the call's arguments, then the original forward, then
+      :meth:`_hook_post_forward` with its output.
     - hooked ``train(mode)``: runs the original ``train``; then, when ``mode`` is ``False`` and patches
       are enabled, :meth:`_hook_post_eval` (so every ``model.eval()`` may recalibrate).
     - hooked ``_replicate_for_data_parallel``: returns a working replica, an unpatched module that runs
@@ -288,6 +292,9 @@ class PatchManager:
     # ------------------------------------------------------------------------------------ hooks
     def _hook_pre_forward(self, *args: Any, **kwargs: Any) -> None:
         """Runs before every forward of the patched model while patches are enabled."""
+
+    def _hook_post_forward(self, output: Any) -> None:
+        """Runs after every forward of the patched model while patches are enabled (not under torch.compile)."""
 
     def _hook_post_eval(self, forward_loop: Callable[[nn.Module], Any] | None = None) -> None:
         """Runs after ``model.train(False)`` while patches are enabled, and from :meth:`call_post_eval`."""
