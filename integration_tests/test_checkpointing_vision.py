@@ -1,9 +1,11 @@
-"""timm's gradient checkpointing trains the active subnet of a converted model.
+"""Gradient checkpointing of timm and torchvision models trains the active subnet of a converted model.
 
 With ``set_grad_checkpointing(True)`` timm runs the blocks of a stage one by one
 (``checkpoint_seq``) instead of calling the stage; a block the subnet drops passes its input
 through, so the checkpointed model computes the outputs and gradients of the active subnet, and
 a sandwich step (one backward per subnet) gives the gradients it gives without checkpointing.
+torchvision's DenseNet checkpoints its dense layers once ``memory_efficient`` is set after the
+conversion, with the same gradients.
 """
 
 from __future__ import annotations
@@ -66,13 +68,34 @@ def test_the_minimal_subnet_checkpointed_computes_its_outputs_and_gradients(name
         torch.testing.assert_close(got_grads[key], grad, msg=key)
 
 
-def test_a_sandwich_step_checkpointed_gives_the_gradients_of_one_without_checkpointing() -> None:
+def _sandwich_gradients(nets: tuple[torch.nn.Module, ...]) -> list[dict[str, torch.Tensor]]:
+    """The gradients of one sandwich step (one backward per subnet) of each of ``nets``."""
     x, y = _batch()
     grads = []
-    for net in _pair("vit_tiny_patch16_224"):
+    for net in nets:
         for subnet in an.sandwich(net, num_random=2):
             subnet.loss(net(x), y, F.cross_entropy).backward()
         grads.append(_gradients(net))
+    return grads
+
+
+def test_a_sandwich_step_checkpointed_gives_the_gradients_of_one_without_checkpointing() -> None:
+    grads = _sandwich_gradients(_pair("vit_tiny_patch16_224"))
+    assert grads[1].keys() == grads[0].keys()
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, msg=key)
+
+
+def test_densenet_memory_efficient_set_after_conversion_gives_the_gradients_without_it() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = an.convert(torchvision.models.densenet121(num_classes=5), mode="autonas", mode_kwargs={"seed": 0})
+    checkpointed = copy.deepcopy(model)
+    layers = [module for module in checkpointed.modules() if hasattr(module, "memory_efficient")]
+    assert len(layers) == 58
+    for layer in layers:
+        layer.memory_efficient = True
+    grads = _sandwich_gradients((model.train(), checkpointed.train()))
     assert grads[1].keys() == grads[0].keys()
     for key, grad in grads[0].items():
         torch.testing.assert_close(grads[1][key], grad, msg=key)
