@@ -60,15 +60,18 @@ def _run_pre_forward(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str,
 
 
 def _hooked_forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    forward = _original(module, "forward")
     if torch.compiler.is_compiling():
         from .compiling import run_outside_graph  # imported on demand: it loads torch._dynamo
 
         run_outside_graph(_run_pre_forward, module, args, kwargs)
-    else:
-        _run_pre_forward(module, args, kwargs)
-    output = _original(module, "forward")(*args, **kwargs)
-    if is_patches_enabled() and not torch.compiler.is_compiling():
-        _manager_of(module)._hook_post_forward(output)
+        return forward(*args, **kwargs)
+    if not is_patches_enabled():
+        return forward(*args, **kwargs)
+    manager = _manager_of(module)
+    manager._hook_pre_forward(*args, **kwargs)
+    output = forward(*args, **kwargs)
+    manager._hook_post_forward(output)
     return output
 
 
