@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,30 +9,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .nested import map_tensors
+
 __all__ = ["capture_inputs", "has_running_batchnorm", "recalibrate_batchnorm", "replay_inputs"]
-
-
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """Apply ``fn`` to every tensor inside nested tuples, lists and dicts; other objects are kept as is.
-
-    Containers keep their class: namedtuples, and dict subclasses such as ``OrderedDict`` or a
-    Hugging Face ``ModelOutput`` (copied, then their items replaced, so attribute access still works).
-    """
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(_map_tensors(item, fn) for item in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_map_tensors(item, fn) for item in obj)
-    if isinstance(obj, dict):
-        mapped = {key: _map_tensors(value, fn) for key, value in obj.items()}
-        if type(obj) is dict:
-            return mapped
-        rebuilt = copy.copy(obj)
-        for key, value in mapped.items():
-            rebuilt[key] = value
-        return rebuilt
-    return obj
 
 
 def _detached_cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -45,7 +23,7 @@ def _detached_cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
 
 def capture_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """A calibration item ``(*args, kwargs)`` holding detached CPU copies of every input tensor."""
-    return (*_map_tensors(args, _detached_cpu_copy), _map_tensors(kwargs, _detached_cpu_copy))
+    return (*map_tensors(args, _detached_cpu_copy), map_tensors(kwargs, _detached_cpu_copy))
 
 
 # By design this package imports nothing of autonas-dynamic, so it keeps its own small copies of
@@ -62,7 +40,7 @@ def replay_inputs(model: nn.Module, items: Iterable[tuple[Any, ...]]) -> None:
     device = _model_device(model)
     for item in items:
         if device is not None:
-            item = _map_tensors(item, lambda tensor: tensor.to(device))
+            item = map_tensors(item, lambda tensor: tensor.to(device))
         model(*item[:-1], **item[-1])
 
 

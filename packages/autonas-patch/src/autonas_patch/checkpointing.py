@@ -18,11 +18,12 @@ output raises before any block is recomputed.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+
+from .nested import iter_tensors
 
 __all__ = ["BackwardWatch", "mark_stale", "uses_gradient_checkpointing"]
 
@@ -34,19 +35,6 @@ _CHECKPOINT_FLAGS = ("gradient_checkpointing", "grad_checkpointing")
 def uses_gradient_checkpointing(model: nn.Module) -> bool:
     """Whether a module of ``model`` has its library's gradient checkpointing switched on."""
     return any(vars(module).get(flag) is True for module in model.modules() for flag in _CHECKPOINT_FLAGS)
-
-
-def _graph_tensors(obj: Any) -> Iterator[torch.Tensor]:
-    """The tensors inside nested tuples, lists and dicts (a ``ModelOutput`` too) that autograd computed."""
-    if isinstance(obj, torch.Tensor):
-        if obj.grad_fn is not None:
-            yield obj
-    elif isinstance(obj, (tuple, list)):
-        for item in obj:
-            yield from _graph_tensors(item)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from _graph_tensors(item)
 
 
 class BackwardWatch:
@@ -66,7 +54,9 @@ class BackwardWatch:
         """Hook the outputs of one forward; a weak reference to their watch, ``None`` without a graph."""
         watch = cls(model_name)
         hooked = False
-        for tensor in _graph_tensors(output):
+        for tensor in iter_tensors(output):
+            if tensor.grad_fn is None:
+                continue
             try:
                 tensor.register_hook(watch._on_backward)
             except RuntimeError:  # a tensor that takes no hooks (e.g. under a torch.func transform)

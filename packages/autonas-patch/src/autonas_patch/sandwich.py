@@ -13,10 +13,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .autonas_manager import AutoNASPatchManager
-from .calibration import _map_tensors
 from .distill import logits_distillation
 from .generator import _world_size
 from .manager import PatchManager
+from .nested import map_tensors
 
 __all__ = ["SandwichSubnet", "sandwich"]
 
@@ -76,7 +76,7 @@ class SandwichSubnet:
         teacher = self._teacher
         if self.kind == "max":
             if teacher.loss is not None:
-                teacher.output = _map_tensors(output, torch.Tensor.detach)
+                teacher.output = map_tensors(output, torch.Tensor.detach)
                 teacher.micro_batch = self.micro_batch
             return loss_fn(output, target)
         if teacher.loss is None:
