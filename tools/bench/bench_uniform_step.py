@@ -11,7 +11,8 @@ Each round draws a new subnet; each repeat runs the supernet's step from the sam
 (the same subnet again, after an untimed step of another subnet, as in training where every step
 draws a new one) right beside the static model's step, and the ratio is the median over all
 paired repeats (machine-load drift hits both sides of a pair alike). Reported per optimizer (SGD
-with momentum, AdamW, and their one-pass variants ``foreach=True`` / ``fused=True``): the whole step, and the forward+backward part alone (an optimizer updates
+with momentum, AdamW, and their one-pass variants ``foreach=True`` / ``fused=True``; fused SGD with
+its momentum buffers created up front, see :func:`fused_sgd`): the whole step, and the forward+backward part alone (an optimizer updates
 every stored parameter of a supernet, however small the subnet: the part weight sharing cannot
 avoid). Target: whole step <= 1.15x on the CPU at batch 8 of 64x64, <= 1.10x on a GPU at batch 32
 of 224x224.
@@ -34,12 +35,28 @@ from torch import nn
 import autonas as an
 from autonas_patch import PatchManager
 
+
+def fused_sgd(params: list[nn.Parameter]) -> torch.optim.SGD:
+    """``SGD(momentum=0.9, fused=True)`` with every momentum buffer created (zero) up front.
+
+    Torch's fused SGD (2.14) fails once some parameters have a momentum buffer and others not yet,
+    which a supernet whose depth is searched reaches at its second step (a dropped block's
+    parameters get their first gradient later). With dampening 0, a zero buffer gives exactly the
+    update of a buffer created at the first gradient.
+    """
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, fused=True)
+    for param in params:
+        optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
+    return optimizer
+
+
 OPTIMIZERS: dict[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = {
     "SGD (momentum 0.9)": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
     "AdamW": lambda params: torch.optim.AdamW(params, lr=1e-4),
     # One kernel per update over all parameters: the pass over the supernet's inactive weights costs less.
     "SGD (momentum 0.9, foreach)": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=True),
     "AdamW (fused)": lambda params: torch.optim.AdamW(params, lr=1e-4, fused=True),
+    "SGD (momentum 0.9, fused)": fused_sgd,
 }
 WARMUP = 2
 TARGETS = {"cpu": 1.15, "cuda": 1.10}
