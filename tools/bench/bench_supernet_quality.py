@@ -30,7 +30,8 @@ the minimal and maximal subnets alone differ by 5 points; higher rates train eve
 but narrow that gap); ``--clip-grad-norm 1.0`` clips the gradient norm of every step (every method);
 ``--choose worst --candidates 4`` trains, as each random subnet of a sandwich step, the worst of four
 uniform draws by the loss of the step's batch (``best``: the best; AttentiveNAS); ``--temperature 2``
-sets the distillation temperature of (D) and (D'); ``--zero-init-residual`` starts every residual
+sets the distillation temperature of (D) and (D'); ``--label-weight 0.5`` adds half the label loss to
+their smaller subnets' distillation loss (Once-for-All's mix); ``--zero-init-residual`` starts every residual
 block as the identity (every method; BigNAS); ``--json FILE`` writes the raw numbers.
 """
 
@@ -99,6 +100,8 @@ class Setup:
     candidates: int = 4
     #: temperature of the in-place distillation (methods D and D')
     temperature: float = 1.0
+    #: weight of the label loss added to the distillation loss of the smaller subnets (D, D'; ``label_weight``)
+    label_weight: float = 0.0
     #: start every residual block as the identity (its last BatchNorm scale at zero), in every method
     zero_init_residual: bool = False
 
@@ -132,7 +135,7 @@ def sandwich_step(setup: Setup, distill: bool) -> StepFn:
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         options: dict[str, Any] = {"num_random": setup.num_random, "distill": distill}
         if distill:
-            options["temperature"] = setup.temperature
+            options.update(temperature=setup.temperature, label_weight=setup.label_weight)
         if setup.choose != "uniform":
             options.update(choose=setup.choose, candidates=setup.candidates, score=lambda: F.cross_entropy(model(x), y))
         for subnet in an.sandwich(model, **options):
@@ -294,6 +297,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=Setup.candidates, help="draws per random subnet (--choose)")
     parser.add_argument("--temperature", type=float, default=Setup.temperature, help="distillation temperature (D, D')")
     parser.add_argument(
+        "--label-weight",
+        type=float,
+        default=Setup.label_weight,
+        help="add this times the label loss to the distillation loss of the smaller subnets (D, D')",
+    )
+    parser.add_argument(
         "--zero-init-residual",
         action="store_true",
         help="start every residual block as the identity (last BatchNorm scale 0), in every method",
@@ -312,13 +321,14 @@ def main(argv: list[str] | None = None) -> None:
         choose=args.choose,
         candidates=args.candidates,
         temperature=args.temperature,
+        label_weight=args.label_weight,
         zero_init_residual=args.zero_init_residual,
     )
     data = load_mnist1d()
     start = time.perf_counter()
     runs = run_benchmark(setup, data)
     print(
-        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, temperature {setup.temperature}, zero-init residual {setup.zero_init_residual}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
+        f"\nMNIST-1D, {setup.epochs} epochs, lr {setup.lr}, clip {setup.clip_grad_norm}, choose {setup.choose}, temperature {setup.temperature}, label weight {setup.label_weight}, zero-init residual {setup.zero_init_residual}, seeds {list(setup.seeds)}, total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(runs))
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import warnings
 from collections import deque, namedtuple
@@ -230,6 +231,25 @@ def test_distillation_targets_are_the_detached_max_output(model) -> None:
         assert not torch.equal(loss, F.cross_entropy(output, y))
 
 
+@pytest.mark.parametrize("distill", [True, F.mse_loss], ids=["built-in", "custom"])
+def test_label_weight_adds_the_task_loss_to_the_distillation_loss_of_the_smaller_subnets(model, distill) -> None:
+    model.train()
+    x, y = data(0)
+    teacher_loss = functools.partial(soft_cross_entropy, temperature=1.0) if distill is True else distill
+    kinds = []
+    for subnet in sandwich(model, num_random=1, distill=distill, label_weight=0.5):
+        output = model(x)
+        loss = subnet.loss(output, y, F.cross_entropy)
+        if subnet.kind == "max":
+            expected = F.cross_entropy(output, y)
+        else:
+            expected = teacher_loss(output, subnet.teacher) + 0.5 * F.cross_entropy(output, y)
+        torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+        loss.backward()
+        kinds.append(subnet.kind)
+    assert kinds == ["max", "min", "random"]
+
+
 def test_a_custom_distill_loss_takes_structured_outputs(model) -> None:
     model.train()
     x, y = data(0)
@@ -427,6 +447,11 @@ def test_bad_arguments_are_named(model) -> None:
         sandwich(model, distill=True, temperature=0)
     with pytest.raises(ValueError, match="temperature applies to the built-in soft cross-entropy only"):
         sandwich(model, distill=F.mse_loss, temperature=2.0)
+    for bad in (-0.5, float("nan"), float("inf"), True, "0.5"):
+        with pytest.raises(ValueError, match=f"label_weight must be a finite number >= 0, got {bad!r}"):
+            sandwich(model, label_weight=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="with distill=False every subnet already trains on the task loss"):
+        sandwich(model, distill=False, label_weight=0.5)
     with pytest.raises(RuntimeError, match="SuperNet is not patched"):
         sandwich(SuperNet())
     with pytest.raises(TypeError, match="soft_cross_entropy takes logit tensors, got dict"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -32,8 +33,9 @@ Choice = Literal["uniform", "worst", "best"]
 class _Teacher:
     """The detached output of the maximal subnet on the current micro-batch, shared by a step's subnets."""
 
-    def __init__(self, loss: DistillLoss | None) -> None:
+    def __init__(self, loss: DistillLoss | None, label_weight: float = 0.0) -> None:
         self.loss = loss
+        self.label_weight = label_weight
         self.output: Any = None
         self.micro_batch = -1
 
@@ -67,7 +69,8 @@ class SandwichSubnet:
 
         The maximal subnet gets ``loss_fn(output, target)``, and with distillation its detached
         output becomes the teacher of the micro-batch. Every other subnet gets the distillation loss
-        against that teacher when distillation is on, ``loss_fn(output, target)`` otherwise.
+        against that teacher when distillation is on (plus ``label_weight * loss_fn(output, target)``
+        where the sandwich mixes the two), ``loss_fn(output, target)`` otherwise.
 
         Raises:
             RuntimeError: Distillation is on and the maximal subnet's loss was not computed with
@@ -86,7 +89,10 @@ class SandwichSubnet:
                 f"no teacher for the {self.kind} subnet of micro-batch {self.micro_batch}: in-place distillation "
                 "takes the maximal subnet's output as the target, so compute its loss with subnet.loss() first"
             )
-        return teacher.loss(output, teacher.output)
+        distilled = teacher.loss(output, teacher.output)
+        if teacher.label_weight:
+            return distilled + teacher.label_weight * loss_fn(output, target)
+        return distilled
 
     def __repr__(self) -> str:
         return f"SandwichSubnet(kind={self.kind!r}, index={self.index}, micro_batch={self.micro_batch})"
@@ -108,6 +114,21 @@ def _distill_loss(distill: bool | DistillLoss, temperature: float) -> DistillLos
     return distill
 
 
+def _check_label_weight(label_weight: Any, distill: bool | DistillLoss) -> float:
+    if (
+        isinstance(label_weight, bool)
+        or not isinstance(label_weight, (int, float))
+        or not (label_weight >= 0 and math.isfinite(label_weight))
+    ):
+        raise ValueError(f"label_weight must be a finite number >= 0, got {label_weight!r}")
+    if label_weight and distill is False:
+        raise ValueError(
+            "label_weight adds the task loss to the distillation loss; with distill=False every subnet already "
+            "trains on the task loss alone"
+        )
+    return float(label_weight)
+
+
 def _check_count(name: str, value: Any, lowest: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise ValueError(f"{name} must be an int >= {lowest}, got {value!r}")
@@ -120,6 +141,7 @@ def sandwich(
     micro_batches: int = 1,
     distill: bool | DistillLoss = True,
     temperature: float = 1.0,
+    label_weight: float = 0.0,
     choose: Choice = "uniform",
     candidates: int = 4,
     score: Score | None = None,
@@ -162,6 +184,9 @@ def sandwich(
             (any output structure; the teacher keeps the output's type, its tensors detached);
             ``False`` trains every subnet on ``loss_fn``. It acts through :meth:`SandwichSubnet.loss`.
         temperature: Temperature of the built-in distillation loss.
+        label_weight: With distillation, the subnets other than the maximal one train on the
+            distillation loss plus ``label_weight`` times ``loss_fn(output, target)``, as in
+            Once-for-All; 0 (the default): the distillation loss alone, as in BigNAS.
         choose: How each random subnet is picked: ``"uniform"`` (a uniform draw), or, as in
             AttentiveNAS, the ``"worst"`` (highest score) or ``"best"`` (lowest score) of
             ``candidates`` uniform draws. Scoring runs at the start of the step, before the maximal
@@ -184,7 +209,7 @@ def sandwich(
     _check_count("num_random", num_random, 0)
     _check_count("micro_batches", micro_batches, 1)
     pick = _picker(choose, candidates, score)
-    teacher = _Teacher(_distill_loss(distill, temperature))
+    teacher = _Teacher(_distill_loss(distill, temperature), _check_label_weight(label_weight, distill))
     manager = PatchManager.get_manager(model)
     if not isinstance(manager, AutoNASPatchManager):
         raise RuntimeError(
