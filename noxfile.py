@@ -32,7 +32,6 @@ nox.options.sessions = ["tests"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
 INTEGRATION_EXTRAS = [
-    "transformers>=4.40",
     "scikit-learn>=1.3",
     "matplotlib>=3.7",
     "mnist1d>=0.0.2",
@@ -57,6 +56,8 @@ PROJECTS = _local_packages()
 
 #: The optional ONNX packages (ONNX export, ONNX Runtime latency), as autonas-modes declares them.
 ONNX_EXTRA = PROJECTS["autonas-modes"]["optional-dependencies"]["onnx"]
+#: transformers and accelerate, for autonas.huggingface (the Hugging Face models are tested with them too).
+HUGGINGFACE_EXTRA = PROJECTS["autonas"]["optional-dependencies"]["huggingface"]
 #: Extra test requirements of single unit sessions (autonas-dynamic builds its wheel with the extension hook).
 UNIT_EXTRAS = {"autonas-dynamic": ["hatchling>=1.25"], "autonas-modes": ONNX_EXTRA}
 
@@ -117,7 +118,7 @@ for _package in PROJECTS:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Tests that need several packages together, on the torch CPU wheel."""
-    install_local(session, list(PROJECTS), *TEST_TOOLS, *INTEGRATION_EXTRAS, *ONNX_EXTRA)
+    install_local(session, list(PROJECTS), *TEST_TOOLS, *INTEGRATION_EXTRAS, *HUGGINGFACE_EXTRA, *ONNX_EXTRA)
     _torch_env(session)
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "-m", "not vision", str(ROOT / "integration_tests"), *session.posargs

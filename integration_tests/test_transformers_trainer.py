@@ -1,0 +1,206 @@
+"""``autonas.huggingface.SandwichTrainer``: the Hugging Face Trainer training a sandwich per micro-batch.
+
+A few Trainer steps (SGD, constant learning rate, no clipping) give the parameters of the same
+sandwich steps written out by hand on the batches the Trainer drew, with gradient accumulation
+and with the Trainer's label smoothing; evaluation scores the maximal subnet; on two gloo ranks
+the Trainer's DistributedDataParallel all-reduces once per optimizer step and the ranks agree.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+import autonas as an
+from autonas_patch import PatchManager
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+from autonas.huggingface import SandwichTrainer  # noqa: E402  (needs transformers)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+VOCAB, CLASSES, LR = 100, 5, 0.05
+
+
+def _classifier() -> torch.nn.Module:
+    config = transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        num_labels=CLASSES, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return an.convert(transformers.BertForSequenceClassification(config), mode="autonas", mode_kwargs={"seed": 0})
+
+
+def _dataset(size: int, seed: int) -> list[dict[str, Any]]:
+    tokens = torch.randint(0, VOCAB, (size, 12), generator=torch.Generator().manual_seed(seed))
+    return [{"input_ids": row, "labels": int(row[:3].sum()) % CLASSES} for row in tokens]
+
+
+class _RecordingTrainer(SandwichTrainer):
+    """Keeps each micro-batch the Trainer drew and the loss its training step returned."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.micro_batches: list[dict[str, torch.Tensor]] = []
+        self.returned: list[torch.Tensor] = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.micro_batches.append({key: value.clone() for key, value in inputs.items()})
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.returned.append(loss)
+        return loss
+
+
+def _arguments(tmp_path: Path, **overrides: Any) -> transformers.TrainingArguments:
+    settings = {
+        "output_dir": str(tmp_path), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
+        "max_steps": 3, "learning_rate": LR, "optim": "sgd", "lr_scheduler_type": "constant",
+        "max_grad_norm": 0.0, "use_cpu": True, "report_to": [], "save_strategy": "no", "logging_strategy": "no",
+        "disable_tqdm": True, "seed": 0,
+    }  # fmt: skip
+    return transformers.TrainingArguments(**(settings | overrides))
+
+
+CASES = {
+    # gradient accumulation, distillation at a temperature
+    "accumulated_distillation": ({"gradient_accumulation_steps": 2}, {"temperature": 2.0}),
+    # the Trainer's label smoother applies to every subnet without distillation
+    "label_smoothing_no_distillation": ({"label_smoothing_factor": 0.1}, {"distill": False}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path: Path) -> None:
+    arguments, sandwich_kwargs = CASES[case]
+    model = _classifier()
+    reference = copy.deepcopy(model)  # the same weights and the same subnet generator
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    trainer = _RecordingTrainer(
+        model=model, args=_arguments(tmp_path, **arguments), train_dataset=_dataset(32, 0), **sandwich_kwargs
+    )
+    trainer.train()
+
+    accumulate = arguments.get("gradient_accumulation_steps", 1)
+    smoothing = arguments.get("label_smoothing_factor", 0.0)
+    assert len(trainer.micro_batches) == 3 * accumulate
+    optimizer = torch.optim.SGD(reference.parameters(), lr=LR)
+    reference.train()
+    subnets, max_losses = set(), []
+    for start in range(0, len(trainer.micro_batches), accumulate):
+        optimizer.zero_grad()
+        for inputs in trainer.micro_batches[start : start + accumulate]:
+            for subnet in an.sandwich(reference, num_random=2, **sandwich_kwargs):
+                subnets.add(str(an.get_subnet_config(reference, configurable=True)))
+                output = reference(input_ids=inputs["input_ids"])
+                loss = subnet.loss(
+                    output, inputs["labels"], lambda out, y: F.cross_entropy(out.logits, y, label_smoothing=smoothing)
+                )
+                (loss / accumulate).backward()
+                if subnet.kind == "max":
+                    max_losses.append(loss.detach() / accumulate)
+        optimizer.step()
+    assert len(subnets) > 4, "the micro-batches train different random subnets"
+    torch.testing.assert_close(torch.stack(trainer.returned), torch.stack(max_losses))
+    moved = 0
+    for key, trained in model.state_dict().items():
+        torch.testing.assert_close(
+            trained, reference.state_dict()[key], msg=lambda message, key=key: f"{key}: {message}"
+        )
+        moved += not torch.equal(trained, initial[key])
+    assert moved > 10, "training changed the weights"
+
+
+def test_trainer_evaluates_the_maximal_subnet(tmp_path: Path) -> None:
+    model = _classifier()
+    trainer = SandwichTrainer(model=model, args=_arguments(tmp_path), train_dataset=_dataset(16, 0))
+    trainer.train()
+    evaluation = _dataset(16, 1)
+    trained = copy.deepcopy(model)
+
+    def mean_loss(sample_func) -> float:
+        with an.no_patches(), torch.no_grad():
+            an.sample(trained, sample_func=sample_func)
+            trained.eval()
+            batches = [evaluation[:8], evaluation[8:]]
+            return sum(
+                F.cross_entropy(
+                    trained(input_ids=torch.stack([row["input_ids"] for row in batch])).logits,
+                    torch.tensor([row["labels"] for row in batch]),
+                ).item()
+                for batch in batches
+            ) / len(batches)
+
+    expected, of_minimal = mean_loss(max), mean_loss(min)
+    assert abs(expected - of_minimal) > 1e-3, "the minimal subnet scores otherwise, so the check can fail"
+    assert trainer.evaluate(eval_dataset=evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------ two ranks (torchrun's environment)
+def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
+    calls[-1] += 1
+    return default_hooks.allreduce_hook(None, bucket)
+
+
+class _CountingTrainer(SandwichTrainer):
+    """Counts the gradient all-reduces of each optimizer step and keeps the subnet each micro-batch ended on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allreduces: list[int] | None = None
+        self.subnets: list[str] = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.allreduces is None:  # the first call: the Trainer has wrapped the model in DDP by now
+            self.allreduces = []
+            model.register_comm_hook(self.allreduces, _count_allreduces)
+        if len(self.subnets) % self.args.gradient_accumulation_steps == 0:
+            self.allreduces.append(0)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.subnets.append(str(an.get_subnet_config(model.module, configurable=True)))
+        return loss
+
+
+def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    model = _classifier()
+    # A seed per rank: only the broadcast of rank 0's generator on first use makes the ranks agree.
+    PatchManager.get_manager(model).generator.reseed(5 + rank)
+    arguments = _arguments(
+        Path(out_dir), gradient_accumulation_steps=2, ddp_backend="gloo", ddp_bucket_cap_mb=100
+    )  # one gradient bucket: one all-reduce is one hook call
+    trainer = _CountingTrainer(model=model, args=arguments, train_dataset=_dataset(64, 0))
+    trainer.train()
+    parameters = {key: value.clone() for key, value in model.state_dict().items()}
+    torch.save(
+        {"allreduces": trainer.allreduces, "subnets": trainer.subnets, "parameters": parameters},
+        Path(out_dir) / f"rank{rank}.pt",
+    )
+    torch.distributed.barrier()  # leave together: tearing gloo down while the peer still sends aborts
+
+
+def test_two_ranks_all_reduce_once_per_step_and_stay_identical(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_train_on_rank, args=(port, str(tmp_path)), nprocs=2)
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2))
+    # 3 steps of 2 micro-batches of 4 subnets each: 8 backwards per step, one of them all-reduces
+    assert first["allreduces"] == second["allreduces"] == [1, 1, 1]
+    assert first["subnets"] == second["subnets"] and len(set(first["subnets"])) > 3
+    untrained = _classifier().state_dict()
+    for key, value in first["parameters"].items():
+        assert torch.equal(value, second["parameters"][key]), key
+    assert not torch.equal(first["parameters"]["classifier.weight"], untrained["classifier.weight"])

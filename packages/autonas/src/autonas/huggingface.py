@@ -1,0 +1,97 @@
+"""Sandwich training with the Hugging Face ``Trainer``: :class:`SandwichTrainer`.
+
+Needs ``transformers`` and ``accelerate`` (``pip install autonas[huggingface]``); importing this
+module imports them, ``import autonas`` does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+try:
+    import transformers
+except ImportError as error:  # an optional extra of autonas
+    raise ImportError(
+        "autonas.huggingface needs transformers and accelerate: pip install 'autonas[huggingface]'"
+    ) from error
+
+from autonas_patch import sandwich
+from autonas_patch.sandwich import DistillLoss
+
+__all__ = ["SandwichTrainer"]
+
+
+def _task_loss(output: Any, task_loss: torch.Tensor) -> torch.Tensor:
+    """The loss ``Trainer.compute_loss`` gave for ``output``, passed through as the sandwich's target."""
+    return task_loss
+
+
+class SandwichTrainer(transformers.Trainer):
+    """A ``transformers.Trainer`` whose every training micro-batch trains a sandwich of subnets.
+
+    Each call of :meth:`training_step` runs :func:`autonas.sandwich` on its micro-batch: the
+    maximal subnet on the task loss (what ``Trainer.compute_loss`` computes: the model's own loss
+    from ``labels``, a ``label_smoother`` or a ``compute_loss_func``), then the minimal one and
+    ``num_random`` random ones, by default on in-place distillation from the maximal subnet's
+    logits; their gradients add up before the optimizer step. With gradient accumulation each
+    micro-batch draws its own random subnets; under ``torchrun`` the gradients are all-reduced
+    once per optimizer step (the Trainer's ``no_sync`` covers the earlier micro-batches, the
+    sandwich's covers the earlier subnets of the last one). Evaluation and prediction run the
+    maximal subnet, as after any autonas training.
+
+    Args:
+        *args: What ``transformers.Trainer`` takes; ``model`` is an ``autonas.convert``-ed model.
+        num_random: Random subnets per micro-batch, besides the maximal and the minimal one.
+        distill: As in :func:`autonas.sandwich`: ``True`` (soft cross-entropy on the ``logits``),
+            ``False`` (every subnet on the task loss) or a loss ``(output, teacher) -> tensor``.
+        temperature: Temperature of the built-in distillation loss.
+        label_weight: Weight of the task loss added to the distillation loss of the smaller subnets.
+        **kwargs: What ``transformers.Trainer`` takes.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        num_random: int = 2,
+        distill: bool | DistillLoss = True,
+        temperature: float = 1.0,
+        label_weight: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.sandwich_kwargs = {
+            "num_random": num_random,
+            "distill": distill,
+            "temperature": temperature,
+            "label_weight": label_weight,
+        }
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """Forward and backward of every subnet of the sandwich on ``inputs``; returns the maximal subnet's loss.
+
+        The losses are means over the micro-batch, divided by the number of micro-batches of the
+        optimizer step (``num_items_in_batch``, the token count the Trainer passes for a loss summed
+        over the whole step, is not used: the distillation losses are means).
+        """
+        model.train()
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()  # schedule-free optimizers keep separate train and eval weights
+        inputs = self._prepare_inputs(inputs)
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        reported = None
+        for subnet in sandwich(model, **self.sandwich_kwargs):
+            with self.compute_loss_context_manager():
+                # compute_loss may pop the labels from its inputs: each subnet gets its own dict
+                task_loss, output = self.compute_loss(model, dict(inputs), return_outputs=True)
+                if self.args.n_gpu > 1:
+                    task_loss = task_loss.mean()  # nn.DataParallel gathers one loss per device
+                loss = subnet.loss(output, task_loss, _task_loss) * scale
+            self.accelerator.backward(loss)
+            if subnet.kind == "max":
+                reported = loss.detach()
+        return reported
