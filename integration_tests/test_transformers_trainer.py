@@ -145,6 +145,16 @@ def test_trainer_evaluates_the_maximal_subnet(tmp_path: Path) -> None:
     assert trainer.evaluate(eval_dataset=evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_bad_model_or_arguments_fail_when_the_trainer_is_built(tmp_path: Path) -> None:
+    plain = transformers.BertForSequenceClassification(transformers.BertConfig(hidden_size=32, num_attention_heads=2))
+    with pytest.raises(TypeError, match="BertForSequenceClassification is not converted"):
+        SandwichTrainer(model=plain, args=_arguments(tmp_path))
+    with pytest.raises(ValueError, match="num_random must be an int >= 0, got -1"):
+        SandwichTrainer(model=_classifier(), args=_arguments(tmp_path), num_random=-1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SandwichTrainer(model=_classifier(), args=_arguments(tmp_path), temperature=0.0)
+
+
 # ------------------------------------------------------------------ two ranks (torchrun's environment)
 def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
     calls[-1] += 1

@@ -18,7 +18,7 @@ except ImportError as error:  # an optional extra of autonas
         "autonas.huggingface needs transformers and accelerate: pip install 'autonas[huggingface]'"
     ) from error
 
-from autonas_patch import sandwich
+from autonas_patch import PatchManager, sandwich
 from autonas_patch.sandwich import DistillLoss
 
 __all__ = ["SandwichTrainer"]
@@ -50,6 +50,10 @@ class SandwichTrainer(transformers.Trainer):
         temperature: Temperature of the built-in distillation loss.
         label_weight: Weight of the task loss added to the distillation loss of the smaller subnets.
         **kwargs: What ``transformers.Trainer`` takes.
+
+    Raises:
+        TypeError: The model is not an ``autonas.convert``-ed one.
+        ValueError: A bad sandwich argument (named in the message).
     """
 
     def __init__(
@@ -62,12 +66,20 @@ class SandwichTrainer(transformers.Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if not PatchManager.is_patched(self.model):
+            raise TypeError(
+                f"SandwichTrainer trains an autonas supernet, but {type(self.model).__name__} is not converted: "
+                "pass model=autonas.convert(model, mode='autonas')"
+            )
         self.sandwich_kwargs = {
             "num_random": num_random,
             "distill": distill,
             "temperature": temperature,
             "label_weight": label_weight,
         }
+        # The sandwich checks its arguments when created and starts work only when iterated:
+        # a bad argument fails here, not at the first training step.
+        sandwich(self.model, **self.sandwich_kwargs).close()
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
