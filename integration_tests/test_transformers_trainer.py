@@ -76,6 +76,8 @@ CASES = {
     "accumulated_distillation": ({"gradient_accumulation_steps": 2}, {"temperature": 2.0}),
     # the Trainer's label smoother applies to every subnet without distillation
     "label_smoothing_no_distillation": ({"label_smoothing_factor": 0.1}, {"distill": False}),
+    # AttentiveNAS: each random subnet the worst of 3 candidates by the task loss on the micro-batch
+    "worst_candidates": ({}, {"choose": "worst", "candidates": 3}),
 }
 
 
@@ -99,12 +101,19 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
     for start in range(0, len(trainer.micro_batches), accumulate):
         optimizer.zero_grad()
         for inputs in trainer.micro_batches[start : start + accumulate]:
-            for subnet in an.sandwich(reference, num_random=2, **sandwich_kwargs):
+
+            def task_loss(output, labels=inputs["labels"]):
+                return F.cross_entropy(output.logits, labels, label_smoothing=smoothing)
+
+            options = dict(sandwich_kwargs)
+            if "choose" in options:
+                options["score"] = lambda ids=inputs["input_ids"], task_loss=task_loss: task_loss(
+                    reference(input_ids=ids)
+                )
+            for subnet in an.sandwich(reference, num_random=2, **options):
                 subnets.add(str(an.get_subnet_config(reference, configurable=True)))
                 output = reference(input_ids=inputs["input_ids"])
-                loss = subnet.loss(
-                    output, inputs["labels"], lambda out, y: F.cross_entropy(out.logits, y, label_smoothing=smoothing)
-                )
+                loss = subnet.loss(output, inputs["labels"], lambda out, _: task_loss(out))
                 (loss / accumulate).backward()
                 if subnet.kind == "max":
                     max_losses.append(loss.detach() / accumulate)

@@ -6,6 +6,7 @@ module imports them, ``import autonas`` does not.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ except ImportError as error:  # an optional extra of autonas
     ) from error
 
 from autonas_patch import PatchManager, sandwich
-from autonas_patch.sandwich import DistillLoss
+from autonas_patch.sandwich import Choice, DistillLoss
 
 __all__ = ["SandwichTrainer"]
 
@@ -42,6 +43,9 @@ class SandwichTrainer(transformers.Trainer):
     sandwich's covers the earlier subnets of the last one). Evaluation and prediction run the
     maximal subnet, as after any autonas training.
 
+    With ``choose="worst"`` (or ``"best"``) each random subnet is the one of ``candidates`` uniform
+    draws with the highest (lowest) task loss on the micro-batch, as in AttentiveNAS.
+
     Args:
         *args: What ``transformers.Trainer`` takes; ``model`` is an ``autonas.convert``-ed model.
         num_random: Random subnets per micro-batch, besides the maximal and the minimal one.
@@ -49,6 +53,8 @@ class SandwichTrainer(transformers.Trainer):
             ``False`` (every subnet on the task loss) or a loss ``(output, teacher) -> tensor``.
         temperature: Temperature of the built-in distillation loss.
         label_weight: Weight of the task loss added to the distillation loss of the smaller subnets.
+        choose: ``"uniform"``, ``"worst"`` or ``"best"``: how each random subnet is picked.
+        candidates: Uniform draws per random subnet when ``choose`` is ``"worst"`` or ``"best"``.
         **kwargs: What ``transformers.Trainer`` takes.
 
     Raises:
@@ -63,6 +69,8 @@ class SandwichTrainer(transformers.Trainer):
         distill: bool | DistillLoss = True,
         temperature: float = 1.0,
         label_weight: float = 0.0,
+        choose: Choice = "uniform",
+        candidates: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -76,10 +84,30 @@ class SandwichTrainer(transformers.Trainer):
             "distill": distill,
             "temperature": temperature,
             "label_weight": label_weight,
+            "choose": choose,
+            "candidates": candidates,
         }
         # The sandwich checks its arguments when created and starts work only when iterated:
         # a bad argument fails here, not at the first training step.
-        sandwich(self.model, **self.sandwich_kwargs).close()
+        self._sandwich(self.model, score=lambda: 0.0).close()
+
+    def _sandwich(self, model: nn.Module, score: Any) -> Any:
+        """The sandwich of one micro-batch; ``score`` ranks the candidates unless ``choose`` is uniform."""
+        if self.sandwich_kwargs["choose"] == "uniform":
+            return sandwich(model, **self.sandwich_kwargs)
+        return sandwich(model, **self.sandwich_kwargs, score=score)
+
+    def _task_loss_of(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """``Trainer.compute_loss`` on the active subnet: the loss (a scalar) and the model's output."""
+        with self.compute_loss_context_manager():
+            # compute_loss may pop the labels from its inputs: each call gets its own dict
+            task_loss, output = self.compute_loss(model, dict(inputs), return_outputs=True)
+        if self.args.n_gpu > 1:
+            task_loss = task_loss.mean()  # nn.DataParallel gathers one loss per device
+        return task_loss, output
+
+    def _candidate_score(self, model: nn.Module, inputs: dict[str, Any]) -> float:
+        return float(self._task_loss_of(model, inputs)[0])
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
@@ -96,12 +124,9 @@ class SandwichTrainer(transformers.Trainer):
         inputs = self._prepare_inputs(inputs)
         scale = 1.0 / self.current_gradient_accumulation_steps
         reported = None
-        for subnet in sandwich(model, **self.sandwich_kwargs):
+        for subnet in self._sandwich(model, functools.partial(self._candidate_score, model, inputs)):
+            task_loss, output = self._task_loss_of(model, inputs)
             with self.compute_loss_context_manager():
-                # compute_loss may pop the labels from its inputs: each subnet gets its own dict
-                task_loss, output = self.compute_loss(model, dict(inputs), return_outputs=True)
-                if self.args.n_gpu > 1:
-                    task_loss = task_loss.mean()  # nn.DataParallel gathers one loss per device
                 loss = subnet.loss(output, task_loss, _task_loss) * scale
             self.accelerator.backward(loss)
             if subnet.kind == "max":
