@@ -1,8 +1,9 @@
 """``autonas.huggingface.SandwichTrainer``: the Hugging Face Trainer training a sandwich per micro-batch.
 
 A few Trainer steps (SGD, constant learning rate, no clipping) give the parameters of the same
-sandwich steps written out by hand on the batches the Trainer drew, with gradient accumulation
-and with the Trainer's label smoothing; evaluation scores the maximal subnet; on two gloo ranks
+sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier and a GPT-2
+language model), with gradient accumulation, the Trainer's label smoothing and AttentiveNAS's
+choice of subnets; evaluation scores the maximal subnet; on two gloo ranks
 the Trainer's DistributedDataParallel all-reduces once per optimizer step and the ranks agree.
 """
 
@@ -46,6 +47,29 @@ def _dataset(size: int, seed: int) -> list[dict[str, Any]]:
     return [{"input_ids": row, "labels": int(row[:3].sum()) % CLASSES} for row in tokens]
 
 
+def _classification_loss(output, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    return F.cross_entropy(output.logits, labels, label_smoothing=smoothing)
+
+
+def _language_model() -> torch.nn.Module:
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=32, resid_pdrop=0.0, embd_pdrop=0.0,
+        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return an.convert(transformers.GPT2LMHeadModel(config), mode="autonas", mode_kwargs={"seed": 0})
+
+
+def _texts(size: int, seed: int) -> list[dict[str, Any]]:
+    tokens = torch.randint(0, VOCAB, (size, 12), generator=torch.Generator().manual_seed(seed))
+    return [{"input_ids": row, "labels": row} for row in tokens]
+
+
+def _next_token_loss(output, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    assert smoothing == 0.0
+    return F.cross_entropy(output.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1))
+
+
 class _RecordingTrainer(SandwichTrainer):
     """Keeps each micro-batch the Trainer drew and the loss its training step returned."""
 
@@ -71,24 +95,28 @@ def _arguments(tmp_path: Path, **overrides: Any) -> transformers.TrainingArgumen
     return transformers.TrainingArguments(**(settings | overrides))
 
 
+CLASSIFIER = (_classifier, _dataset, _classification_loss)
+LANGUAGE_MODEL = (_language_model, _texts, _next_token_loss)
 CASES = {
     # gradient accumulation, distillation at a temperature
-    "accumulated_distillation": ({"gradient_accumulation_steps": 2}, {"temperature": 2.0}),
+    "accumulated_distillation": (CLASSIFIER, {"gradient_accumulation_steps": 2}, {"temperature": 2.0}),
     # the Trainer's label smoother applies to every subnet without distillation
-    "label_smoothing_no_distillation": ({"label_smoothing_factor": 0.1}, {"distill": False}),
+    "label_smoothing_no_distillation": (CLASSIFIER, {"label_smoothing_factor": 0.1}, {"distill": False}),
     # AttentiveNAS: each random subnet the worst of 3 candidates by the task loss on the micro-batch
-    "worst_candidates": ({}, {"choose": "worst", "candidates": 3}),
+    "worst_candidates": (CLASSIFIER, {}, {"choose": "worst", "candidates": 3}),
+    # a causal LM's own shifted loss for the maximal subnet, distillation over (N, L, V) logits
+    "language_model_accumulated": (LANGUAGE_MODEL, {"gradient_accumulation_steps": 2}, {}),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path: Path) -> None:
-    arguments, sandwich_kwargs = CASES[case]
-    model = _classifier()
+    (build, data, written_loss), arguments, sandwich_kwargs = CASES[case]
+    model = build()
     reference = copy.deepcopy(model)  # the same weights and the same subnet generator
     initial = {key: value.clone() for key, value in model.state_dict().items()}
     trainer = _RecordingTrainer(
-        model=model, args=_arguments(tmp_path, **arguments), train_dataset=_dataset(32, 0), **sandwich_kwargs
+        model=model, args=_arguments(tmp_path, **arguments), train_dataset=data(32, 0), **sandwich_kwargs
     )
     trainer.train()
 
@@ -103,7 +131,7 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
         for inputs in trainer.micro_batches[start : start + accumulate]:
 
             def task_loss(output, labels=inputs["labels"]):
-                return F.cross_entropy(output.logits, labels, label_smoothing=smoothing)
+                return written_loss(output, labels, smoothing)
 
             options = dict(sandwich_kwargs)
             if "choose" in options:
