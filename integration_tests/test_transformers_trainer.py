@@ -3,7 +3,8 @@
 A few Trainer steps (SGD, constant learning rate, no clipping) give the parameters of the same
 sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier and a GPT-2
 language model), with gradient accumulation, the Trainer's label smoothing and AttentiveNAS's
-choice of subnets; evaluation scores the maximal subnet; on two gloo ranks
+choice of subnets; evaluation scores the maximal subnet; a run resumed from a checkpoint ends
+where the uninterrupted one does; on two gloo ranks
 the Trainer's DistributedDataParallel all-reduces once per optimizer step and the ranks agree.
 """
 
@@ -190,6 +191,26 @@ def test_bad_model_or_arguments_fail_when_the_trainer_is_built(tmp_path: Path) -
         SandwichTrainer(model=_classifier(), args=_arguments(tmp_path), num_random=-1)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         SandwichTrainer(model=_classifier(), args=_arguments(tmp_path), temperature=0.0)
+
+
+def test_resuming_from_a_checkpoint_trains_as_the_uninterrupted_run(tmp_path: Path) -> None:
+    def run(folder: Path, resume: Path | None = None) -> dict[str, torch.Tensor]:
+        model = _classifier()
+        arguments = _arguments(folder, max_steps=4, save_strategy="steps", save_steps=2, optim="adamw_torch")
+        SandwichTrainer(model=model, args=arguments, train_dataset=_dataset(64, 0)).train(
+            resume_from_checkpoint=None if resume is None else str(resume)
+        )
+        return model.state_dict()
+
+    uninterrupted = run(tmp_path / "whole")
+    checkpoint = tmp_path / "whole" / "checkpoint-2"
+    resumed = run(tmp_path / "resumed", resume=checkpoint)
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, msg=key)
+    # Without the generator state the resumed run draws the first steps' subnets again.
+    (checkpoint / "autonas_sampling_0.pth").unlink()
+    restarted = run(tmp_path / "restarted", resume=checkpoint)
+    assert any(not torch.equal(restarted[key], value) for key, value in uninterrupted.items())
 
 
 # ------------------------------------------------------------------ two ranks (torchrun's environment)

@@ -7,6 +7,7 @@ module imports them, ``import autonas`` does not.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import torch
@@ -45,6 +46,9 @@ class SandwichTrainer(transformers.Trainer):
 
     With ``choose="worst"`` (or ``"best"``) each random subnet is the one of ``candidates`` uniform
     draws with the highest (lowest) task loss on the micro-batch, as in AttentiveNAS.
+
+    Checkpoints hold the state of the model's subnet generator beside the Trainer's random states,
+    so ``train(resume_from_checkpoint=...)`` goes on drawing the subnets the uninterrupted run would.
 
     Args:
         *args: What ``transformers.Trainer`` takes; ``model`` is an ``autonas.convert``-ed model.
@@ -90,6 +94,22 @@ class SandwichTrainer(transformers.Trainer):
         # The sandwich checks its arguments when created and starts work only when iterated:
         # a bad argument fails here, not at the first training step.
         self._sandwich(self.model, score=lambda: 0.0).close()
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        state = PatchManager.get_manager(self.model).generator.rng.getstate()
+        torch.save({"rng": state}, self._sampling_state_file(output_dir))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None or not os.path.isfile(self._sampling_state_file(checkpoint)):
+            return  # a checkpoint of a plain Trainer: the generator goes on from where it is
+        state = torch.load(self._sampling_state_file(checkpoint), weights_only=True)["rng"]
+        PatchManager.get_manager(self.model).generator.rng.setstate(state)
+
+    def _sampling_state_file(self, folder: str) -> str:
+        """Where a checkpoint keeps this process's subnet generator state."""
+        return os.path.join(folder, f"autonas_sampling_{self.args.process_index}.pth")
 
     def _sandwich(self, model: nn.Module, score: Any) -> Any:
         """The sandwich of one micro-batch; ``score`` ranks the candidates unless ``choose`` is uniform."""
