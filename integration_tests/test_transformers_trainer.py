@@ -3,7 +3,7 @@
 A few Trainer steps (SGD, constant learning rate, no clipping) give the parameters of the same
 sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier and a GPT-2
 language model), with gradient accumulation, the Trainer's label smoothing and AttentiveNAS's
-choice of subnets; evaluation scores the maximal subnet; a run resumed from a checkpoint ends
+choice of subnets; evaluation scores the maximal subnet, recalibrated for a BatchNorm model; a run resumed from a checkpoint ends
 where the uninterrupted one does; on two gloo ranks
 the Trainer's DistributedDataParallel all-reduces once per optimizer step and the ranks agree.
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 import autonas as an
-from autonas_patch import PatchManager
+from autonas_patch import QUEUE_MAXLEN, PatchManager
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -181,6 +181,38 @@ def test_trainer_evaluates_the_maximal_subnet(tmp_path: Path) -> None:
     expected, of_minimal = mean_loss(max), mean_loss(min)
     assert abs(expected - of_minimal) > 1e-3, "the minimal subnet scores otherwise, so the check can fail"
     assert trainer.evaluate(eval_dataset=evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_batchnorm_model_caches_one_batch_per_micro_batch_and_evaluates_recalibrated(tmp_path: Path) -> None:
+    config = transformers.ResNetConfig(embedding_size=32, hidden_sizes=[64, 128], depths=[2, 2], num_labels=4)
+    torch.manual_seed(0)
+    model = an.convert(transformers.ResNetForImageClassification(config), mode="autonas", mode_kwargs={"seed": 0})
+    generator = torch.Generator().manual_seed(0)
+    images = [{"pixel_values": torch.randn(3, 32, 32, generator=generator), "labels": i % 4} for i in range(48)]
+    half = QUEUE_MAXLEN // 2
+    trainer = SandwichTrainer(model=model, args=_arguments(tmp_path, max_steps=half), train_dataset=images[:32])
+    queue = PatchManager.get_manager(model).patch_data["queue"]
+    trainer.train()
+    assert len(queue) == half, "the first of the four forwards of each micro-batch is cached"
+    trainer.train()  # recalibration waits for a full queue
+    assert len(queue) == QUEUE_MAXLEN
+    held_out = images[32:]
+    pixels = torch.stack([row["pixel_values"] for row in held_out])
+    labels = torch.tensor([row["labels"] for row in held_out])
+
+    def loss_of(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return F.cross_entropy(net(pixel_values=pixels).logits, labels).item()
+
+    recalibrated, as_trained = copy.deepcopy(model), copy.deepcopy(model)
+    recalibrated.eval()  # the maximal subnet, its BatchNorm statistics recalibrated from the queue
+    with an.no_patches():
+        an.sample(as_trained, sample_func=max)
+        as_trained.eval()  # the maximal subnet with the running statistics training left
+    expected = loss_of(recalibrated)
+    assert abs(expected - loss_of(as_trained)) > 1e-3, "recalibration changes the statistics"
+    evaluated = trainer.evaluate(eval_dataset=held_out)["eval_loss"]
+    assert evaluated == pytest.approx(expected, rel=1e-5)
 
 
 def test_bad_model_or_arguments_fail_when_the_trainer_is_built(tmp_path: Path) -> None:
