@@ -170,7 +170,7 @@ SANDWICH_STEPS = 6
 NUM_RANDOM = 2
 
 
-def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
+def count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
     calls[-1] += 1
     return default_hooks.allreduce_hook(None, bucket)
 
@@ -178,7 +178,7 @@ def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string ann
 CANDIDATES = 3
 
 
-def _recorded_loss(ddp, model, x, y, scores):  # unannotated, as _count_allreduces
+def _recorded_loss(ddp, model, x, y, scores):  # unannotated, as count_allreduces
     """A candidate score: the loss on this rank's batch, recorded with the candidate's subnet."""
 
     def score():
@@ -202,7 +202,7 @@ def _sandwich_on_rank(rank: int, port: int, out_dir: str) -> None:
             PatchManager.get_manager(model).generator.reseed(5 + rank)
             ddp = DistributedDataParallel(model, find_unused_parameters=True, bucket_cap_mb=100)
             calls: list[int] = []
-            ddp.register_comm_hook(calls, _count_allreduces)
+            ddp.register_comm_hook(calls, count_allreduces)
             optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
             data = torch.Generator().manual_seed(100 + rank)
             configs, first_gradients, scores = [], {}, []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from test_distributed import count_allreduces, free_port
 
 import autonas as an
 from autonas_patch import QUEUE_MAXLEN, PatchManager
@@ -246,11 +245,6 @@ def test_resuming_from_a_checkpoint_trains_as_the_uninterrupted_run(tmp_path: Pa
 
 
 # ------------------------------------------------------------------ two ranks (torchrun's environment)
-def _count_allreduces(calls, bucket):  # unannotated: DDP rejects the string annotations of this module
-    calls[-1] += 1
-    return default_hooks.allreduce_hook(None, bucket)
-
-
 class _CountingTrainer(SandwichTrainer):
     """Counts the gradient all-reduces of each optimizer step and keeps the subnet each micro-batch ended on."""
 
@@ -262,7 +256,7 @@ class _CountingTrainer(SandwichTrainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.allreduces is None:  # the first call: the Trainer has wrapped the model in DDP by now
             self.allreduces = []
-            model.register_comm_hook(self.allreduces, _count_allreduces)
+            model.register_comm_hook(self.allreduces, count_allreduces)
         if len(self.subnets) % self.args.gradient_accumulation_steps == 0:
             self.allreduces.append(0)
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -292,10 +286,7 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_all_reduce_once_per_step_and_stay_identical(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_train_on_rank, args=(port, str(tmp_path)), nprocs=2)
+    mp.spawn(_train_on_rank, args=(free_port(), str(tmp_path)), nprocs=2)
     first, second = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2))
     # 3 steps of 2 micro-batches of 4 subnets each: 8 backwards per step, one of them all-reduces
     assert first["allreduces"] == second["allreduces"] == [1, 1, 1]
