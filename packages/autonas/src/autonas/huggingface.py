@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 from typing import Any
 
 import torch
@@ -97,15 +98,18 @@ class SandwichTrainer(transformers.Trainer):
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
-        state = PatchManager.get_manager(self.model).generator.rng.getstate()
-        torch.save({"rng": state}, self._sampling_state_file(output_dir))
+        torch.save({"rng": self._subnet_rng().getstate()}, self._sampling_state_file(output_dir))
 
     def _load_rng_state(self, checkpoint: str | None) -> None:
         super()._load_rng_state(checkpoint)
-        if checkpoint is None or not os.path.isfile(self._sampling_state_file(checkpoint)):
+        path = None if checkpoint is None else self._sampling_state_file(checkpoint)
+        if path is None or not os.path.isfile(path):
             return  # a checkpoint of a plain Trainer: the generator goes on from where it is
-        state = torch.load(self._sampling_state_file(checkpoint), weights_only=True)["rng"]
-        PatchManager.get_manager(self.model).generator.rng.setstate(state)
+        self._subnet_rng().setstate(torch.load(path, weights_only=True)["rng"])
+
+    def _subnet_rng(self) -> random.Random:
+        """The model's subnet generator (the same on every rank)."""
+        return PatchManager.get_manager(self.model).generator.rng
 
     def _sampling_state_file(self, folder: str) -> str:
         """Where a checkpoint keeps this process's subnet generator state."""
@@ -119,15 +123,15 @@ class SandwichTrainer(transformers.Trainer):
 
     def _task_loss_of(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """``Trainer.compute_loss`` on the active subnet: the loss (a scalar) and the model's output."""
-        with self.compute_loss_context_manager():
-            # compute_loss may pop the labels from its inputs: each call gets its own dict
-            task_loss, output = self.compute_loss(model, dict(inputs), return_outputs=True)
+        # compute_loss may pop the labels from its inputs: each call gets its own dict
+        task_loss, output = self.compute_loss(model, dict(inputs), return_outputs=True)
         if self.args.n_gpu > 1:
             task_loss = task_loss.mean()  # nn.DataParallel gathers one loss per device
         return task_loss, output
 
     def _candidate_score(self, model: nn.Module, inputs: dict[str, Any]) -> float:
-        return float(self._task_loss_of(model, inputs)[0])
+        with self.compute_loss_context_manager():
+            return float(self._task_loss_of(model, inputs)[0])
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
@@ -145,8 +149,8 @@ class SandwichTrainer(transformers.Trainer):
         scale = 1.0 / self.current_gradient_accumulation_steps
         reported = None
         for subnet in self._sandwich(model, functools.partial(self._candidate_score, model, inputs)):
-            task_loss, output = self._task_loss_of(model, inputs)
             with self.compute_loss_context_manager():
+                task_loss, output = self._task_loss_of(model, inputs)
                 loss = subnet.loss(output, task_loss, _task_loss) * scale
             self.accelerator.backward(loss)
             if subnet.kind == "max":
