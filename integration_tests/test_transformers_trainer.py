@@ -1,11 +1,13 @@
 """``autonas.huggingface.SandwichTrainer``: the Hugging Face Trainer training a sandwich per micro-batch.
 
 A few Trainer steps (SGD, constant learning rate, no clipping) give the parameters of the same
-sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier and a GPT-2
-language model), with gradient accumulation, the Trainer's label smoothing and AttentiveNAS's
-choice of subnets; evaluation scores the maximal subnet, recalibrated for a BatchNorm model; a run resumed from a checkpoint ends
-where the uninterrupted one does; on two gloo ranks
-the Trainer's DistributedDataParallel all-reduces once per optimizer step and the ranks agree.
+sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier, a GPT-2
+language model, also on padded texts, and a BART encoder-decoder: the distillation of padded
+sequences counts their real tokens only), with gradient accumulation, the Trainer's label
+smoothing and AttentiveNAS's choice of subnets; evaluation scores the maximal subnet,
+recalibrated for a BatchNorm model; a run resumed from a checkpoint ends where the uninterrupted
+one does; on two gloo ranks the Trainer's DistributedDataParallel all-reduces once per optimizer
+step and the ranks agree.
 """
 
 from __future__ import annotations
@@ -65,6 +67,44 @@ def _texts(size: int, seed: int) -> list[dict[str, Any]]:
     return [{"input_ids": row, "labels": row} for row in tokens]
 
 
+def _padded_texts(size: int, seed: int) -> list[dict[str, Any]]:
+    """Texts of 4 to 12 tokens, right-padded to 12: their labels and attention mask mark the padding."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(size):
+        length = int(torch.randint(4, 13, (1,), generator=generator))
+        mask = (torch.arange(12) < length).long()
+        tokens = torch.randint(1, VOCAB, (12,), generator=generator) * mask
+        rows.append({"input_ids": tokens, "attention_mask": mask, "labels": tokens.masked_fill(mask == 0, -100)})
+    return rows
+
+
+def _seq2seq() -> torch.nn.Module:
+    config = transformers.BartConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32, dropout=0.0,
+        attention_dropout=0.0, activation_dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return an.convert(transformers.BartForConditionalGeneration(config), mode="autonas", mode_kwargs={"seed": 0})
+
+
+def _padded_pairs(size: int, seed: int) -> list[dict[str, Any]]:
+    """Padded sources of 12 tokens and targets of 2 to 5 of 8 tokens whose padding labels are -100."""
+    sources = _padded_texts(size, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for row in sources:
+        length = int(torch.randint(2, 6, (1,), generator=generator))
+        target = torch.randint(3, VOCAB, (8,), generator=generator)
+        row["labels"] = target.masked_fill(torch.arange(8) >= length, -100)
+    return sources
+
+
+def _token_loss(output, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    assert smoothing == 0.0
+    return F.cross_entropy(output.logits.reshape(-1, VOCAB), labels.reshape(-1))
+
+
 def _next_token_loss(output, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
     assert smoothing == 0.0
     return F.cross_entropy(output.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1))
@@ -97,6 +137,8 @@ def _arguments(tmp_path: Path, **overrides: Any) -> transformers.TrainingArgumen
 
 CLASSIFIER = (_classifier, _dataset, _classification_loss)
 LANGUAGE_MODEL = (_language_model, _texts, _next_token_loss)
+PADDED_LANGUAGE_MODEL = (_language_model, _padded_texts, _next_token_loss)
+SEQ2SEQ = (_seq2seq, _padded_pairs, _token_loss)
 CASES = {
     # gradient accumulation, distillation at a temperature
     "accumulated_distillation": (CLASSIFIER, {"gradient_accumulation_steps": 2}, {"temperature": 2.0}),
@@ -106,7 +148,20 @@ CASES = {
     "worst_candidates": (CLASSIFIER, {}, {"choose": "worst", "candidates": 3}),
     # a causal LM's own shifted loss for the maximal subnet, distillation over (N, L, V) logits
     "language_model_accumulated": (LANGUAGE_MODEL, {"gradient_accumulation_steps": 2}, {}),
+    # padded texts: the distillation counts the tokens of the attention mask only
+    "padded_language_model": (PADDED_LANGUAGE_MODEL, {}, {"temperature": 2.0}),
+    # an encoder-decoder: the distillation counts the decoder positions whose labels are scored
+    "padded_seq2seq": (SEQ2SEQ, {}, {}),
 }
+
+
+def _masked_distillation(temperature: float, tokens: torch.Tensor):
+    """The built-in distillation written out over the real tokens of a padded batch."""
+
+    def loss(output, teacher) -> torch.Tensor:
+        return an.soft_cross_entropy(output.logits, teacher.logits, temperature, dim=-1, mask=tokens)
+
+    return loss
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -129,24 +184,30 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
     for start in range(0, len(trainer.micro_batches), accumulate):
         optimizer.zero_grad()
         for inputs in trainer.micro_batches[start : start + accumulate]:
+            features = dict(inputs)  # with the labels: an encoder-decoder reads them shifted as its decoder inputs
 
             def task_loss(output, labels=inputs["labels"]):
                 return written_loss(output, labels, smoothing)
 
             options = dict(sandwich_kwargs)
             if "choose" in options:
-                options["score"] = lambda ids=inputs["input_ids"], task_loss=task_loss: task_loss(
-                    reference(input_ids=ids)
-                )
+                options["score"] = lambda features=features, task_loss=task_loss: task_loss(reference(**features))
+            if "attention_mask" in inputs:
+                seq2seq = reference.config.is_encoder_decoder
+                tokens = inputs["labels"] != -100 if seq2seq else inputs["attention_mask"]
+                options["distill"] = _masked_distillation(options.pop("temperature", 1.0), tokens)
             for subnet in an.sandwich(reference, num_random=2, **options):
                 subnets.add(str(an.get_subnet_config(reference, configurable=True)))
-                output = reference(input_ids=inputs["input_ids"])
+                output = reference(**features)
                 loss = subnet.loss(output, inputs["labels"], lambda out, _: task_loss(out))
                 (loss / accumulate).backward()
                 if subnet.kind == "max":
                     max_losses.append(loss.detach() / accumulate)
         optimizer.step()
     assert len(subnets) > 4, "the micro-batches train different random subnets"
+    if "attention_mask" in trainer.micro_batches[0]:
+        # counting the padding too, the second step's maximal loss differs (GPT-2 by 2.5e-4, BART by 2.8e-5)
+        assert all((batch["labels"] == -100).any() for batch in trainer.micro_batches), "every batch is padded"
     torch.testing.assert_close(torch.stack(trainer.returned), torch.stack(max_losses))
     moved = 0
     for key, trained in model.state_dict().items():

@@ -362,6 +362,26 @@ def test_soft_cross_entropy_is_cross_entropy_against_softened_teacher_probabilit
     assert teacher.grad is None, "the teacher gets no gradient"
 
 
+def test_a_mask_averages_soft_cross_entropy_over_the_positions_it_keeps() -> None:
+    generator = torch.Generator().manual_seed(0)
+    output = torch.randn(3, 7, 5, generator=generator, requires_grad=True)
+    teacher = torch.randn(3, 7, 5, generator=generator)
+    lengths = torch.tensor([7, 4, 2])
+    mask = (torch.arange(7) < lengths[:, None]).long()  # an attention mask of right-padded sequences
+    loss = soft_cross_entropy(output, teacher, 2.0, dim=-1, mask=mask)
+    kept = mask.bool()
+    torch.testing.assert_close(loss, soft_cross_entropy(output[kept], teacher[kept], 2.0, dim=-1))
+    assert not torch.allclose(loss, soft_cross_entropy(output, teacher, 2.0, dim=-1)), "padding changes the mean"
+    (grad,) = torch.autograd.grad(loss, output)
+    assert torch.count_nonzero(grad[~kept]) == 0 and torch.count_nonzero(grad[kept]) > 0
+    empty = soft_cross_entropy(output, teacher, dim=-1, mask=torch.zeros(3, 7, dtype=torch.bool))
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(ValueError, match=r"mask \(3, 5\) does not match the positions \(3, 7\) of logits \(3, 7, 5\)"):
+        soft_cross_entropy(output, teacher, dim=-1, mask=torch.ones(3, 5))
+    with pytest.raises(TypeError, match="mask must be a tensor of the positions that count, got list"):
+        soft_cross_entropy(output, teacher, dim=-1, mask=[[1] * 7] * 3)  # type: ignore[arg-type]
+
+
 def _candidate_configs(model: SuperNet, steps: int, num_random: int, candidates: int) -> list[list[list[dict]]]:
     """Per step and random subnet, the configs of the candidates a copy of ``model``'s generator draws."""
     manager = PatchManager.get_manager(model)

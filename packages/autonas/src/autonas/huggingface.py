@@ -22,6 +22,7 @@ except ImportError as error:  # an optional extra of autonas
     ) from error
 
 from autonas_patch import PatchManager, sandwich
+from autonas_patch.distill import logits_distillation
 from autonas_patch.sandwich import Choice, DistillLoss
 
 __all__ = ["SandwichTrainer"]
@@ -32,6 +33,31 @@ def _task_loss(output: Any, task_loss: torch.Tensor) -> torch.Tensor:
     return task_loss
 
 
+def _token_mask(config: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
+    """The ``(N, L)`` mask of the positions whose sequence logits count: the real tokens of the batch.
+
+    A decoder-only or encoder model's logits follow its ``attention_mask``; an encoder-decoder's
+    follow the decoder's, which is ``decoder_attention_mask`` or, without one, the positions the
+    ``labels`` score (its decoder reads the labels shifted right, so logit ``t`` predicts label ``t``).
+    """
+    if getattr(config, "is_encoder_decoder", False):
+        mask = inputs.get("decoder_attention_mask")
+        labels = inputs.get("labels")
+        if mask is None and isinstance(labels, torch.Tensor) and labels.dim() == 2:
+            mask = labels != -100
+    else:
+        mask = inputs.get("attention_mask")
+    return mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
+def _distill_real_tokens(output: Any, teacher: Any, temperature: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """The built-in distillation; over ``mask``'s positions only where the logits are ``(N, L, C)`` of its ``(N, L)``."""
+    logits = getattr(output, "logits", None)
+    sequence = isinstance(logits, torch.Tensor) and logits.dim() == 3 and mask is not None
+    applies = sequence and tuple(logits.shape[:2]) == tuple(mask.shape)
+    return logits_distillation(output, teacher, temperature, mask=mask if applies else None)
+
+
 class SandwichTrainer(transformers.Trainer):
     """A ``transformers.Trainer`` whose every training micro-batch trains a sandwich of subnets.
 
@@ -39,7 +65,9 @@ class SandwichTrainer(transformers.Trainer):
     maximal subnet on the task loss (what ``Trainer.compute_loss`` computes: the model's own loss
     from ``labels``, a ``label_smoother`` or a ``compute_loss_func``), then the minimal one and
     ``num_random`` random ones, by default on in-place distillation from the maximal subnet's
-    logits; their gradients add up before the optimizer step. With gradient accumulation each
+    logits (over the real tokens of padded sequences: the positions of the ``attention_mask``, or
+    for an encoder-decoder of its ``decoder_attention_mask`` or scored ``labels``); their
+    gradients add up before the optimizer step. With gradient accumulation each
     micro-batch draws its own random subnets; under ``torchrun`` the gradients are all-reduced
     once per optimizer step (the Trainer's ``no_sync`` covers the earlier micro-batches, the
     sandwich's covers the earlier subnets of the last one). Evaluation and prediction run the
@@ -115,11 +143,20 @@ class SandwichTrainer(transformers.Trainer):
         """Where a checkpoint keeps this process's subnet generator state."""
         return os.path.join(folder, f"autonas_sampling_{self.args.process_index}.pth")
 
-    def _sandwich(self, model: nn.Module, score: Any) -> Any:
-        """The sandwich of one micro-batch; ``score`` ranks the candidates unless ``choose`` is uniform."""
-        if self.sandwich_kwargs["choose"] == "uniform":
-            return sandwich(model, **self.sandwich_kwargs)
-        return sandwich(model, **self.sandwich_kwargs, score=score)
+    def _sandwich(self, model: nn.Module, score: Any, inputs: dict[str, Any] | None = None) -> Any:
+        """The sandwich of one micro-batch; ``score`` ranks the candidates unless ``choose`` is uniform.
+
+        With the built-in distillation and the micro-batch's ``inputs``, the distillation counts
+        their real tokens only.
+        """
+        kwargs = dict(self.sandwich_kwargs)
+        if kwargs["distill"] is True and inputs is not None:
+            mask = _token_mask(getattr(self.model, "config", None), inputs)
+            kwargs["distill"] = functools.partial(_distill_real_tokens, temperature=kwargs["temperature"], mask=mask)
+            kwargs["temperature"] = 1.0  # applied by the loss above
+        if kwargs["choose"] == "uniform":
+            return sandwich(model, **kwargs)
+        return sandwich(model, **kwargs, score=score)
 
     def _task_loss_of(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """``Trainer.compute_loss`` on the active subnet: the loss (a scalar) and the model's output."""
@@ -139,8 +176,10 @@ class SandwichTrainer(transformers.Trainer):
         """Forward and backward of every subnet of the sandwich on ``inputs``; returns the maximal subnet's loss.
 
         The losses are means over the micro-batch, divided by the number of micro-batches of the
-        optimizer step (``num_items_in_batch``, the token count the Trainer passes for a loss summed
-        over the whole step, is not used: the distillation losses are means).
+        optimizer step. ``num_items_in_batch``, the token count the Trainer passes for losses summed
+        per token over the whole step, is not used: the distillation losses are means, and models
+        that accept the count without using it (a BERT classifier) would leave the maximal
+        subnet's loss undivided.
         """
         model.train()
         if callable(getattr(self.optimizer, "train", None)):
@@ -148,7 +187,7 @@ class SandwichTrainer(transformers.Trainer):
         inputs = self._prepare_inputs(inputs)
         scale = 1.0 / self.current_gradient_accumulation_steps
         reported = None
-        for subnet in self._sandwich(model, functools.partial(self._candidate_score, model, inputs)):
+        for subnet in self._sandwich(model, functools.partial(self._candidate_score, model, inputs), inputs):
             with self.compute_loss_context_manager():
                 task_loss, output = self._task_loss_of(model, inputs)
                 loss = subnet.loss(output, task_loss, _task_loss) * scale
