@@ -4,10 +4,11 @@ A few Trainer steps (SGD, constant learning rate, no clipping) give the paramete
 sandwich steps written out by hand on the batches the Trainer drew (a BERT classifier, a GPT-2
 language model, also on padded texts, and a BART encoder-decoder: the distillation of padded
 sequences counts their real tokens only), with gradient accumulation, the Trainer's label
-smoothing and AttentiveNAS's choice of subnets; evaluation scores the maximal subnet,
-recalibrated for a BatchNorm model; a run resumed from a checkpoint ends where the uninterrupted
-one does; on two gloo ranks the Trainer's DistributedDataParallel all-reduces once per optimizer
-step and the ranks agree.
+smoothing and AttentiveNAS's choice of subnets, and each log has the mean losses of the minimal
+and the random subnets; evaluation scores the maximal subnet, recalibrated for a BatchNorm model;
+a run resumed from a checkpoint ends where the uninterrupted one does; on two gloo ranks the
+Trainer's DistributedDataParallel all-reduces once per optimizer step, the ranks agree, and their
+logs average the smaller subnets' losses over both.
 """
 
 from __future__ import annotations
@@ -170,8 +171,9 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
     model = build()
     reference = copy.deepcopy(model)  # the same weights and the same subnet generator
     initial = {key: value.clone() for key, value in model.state_dict().items()}
+    logged = {"logging_strategy": "steps", "logging_steps": 1}
     trainer = _RecordingTrainer(
-        model=model, args=_arguments(tmp_path, **arguments), train_dataset=data(32, 0), **sandwich_kwargs
+        model=model, args=_arguments(tmp_path, **arguments, **logged), train_dataset=data(32, 0), **sandwich_kwargs
     )
     trainer.train()
 
@@ -180,9 +182,10 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
     assert len(trainer.micro_batches) == 3 * accumulate
     optimizer = torch.optim.SGD(reference.parameters(), lr=LR)
     reference.train()
-    subnets, max_losses = set(), []
+    subnets, max_losses, step_losses = set(), [], []
     for start in range(0, len(trainer.micro_batches), accumulate):
         optimizer.zero_grad()
+        step_losses.append({"min": [], "random": []})
         for inputs in trainer.micro_batches[start : start + accumulate]:
             features = dict(inputs)  # with the labels: an encoder-decoder reads them shifted as its decoder inputs
 
@@ -203,12 +206,20 @@ def test_trainer_steps_equal_the_sandwich_steps_written_out(case: str, tmp_path:
                 (loss / accumulate).backward()
                 if subnet.kind == "max":
                     max_losses.append(loss.detach() / accumulate)
+                else:
+                    step_losses[-1][subnet.kind].append(loss.item())
         optimizer.step()
     assert len(subnets) > 4, "the micro-batches train different random subnets"
     if "attention_mask" in trainer.micro_batches[0]:
         # counting the padding too, the second step's maximal loss differs (GPT-2 by 2.5e-4, BART by 2.8e-5)
         assert all((batch["labels"] == -100).any() for batch in trainer.micro_batches), "every batch is padded"
     torch.testing.assert_close(torch.stack(trainer.returned), torch.stack(max_losses))
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 3, "one training log per optimizer step"
+    for entry, losses in zip(logs, step_losses, strict=True):
+        assert entry["min_subnet_loss"] == pytest.approx(sum(losses["min"]) / accumulate, rel=1e-5)
+        assert len(losses["random"]) == 2 * accumulate
+        assert entry["random_subnet_loss"] == pytest.approx(sum(losses["random"]) / (2 * accumulate), rel=1e-5)
     moved = 0
     for key, trained in model.state_dict().items():
         torch.testing.assert_close(
@@ -313,6 +324,12 @@ class _CountingTrainer(SandwichTrainer):
         super().__init__(*args, **kwargs)
         self.allreduces: list[int] | None = None
         self.subnets: list[str] = []
+        self.min_losses: list[float] = []  # this rank's, one per micro-batch
+
+    def _track_loss(self, kind, loss):
+        if kind == "min":
+            self.min_losses.append(loss.item())
+        super()._track_loss(kind, loss)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.allreduces is None:  # the first call: the Trainer has wrapped the model in DDP by now
@@ -334,13 +351,24 @@ def _train_on_rank(rank: int, port: int, out_dir: str) -> None:
     # A seed per rank: only the broadcast of rank 0's generator on first use makes the ranks agree.
     PatchManager.get_manager(model).generator.reseed(5 + rank)
     arguments = _arguments(
-        Path(out_dir), gradient_accumulation_steps=2, ddp_backend="gloo", ddp_bucket_cap_mb=100
+        Path(out_dir),
+        gradient_accumulation_steps=2,
+        ddp_backend="gloo",
+        ddp_bucket_cap_mb=100,
+        logging_strategy="steps",
+        logging_steps=1,
     )  # one gradient bucket: one all-reduce is one hook call
     trainer = _CountingTrainer(model=model, args=arguments, train_dataset=_dataset(64, 0))
     trainer.train()
     parameters = {key: value.clone() for key, value in model.state_dict().items()}
     torch.save(
-        {"allreduces": trainer.allreduces, "subnets": trainer.subnets, "parameters": parameters},
+        {
+            "allreduces": trainer.allreduces,
+            "subnets": trainer.subnets,
+            "parameters": parameters,
+            "min_losses": trainer.min_losses,
+            "logs": [entry for entry in trainer.state.log_history if "loss" in entry],
+        },
         Path(out_dir) / f"rank{rank}.pt",
     )
     torch.distributed.barrier()  # leave together: tearing gloo down while the peer still sends aborts
@@ -356,3 +384,8 @@ def test_two_ranks_all_reduce_once_per_step_and_stay_identical(tmp_path: Path) -
     for key, value in first["parameters"].items():
         assert torch.equal(value, second["parameters"][key]), key
     assert not torch.equal(first["parameters"]["classifier.weight"], untrained["classifier.weight"])
+    # each log has the minimal subnet's mean loss over the step's micro-batches of both ranks
+    assert first["min_losses"] != second["min_losses"], "the ranks train on different batches"
+    for step, (log_first, log_second) in enumerate(zip(first["logs"], second["logs"], strict=True)):
+        both = first["min_losses"][2 * step : 2 * step + 2] + second["min_losses"][2 * step : 2 * step + 2]
+        assert log_first["min_subnet_loss"] == log_second["min_subnet_loss"] == pytest.approx(sum(both) / 4)

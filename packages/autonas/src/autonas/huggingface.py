@@ -27,6 +27,9 @@ from autonas_patch.sandwich import Choice, DistillLoss
 
 __all__ = ["SandwichTrainer"]
 
+#: The subnets whose mean training loss is logged beside the maximal subnet's ``loss``.
+_LOGGED_KINDS = ("min", "random")
+
 
 def _task_loss(output: Any, task_loss: torch.Tensor) -> torch.Tensor:
     """The loss ``Trainer.compute_loss`` gave for ``output``, passed through as the sandwich's target."""
@@ -79,6 +82,11 @@ class SandwichTrainer(transformers.Trainer):
     Checkpoints hold the state of the model's subnet generator beside the Trainer's random states,
     so ``train(resume_from_checkpoint=...)`` goes on drawing the subnets the uninterrupted run would.
 
+    Each training log has, beside ``loss`` (the maximal subnet's), ``min_subnet_loss`` and
+    ``random_subnet_loss``: the mean loss those subnets trained on since the last log (their
+    distillation loss, or with ``label_weight`` the sum, or the task loss with ``distill=False``),
+    over micro-batches and ranks.
+
     Args:
         *args: What ``transformers.Trainer`` takes; ``model`` is an ``autonas.convert``-ed model.
         num_random: Random subnets per micro-batch, besides the maximal and the minimal one.
@@ -123,6 +131,26 @@ class SandwichTrainer(transformers.Trainer):
         # The sandwich checks its arguments when created and starts work only when iterated:
         # a bad argument fails here, not at the first training step.
         self._sandwich(self.model, score=lambda: 0.0).close()
+        #: Per logged kind: the sum of its subnets' losses since the last log and their number.
+        self._subnet_losses: torch.Tensor | None = None
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The Trainer's log, with the smaller subnets' mean losses added to a training log."""
+        totals = self._subnet_losses
+        if "loss" in logs and self.control.should_log and totals is not None:
+            totals = self.accelerator.reduce(totals.clone(), reduction="sum")  # over the ranks
+            for kind, (total, count) in zip(_LOGGED_KINDS, totals.tolist(), strict=True):
+                if count:
+                    logs[f"{kind}_subnet_loss"] = total / count
+            self._subnet_losses.zero_()
+        super().log(logs, *args, **kwargs)
+
+    def _track_loss(self, kind: str, loss: torch.Tensor) -> None:
+        """Add the (unscaled) training loss of a minimal or random subnet to the next log's mean."""
+        if self._subnet_losses is None:
+            self._subnet_losses = torch.zeros(len(_LOGGED_KINDS), 2, device=loss.device)
+        row = self._subnet_losses[_LOGGED_KINDS.index(kind)]
+        row += torch.stack([loss.detach().float(), torch.ones((), device=loss.device)])
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
@@ -190,8 +218,10 @@ class SandwichTrainer(transformers.Trainer):
         for subnet in self._sandwich(model, functools.partial(self._candidate_score, model, inputs), inputs):
             with self.compute_loss_context_manager():
                 task_loss, output = self._task_loss_of(model, inputs)
-                loss = subnet.loss(output, task_loss, _task_loss) * scale
-            self.accelerator.backward(loss)
+                loss = subnet.loss(output, task_loss, _task_loss)
+            self.accelerator.backward(loss * scale)
             if subnet.kind == "max":
-                reported = loss.detach()
+                reported = loss.detach() * scale
+            else:
+                self._track_loss(subnet.kind, loss)
         return reported
