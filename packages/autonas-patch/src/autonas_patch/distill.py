@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["logits_distillation", "soft_cross_entropy"]
+__all__ = ["find_logits", "logits_distillation", "soft_cross_entropy"]
 
 
 def soft_cross_entropy(
@@ -69,8 +69,12 @@ def soft_cross_entropy(
     return (per_position * kept).sum() / kept.sum().clamp_min(1) * temperature**2
 
 
-def _logits(output: Any) -> tuple[torch.Tensor, int]:
-    """The logits in a model's output and the dimension of their classes."""
+def find_logits(output: Any) -> tuple[torch.Tensor, int]:
+    """The logits in a model's output and the dimension of their classes (-1 for ``(N, L, C)`` sequences).
+
+    Raises:
+        TypeError: The output is neither a tensor nor holds a ``logits`` tensor.
+    """
     if isinstance(output, torch.Tensor):
         return output, 1
     logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
@@ -99,6 +103,6 @@ def logits_distillation(
     Raises:
         TypeError: An output is neither a tensor nor holds a ``logits`` tensor.
     """
-    logits, dim = _logits(output)
-    teacher_logits, _ = _logits(teacher)
+    logits, dim = find_logits(output)
+    teacher_logits, _ = find_logits(teacher)
     return soft_cross_entropy(logits, teacher_logits, temperature, dim, mask)

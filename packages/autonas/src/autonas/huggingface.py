@@ -22,7 +22,7 @@ except ImportError as error:  # an optional extra of autonas
     ) from error
 
 from autonas_patch import PatchManager, sandwich
-from autonas_patch.distill import logits_distillation
+from autonas_patch.distill import find_logits, logits_distillation
 from autonas_patch.sandwich import Choice, DistillLoss
 
 __all__ = ["SandwichTrainer"]
@@ -55,9 +55,8 @@ def _token_mask(config: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
 
 def _distill_real_tokens(output: Any, teacher: Any, temperature: float, mask: torch.Tensor | None) -> torch.Tensor:
     """The built-in distillation; over ``mask``'s positions only where the logits are ``(N, L, C)`` of its ``(N, L)``."""
-    logits = getattr(output, "logits", None)
-    sequence = isinstance(logits, torch.Tensor) and logits.dim() == 3 and mask is not None
-    applies = sequence and tuple(logits.shape[:2]) == tuple(mask.shape)
+    logits, dim = find_logits(output)
+    applies = mask is not None and dim == -1 and tuple(logits.shape[:2]) == tuple(mask.shape)
     return logits_distillation(output, teacher, temperature, mask=mask if applies else None)
 
 
@@ -149,8 +148,9 @@ class SandwichTrainer(transformers.Trainer):
         """Add the (unscaled) training loss of a minimal or random subnet to the next log's mean."""
         if self._subnet_losses is None:
             self._subnet_losses = torch.zeros(len(_LOGGED_KINDS), 2, device=loss.device)
-        row = self._subnet_losses[_LOGGED_KINDS.index(kind)]
-        row += torch.stack([loss.detach().float(), torch.ones((), device=loss.device)])
+        total, count = self._subnet_losses[_LOGGED_KINDS.index(kind)]
+        total += loss.detach().float()
+        count += 1
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
